@@ -1,0 +1,163 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BufMut, BytesMut};
+use http::{HeaderMap, Response, StatusCode, header};
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use super::{ClassifySettings, StatusClass, parse_api_errors, parse_retry_after};
+use crate::error::{BoxError, Error, ResponseFailure};
+
+pin_project! {
+    /// The future of a [`Classify`](super::Classify) call.
+    ///
+    /// A success or pollable response is returned as soon as its head arrives,
+    /// without allocating. Only an error response moves to a second state, which
+    /// reads its body up to the cap.
+    pub struct ResponseFuture<F, RB> {
+        #[pin]
+        state: State<F, RB>,
+        settings: Arc<ClassifySettings>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, RB> {
+        Calling { #[pin] future: F },
+        Reading { read: Pin<Box<ErrorBodyRead<RB>>> },
+        Done,
+    }
+}
+
+impl<F, RB> ResponseFuture<F, RB> {
+    pub(crate) fn new(future: F, settings: Arc<ClassifySettings>) -> Self {
+        ResponseFuture {
+            state: State::Calling { future },
+            settings,
+        }
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F, RB>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: Into<BoxError>,
+    RB: Body,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Error::transport(e.into())));
+                        }
+                    };
+                    let class = this.settings.classifier.classify(response.status());
+                    if class.passes_through() {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(response));
+                    }
+                    let (parts, body) = response.into_parts();
+                    let read = ErrorBodyRead {
+                        body,
+                        status: parts.status,
+                        class,
+                        retry_after: retry_after_of(&parts.headers),
+                        max: this.settings.error_body_max_bytes,
+                        buf: BytesMut::new(),
+                        truncated: false,
+                    };
+                    this.state.set(State::Reading {
+                        read: Box::pin(read),
+                    });
+                }
+                StateProj::Reading { read } => {
+                    let error = ready!(read.as_mut().poll_read(cx));
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(error));
+                }
+                StateProj::Done => panic!("classify::ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Reads an error body up to the cap, then turns it into an [`Error`].
+    struct ErrorBodyRead<RB> {
+        #[pin]
+        body: RB,
+        status: StatusCode,
+        class: StatusClass,
+        retry_after: Option<Duration>,
+        max: usize,
+        buf: BytesMut,
+        truncated: bool,
+    }
+}
+
+impl<RB: Body> ErrorBodyRead<RB> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Error> {
+        let mut this = self.project();
+        loop {
+            let room = *this.max - this.buf.len();
+            if room == 0 {
+                // Reading on to learn whether more follows would read past the
+                // cap; a body that has not announced its end counts as cut.
+                *this.truncated = !this.body.is_end_stream();
+                break;
+            }
+            match ready!(this.body.as_mut().poll_frame(cx)) {
+                None => break,
+                Some(Err(_)) => {
+                    // The status already says what happened; a body that broke
+                    // off is kept as far as it came.
+                    *this.truncated = true;
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    let Ok(mut data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.remaining() > room {
+                        this.buf.put((&mut data).take(room));
+                        *this.truncated = true;
+                        break;
+                    }
+                    this.buf.put(data);
+                }
+            }
+        }
+        let body = std::mem::take(this.buf).freeze();
+        let failure = ResponseFailure {
+            api_errors: parse_api_errors(&body),
+            body,
+            body_truncated: *this.truncated,
+            retry_after: *this.retry_after,
+        };
+        Poll::Ready(Error::from_response(*this.status, *this.class, failure))
+    }
+}
+
+/// The wait asked for by `Retry-After`, with an HTTP-date measured against the
+/// response's own `Date` when it has one (server clock against server clock).
+fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
+    let now = headers
+        .get(header::DATE)
+        .and_then(|date| date.to_str().ok())
+        .and_then(|date| httpdate::parse_http_date(date).ok())
+        .unwrap_or_else(SystemTime::now);
+    parse_retry_after(value, now)
+}

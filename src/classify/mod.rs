@@ -1,0 +1,120 @@
+//! Classification: every response becomes success, pollable or a typed error.
+//!
+//! The classify layer is the innermost layer of the stack, so that every layer
+//! above sees one vocabulary. It maps each status to a [`StatusClass`] through
+//! the policy's table:
+//!
+//! - `success` and `pollable` responses pass through as `Ok(response)`, their
+//!   body still streaming: nothing is buffered or copied on the success path;
+//! - every other class becomes `Err(`[`Error`](crate::Error)`)`, carrying the
+//!   status, the API errors parsed from the body (read up to
+//!   `error_body.max_bytes` and never further), the capped raw body and the
+//!   `Retry-After` the server asked for;
+//! - a failure of the inner client becomes an error of kind
+//!   [`Transport`](crate::ErrorKind::Transport) that keeps the client's error as
+//!   its source.
+//!
+//! ```
+//! # use std::convert::Infallible;
+//! # use http::{Request, Response, StatusCode};
+//! # use http_body_util::Full;
+//! # use bytes::Bytes;
+//! use rebound::{classify::ClassifyLayer, ErrorKind, Policy};
+//! use tower::{Layer, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+//!     let body = r#"[{"code":"ResourceNotFound","cause":"Resource not found"}]"#;
+//!     Ok::<_, Infallible>(
+//!         Response::builder().status(404).body(Full::new(Bytes::from(body))).unwrap(),
+//!     )
+//! });
+//! let policy = Policy::preset("connio")?;
+//! let mut client = ClassifyLayer::new(&policy).layer(client);
+//!
+//! let request = Request::get("http://api.example/devices/1").body(Full::default())?;
+//! let error = client.ready().await?.call(request).await.unwrap_err();
+//! assert_eq!(error.kind(), ErrorKind::Terminal);
+//! assert_eq!(error.status(), Some(StatusCode::NOT_FOUND));
+//! assert_eq!(error.api_errors()[0].code(), Some("ResourceNotFound"));
+//! # Ok(())
+//! # }
+//! ```
+
+mod error_body;
+mod future;
+mod layer;
+mod retry_after;
+mod table;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::error::{BoxError, Error};
+
+pub use error_body::parse_api_errors;
+pub use future::ResponseFuture;
+pub use layer::ClassifyLayer;
+pub use retry_after::parse_retry_after;
+pub use table::{Classifier, StatusClass, UnknownClass};
+pub(crate) use table::{FIRST_STATUS, LAST_STATUS};
+
+/// What the classify layer takes from a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClassifySettings {
+    pub(crate) classifier: Classifier,
+    pub(crate) error_body_max_bytes: usize,
+}
+
+/// Classifies the responses of the inner service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Classify<S> {
+    inner: S,
+    settings: Arc<ClassifySettings>,
+}
+
+impl<S> Classify<S> {
+    pub(crate) fn from_settings(inner: S, settings: Arc<ClassifySettings>) -> Self {
+        Classify { inner, settings }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Classify<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    RB: http_body::Body,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::transport(e.into()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.settings))
+    }
+}

@@ -1,0 +1,127 @@
+//! The policy file as written: serde structs that keep the position of every
+//! value, so that validation can point at the line of a mistake.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::units::ByteSize;
+use crate::classify::StatusClass;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    #[serde(default)]
+    pub(crate) classify: RawClassify,
+    #[serde(default)]
+    pub(crate) error_body: RawErrorBody,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClassify {
+    #[serde(default)]
+    pub(crate) success: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) retryable: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) pollable: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) terminal: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) unsupported: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) fallback: RawFallback,
+}
+
+impl RawClassify {
+    /// Each class with the statuses listed for it.
+    pub(crate) fn lists(&self) -> [(StatusClass, &[Spanned<i64>]); 5] {
+        [
+            (StatusClass::Success, &self.success),
+            (StatusClass::Retryable, &self.retryable),
+            (StatusClass::Pollable, &self.pollable),
+            (StatusClass::Terminal, &self.terminal),
+            (StatusClass::Unsupported, &self.unsupported),
+        ]
+    }
+}
+
+/// The class of the statuses a policy does not list, by hundred.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFallback {
+    #[serde(rename = "1xx", default = "terminal")]
+    pub(crate) informational: ClassName,
+    #[serde(rename = "2xx", default = "success")]
+    pub(crate) successful: ClassName,
+    #[serde(rename = "3xx", default = "success")]
+    pub(crate) redirection: ClassName,
+    #[serde(rename = "4xx", default = "terminal")]
+    pub(crate) client_error: ClassName,
+    #[serde(rename = "5xx", default = "retryable")]
+    pub(crate) server_error: ClassName,
+}
+
+impl Default for RawFallback {
+    fn default() -> Self {
+        RawFallback {
+            informational: terminal(),
+            successful: success(),
+            redirection: success(),
+            client_error: terminal(),
+            server_error: retryable(),
+        }
+    }
+}
+
+impl RawFallback {
+    pub(crate) fn by_hundred(&self) -> [StatusClass; 5] {
+        [
+            self.informational,
+            self.successful,
+            self.redirection,
+            self.client_error,
+            self.server_error,
+        ]
+        .map(StatusClass::from)
+    }
+}
+
+fn terminal() -> ClassName {
+    ClassName::Terminal
+}
+fn success() -> ClassName {
+    ClassName::Success
+}
+fn retryable() -> ClassName {
+    ClassName::Retryable
+}
+
+/// A class as a policy file names it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClassName {
+    Success,
+    Retryable,
+    Pollable,
+    Terminal,
+    Unsupported,
+}
+
+impl From<ClassName> for StatusClass {
+    fn from(name: ClassName) -> Self {
+        match name {
+            ClassName::Success => StatusClass::Success,
+            ClassName::Retryable => StatusClass::Retryable,
+            ClassName::Pollable => StatusClass::Pollable,
+            ClassName::Terminal => StatusClass::Terminal,
+            ClassName::Unsupported => StatusClass::Unsupported,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawErrorBody {
+    pub(crate) max_bytes: Option<Spanned<ByteSize>>,
+}

@@ -1,0 +1,524 @@
+//! The one error type of a call through rebound.
+//!
+//! Every layer of the stack fails with [`Error`]; there are no per-layer error
+//! enums whose shape would change when layers are reordered. What went wrong is
+//! [`Error::kind`]; everything known about the failed response travels with it:
+//! the status, the API errors parsed from the body, the capped raw body, the
+//! `Retry-After` the server asked for, and how many attempts and polls were made.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::classify::StatusClass;
+
+/// A boxed error, as produced by the inner client.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of failure ended a call: one variant for each failure outcome.
+///
+/// The names returned by [`ErrorKind::as_str`] are the outcome names printed by
+/// the `rebound` CLI and recorded in the `rebound.outcome` span field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A terminal status (a 4xx the policy lists as terminal); never retried.
+    Terminal,
+    /// A status the server uses to say the feature does not exist (503 in the
+    /// `connio` preset); never retried.
+    Unsupported,
+    /// Retryable failures until the attempts allowed by the policy ran out.
+    RetriesExhausted,
+    /// A retry was due but the retry budget refused it.
+    BudgetExhausted,
+    /// The circuit breaker for this host is open; the request was not sent.
+    CircuitOpen,
+    /// The total deadline passed, or the next wait would pass it.
+    DeadlineExceeded,
+    /// A `202 Accepted` operation did not finish within the polling limits.
+    PollTimeout,
+    /// The status URL of a `202 Accepted` operation was refused (another origin,
+    /// an https to http downgrade, a malformed URL).
+    PollRefused,
+    /// A connect, I/O or protocol failure that could not be retried further.
+    Transport,
+}
+
+impl ErrorKind {
+    /// All kinds, in the order of the outcome table.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::Terminal,
+        ErrorKind::Unsupported,
+        ErrorKind::RetriesExhausted,
+        ErrorKind::BudgetExhausted,
+        ErrorKind::CircuitOpen,
+        ErrorKind::DeadlineExceeded,
+        ErrorKind::PollTimeout,
+        ErrorKind::PollRefused,
+        ErrorKind::Transport,
+    ];
+
+    /// The outcome name of this kind, such as `"retries_exhausted"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Terminal => "terminal",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::RetriesExhausted => "retries_exhausted",
+            ErrorKind::BudgetExhausted => "budget_exhausted",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
+            ErrorKind::PollTimeout => "poll_timeout",
+            ErrorKind::PollRefused => "poll_refused",
+            ErrorKind::Transport => "transport",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One error reported by the API in a response body.
+///
+/// The seed API sends a JSON array of objects with `code`, `cause`, `message`
+/// and `moreInfoUrl`. Each field is optional here: a server that leaves one
+/// out, or sends it with the wrong type, still yields the fields it got right.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiError {
+    code: Option<String>,
+    cause: Option<String>,
+    message: Option<String>,
+    more_info_url: Option<String>,
+}
+
+impl ApiError {
+    /// Builds an API error from its four fields.
+    pub fn new(
+        code: Option<String>,
+        cause: Option<String>,
+        message: Option<String>,
+        more_info_url: Option<String>,
+    ) -> Self {
+        ApiError {
+            code,
+            cause,
+            message,
+            more_info_url,
+        }
+    }
+
+    /// The machine-readable error code, such as `ResourceNotFound`.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The explanation meant for the developer.
+    pub fn cause(&self) -> Option<&str> {
+        self.cause.as_deref()
+    }
+
+    /// The explanation meant for an end user.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// A link to the documentation of this error (`moreInfoUrl`).
+    pub fn more_info_url(&self) -> Option<&str> {
+        self.more_info_url.as_deref()
+    }
+}
+
+/// The error of a call through rebound.
+///
+/// Cheap to move (one pointer); the details live behind a box so that
+/// `Result<Response, Error>` stays small on the success path.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    class: Option<StatusClass>,
+    status: Option<StatusCode>,
+    api_errors: Vec<ApiError>,
+    body: Bytes,
+    body_truncated: bool,
+    retry_after: Option<Duration>,
+    attempts: u32,
+    polls: u32,
+    detail: Option<Cow<'static, str>>,
+    source: Option<BoxError>,
+}
+
+/// The parts of an error response that classify extracts.
+#[derive(Debug, Default)]
+pub(crate) struct ResponseFailure {
+    pub(crate) api_errors: Vec<ApiError>,
+    pub(crate) body: Bytes,
+    pub(crate) body_truncated: bool,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Error {
+    fn from_inner(inner: Inner) -> Self {
+        Error {
+            inner: Box::new(inner),
+        }
+    }
+
+    fn bare(kind: ErrorKind) -> Inner {
+        Inner {
+            kind,
+            class: None,
+            status: None,
+            api_errors: Vec::new(),
+            body: Bytes::new(),
+            body_truncated: false,
+            retry_after: None,
+            attempts: 1,
+            polls: 0,
+            detail: None,
+            source: None,
+        }
+    }
+
+    /// An error for a response whose status the policy does not treat as a
+    /// success. The kind follows from the class.
+    pub(crate) fn from_response(
+        status: StatusCode,
+        class: StatusClass,
+        failure: ResponseFailure,
+    ) -> Self {
+        let kind = match class {
+            StatusClass::Unsupported => ErrorKind::Unsupported,
+            StatusClass::Retryable => ErrorKind::RetriesExhausted,
+            // Success and pollable responses never become errors; should a
+            // caller pass one anyway, terminal is the safe reading: not retried.
+            StatusClass::Terminal | StatusClass::Success | StatusClass::Pollable => {
+                ErrorKind::Terminal
+            }
+        };
+        let mut inner = Error::bare(kind);
+        inner.class = Some(class);
+        inner.status = Some(status);
+        inner.api_errors = failure.api_errors;
+        inner.body = failure.body;
+        inner.body_truncated = failure.body_truncated;
+        inner.retry_after = failure.retry_after;
+        Error::from_inner(inner)
+    }
+
+    /// A transport failure of the inner client, keeping its error as the source.
+    pub(crate) fn transport(source: BoxError) -> Self {
+        let mut inner = Error::bare(ErrorKind::Transport);
+        inner.source = Some(source);
+        Error::from_inner(inner)
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The class of the last response, when a response was received.
+    pub fn class(&self) -> Option<StatusClass> {
+        self.inner.class
+    }
+
+    /// The HTTP status of the last response, when one was received.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.inner.status
+    }
+
+    /// The errors the API reported in the body of the last response, in order.
+    pub fn api_errors(&self) -> &[ApiError] {
+        &self.inner.api_errors
+    }
+
+    /// The error codes of [`api_errors`](Self::api_errors), skipping errors
+    /// without a code.
+    pub fn error_codes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.inner.api_errors.iter().filter_map(ApiError::code)
+    }
+
+    /// The raw body of the last error response, up to the policy's
+    /// `error_body.max_bytes`.
+    pub fn body(&self) -> &Bytes {
+        &self.inner.body
+    }
+
+    /// Whether the body was longer than the cap and was cut (the rest was not
+    /// read).
+    pub fn body_truncated(&self) -> bool {
+        self.inner.body_truncated
+    }
+
+    /// How long the server asked the client to wait (`Retry-After`), when it
+    /// said so in a form that could be parsed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// How many attempts were sent for the request that failed (1 when it was
+    /// not retried).
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+
+    /// How many status requests were sent for a `202 Accepted` operation.
+    pub fn polls(&self) -> u32 {
+        self.inner.polls
+    }
+
+    /// Whether the policy allows this failure to be tried again: a retryable
+    /// status or a transport failure. Whether it *is* retried also depends on
+    /// the method, the budget and the deadline.
+    pub fn is_retryable(&self) -> bool {
+        match self.inner.class {
+            Some(class) => class == StatusClass::Retryable,
+            None => self.inner.kind == ErrorKind::Transport,
+        }
+    }
+
+    /// Whether the server said it was throttling the client (status 429).
+    pub fn is_throttling(&self) -> bool {
+        self.inner.status == Some(StatusCode::TOO_MANY_REQUESTS)
+    }
+
+    #[allow(dead_code)] // used by the layers above classify as they land
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.inner.kind = kind;
+        self
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn with_attempts(mut self, attempts: u32) -> Self {
+        self.inner.attempts = attempts;
+        self
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn with_polls(mut self, polls: u32) -> Self {
+        self.inner.polls = polls;
+        self
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.inner.detail = Some(detail.into());
+        self
+    }
+
+    fn fmt_response_facts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut open = false;
+        if let Some(status) = self.inner.status {
+            write!(f, " (status {}", status.as_u16())?;
+            open = true;
+        }
+        let mut codes = self.error_codes().peekable();
+        if codes.peek().is_some() {
+            f.write_str(if open { "; codes " } else { " (codes " })?;
+            open = true;
+            for (i, code) in codes.enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(code)?;
+            }
+        }
+        if self.inner.attempts > 1 {
+            let sep = if open { "; " } else { " (" };
+            write!(f, "{sep}{} attempts", self.inner.attempts)?;
+            open = true;
+        }
+        if self.inner.polls > 0 {
+            let sep = if open { "; " } else { " (" };
+            write!(f, "{sep}{} polls", self.inner.polls)?;
+            open = true;
+        }
+        if open {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.inner.kind {
+            ErrorKind::Terminal => "request rejected by the server",
+            ErrorKind::Unsupported => "request not supported by the server",
+            ErrorKind::RetriesExhausted => "request failed and no attempts are left",
+            ErrorKind::BudgetExhausted => "request failed and the retry budget refused a retry",
+            ErrorKind::CircuitOpen => "circuit open for this host, request not sent",
+            ErrorKind::DeadlineExceeded => "total deadline exceeded",
+            ErrorKind::PollTimeout => "operation did not finish in time",
+            ErrorKind::PollRefused => "status url refused",
+            ErrorKind::Transport => "transport failure",
+        };
+        f.write_str(what)?;
+        self.fmt_response_facts(f)?;
+        if let Some(detail) = &self.inner.detail {
+            write!(f, ": {detail}")?;
+        }
+        let advice = match self.inner.kind {
+            ErrorKind::Terminal => "fix the request; sending it again will not help",
+            ErrorKind::Unsupported => "the feature is not available; do not retry",
+            ErrorKind::RetriesExhausted => "the server may recover; try again later",
+            ErrorKind::BudgetExhausted => "too many calls are failing; back off",
+            ErrorKind::CircuitOpen => "the host is failing; wait for the breaker to probe it",
+            ErrorKind::DeadlineExceeded => "raise timeouts.total or try again later",
+            ErrorKind::PollTimeout => "the operation may still finish; check on it later",
+            ErrorKind::PollRefused => "the server pointed at a location rebound will not follow",
+            ErrorKind::Transport => "check that the host is reachable",
+        };
+        write!(f, "; {advice}")
+    }
+}
+
+impl fmt::Debug for Error {
+    // The raw body is left out: it can be large, and it is the server's text,
+    // which may echo what the client sent.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("rebound::Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(class) = self.inner.class {
+            d.field("class", &class);
+        }
+        if let Some(status) = self.inner.status {
+            d.field("status", &status.as_u16());
+        }
+        if !self.inner.api_errors.is_empty() {
+            d.field("api_errors", &self.inner.api_errors);
+        }
+        d.field("body_len", &self.inner.body.len());
+        if self.inner.body_truncated {
+            d.field("body_truncated", &true);
+        }
+        if let Some(retry_after) = self.inner.retry_after {
+            d.field("retry_after", &retry_after);
+        }
+        d.field("attempts", &self.inner.attempts);
+        d.field("polls", &self.inner.polls);
+        if let Some(detail) = &self.inner.detail {
+            d.field("detail", detail);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_found() -> Error {
+        Error::from_response(
+            StatusCode::NOT_FOUND,
+            StatusClass::Terminal,
+            ResponseFailure {
+                api_errors: vec![
+                    ApiError::new(Some("ResourceNotFound".into()), None, None, None),
+                    ApiError::new(None, Some("no code".into()), None, None),
+                    ApiError::new(Some("InvalidField".into()), None, None, None),
+                ],
+                body: Bytes::from_static(b"[]"),
+                ..ResponseFailure::default()
+            },
+        )
+    }
+
+    #[test]
+    fn display_is_one_lowercase_line_with_status_and_codes() {
+        let text = not_found().to_string();
+        assert_eq!(
+            text,
+            "request rejected by the server (status 404; codes ResourceNotFound, InvalidField); \
+             fix the request; sending it again will not help"
+        );
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn display_of_every_kind_is_lowercase_apart_from_codes() {
+        for kind in ErrorKind::ALL {
+            let text = not_found().with_kind(kind).with_attempts(3).to_string();
+            let without_codes = text
+                .replace("ResourceNotFound", "")
+                .replace("InvalidField", "");
+            assert_eq!(without_codes, without_codes.to_lowercase(), "{text}");
+            assert!(text.contains("3 attempts"), "{text}");
+            assert!(!text.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn kind_follows_class() {
+        let failure = ResponseFailure::default;
+        let e = Error::from_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusClass::Unsupported,
+            failure(),
+        );
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(!e.is_retryable());
+        let e = Error::from_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusClass::Retryable,
+            failure(),
+        );
+        assert_eq!(e.kind(), ErrorKind::RetriesExhausted);
+        assert!(e.is_retryable());
+        assert!(e.is_throttling());
+    }
+
+    #[test]
+    fn transport_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::transport(Box::new(io));
+        assert_eq!(e.kind(), ErrorKind::Transport);
+        assert!(e.is_retryable());
+        let source = std::error::Error::source(&e).expect("source kept");
+        assert_eq!(source.to_string(), "reset by peer");
+        assert_eq!(e.status(), None);
+    }
+
+    #[test]
+    fn debug_leaves_the_body_out() {
+        let e = Error::from_response(
+            StatusCode::BAD_REQUEST,
+            StatusClass::Terminal,
+            ResponseFailure {
+                body: Bytes::from_static(b"secret-echo"),
+                ..ResponseFailure::default()
+            },
+        );
+        let debug = format!("{e:?}");
+        assert!(!debug.contains("secret-echo"), "{debug}");
+        assert!(debug.contains("body_len: 11"), "{debug}");
+    }
+
+    #[test]
+    fn error_is_one_pointer() {
+        assert_eq!(
+            std::mem::size_of::<Error>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! rebound: a resilient HTTP client policy layer for Tower.
+//!
+//! rebound wraps any Tower HTTP client (hyper-util's, reqwest's through an
+//! adapter, a test double) and turns raw responses into typed outcomes. An API
+//! that throttles, fails now and then, answers `202 Accepted` and explains its
+//! errors in JSON bodies is then called with one line, under a policy loaded
+//! from a TOML file.
+//!
+//! ```text
+//! caller
+//!   └─ trace     one span per logical call (OpenTelemetry HTTP client field names)
+//!      └─ poll   202 + status URL → GET it until the operation ends (same-origin only)
+//!         └─ retry    attempts, backoff + jitter, Retry-After, budget, deadline, idempotency
+//!            └─ breaker   per-host circuit breaker: fail fast while open
+//!               └─ classify   status → class, bounded error-body parse
+//!                  └─ client      any Service<http::Request<B>, Response = http::Response<RB>>
+//! ```
+//!
+//! [`ResilienceLayer::new`] assembles the stack from a [`Policy`]; each layer
+//! is also a Tower `Layer` of its own, in its own module, for hand-made stacks.
+//! Every call ends in exactly one [`Outcome`]: `Ok(response)` for `success`
+//! and `accepted`, and an [`Error`] whose [`kind`](Error::kind) names the
+//! failure otherwise.
+//!
+//! ```
+//! # use std::convert::Infallible;
+//! # use http::{Request, Response};
+//! # use http_body_util::Full;
+//! # use bytes::Bytes;
+//! use rebound::{ErrorKind, Policy, ResilienceLayer};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let client = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+//! #     let body = r#"[{"code":"DeviceDisabled","cause":"device is disabled"}]"#;
+//! #     Ok::<_, Infallible>(Response::builder().status(403).body(Full::new(Bytes::from(body))).unwrap())
+//! # });
+//! let client = ResilienceLayer::new(Policy::preset("connio")?).layer(client);
+//!
+//! let request = Request::post("http://api.example/devices/7/data").body(Full::default())?;
+//! match client.oneshot(request).await {
+//!     Ok(response) => println!("status {}", response.status()),
+//!     Err(error) if error.kind() == ErrorKind::Terminal => {
+//!         let codes: Vec<&str> = error.error_codes().collect();
+//!         assert_eq!(codes, ["DeviceDisabled"]);
+//!     }
+//!     Err(error) => return Err(error.into()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod config;
+mod error;
+mod outcome;
+mod stack;
+pub mod trace;
+
+pub use config::{Policy, PolicyError};
+pub use error::{ApiError, BoxError, Error, ErrorKind};
+pub use outcome::Outcome;
+pub use stack::{Resilience, ResilienceLayer, ResponseFuture};

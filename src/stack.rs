@@ -1,0 +1,140 @@
+//! The whole stack, assembled from a policy.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::classify::{Classify, ClassifyLayer};
+use crate::error::{BoxError, Error};
+use crate::trace::{Trace, TraceLayer};
+use crate::Policy;
+
+type Stack<S> = Trace<Classify<S>>;
+
+/// Builds the whole rebound stack around a client, in the order of the
+/// design: trace, then classify, then the client. (The retry, breaker and
+/// poll layers take their places between trace and classify.)
+///
+/// ```
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response};
+/// # use http_body_util::Full;
+/// # use bytes::Bytes;
+/// use rebound::{Policy, ResilienceLayer};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let client = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+/// #     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+/// # });
+/// let policy = Policy::preset("connio")?;
+/// let client = ServiceBuilder::new()
+///     .layer(ResilienceLayer::new(policy))
+///     .service(client);
+///
+/// let request = Request::get("http://api.example/devices").body(Full::default())?;
+/// let response = client.oneshot(request).await?;
+/// assert_eq!(response.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ResilienceLayer {
+    trace: TraceLayer,
+    classify: ClassifyLayer,
+}
+
+impl ResilienceLayer {
+    /// The stack for `policy`.
+    pub fn new(policy: Policy) -> Self {
+        ResilienceLayer {
+            trace: TraceLayer::new(&policy),
+            classify: ClassifyLayer::new(&policy),
+        }
+    }
+}
+
+impl<S> Layer<S> for ResilienceLayer {
+    type Service = Resilience<S>;
+
+    fn layer(&self, inner: S) -> Resilience<S> {
+        Resilience {
+            inner: self.trace.layer(self.classify.layer(inner)),
+        }
+    }
+}
+
+/// A client wrapped in the rebound stack; built by [`ResilienceLayer`].
+#[derive(Debug, Clone)]
+pub struct Resilience<S> {
+    inner: Stack<S>,
+}
+
+impl<S> Resilience<S> {
+    /// The wrapped client.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref().get_ref()
+    }
+
+    /// The wrapped client, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.inner.get_mut().get_mut()
+    }
+
+    /// Unwraps the client.
+    pub fn into_inner(self) -> S {
+        self.inner.into_inner().into_inner()
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Resilience<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    RB: http_body::Body,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        ResponseFuture {
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Resilience`] call.
+    pub struct ResponseFuture<S, B>
+    where
+        Stack<S>: Service<Request<B>>,
+    {
+        #[pin]
+        inner: <Stack<S> as Service<Request<B>>>::Future,
+    }
+}
+
+impl<S, B> Future for ResponseFuture<S, B>
+where
+    Stack<S>: Service<Request<B>>,
+{
+    type Output = Result<
+        <Stack<S> as Service<Request<B>>>::Response,
+        <Stack<S> as Service<Request<B>>>::Error,
+    >;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}

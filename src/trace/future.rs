@@ -1,0 +1,84 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::Response;
+use pin_project_lite::pin_project;
+use tracing::Span;
+
+use crate::classify::ClassifySettings;
+use crate::error::Error;
+use crate::outcome::Outcome;
+
+pin_project! {
+    /// The future of a [`Trace`](super::Trace) call: polls the inner future
+    /// inside the call's span and records the outcome when it ends.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        settings: Arc<ClassifySettings>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, span: Span, settings: Arc<ClassifySettings>) -> Self {
+        ResponseFuture {
+            inner,
+            span,
+            settings,
+        }
+    }
+}
+
+impl<F, RB> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, Error>>,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = ready!(this.inner.poll(cx));
+        if !this.span.is_disabled() {
+            record(this.span, &result, this.settings);
+        }
+        Poll::Ready(result)
+    }
+}
+
+fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, settings: &ClassifySettings) {
+    match result {
+        Ok(response) => {
+            let status = response.status();
+            let outcome = Outcome::of_response(settings.classifier.classify(status));
+            span.record("http.response.status_code", status.as_u16());
+            span.record("rebound.outcome", outcome.as_str());
+        }
+        Err(error) => {
+            match error.status() {
+                Some(status) => {
+                    span.record("http.response.status_code", status.as_u16());
+                    span.record("error.type", status.as_str());
+                }
+                None => {
+                    span.record("error.type", error.kind().as_str());
+                }
+            }
+            span.record("rebound.outcome", error.kind().as_str());
+            let mut codes = error.error_codes();
+            if let Some(first) = codes.next() {
+                let joined = codes.fold(first.to_owned(), |mut all, code| {
+                    all.push(',');
+                    all.push_str(code);
+                    all
+                });
+                span.record("rebound.error_codes", joined.as_str());
+            }
+            span.record("rebound.attempts", error.attempts());
+            span.record("rebound.polls", error.polls());
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Tracing: one span per logical call, carrying its outcome.
+//!
+//! The trace layer is the outermost layer of the stack, so that the span of a
+//! logical call is the parent of every attempt and poll made under it. The
+//! span is named `rebound.call` and uses OpenTelemetry's HTTP client field
+//! names, so that `tracing-opentelemetry` exports it as an ordinary client span:
+//!
+//! | field | value |
+//! |---|---|
+//! | `http.request.method` | the request method |
+//! | `url.full` | scheme, host, port and path; never the query string or userinfo |
+//! | `server.address`, `server.port` | the host and port called |
+//! | `http.response.status_code` | the status of the final response, if any |
+//! | `error.type` | the status code of an error response, else the outcome |
+//! | `rebound.outcome` | the outcome name (`success`, `terminal`, ...) |
+//! | `rebound.error_codes` | the API error codes, comma-separated |
+//!
+//! No header is ever recorded, so `Authorization`, `Cookie` and other secrets
+//! cannot reach a span; the query string, which often carries keys, is left
+//! out of `url.full`.
+
+mod future;
+mod layer;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, Uri};
+use tower_service::Service;
+
+use crate::classify::ClassifySettings;
+use crate::error::Error;
+
+pub use future::ResponseFuture;
+pub use layer::TraceLayer;
+
+/// Opens a span for each call of the inner service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+    settings: Arc<ClassifySettings>,
+}
+
+impl<S> Trace<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Trace<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let span = call_span(request.method(), request.uri());
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture::new(future, span, Arc::clone(&self.settings))
+    }
+}
+
+fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
+    let host = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    tracing::info_span!(
+        "rebound.call",
+        otel.kind = "client",
+        otel.name = method.as_str(),
+        http.request.method = method.as_str(),
+        url.full = %UrlWithoutQuery(uri),
+        server.address = host,
+        server.port = port,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        rebound.outcome = tracing::field::Empty,
+        rebound.error_codes = tracing::field::Empty,
+        rebound.attempts = tracing::field::Empty,
+        rebound.polls = tracing::field::Empty,
+    )
+}
+
+/// Writes a URI without its userinfo and query string, which may hold secrets.
+pub(crate) struct UrlWithoutQuery<'a>(pub(crate) &'a Uri);
+
+impl fmt::Display for UrlWithoutQuery<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+            write!(f, "{scheme}://{}", authority.host())?;
+            if let Some(port) = authority.port() {
+                write!(f, ":{port}")?;
+            }
+        }
+        f.write_str(uri.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UrlWithoutQuery;
+    use http::Uri;
+
+    #[test]
+    fn urls_lose_query_and_userinfo() {
+        let cases = [
+            ("http://api.example/a/b?key=secret", "http://api.example/a/b"),
+            ("https://user:pw@api.example:8443/x?t=1", "https://api.example:8443/x"),
+            ("http://[::1]:8080/", "http://[::1]:8080/"),
+            ("/relative/path?q=1", "/relative/path"),
+        ];
+        for (uri, expected) in cases {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(UrlWithoutQuery(&uri).to_string(), expected);
+        }
+    }
+}
