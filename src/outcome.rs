@@ -129,6 +129,9 @@ mod tests {
     #[test]
     fn responses_by_class() {
         assert_eq!(Outcome::of_response(StatusClass::Success), Outcome::Success);
-        assert_eq!(Outcome::of_response(StatusClass::Pollable), Outcome::Accepted);
+        assert_eq!(
+            Outcome::of_response(StatusClass::Pollable),
+            Outcome::Accepted
+        );
     }
 }

@@ -9,10 +9,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::Policy;
 use crate::classify::{Classify, ClassifyLayer};
 use crate::error::{BoxError, Error};
 use crate::trace::{Trace, TraceLayer};
-use crate::Policy;
 
 type Stack<S> = Trace<Classify<S>>;
 

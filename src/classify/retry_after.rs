@@ -99,8 +99,18 @@ mod tests {
     #[test]
     fn negative_fraction_and_garbage_are_ignored() {
         for garbage in [
-            "", " ", "-5", "+5", "1.5", "1e3", "soon", "0x10", "5 s", "٣",
-            "Sun, 06 Nov 1994 25:61:99 GMT", "Sun, 32 Foo 1994 08:51:37 GMT",
+            "",
+            " ",
+            "-5",
+            "+5",
+            "1.5",
+            "1e3",
+            "soon",
+            "0x10",
+            "5 s",
+            "٣",
+            "Sun, 06 Nov 1994 25:61:99 GMT",
+            "Sun, 32 Foo 1994 08:51:37 GMT",
         ] {
             assert_eq!(parse_retry_after(garbage, now()), None, "{garbage:?}");
         }

@@ -24,7 +24,12 @@ impl PolicyError {
     }
 
     /// An error about the text at byte range `span` of `text`.
-    pub(crate) fn at(origin: &str, text: &str, span: Range<usize>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(
+        origin: &str,
+        text: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Self {
         let mut error = PolicyError::new(origin, message);
         error.location = Some(line_and_column(text, span.start));
         error
@@ -85,7 +90,7 @@ mod tests {
         assert_eq!(line_and_column(text, 4), (1, 5));
         assert_eq!(line_and_column(text, 6), (2, 1));
         // 'é' is two bytes but one column.
-        assert_eq!(line_and_column(text, 9), (2, 4));
+        assert_eq!(line_and_column(text, 9), (2, 3));
         // Past the end and inside a character are clamped, not a panic.
         assert_eq!(line_and_column(text, 8), (2, 2));
         assert_eq!(line_and_column(text, 999), (3, 1));

@@ -80,7 +80,10 @@ impl Policy {
         let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             PolicyError::new(
                 name,
-                format!("unknown preset: expected one of {}", Policy::preset_names().join(", ")),
+                format!(
+                    "unknown preset: expected one of {}",
+                    Policy::preset_names().join(", ")
+                ),
             )
         })?;
         Policy::parse(&format!("preset {name}"), text)

@@ -1,0 +1,256 @@
+use super::*;
+use crate::classify::StatusClass::{self, *};
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap()
+}
+
+/// The connio table of DESIGN.md, written out independently of the preset file.
+fn connio_expected(code: u16) -> StatusClass {
+    match code {
+        200 => Success,
+        202 => Pollable,
+        400 | 401 | 403 | 404 | 406 | 409 => Terminal,
+        429 | 500 => Retryable,
+        503 => Unsupported,
+        100..=199 => Terminal,
+        200..=399 => Success,
+        400..=499 => Terminal,
+        _ => Retryable,
+    }
+}
+
+fn standard_expected(code: u16) -> StatusClass {
+    match code {
+        202 => Pollable,
+        408 | 429 | 500 | 502 | 503 | 504 => Retryable,
+        501 | 505 => Unsupported,
+        100..=199 => Terminal,
+        200..=399 => Success,
+        400..=499 => Terminal,
+        _ => Retryable,
+    }
+}
+
+#[test]
+fn every_status_under_both_presets() {
+    let connio = Policy::preset("connio").unwrap();
+    let standard = Policy::preset("standard").unwrap();
+    for code in 100..=599 {
+        assert_eq!(
+            connio.classify(status(code)),
+            connio_expected(code),
+            "connio {code}"
+        );
+        assert_eq!(
+            standard.classify(status(code)),
+            standard_expected(code),
+            "standard {code}"
+        );
+    }
+    // Beyond what HTTP defines: terminal, never retried.
+    for code in [600, 799, 999] {
+        assert_eq!(connio.classify(status(code)), Terminal);
+        assert_eq!(standard.classify(status(code)), Terminal);
+    }
+}
+
+#[test]
+fn shipped_files_load_and_match_the_presets() {
+    for name in Policy::preset_names() {
+        let path = format!("{}/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let from_file = Policy::from_path(&path).unwrap();
+        let preset = Policy::preset(name).unwrap();
+        assert_eq!(from_file.classify, preset.classify, "{name}");
+        assert_eq!(preset.error_body_max_bytes(), DEFAULT_ERROR_BODY_MAX_BYTES);
+    }
+}
+
+#[test]
+fn an_empty_policy_takes_the_defaults() {
+    let policy = Policy::from_toml_str("").unwrap();
+    assert_eq!(policy.classify(status(204)), Success);
+    assert_eq!(policy.classify(status(302)), Success);
+    assert_eq!(policy.classify(status(429)), Terminal);
+    assert_eq!(policy.classify(status(502)), Retryable);
+    assert_eq!(policy.error_body_max_bytes(), 64 * 1024);
+}
+
+#[test]
+fn fallbacks_and_sizes_can_be_set() {
+    let policy = Policy::from_toml_str(
+        "[classify]\nsuccess = [404]\n[classify.fallback]\n5xx = \"terminal\"\n3xx = \"terminal\"\n\
+         [error_body]\nmax_bytes = \"1MiB\"\n",
+    )
+    .unwrap();
+    assert_eq!(policy.classify(status(404)), Success);
+    assert_eq!(policy.classify(status(500)), Terminal);
+    assert_eq!(policy.classify(status(301)), Terminal);
+    assert_eq!(policy.error_body_max_bytes(), 1 << 20);
+    let policy = Policy::from_toml_str("[error_body]\nmax_bytes = 0\n").unwrap();
+    assert_eq!(policy.error_body_max_bytes(), 0);
+}
+
+/// Loads `text` expecting an error at `line`:`column` whose message contains
+/// every one of `needles`.
+fn assert_error(text: &str, line: usize, column: usize, needles: &[&str]) {
+    let error = Policy::from_toml_str(text).expect_err(text);
+    assert_eq!(
+        (error.line(), error.column()),
+        (Some(line), Some(column)),
+        "{error}"
+    );
+    for needle in needles {
+        assert!(error.message().contains(needle), "{error} lacks {needle:?}");
+    }
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("<string>:{line}:{column}: "))
+    );
+    assert!(!error.to_string().contains('\n'), "{error}");
+}
+
+#[test]
+fn unknown_sections_and_keys_point_at_the_line() {
+    assert_error(
+        "[classify]\nsuccess = [200]\n\n[retri]\n",
+        4,
+        2,
+        &["unknown field `retri`"],
+    );
+    assert_error(
+        "[classify]\nsucess = [200]\n",
+        2,
+        1,
+        &["unknown field `sucess`", "success"],
+    );
+    assert_error(
+        "[error_body]\nmax = 1\n",
+        2,
+        1,
+        &["unknown field `max`", "max_bytes"],
+    );
+    assert_error(
+        "[classify.fallback]\n6xx = \"terminal\"\n",
+        2,
+        1,
+        &["unknown field `6xx`"],
+    );
+}
+
+#[test]
+fn a_status_in_two_classes_is_an_error() {
+    assert_error(
+        "[classify]\nretryable = [429, 500]\nterminal = [400,\n  429]\n",
+        4,
+        3,
+        &["429", "classify.retryable", "classify.terminal"],
+    );
+    assert_error(
+        "[classify]\nterminal = [400, 400]\n",
+        2,
+        18,
+        &["listed twice"],
+    );
+}
+
+#[test]
+fn out_of_range_and_wrong_types_are_errors() {
+    assert_error(
+        "[classify]\nsuccess = [200, 99]\n",
+        2,
+        17,
+        &["invalid status 99", "100 to 599"],
+    );
+    assert_error("[classify]\nsuccess = [600]\n", 2, 12, &["600"]);
+    assert_error("[classify]\nsuccess = [-1]\n", 2, 12, &["-1"]);
+    assert_error(
+        "[classify]\nsuccess = [\"200\"]\n",
+        2,
+        12,
+        &["expected i64"],
+    );
+    assert_error(
+        "[classify]\nsuccess = 200\n",
+        2,
+        11,
+        &["expected a sequence"],
+    );
+    assert_error(
+        "[classify.fallback]\n4xx = \"retry\"\n",
+        2,
+        7,
+        &["unknown variant `retry`", "terminal"],
+    );
+}
+
+#[test]
+fn bad_sizes_are_errors() {
+    assert_error(
+        "[error_body]\nmax_bytes = \"64 parsecs\"\n",
+        2,
+        13,
+        &["invalid size", "64KiB"],
+    );
+    assert_error(
+        "[error_body]\nmax_bytes = -5\n",
+        2,
+        13,
+        &["invalid size -5"],
+    );
+    assert_error(
+        "[error_body]\nmax_bytes = \"17MiB\"\n",
+        2,
+        13,
+        &["at most 16777216"],
+    );
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    assert_error("[classify]\nsuccess = [200\n", 2, 15, &[]);
+    assert_error("[classify\n", 1, 10, &[]);
+    assert_error(
+        "[classify]\nsuccess = [200]\nsuccess = [201]\n",
+        3,
+        1,
+        &["duplicate key"],
+    );
+}
+
+#[test]
+fn files_are_named_in_errors() {
+    let dir = std::env::temp_dir().join(format!("rebound-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[classify]\n\nsuccess = [1000]\n").unwrap();
+    let error = Policy::from_path(&path).unwrap_err();
+    assert_eq!(error.origin(), path.display().to_string());
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}:3:12: invalid status 1000 in classify.success: expected a status code from 100 to 599",
+            path.display()
+        )
+    );
+
+    let missing = Policy::from_path(dir.join("missing.toml")).unwrap_err();
+    assert_eq!(missing.line(), None);
+    assert!(
+        missing.to_string().contains("cannot read policy file"),
+        "{missing}"
+    );
+
+    let huge = dir.join("huge.toml");
+    std::fs::write(&huge, "#".repeat(MAX_POLICY_FILE_BYTES as usize + 10)).unwrap();
+    let error = Policy::from_path(&huge).unwrap_err();
+    assert!(error.message().contains("larger than"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unknown_presets_list_the_known_ones() {
+    let error = Policy::preset("aggressive").unwrap_err();
+    assert!(error.message().contains("connio, standard"), "{error}");
+}

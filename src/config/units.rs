@@ -9,7 +9,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ByteSize(pub(crate) u64);
 
-const EXPECTED_SIZE: &str = "a size in bytes: an integer, or a string such as \"64KiB\" or \"1MiB\"";
+const EXPECTED_SIZE: &str =
+    "a size in bytes: an integer, or a string such as \"64KiB\" or \"1MiB\"";
 
 pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -56,9 +57,9 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                parse_size(v)
-                    .map(ByteSize)
-                    .ok_or_else(|| E::custom(format!("invalid size {v:?}: expected {EXPECTED_SIZE}")))
+                parse_size(v).map(ByteSize).ok_or_else(|| {
+                    E::custom(format!("invalid size {v:?}: expected {EXPECTED_SIZE}"))
+                })
             }
         }
 
@@ -83,7 +84,15 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        for bad in ["", "KiB", "-1", "1.5KiB", "12 parsecs", "99999999999999999999", "99999999999999GiB"] {
+        for bad in [
+            "",
+            "KiB",
+            "-1",
+            "1.5KiB",
+            "12 parsecs",
+            "99999999999999999999",
+            "99999999999999GiB",
+        ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
     }

@@ -82,7 +82,9 @@ where
 }
 
 fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
-    let host = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    let host = uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
     let port = uri.port_u16().or_else(|| match uri.scheme_str() {
         Some("https") => Some(443),
         Some("http") => Some(80),
@@ -129,8 +131,14 @@ mod tests {
     #[test]
     fn urls_lose_query_and_userinfo() {
         let cases = [
-            ("http://api.example/a/b?key=secret", "http://api.example/a/b"),
-            ("https://user:pw@api.example:8443/x?t=1", "https://api.example:8443/x"),
+            (
+                "http://api.example/a/b?key=secret",
+                "http://api.example/a/b",
+            ),
+            (
+                "https://user:pw@api.example:8443/x?t=1",
+                "https://api.example:8443/x",
+            ),
             ("http://[::1]:8080/", "http://[::1]:8080/"),
             ("/relative/path?q=1", "/relative/path"),
         ];
