@@ -56,11 +56,18 @@
 pub mod classify;
 pub mod config;
 mod error;
+mod info;
 mod outcome;
 mod stack;
 pub mod trace;
 
 pub use config::{Policy, PolicyError};
 pub use error::{ApiError, BoxError, Error, ErrorKind};
+pub use info::CallInfo;
 pub use outcome::Outcome;
 pub use stack::{Resilience, ResilienceLayer, ResponseFuture};
+
+// The README's examples compile as part of the test suite.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

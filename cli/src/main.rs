@@ -1,1 +1,68 @@
-fn main() {}
+//! `rebound`: HTTP requests under a rebound policy, and policy checks.
+
+mod check;
+mod request;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for `success` and `accepted`.
+const EXIT_SUCCESS: u8 = 0;
+/// Exit status for every other outcome.
+const EXIT_FAILED: u8 = 1;
+/// Exit status for bad usage or an invalid policy.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rebound",
+    version,
+    about = "HTTP requests under a rebound policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sends one request under a policy and writes the final response body to stdout.
+    Request(request::RequestArgs),
+    /// Validates policy files.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    install_tracing();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Request(args) => request::run(args),
+        Command::Check(args) => check::run(&args),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints spans and events to stderr when `RUST_LOG` asks for them
+/// (`RUST_LOG=rebound=info` shows each call's span as it closes).
+fn install_tracing() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::prelude::*;
+
+    let Ok(directives) = std::env::var("RUST_LOG") else {
+        return;
+    };
+    let filter: Targets = match directives.parse() {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("rebound: ignoring RUST_LOG={directives:?}: {e}");
+            return;
+        }
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_span_events(FmtSpan::CLOSE);
+    tracing_subscriber::registry().with(fmt).with(filter).init();
+}

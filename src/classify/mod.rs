@@ -6,7 +6,7 @@
 //!
 //! - `success` and `pollable` responses pass through as `Ok(response)`, their
 //!   body still streaming: nothing is buffered or copied on the success path;
-//! - every other class becomes `Err(`[`Error`](crate::Error)`)`, carrying the
+//! - every other class becomes `Err(`[`Error`]`)`, carrying the
 //!   status, the API errors parsed from the body (read up to
 //!   `error_body.max_bytes` and never further), the capped raw body and the
 //!   `Retry-After` the server asked for;

@@ -14,7 +14,7 @@ fn connio_expected(code: u16) -> StatusClass {
         429 | 500 => Retryable,
         503 => Unsupported,
         100..=199 => Terminal,
-        200..=399 => Success,
+        201..=399 => Success,
         400..=499 => Terminal,
         _ => Retryable,
     }

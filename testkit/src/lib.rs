@@ -164,8 +164,20 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Serves each request with `handler`, over HTTP/1.1 with keep-alive.
+    /// Serves each request with `handler`, over HTTP/1.1 with keep-alive, on
+    /// a free port.
     pub async fn start<F, Fut>(handler: F) -> TestServer
+    where
+        F: Fn(TestRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        TestServer::start_on(0, handler)
+            .await
+            .expect("bind a port on 127.0.0.1")
+    }
+
+    /// Like [`start`](Self::start), on a given port of 127.0.0.1.
+    pub async fn start_on<F, Fut>(port: u16, handler: F) -> std::io::Result<TestServer>
     where
         F: Fn(TestRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -173,7 +185,8 @@ impl TestServer {
         let handler: Arc<Handler> = Arc::new(move |request| Box::pin(handler(request)));
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&requests);
-        TestServer::start_raw(move |stream| {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let server = TestServer::serve_raw(listener, move |stream| {
             let handler = Arc::clone(&handler);
             let counter = Arc::clone(&counter);
             async move {
@@ -194,9 +207,8 @@ impl TestServer {
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             }
-        })
-        .await
-        .with_request_counter(requests)
+        });
+        Ok(server.with_request_counter(requests))
     }
 
     /// Hands each accepted TCP connection to `serve`, for misbehaviour below
@@ -209,6 +221,14 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port on 127.0.0.1");
+        TestServer::serve_raw(listener, serve)
+    }
+
+    fn serve_raw<F, Fut>(listener: TcpListener, serve: F) -> TestServer
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("a bound address");
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::clone(&connections);

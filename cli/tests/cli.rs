@@ -1,0 +1,345 @@
+//! The `rebound` binary from outside: the JSON report, the exit statuses and
+//! `rebound check`, against a real server on 127.0.0.1.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use rebound_testkit::{TestServer, api_error, respond};
+use serde_json::Value;
+
+fn rebound(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rebound"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the rebound binary")
+}
+
+/// Runs the binary off the runtime's threads, so the server keeps serving.
+async fn rebound_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        rebound(&args)
+    })
+    .await
+    .unwrap()
+}
+
+/// The report: exactly one JSON object on one line of stderr.
+fn report(output: &Output) -> Value {
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {stderr}");
+    let value: Value = serde_json::from_str(lines[0]).unwrap();
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "attempts",
+            "elapsed_ms",
+            "error_codes",
+            "outcome",
+            "polls",
+            "status"
+        ]
+    );
+    assert!(value["elapsed_ms"].is_u64());
+    value
+}
+
+async fn seed_server() -> TestServer {
+    TestServer::start(|request| async move {
+        match request.uri().path() {
+            "/devices/1" => respond(200, r#"{"id":"1"}"#),
+            "/echo" => respond(
+                200,
+                format!(
+                    "{} {} {}",
+                    request.method(),
+                    request
+                        .headers()
+                        .get("x-tag")
+                        .map_or("-", |v| v.to_str().unwrap()),
+                    String::from_utf8_lossy(request.body())
+                ),
+            ),
+            "/data" => respond(202, ""),
+            "/throttled" => api_error(429, &[("TooManyRequests", "Slow down")]),
+            "/broken" => api_error(500, &[("InternalError", "Oops")]),
+            "/unsupported" => api_error(503, &[("NotImplemented", "Not yet")]),
+            _ => api_error(
+                404,
+                &[
+                    ("ResourceNotFound", "Resource not found"),
+                    ("BadPath", "No such path"),
+                ],
+            ),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reports_each_outcome() {
+    let server = seed_server().await;
+    let run = |path: &str, extra: &[&str]| {
+        let mut args = vec![
+            "request".to_owned(),
+            "--report".to_owned(),
+            "json".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(server.url(path));
+        rebound_async(args)
+    };
+
+    let ok = run("/devices/1", &[]).await;
+    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(ok.stdout, br#"{"id":"1"}"#);
+    let r = report(&ok);
+    assert_eq!(r["outcome"], "success");
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["attempts"], 1);
+    assert_eq!(r["polls"], 0);
+    assert_eq!(r["error_codes"], serde_json::json!([]));
+
+    let accepted = run("/data", &["-d", "{\"v\":1}"]).await;
+    assert_eq!(accepted.status.code(), Some(0));
+    let r = report(&accepted);
+    assert_eq!(r["outcome"], "accepted");
+    assert_eq!(r["status"], 202);
+
+    let missing = run("/nope", &[]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    let r = report(&missing);
+    assert_eq!(r["outcome"], "terminal");
+    assert_eq!(r["status"], 404);
+    assert_eq!(
+        r["error_codes"],
+        serde_json::json!(["ResourceNotFound", "BadPath"])
+    );
+    assert!(String::from_utf8_lossy(&missing.stdout).contains("ResourceNotFound"));
+
+    for (path, outcome, status, code) in [
+        ("/throttled", "retries_exhausted", 429, "TooManyRequests"),
+        ("/broken", "retries_exhausted", 500, "InternalError"),
+        ("/unsupported", "unsupported", 503, "NotImplemented"),
+    ] {
+        let output = run(path, &[]).await;
+        assert_eq!(output.status.code(), Some(1), "{path}");
+        let r = report(&output);
+        assert_eq!(r["outcome"], outcome, "{path}");
+        assert_eq!(r["status"], status, "{path}");
+        assert_eq!(r["error_codes"], serde_json::json!([code]), "{path}");
+    }
+
+    // Under the standard preset 503 is retryable, not unsupported.
+    let output = run("/unsupported", &["-p", "standard"]).await;
+    assert_eq!(report(&output)["outcome"], "retries_exhausted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_sends_method_headers_and_body() {
+    let server = seed_server().await;
+    let dir = temp_dir("body");
+    let file = dir.join("body.json");
+    std::fs::write(&file, "from-file").unwrap();
+    let output = rebound_async(vec![
+        "request".into(),
+        "-X".into(),
+        "PUT".into(),
+        "-H".into(),
+        "X-Tag: seven".into(),
+        "-d".into(),
+        format!("@{}", file.display()),
+        server.url("/echo"),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "PUT seven from-file"
+    );
+    assert!(output.stderr.is_empty(), "no report was asked for");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_without_report_explains_itself_on_stderr() {
+    let server = seed_server().await;
+    let output = rebound_async(vec!["request".into(), server.url("/nope")]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("rebound: request rejected by the server (status 404"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_refused_connection_is_transport() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = rebound(&[
+        "request",
+        "--report",
+        "json",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let r = report(&output);
+    assert_eq!(r["outcome"], "transport");
+    assert_eq!(r["status"], Value::Null);
+    assert_eq!(r["attempts"], 1);
+}
+
+#[test]
+fn bad_usage_and_invalid_policies_exit_2() {
+    let dir = temp_dir("usage");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[classify]\nretryable = [429]\nterminal = [429]\n").unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["request".into()],
+        vec!["request".into(), "not a url".into()],
+        vec!["request".into(), "ftp://127.0.0.1/".into()],
+        vec![
+            "request".into(),
+            "-H".into(),
+            "no-colon".into(),
+            "http://127.0.0.1:9/".into(),
+        ],
+        vec![
+            "request".into(),
+            "-X".into(),
+            "GE T".into(),
+            "http://127.0.0.1:9/".into(),
+        ],
+        vec![
+            "request".into(),
+            "-p".into(),
+            "nonesuch".into(),
+            "http://127.0.0.1:9/".into(),
+        ],
+        vec![
+            "request".into(),
+            "-p".into(),
+            bad.display().to_string(),
+            "http://127.0.0.1:9/".into(),
+        ],
+        vec![
+            "request".into(),
+            "-d".into(),
+            "@/no/such/file".into(),
+            "http://127.0.0.1:9/".into(),
+        ],
+        vec![
+            "request".into(),
+            "--report".into(),
+            "xml".into(),
+            "http://127.0.0.1:9/".into(),
+        ],
+        vec!["frobnicate".into()],
+    ];
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = rebound(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let output = rebound(&[
+        "request",
+        "-p",
+        bad.to_str().unwrap(),
+        "http://127.0.0.1:9/",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3:13:", bad.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_validates_each_file_and_stops_at_the_first_invalid() {
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let connio = policies.join("connio.toml");
+    let standard = policies.join("standard.toml");
+    let output = rebound(&[
+        "check",
+        connio.to_str().unwrap(),
+        standard.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout,
+        format!("{}: ok\n{}: ok\n", connio.display(), standard.display())
+    );
+
+    let dir = temp_dir("check");
+    let bad = dir.join("typo.toml");
+    std::fs::write(
+        &bad,
+        "[classify]\nsuccess = [200]\n\n[error_body]\nmax_byte = 10\n",
+    )
+    .unwrap();
+    let output = rebound(&[
+        "check",
+        connio.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        standard.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{}: ok\n", connio.display())
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("{}:5:1: unknown field `max_byte`", bad.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+
+    assert_eq!(rebound(&["check"]).status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_shows_the_call_span() {
+    let server = seed_server().await;
+    let url = server.url("/nope");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_rebound"))
+            .args(["request", &url])
+            .env("RUST_LOG", "rebound=info")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rebound.call"), "{stderr}");
+    assert!(stderr.contains("rebound.outcome=\"terminal\""), "{stderr}");
+    assert!(
+        stderr.contains("rebound.error_codes=\"ResourceNotFound,BadPath\""),
+        "{stderr}"
+    );
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rebound-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

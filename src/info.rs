@@ -1,0 +1,47 @@
+//! What the stack tells the caller about a successful call.
+
+use http::Response;
+
+/// How many attempts and polls a successful call took.
+///
+/// Layers that repeat requests (retry, poll) insert it into the extensions of
+/// the response they return, and only when they did repeat one: a response
+/// without it was got with one attempt and no poll, and the success path pays
+/// no allocation for saying so. Failed calls carry the same counts on
+/// [`Error::attempts`](crate::Error::attempts) and
+/// [`Error::polls`](crate::Error::polls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallInfo {
+    attempts: u32,
+    polls: u32,
+}
+
+impl Default for CallInfo {
+    fn default() -> Self {
+        CallInfo {
+            attempts: 1,
+            polls: 0,
+        }
+    }
+}
+
+impl CallInfo {
+    /// The counts recorded on `response`, or one attempt and no poll.
+    pub fn of<B>(response: &Response<B>) -> CallInfo {
+        response
+            .extensions()
+            .get::<CallInfo>()
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Attempts sent for the request (1 when it was not retried).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Status requests sent for a `202 Accepted` operation.
+    pub fn polls(&self) -> u32 {
+        self.polls
+    }
+}
