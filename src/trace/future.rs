@@ -18,12 +18,12 @@ pin_project! {
         #[pin]
         inner: F,
         span: Span,
-        settings: Arc<ClassifySettings>,
+        settings: Option<Arc<ClassifySettings>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span, settings: Arc<ClassifySettings>) -> Self {
+    pub(super) fn new(inner: F, span: Span, settings: Option<Arc<ClassifySettings>>) -> Self {
         ResponseFuture {
             inner,
             span,
@@ -42,8 +42,8 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
-        if !this.span.is_disabled() {
-            record(this.span, &result, this.settings);
+        if let Some(settings) = this.settings {
+            record(this.span, &result, settings);
         }
         Poll::Ready(result)
     }

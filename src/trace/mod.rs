@@ -77,34 +77,48 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(future, span, Arc::clone(&self.settings))
+        // The policy is needed only to name the outcome in the span.
+        let settings = (!span.is_disabled()).then(|| Arc::clone(&self.settings));
+        ResponseFuture::new(future, span, settings)
     }
 }
 
 fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
-    let host = uri
-        .host()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
-    let port = uri.port_u16().or_else(|| match uri.scheme_str() {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
-    });
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "rebound.call",
         otel.kind = "client",
         otel.name = method.as_str(),
         http.request.method = method.as_str(),
-        url.full = %UrlWithoutQuery(uri),
-        server.address = host,
-        server.port = port,
+        url.full = tracing::field::Empty,
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
         rebound.outcome = tracing::field::Empty,
         rebound.error_codes = tracing::field::Empty,
         rebound.attempts = tracing::field::Empty,
         rebound.polls = tracing::field::Empty,
-    )
+    );
+    // Worked out only when someone listens: the success path stays cheap
+    // with tracing off.
+    if !span.is_disabled() {
+        span.record("url.full", tracing::field::display(UrlWithoutQuery(uri)));
+        if let Some(host) = uri.host() {
+            span.record(
+                "server.address",
+                host.trim_start_matches('[').trim_end_matches(']'),
+            );
+        }
+        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        if let Some(port) = port {
+            span.record("server.port", port);
+        }
+    }
+    span
 }
 
 /// Writes a URI without its userinfo and query string, which may hold secrets.

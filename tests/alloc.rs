@@ -1,0 +1,96 @@
+//! The success path allocates nothing beyond what the inner service does.
+//!
+//! A counting global allocator sees every allocation of this test binary, so
+//! the file holds a single test: no other test thread can allocate meanwhile.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use rebound::{Policy, ResilienceLayer};
+use tower::{Layer, Service};
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Allocations made by `calls` calls of `service`, each polled to completion
+/// at once (the test services answer immediately).
+fn allocations_of<S>(service: &mut S, calls: usize, status: u16) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..calls {
+        assert!(service.poll_ready(&mut cx).is_ready());
+        let request = Request::get(http::Uri::from_static("http://api.example/devices/1"))
+            .body(Full::new(Bytes::from_static(b"")))
+            .unwrap();
+        let future = pin!(service.call(request));
+        match future.poll(&mut cx) {
+            Poll::Ready(Ok(response)) => assert_eq!(response.status(), status),
+            other => panic!("expected an immediate response, got {:?}", other.is_ready()),
+        }
+    }
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+fn answering(
+    status: u16,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    tower::service_fn(move |_request: Request<Full<Bytes>>| {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"{\"id\":\"1\"}")));
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        std::future::ready(Ok::<_, Infallible>(response))
+    })
+}
+
+#[test]
+fn the_success_path_allocates_no_more_than_the_inner_service() {
+    for (preset, status) in [("connio", 200), ("connio", 202), ("standard", 204)] {
+        let policy = Policy::preset(preset).unwrap();
+        let mut bare = answering(status);
+        let mut stacked = ResilienceLayer::new(policy).layer(answering(status));
+        // Warm up: tracing registers its callsites on first use.
+        allocations_of(&mut bare, 1, status);
+        allocations_of(&mut stacked, 1, status);
+
+        let bare_allocations = allocations_of(&mut bare, 1000, status);
+        let stacked_allocations = allocations_of(&mut stacked, 1000, status);
+        assert_eq!(
+            stacked_allocations, bare_allocations,
+            "{preset} {status}: the stack allocated {stacked_allocations} times in 1000 calls, \
+             the bare service {bare_allocations}"
+        );
+    }
+}
