@@ -9,36 +9,21 @@
 //! cargo bench --bench stack
 //! ```
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use criterion::{Criterion, black_box};
-use http::{Request, Response, StatusCode};
+use criterion::Criterion;
+use http::Request;
 use http_body_util::Full;
 use rebound::{Policy, ResilienceLayer};
+use rebound_testkit::Answer;
+use std::hint::black_box;
 use tower::{Layer, Service};
 
 const GROUP: &str = "stack";
-
-fn client(
-    status: u16,
-    body: &'static str,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
-    tower::service_fn(move |_request: Request<Full<Bytes>>| {
-        let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-        *response.status_mut() = StatusCode::from_u16(status).unwrap();
-        std::future::ready(Ok::<_, Infallible>(response))
-    })
-}
 
 /// One call, polled to completion at once; returns whether it succeeded.
 fn call_once<S>(service: &mut S) -> bool
@@ -63,16 +48,16 @@ fn benches(c: &mut Criterion) {
     let policy = Policy::preset("connio").unwrap();
     let mut group = c.benchmark_group(GROUP);
 
-    let mut bare = client(200, "{}");
+    let mut bare = Answer::new(200, "{}");
     group.bench_function("bare_200", |b| b.iter(|| call_once(&mut bare)));
 
-    let mut stacked = ResilienceLayer::new(policy.clone()).layer(client(200, "{}"));
+    let mut stacked = ResilienceLayer::new(policy.clone()).layer(Answer::new(200, "{}"));
     group.bench_function("resilience_200", |b| b.iter(|| call_once(&mut stacked)));
 
-    let mut bare_404 = client(404, NOT_FOUND);
+    let mut bare_404 = Answer::new(404, NOT_FOUND);
     group.bench_function("bare_404", |b| b.iter(|| call_once(&mut bare_404)));
 
-    let mut stacked_404 = ResilienceLayer::new(policy).layer(client(404, NOT_FOUND));
+    let mut stacked_404 = ResilienceLayer::new(policy).layer(Answer::new(404, NOT_FOUND));
     group.bench_function("resilience_404_parsed", |b| {
         b.iter(|| call_once(&mut stacked_404))
     });

@@ -152,6 +152,7 @@ struct Inner {
     attempts: u32,
     polls: u32,
     detail: Option<Cow<'static, str>>,
+    connect: bool,
     source: Option<BoxError>,
 }
 
@@ -183,8 +184,14 @@ impl Error {
             attempts: 1,
             polls: 0,
             detail: None,
+            connect: false,
             source: None,
         }
+    }
+
+    /// An error of `kind` with nothing else known yet.
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Error::from_inner(Error::bare(kind))
     }
 
     /// An error for a response whose status the policy does not treat as a
@@ -216,8 +223,15 @@ impl Error {
     /// A transport failure of the inner client, keeping its error as the source.
     pub(crate) fn transport(source: BoxError) -> Self {
         let mut inner = Error::bare(ErrorKind::Transport);
+        inner.connect = refused_before_sending(&*source);
         inner.source = Some(source);
         Error::from_inner(inner)
+    }
+
+    /// An attempt that did not finish within `timeouts.attempt`: a transport
+    /// failure, after which nobody knows whether the server got the request.
+    pub(crate) fn attempt_timed_out(after: Duration) -> Self {
+        Error::transport(Box::new(AttemptTimedOut { after }))
     }
 
     /// What kind of failure this is.
@@ -285,18 +299,22 @@ impl Error {
         }
     }
 
+    /// Whether the connection failed before the request was sent (the server
+    /// refused it), so that sending the request again cannot do it twice.
+    pub fn is_connect(&self) -> bool {
+        self.inner.connect
+    }
+
     /// Whether the server said it was throttling the client (status 429).
     pub fn is_throttling(&self) -> bool {
         self.inner.status == Some(StatusCode::TOO_MANY_REQUESTS)
     }
 
-    #[allow(dead_code)] // used by the layers above classify as they land
     pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
         self.inner.kind = kind;
         self
     }
 
-    #[allow(dead_code)]
     pub(crate) fn with_attempts(mut self, attempts: u32) -> Self {
         self.inner.attempts = attempts;
         self
@@ -308,7 +326,6 @@ impl Error {
         self
     }
 
-    #[allow(dead_code)]
     pub(crate) fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
         self.inner.detail = Some(detail.into());
         self
@@ -408,12 +425,52 @@ impl fmt::Debug for Error {
         if let Some(detail) = &self.inner.detail {
             d.field("detail", detail);
         }
+        if self.inner.connect {
+            d.field("connect", &true);
+        }
         if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
         d.finish()
     }
 }
+
+/// Whether a client's error says the connection was refused: the request
+/// never left the client.
+fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// The source of a [`Transport`](ErrorKind::Transport) error when an attempt
+/// did not finish within `timeouts.attempt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    after: Duration,
+}
+
+impl AttemptTimedOut {
+    /// The attempt timeout that ran out.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+}
+
+impl fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attempt timed out after {:?}", self.after)
+    }
+}
+
+impl std::error::Error for AttemptTimedOut {}
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
@@ -497,6 +554,31 @@ mod tests {
         let source = std::error::Error::source(&e).expect("source kept");
         assert_eq!(source.to_string(), "reset by peer");
         assert_eq!(e.status(), None);
+    }
+
+    #[test]
+    fn a_refused_connection_was_not_sent() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(Error::transport(Box::new(Wrapper(refused))).is_connect());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!Error::transport(Box::new(Wrapper(reset))).is_connect());
+        let timed_out = Error::attempt_timed_out(Duration::from_secs(2));
+        assert!(!timed_out.is_connect());
+        assert!(timed_out.is_retryable());
+        let source = std::error::Error::source(&timed_out).unwrap();
+        assert_eq!(source.to_string(), "attempt timed out after 2s");
     }
 
     #[test]

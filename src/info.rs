@@ -26,6 +26,10 @@ impl Default for CallInfo {
 }
 
 impl CallInfo {
+    pub(crate) fn new(attempts: u32, polls: u32) -> Self {
+        CallInfo { attempts, polls }
+    }
+
     /// The counts recorded on `response`, or one attempt and no poll.
     pub fn of<B>(response: &Response<B>) -> CallInfo {
         response

@@ -58,11 +58,12 @@ pub mod config;
 mod error;
 mod info;
 mod outcome;
+pub mod retry;
 mod stack;
 pub mod trace;
 
 pub use config::{Policy, PolicyError};
-pub use error::{ApiError, BoxError, Error, ErrorKind};
+pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind};
 pub use info::CallInfo;
 pub use outcome::Outcome;
 pub use stack::{Resilience, ResilienceLayer, ResponseFuture};

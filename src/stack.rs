@@ -12,13 +12,19 @@ use tower_service::Service;
 use crate::Policy;
 use crate::classify::{Classify, ClassifyLayer};
 use crate::error::{BoxError, Error};
+use crate::retry::{ReplayBody, Retry, RetryLayer};
 use crate::trace::{Trace, TraceLayer};
 
-type Stack<S> = Trace<Classify<S>>;
+type Stack<S> = Trace<Retry<Classify<S>>>;
 
 /// Builds the whole rebound stack around a client, in the order of the
-/// design: trace, then classify, then the client. (The retry, breaker and
-/// poll layers take their places between trace and classify.)
+/// design: trace, retry, classify, then the client. (The breaker and poll
+/// layers take their places as they land.)
+///
+/// The stack needs a Tokio runtime with its timer enabled: timeouts and waits
+/// come from `tokio::time`. Request bodies must implement
+/// [`ReplayBody`](crate::retry::ReplayBody) (`Full`, `Empty`, `String`, or a
+/// streaming body wrapped by [`Policy::buffer_body`]).
 ///
 /// ```
 /// # use std::convert::Infallible;
@@ -47,6 +53,7 @@ type Stack<S> = Trace<Classify<S>>;
 #[derive(Debug, Clone)]
 pub struct ResilienceLayer {
     trace: TraceLayer,
+    retry: RetryLayer,
     classify: ClassifyLayer,
 }
 
@@ -55,7 +62,17 @@ impl ResilienceLayer {
     pub fn new(policy: Policy) -> Self {
         ResilienceLayer {
             trace: TraceLayer::new(&policy),
+            retry: RetryLayer::new(&policy),
             classify: ClassifyLayer::new(&policy),
+        }
+    }
+
+    /// The stack for `policy`, with jitter drawn from a generator seeded with
+    /// `seed`, for tests and simulations that must repeat exactly.
+    pub fn with_seed(policy: Policy, seed: u64) -> Self {
+        ResilienceLayer {
+            retry: RetryLayer::with_seed(&policy, seed),
+            ..ResilienceLayer::new(policy)
         }
     }
 }
@@ -65,7 +82,9 @@ impl<S> Layer<S> for ResilienceLayer {
 
     fn layer(&self, inner: S) -> Resilience<S> {
         Resilience {
-            inner: self.trace.layer(self.classify.layer(inner)),
+            inner: self
+                .trace
+                .layer(self.retry.layer(self.classify.layer(inner))),
         }
     }
 }
@@ -79,24 +98,25 @@ pub struct Resilience<S> {
 impl<S> Resilience<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref().get_ref()
+        self.inner.get_ref().get_ref().get_ref()
     }
 
     /// The wrapped client, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut().get_mut()
+        self.inner.get_mut().get_mut().get_mut()
     }
 
     /// Unwraps the client.
     pub fn into_inner(self) -> S {
-        self.inner.into_inner().into_inner()
+        self.inner.into_inner().into_inner().into_inner()
     }
 }
 
 impl<S, B, RB> Service<Request<B>> for Resilience<S>
 where
-    S: Service<Request<B>, Response = Response<RB>>,
+    S: Service<Request<B>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
+    B: ReplayBody,
     RB: http_body::Body,
 {
     type Response = Response<RB>;

@@ -4,7 +4,6 @@
 //! the file holds a single test: no other test thread can allocate meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +13,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use rebound::{Policy, ResilienceLayer};
+use rebound_testkit::Answer;
 use tower::{Layer, Service};
 
 struct CountingAllocator;
@@ -60,27 +60,12 @@ where
     ALLOCATIONS.load(Ordering::SeqCst) - before
 }
 
-fn answering(
-    status: u16,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
-    tower::service_fn(move |_request: Request<Full<Bytes>>| {
-        let mut response = Response::new(Full::new(Bytes::from_static(b"{\"id\":\"1\"}")));
-        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-        std::future::ready(Ok::<_, Infallible>(response))
-    })
-}
-
 #[test]
 fn the_success_path_allocates_no_more_than_the_inner_service() {
     for (preset, status) in [("connio", 200), ("connio", 202), ("standard", 204)] {
         let policy = Policy::preset(preset).unwrap();
-        let mut bare = answering(status);
-        let mut stacked = ResilienceLayer::new(policy).layer(answering(status));
+        let mut bare = Answer::new(status, "{\"id\":\"1\"}");
+        let mut stacked = ResilienceLayer::new(policy).layer(Answer::new(status, "{\"id\":\"1\"}"));
         // Warm up: tracing registers its callsites on first use.
         allocations_of(&mut bare, 1, status);
         allocations_of(&mut stacked, 1, status);

@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::{Counting, get, hyper_client};
 use http::StatusCode;
 use http_body_util::BodyExt;
+use rebound::classify::ClassifyLayer;
 use rebound::{ErrorKind, Policy, ResilienceLayer};
 use rebound_testkit::{Body, TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
@@ -47,10 +48,15 @@ async fn seed_server() -> TestServer {
     .await
 }
 
+/// Classification alone: one attempt per call, as classify sees it.
+fn classify_only(policy: &Policy) -> rebound::classify::Classify<common::HyperClient> {
+    ClassifyLayer::new(policy).layer(hyper_client())
+}
+
 #[tokio::test]
 async fn each_status_of_the_seed_table() {
     let server = seed_server().await;
-    let client = ResilienceLayer::new(Policy::preset("connio").unwrap()).layer(hyper_client());
+    let client = classify_only(&Policy::preset("connio").unwrap());
 
     let response = client
         .clone()
@@ -155,7 +161,7 @@ async fn a_huge_error_body_is_read_only_up_to_the_cap() {
         "[classify]\nretryable = [500]\n[error_body]\nmax_bytes = \"64KiB\"\n",
     )
     .unwrap();
-    let client = ResilienceLayer::new(policy).layer(counting_client);
+    let client = ClassifyLayer::new(&policy).layer(counting_client);
 
     let error = client.oneshot(get(&server.url("/big"))).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::RetriesExhausted);
@@ -207,7 +213,7 @@ async fn a_huge_success_body_streams_through_uncut() {
 async fn a_server_that_hangs_up_is_a_transport_error_and_the_client_goes_on() {
     let hangs_up = TestServer::start_raw(|stream| async move { drop(stream) }).await;
     let healthy = seed_server().await;
-    let client = ResilienceLayer::new(Policy::preset("connio").unwrap()).layer(hyper_client());
+    let client = classify_only(&Policy::preset("connio").unwrap());
 
     let error = client
         .clone()
@@ -235,7 +241,7 @@ async fn a_refused_connection_is_a_transport_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let client = ResilienceLayer::new(Policy::preset("connio").unwrap()).layer(hyper_client());
+    let client = classify_only(&Policy::preset("connio").unwrap());
     let error = client
         .oneshot(get(&format!("http://127.0.0.1:{port}/")))
         .await

@@ -137,6 +137,8 @@ async fn request_reports_each_outcome() {
         assert_eq!(r["outcome"], outcome, "{path}");
         assert_eq!(r["status"], status, "{path}");
         assert_eq!(r["error_codes"], serde_json::json!([code]), "{path}");
+        let attempts = if outcome == "retries_exhausted" { 4 } else { 1 };
+        assert_eq!(r["attempts"], attempts, "{path}");
     }
 
     // Under the standard preset 503 is retryable, not unsupported.
@@ -198,7 +200,9 @@ fn a_refused_connection_is_transport() {
     let r = report(&output);
     assert_eq!(r["outcome"], "transport");
     assert_eq!(r["status"], Value::Null);
-    assert_eq!(r["attempts"], 1);
+    // A refused connection never sent the request: retried up to connio's
+    // max_attempts.
+    assert_eq!(r["attempts"], 4);
 }
 
 #[test]

@@ -14,13 +14,20 @@ mod schema;
 mod units;
 
 use std::collections::HashMap;
+use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
+use toml::Spanned;
 
 use crate::classify::{Classifier, ClassifySettings, FIRST_STATUS, LAST_STATUS, StatusClass};
-use schema::RawPolicy;
+use crate::retry::{
+    Backoff, Budget, BudgetSettings, Buffered, Jitter, NonIdempotent, RetrySettings,
+};
+use schema::{BackoffKind, JitterName, NonIdempotentName, RawBackoff, RawPolicy};
+use units::{ByteSize, DurationStr};
 
 pub use error::PolicyError;
 
@@ -28,6 +35,8 @@ pub use error::PolicyError;
 pub const DEFAULT_ERROR_BODY_MAX_BYTES: usize = 64 * 1024;
 /// The largest `error_body.max_bytes` a policy may set: 16 MiB.
 pub const MAX_ERROR_BODY_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// The largest `retry.buffer_max` a policy may set: 64 MiB.
+pub const MAX_BUFFER_MAX: usize = 64 * 1024 * 1024;
 /// The largest policy file [`Policy::from_path`] reads: 1 MiB.
 pub const MAX_POLICY_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -58,6 +67,8 @@ const PRESETS: [(&str, &str); 2] = [
 #[derive(Debug, Clone)]
 pub struct Policy {
     classify: Arc<ClassifySettings>,
+    retry: Arc<RetrySettings>,
+    budget: Arc<Budget>,
 }
 
 impl Policy {
@@ -104,8 +115,30 @@ impl Policy {
         self.classify.error_body_max_bytes
     }
 
+    /// Wraps a streaming request body so that it can be replayed by a
+    /// retry, recording up to `retry.buffer_max` bytes of it; see
+    /// [`Buffered`].
+    pub fn buffer_body<B>(&self, body: B) -> Buffered<B> {
+        Buffered::new(body, self.retry.buffer_max)
+    }
+
+    /// The most attempts a call makes (`retry.max_attempts`).
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.max_attempts
+    }
+
+    /// The retry budget of this policy, shared by every layer built from it
+    /// and its clones.
+    pub fn budget(&self) -> Arc<Budget> {
+        Arc::clone(&self.budget)
+    }
+
     pub(crate) fn classify_settings(&self) -> Arc<ClassifySettings> {
         Arc::clone(&self.classify)
+    }
+
+    pub(crate) fn retry_settings(&self) -> Arc<RetrySettings> {
+        Arc::clone(&self.retry)
     }
 
     fn parse(origin: &str, text: &str) -> Result<Policy, PolicyError> {
@@ -116,8 +149,103 @@ impl Policy {
                 None => PolicyError::new(origin, message),
             }
         })?;
-        let at = |span, message: String| PolicyError::at(origin, text, span, message);
+        let check = Check { origin, text };
+        let classify = check.classify(&raw)?;
+        let (retry, budget) = check.retry(&raw)?;
+        Ok(Policy {
+            classify: Arc::new(classify),
+            retry: Arc::new(retry),
+            budget: Arc::new(Budget::new(budget)),
+        })
+    }
+}
 
+/// Validation of the parsed text, with what it needs to point at mistakes.
+struct Check<'a> {
+    origin: &'a str,
+    text: &'a str,
+}
+
+impl Check<'_> {
+    fn error(&self, span: Range<usize>, message: String) -> PolicyError {
+        PolicyError::at(self.origin, self.text, span, message)
+    }
+
+    /// The value of an optional key, checked against `bounds`, or `default`.
+    fn bounded<T, U>(
+        &self,
+        value: &Option<Spanned<T>>,
+        key: &str,
+        bounds: RangeInclusive<U>,
+        default: U,
+        convert: impl Fn(&T) -> Option<U>,
+        show: impl Fn(&U) -> String,
+    ) -> Result<U, PolicyError>
+    where
+        U: PartialOrd + Copy,
+    {
+        let Some(spanned) = value else {
+            return Ok(default);
+        };
+        convert(spanned.get_ref())
+            .filter(|v| bounds.contains(v))
+            .ok_or_else(|| {
+                self.error(
+                    spanned.span(),
+                    format!(
+                        "{key} is out of bounds: expected {} to {}",
+                        show(bounds.start()),
+                        show(bounds.end())
+                    ),
+                )
+            })
+    }
+
+    fn duration(
+        &self,
+        value: &Option<Spanned<DurationStr>>,
+        key: &str,
+        bounds: RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Result<Duration, PolicyError> {
+        self.bounded(
+            value,
+            key,
+            bounds,
+            default,
+            |d| Some(d.0),
+            |d| show_duration(*d),
+        )
+    }
+
+    fn number(
+        &self,
+        value: &Option<Spanned<f64>>,
+        key: &str,
+        bounds: RangeInclusive<f64>,
+        default: f64,
+    ) -> Result<f64, PolicyError> {
+        self.bounded(value, key, bounds, default, |v| Some(*v), |v| v.to_string())
+    }
+
+    fn size(
+        &self,
+        value: &Option<Spanned<ByteSize>>,
+        key: &str,
+        max: usize,
+        default: usize,
+    ) -> Result<usize, PolicyError> {
+        self.bounded(
+            value,
+            key,
+            0..=max,
+            default,
+            |s| usize::try_from(s.0).ok(),
+            |n| format!("{n} bytes"),
+        )
+    }
+
+    fn classify(&self, raw: &RawPolicy) -> Result<ClassifySettings, PolicyError> {
         let mut listed: HashMap<u16, StatusClass> = HashMap::new();
         for (class, statuses) in raw.classify.lists() {
             for status in statuses {
@@ -126,7 +254,7 @@ impl Policy {
                     .ok()
                     .filter(|c| (FIRST_STATUS..=LAST_STATUS).contains(c))
                     .ok_or_else(|| {
-                        at(
+                        self.error(
                             status.span(),
                             format!(
                                 "invalid status {code} in classify.{class}: expected a status code from {FIRST_STATUS} to {LAST_STATUS}"
@@ -141,33 +269,192 @@ impl Policy {
                             "status {code} is listed in both classify.{earlier} and classify.{class}: a status belongs to one class"
                         )
                     };
-                    return Err(at(status.span(), message));
+                    return Err(self.error(status.span(), message));
                 }
             }
         }
-        let classifier = Classifier::new(raw.classify.fallback.by_hundred(), listed);
-
-        let error_body_max_bytes = match raw.error_body.max_bytes {
-            None => DEFAULT_ERROR_BODY_MAX_BYTES,
-            Some(spanned) => usize::try_from(spanned.get_ref().0)
-                .ok()
-                .filter(|n| *n <= MAX_ERROR_BODY_MAX_BYTES)
-                .ok_or_else(|| {
-                    at(
-                        spanned.span(),
-                        format!(
-                            "error_body.max_bytes is too large: expected at most {MAX_ERROR_BODY_MAX_BYTES} bytes (16MiB)"
-                        ),
-                    )
-                })?,
-        };
-
-        Ok(Policy {
-            classify: Arc::new(ClassifySettings {
-                classifier,
-                error_body_max_bytes,
-            }),
+        let error_body_max_bytes = self.size(
+            &raw.error_body.max_bytes,
+            "error_body.max_bytes",
+            MAX_ERROR_BODY_MAX_BYTES,
+            DEFAULT_ERROR_BODY_MAX_BYTES,
+        )?;
+        Ok(ClassifySettings {
+            classifier: Classifier::new(raw.classify.fallback.by_hundred(), listed),
+            error_body_max_bytes,
         })
+    }
+
+    fn retry(&self, raw: &RawPolicy) -> Result<(RetrySettings, BudgetSettings), PolicyError> {
+        let retry = &raw.retry;
+        let max_attempts = self.bounded(
+            &retry.max_attempts,
+            "retry.max_attempts",
+            1..=10,
+            defaults::MAX_ATTEMPTS,
+            |n| u32::try_from(*n).ok(),
+            u32::to_string,
+        )?;
+        let hour = Duration::from_secs(3600);
+        let settings = RetrySettings {
+            max_attempts,
+            backoff: self.backoff(&retry.backoff)?,
+            max_retry_after: self.duration(
+                &retry.max_retry_after,
+                "retry.max_retry_after",
+                Duration::ZERO..=hour,
+                defaults::MAX_RETRY_AFTER,
+            )?,
+            non_idempotent: match retry.non_idempotent {
+                None | Some(NonIdempotentName::Safe) => NonIdempotent::Safe,
+                Some(NonIdempotentName::Always) => NonIdempotent::Always,
+            },
+            add_idempotency_key: retry.add_idempotency_key.unwrap_or(false),
+            buffer_max: self.size(
+                &retry.buffer_max,
+                "retry.buffer_max",
+                MAX_BUFFER_MAX,
+                defaults::BUFFER_MAX,
+            )?,
+            attempt_timeout: self.duration(
+                &raw.timeouts.attempt,
+                "timeouts.attempt",
+                Duration::from_millis(1)..=hour,
+                defaults::ATTEMPT_TIMEOUT,
+            )?,
+            total_timeout: self.duration(
+                &raw.timeouts.total,
+                "timeouts.total",
+                Duration::from_millis(1)..=hour,
+                defaults::TOTAL_TIMEOUT,
+            )?,
+        };
+        let budget = &retry.budget;
+        let capacity = self.number(
+            &budget.capacity,
+            "retry.budget.capacity",
+            0.0..=10_000.0,
+            20.0,
+        )?;
+        let budget = BudgetSettings {
+            enabled: budget.enabled.unwrap_or(true),
+            capacity,
+            success_refill: self.number(
+                &budget.success_refill,
+                "retry.budget.success_refill",
+                0.0..=100.0,
+                0.2,
+            )?,
+            transient_cost: self.number(
+                &budget.transient_cost,
+                "retry.budget.transient_cost",
+                0.001..=1000.0,
+                1.0,
+            )?,
+            throttling_cost: self.number(
+                &budget.throttling_cost,
+                "retry.budget.throttling_cost",
+                0.001..=1000.0,
+                1.0,
+            )?,
+        };
+        Ok((settings, budget))
+    }
+
+    fn backoff(&self, raw: &RawBackoff) -> Result<Backoff, PolicyError> {
+        let jitter = match raw.jitter {
+            None | Some(JitterName::Full) => Jitter::Full,
+            Some(JitterName::None) => Jitter::None,
+            Some(JitterName::Equal) => Jitter::Equal,
+            Some(JitterName::Decorrelated) => Jitter::Decorrelated,
+        };
+        let minute = Duration::from_secs(60);
+        match raw.kind.unwrap_or(BackoffKind::Exponential) {
+            BackoffKind::Constant => {
+                for (value, key) in [(&raw.initial, "initial"), (&raw.max, "max")] {
+                    if let Some(value) = value {
+                        return Err(self.error(
+                            value.span(),
+                            format!("retry.backoff.{key} is for kind = \"exponential\": a constant backoff takes `delay`"),
+                        ));
+                    }
+                }
+                if let Some(value) = &raw.multiplier {
+                    return Err(self.error(
+                        value.span(),
+                        "retry.backoff.multiplier is for kind = \"exponential\": a constant backoff takes `delay`".into(),
+                    ));
+                }
+                let delay = self.duration(
+                    &raw.delay,
+                    "retry.backoff.delay",
+                    Duration::ZERO..=minute,
+                    defaults::BACKOFF_INITIAL,
+                )?;
+                Ok(Backoff::constant(delay, jitter))
+            }
+            BackoffKind::Exponential => {
+                if let Some(value) = &raw.delay {
+                    return Err(self.error(
+                        value.span(),
+                        "retry.backoff.delay is for kind = \"constant\": an exponential backoff takes `initial`, `multiplier` and `max`".into(),
+                    ));
+                }
+                let initial = self.duration(
+                    &raw.initial,
+                    "retry.backoff.initial",
+                    Duration::ZERO..=minute,
+                    defaults::BACKOFF_INITIAL,
+                )?;
+                let multiplier =
+                    self.number(&raw.multiplier, "retry.backoff.multiplier", 1.0..=10.0, 2.0)?;
+                let max = self.duration(
+                    &raw.max,
+                    "retry.backoff.max",
+                    Duration::ZERO..=Duration::from_secs(600),
+                    defaults::BACKOFF_MAX.max(initial),
+                )?;
+                if max < initial {
+                    let span = raw.max.as_ref().map_or(0..0, |m| m.span());
+                    return Err(self.error(
+                        span,
+                        format!(
+                            "retry.backoff.max ({}) is below retry.backoff.initial ({}): expected max >= initial",
+                            show_duration(max),
+                            show_duration(initial)
+                        ),
+                    ));
+                }
+                Ok(Backoff::exponential(initial, multiplier, max, jitter))
+            }
+        }
+    }
+}
+
+/// The defaults of keys a policy leaves out; `policies/README.md` gives the
+/// reasons.
+mod defaults {
+    use std::time::Duration;
+
+    pub(super) const MAX_ATTEMPTS: u32 = 4;
+    pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+    pub(super) const BUFFER_MAX: usize = 64 * 1024;
+    pub(super) const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+    pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+    pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(super) const TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 3_600_000 == 0 && ms > 0 {
+        format!("\"{}h\"", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("\"{}m\"", ms / 60_000)
+    } else if ms % 1000 == 0 && ms > 0 {
+        format!("\"{}s\"", ms / 1000)
+    } else {
+        format!("\"{ms}ms\"")
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::units::ByteSize;
+use super::units::{ByteSize, DurationStr};
 use crate::classify::StatusClass;
 
 #[derive(Debug, Default, Deserialize)]
@@ -14,6 +14,10 @@ pub(crate) struct RawPolicy {
     pub(crate) classify: RawClassify,
     #[serde(default)]
     pub(crate) error_body: RawErrorBody,
+    #[serde(default)]
+    pub(crate) retry: RawRetry,
+    #[serde(default)]
+    pub(crate) timeouts: RawTimeouts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,4 +128,69 @@ impl From<ClassName> for StatusClass {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawErrorBody {
     pub(crate) max_bytes: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) max_attempts: Option<Spanned<i64>>,
+    pub(crate) max_retry_after: Option<Spanned<DurationStr>>,
+    pub(crate) non_idempotent: Option<NonIdempotentName>,
+    pub(crate) add_idempotency_key: Option<bool>,
+    pub(crate) buffer_max: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    pub(crate) backoff: RawBackoff,
+    #[serde(default)]
+    pub(crate) budget: RawBudget,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NonIdempotentName {
+    Safe,
+    Always,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackoff {
+    pub(crate) kind: Option<BackoffKind>,
+    pub(crate) delay: Option<Spanned<DurationStr>>,
+    pub(crate) initial: Option<Spanned<DurationStr>>,
+    pub(crate) multiplier: Option<Spanned<f64>>,
+    pub(crate) max: Option<Spanned<DurationStr>>,
+    pub(crate) jitter: Option<JitterName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BackoffKind {
+    Constant,
+    Exponential,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum JitterName {
+    None,
+    Full,
+    Equal,
+    Decorrelated,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudget {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) capacity: Option<Spanned<f64>>,
+    pub(crate) success_refill: Option<Spanned<f64>>,
+    pub(crate) transient_cost: Option<Spanned<f64>>,
+    pub(crate) throttling_cost: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub(crate) attempt: Option<Spanned<DurationStr>>,
+    pub(crate) total: Option<Spanned<DurationStr>>,
 }

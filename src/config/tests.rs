@@ -203,7 +203,7 @@ fn bad_sizes_are_errors() {
         "[error_body]\nmax_bytes = \"17MiB\"\n",
         2,
         13,
-        &["at most 16777216"],
+        &["out of bounds", "16777216 bytes"],
     );
 }
 

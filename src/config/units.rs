@@ -1,6 +1,8 @@
-//! Units in policy files: byte sizes (`65536`, `"64KiB"`).
+//! Units in policy files: byte sizes (`65536`, `"64KiB"`) and durations
+//! (`"250ms"`, `"30s"`).
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
@@ -67,9 +69,101 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A duration, written as a string: an integer followed by `ms`, `s`, `m` or
+/// `h`, such as `"250ms"` or `"30s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DurationStr(pub(crate) Duration);
+
+const EXPECTED_DURATION: &str = "a duration: a string such as \"250ms\", \"30s\", \"5m\" or \"1h\"";
+
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return None;
+    }
+    let number: u64 = number.parse().ok()?;
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+}
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationStr;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED_DURATION)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationStr, E> {
+                parse_duration(v).map(DurationStr).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid duration {v:?}: expected {EXPECTED_DURATION}"
+                    ))
+                })
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationStr, E> {
+                Err(E::custom(format!(
+                    "invalid duration {v}: expected {EXPECTED_DURATION}, with its unit"
+                )))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationStr, E> {
+                Err(E::custom(format!(
+                    "invalid duration {v}: expected {EXPECTED_DURATION}, with its unit"
+                )))
+            }
+        }
+
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_duration, parse_size};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(parse_duration("0ms"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration(" 2 s "), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "-1s",
+            "1.5s",
+            "1d",
+            "10 parsecs",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn sizes_with_and_without_units() {

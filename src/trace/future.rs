@@ -9,6 +9,7 @@ use tracing::Span;
 
 use crate::classify::ClassifySettings;
 use crate::error::Error;
+use crate::info::CallInfo;
 use crate::outcome::Outcome;
 
 pin_project! {
@@ -54,31 +55,41 @@ fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, settings: &Clas
         Ok(response) => {
             let status = response.status();
             let outcome = Outcome::of_response(settings.classifier.classify(status));
+            let info = CallInfo::of(response);
             span.record("http.response.status_code", status.as_u16());
             span.record("rebound.outcome", outcome.as_str());
+            span.record("rebound.attempts", info.attempts());
+            span.record("rebound.polls", info.polls());
         }
         Err(error) => {
-            match error.status() {
-                Some(status) => {
-                    span.record("http.response.status_code", status.as_u16());
-                    span.record("error.type", status.as_str());
-                }
-                None => {
-                    span.record("error.type", error.kind().as_str());
-                }
-            }
+            record_error_fields(span, error);
             span.record("rebound.outcome", error.kind().as_str());
-            let mut codes = error.error_codes();
-            if let Some(first) = codes.next() {
-                let joined = codes.fold(first.to_owned(), |mut all, code| {
-                    all.push(',');
-                    all.push_str(code);
-                    all
-                });
-                span.record("rebound.error_codes", joined.as_str());
-            }
             span.record("rebound.attempts", error.attempts());
             span.record("rebound.polls", error.polls());
         }
+    }
+}
+
+/// Records what an error says on a span with OpenTelemetry's fields:
+/// `http.response.status_code`, `error.type` (the status code of an error
+/// response, else the outcome name) and `rebound.error_codes`.
+pub(crate) fn record_error_fields(span: &Span, error: &Error) {
+    match error.status() {
+        Some(status) => {
+            span.record("http.response.status_code", status.as_u16());
+            span.record("error.type", status.as_str());
+        }
+        None => {
+            span.record("error.type", error.kind().as_str());
+        }
+    }
+    let mut codes = error.error_codes();
+    if let Some(first) = codes.next() {
+        let joined = codes.fold(first.to_owned(), |mut all, code| {
+            all.push(',');
+            all.push_str(code);
+            all
+        });
+        span.record("rebound.error_codes", joined.as_str());
     }
 }

@@ -33,6 +33,7 @@ use crate::classify::ClassifySettings;
 use crate::error::Error;
 
 pub use future::ResponseFuture;
+pub(crate) use future::record_error_fields;
 pub use layer::TraceLayer;
 
 /// Opens a span for each call of the inner service; see the [module docs](self).

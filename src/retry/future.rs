@@ -1,0 +1,397 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+use tracing::Span;
+
+use super::Shared;
+use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
+use super::replay::{ReplayBody, try_clone_request};
+use crate::error::{Error, ErrorKind};
+use crate::info::CallInfo;
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+pin_project! {
+    /// The future of a [`Retry`](super::Retry) call: the retry loop as a state
+    /// machine, so that a call that succeeds at once allocates nothing.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        attempt: Attempt<S::Future>,
+        #[pin]
+        timer: Timer,
+        phase: Phase,
+        service: S,
+        // An unsent copy of the request, from which each retry is cloned.
+        template: Option<Request<B>>,
+        // The request of the next attempt, while the service gets ready.
+        next: Option<Request<B>>,
+        shared: Arc<Shared>,
+        facts: RequestFacts,
+        // When the call started and must end; taken at the first moment they
+        // matter, so that an answer that is ready at once reads no clock.
+        started: Option<Instant>,
+        previous_delay: Duration,
+        last_error: Option<Error>,
+        span: Span,
+    }
+}
+
+pin_project! {
+    #[project = AttemptProj]
+    enum Attempt<F> {
+        Running { #[pin] future: F },
+        Idle,
+    }
+}
+
+pin_project! {
+    #[project = TimerProj]
+    enum Timer {
+        Idle,
+        Armed { #[pin] sleep: Sleep },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// An attempt is in flight; the timer, when armed, is its timeout.
+    Running,
+    /// Waiting before the next attempt; the timer is the wait.
+    Waiting,
+    /// The service is getting ready for the next attempt; the timer, when
+    /// armed, is the total deadline.
+    Readying,
+    Done,
+}
+
+impl<S, B, RB> ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+    B: ReplayBody,
+{
+    pub(crate) fn new(mut service: S, mut request: Request<B>, shared: Arc<Shared>) -> Self {
+        let settings = &shared.settings;
+        let idempotent = is_idempotent(request.method());
+        if settings.add_idempotency_key
+            && !idempotent
+            && !request.headers().contains_key(IDEMPOTENCY_KEY)
+        {
+            let key = uuid_v4(shared.keys.next_u64(), shared.keys.next_u64());
+            request.headers_mut().insert(IDEMPOTENCY_KEY, key);
+        }
+        let facts = RequestFacts {
+            idempotent,
+            has_idempotency_key: request.headers().contains_key(IDEMPOTENCY_KEY),
+            replayable: false,
+            attempts: 1,
+        };
+        let template = if settings.max_attempts > 1 {
+            try_clone_request(&request)
+        } else {
+            None
+        };
+        let span = attempt_span(0);
+        let future = {
+            let _entered = span.enter();
+            service.call(request)
+        };
+        ResponseFuture {
+            attempt: Attempt::Running { future },
+            timer: Timer::Idle,
+            phase: Phase::Running,
+            service,
+            template,
+            next: None,
+            shared,
+            facts,
+            started: None,
+            previous_delay: Duration::ZERO,
+            last_error: None,
+            span,
+        }
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+    B: ReplayBody,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match *this.phase {
+                Phase::Running => {
+                    let AttemptProj::Running { future } = this.attempt.as_mut().project() else {
+                        unreachable!("an attempt runs while the phase is Running");
+                    };
+                    let polled = {
+                        let _entered = this.span.enter();
+                        future.poll(cx)
+                    };
+                    let error = match polled {
+                        Poll::Ready(Ok(mut response)) => {
+                            this.shared.budget.deposit();
+                            record_response(this.span, &response, this.shared);
+                            if this.facts.attempts > 1 {
+                                let info = CallInfo::new(this.facts.attempts, 0);
+                                response.extensions_mut().insert(info);
+                            }
+                            *this.phase = Phase::Done;
+                            return Poll::Ready(Ok(response));
+                        }
+                        Poll::Ready(Err(error)) => error,
+                        Poll::Pending => {
+                            let started = *this.started.get_or_insert_with(Instant::now);
+                            if let TimerProj::Idle = this.timer.as_mut().project() {
+                                let settings = &this.shared.settings;
+                                let attempt_end = Instant::now() + settings.attempt_timeout;
+                                let total_end = started + settings.total_timeout;
+                                arm(this.timer.as_mut(), attempt_end.min(total_end));
+                            }
+                            let TimerProj::Armed { sleep } = this.timer.as_mut().project() else {
+                                unreachable!("the timer was just armed");
+                            };
+                            ready!(sleep.poll(cx));
+                            this.attempt.set(Attempt::Idle);
+                            this.timer.set(Timer::Idle);
+                            if Instant::now() >= started + this.shared.settings.total_timeout {
+                                *this.phase = Phase::Done;
+                                let error = deadline_error(this.last_error.take());
+                                record_error(this.span, &error);
+                                return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
+                            }
+                            Error::attempt_timed_out(this.shared.settings.attempt_timeout)
+                        }
+                    };
+                    this.attempt.set(Attempt::Idle);
+                    this.timer.set(Timer::Idle);
+                    let error = error.with_attempts(this.facts.attempts);
+                    record_error(this.span, &error);
+                    if !error.is_retryable() {
+                        this.shared.budget.deposit();
+                    }
+                    let now = Instant::now();
+                    let started = *this.started.get_or_insert(now);
+                    let next = this.template.as_ref().and_then(try_clone_request);
+                    this.facts.replayable = next.is_some();
+                    let shared = &**this.shared;
+                    let settings = &shared.settings;
+                    let retry = this.facts.attempts;
+                    let previous = *this.previous_delay;
+                    let decision = decide(
+                        &error,
+                        this.facts,
+                        settings,
+                        &shared.budget,
+                        now,
+                        started.checked_add(settings.total_timeout),
+                        || {
+                            settings
+                                .backoff
+                                .delay(retry, previous, shared.jitter.next_u64())
+                        },
+                    );
+                    match decision {
+                        Decision::Stop(refusal) => {
+                            *this.phase = Phase::Done;
+                            return Poll::Ready(Err(refuse(error, refusal, shared, this.facts)));
+                        }
+                        Decision::Retry { delay, reason } => {
+                            tracing::info!(
+                                attempt = this.facts.attempts,
+                                delay_ms = delay.as_millis() as u64,
+                                reason = reason.as_str(),
+                                error.type = error.kind().as_str(),
+                                http.response.status_code = error.status().map(|s| s.as_u16()),
+                                "retrying"
+                            );
+                            *this.previous_delay = delay;
+                            *this.next = next;
+                            *this.last_error = Some(error);
+                            if delay.is_zero() {
+                                *this.phase = Phase::Readying;
+                            } else {
+                                arm(this.timer.as_mut(), now + delay);
+                                *this.phase = Phase::Waiting;
+                            }
+                        }
+                    }
+                }
+                Phase::Waiting => {
+                    if let TimerProj::Armed { sleep } = this.timer.as_mut().project() {
+                        ready!(sleep.poll(cx));
+                    }
+                    this.timer.set(Timer::Idle);
+                    *this.phase = Phase::Readying;
+                }
+                Phase::Readying => {
+                    match this.service.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(error)) => {
+                            *this.phase = Phase::Done;
+                            return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
+                        }
+                        Poll::Pending => {
+                            let started = this.started.unwrap_or_else(Instant::now);
+                            if let TimerProj::Idle = this.timer.as_mut().project() {
+                                arm(
+                                    this.timer.as_mut(),
+                                    started + this.shared.settings.total_timeout,
+                                );
+                            }
+                            if let TimerProj::Armed { sleep } = this.timer.as_mut().project() {
+                                ready!(sleep.poll(cx));
+                            }
+                            *this.phase = Phase::Done;
+                            let error = deadline_error(this.last_error.take());
+                            return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
+                        }
+                    }
+                    this.timer.set(Timer::Idle);
+                    let Some(request) = this.next.take() else {
+                        unreachable!("a retry is only decided with a request to send");
+                    };
+                    *this.span = attempt_span(this.facts.attempts);
+                    this.facts.attempts += 1;
+                    let future = {
+                        let _entered = this.span.enter();
+                        this.service.call(request)
+                    };
+                    this.attempt.set(Attempt::Running { future });
+                    *this.phase = Phase::Running;
+                }
+                Phase::Done => panic!("retry::ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+fn arm(mut timer: Pin<&mut Timer>, at: Instant) {
+    match timer.as_mut().project() {
+        TimerProj::Armed { sleep } => sleep.reset(at),
+        TimerProj::Idle => timer.set(Timer::Armed {
+            sleep: tokio::time::sleep_until(at),
+        }),
+    }
+}
+
+fn deadline_error(last: Option<Error>) -> Error {
+    match last {
+        Some(error) => error.with_kind(ErrorKind::DeadlineExceeded),
+        None => Error::new(ErrorKind::DeadlineExceeded),
+    }
+}
+
+/// The error a refused retry ends the call with, and the event that says why.
+fn refuse(error: Error, refusal: Refusal, shared: &Shared, facts: &RequestFacts) -> Error {
+    if refusal != Refusal::NotRetryable {
+        tracing::info!(
+            attempt = facts.attempts,
+            reason = refusal.as_str(),
+            error.type = error.kind().as_str(),
+            "not retrying"
+        );
+    }
+    match refusal {
+        Refusal::NotRetryable | Refusal::UnsafeMethod | Refusal::AttemptsExhausted => error,
+        Refusal::NotReplayable => {
+            error.with_detail("the request body cannot be replayed, so it was sent once")
+        }
+        Refusal::RetryAfterTooLong { asked } => error
+            .with_kind(ErrorKind::RetriesExhausted)
+            .with_detail(format!(
+                "the server asked to wait {}s, more than retry.max_retry_after ({}s)",
+                asked.as_secs(),
+                shared.settings.max_retry_after.as_secs()
+            )),
+        Refusal::Deadline => error.with_kind(ErrorKind::DeadlineExceeded),
+        Refusal::Budget => error.with_kind(ErrorKind::BudgetExhausted),
+    }
+}
+
+fn attempt_span(resend_count: u32) -> Span {
+    tracing::info_span!(
+        "rebound.attempt",
+        http.request.resend_count = resend_count,
+        http.response.status_code = tracing::field::Empty,
+        rebound.class = tracing::field::Empty,
+        rebound.error_codes = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+fn record_response<RB>(span: &Span, response: &Response<RB>, shared: &Shared) {
+    if span.is_disabled() {
+        return;
+    }
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    span.record(
+        "rebound.class",
+        shared.classify.classifier.classify(status).as_str(),
+    );
+}
+
+fn record_error(span: &Span, error: &Error) {
+    if span.is_disabled() {
+        return;
+    }
+    crate::trace::record_error_fields(span, error);
+    if let Some(class) = error.class() {
+        span.record("rebound.class", class.as_str());
+    }
+}
+
+/// A random (version 4) UUID as a header value.
+fn uuid_v4(high: u64, low: u64) -> HeaderValue {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_be_bytes());
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut text = [0u8; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text[at] = b'-';
+            at += 1;
+        }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits and dashes are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uuid_v4;
+
+    #[test]
+    fn uuids_have_the_version_4_shape() {
+        let key = uuid_v4(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+        assert_eq!(
+            key.to_str().unwrap(),
+            "01234567-89ab-4def-bedc-ba9876543210"
+        );
+        let key = uuid_v4(u64::MAX, u64::MAX);
+        assert_eq!(
+            key.to_str().unwrap(),
+            "ffffffff-ffff-4fff-bfff-ffffffffffff"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! Retries: backoff with jitter, `Retry-After`, a retry budget, deadlines and
+//! safe replay.
+//!
+//! The retry layer sits above the breaker and classify layers, so it sees
+//! every attempt's outcome as classify named it, and an open circuit ends its
+//! loop at once. It retries errors of class `retryable` and transport
+//! failures, never `terminal` or `unsupported`, and only when all of these
+//! hold:
+//!
+//! - sending the request again is safe: the method is idempotent (GET, HEAD,
+//!   OPTIONS, PUT, DELETE, TRACE), or the request has an `Idempotency-Key`, or
+//!   the status proves it was not processed (429), or the connection was
+//!   refused before it was sent, or the policy says
+//!   `non_idempotent = "always"`;
+//! - attempts are left (`max_attempts`, the first one included);
+//! - the body can be sent again (see [`ReplayBody`]);
+//! - the wait fits: a `Retry-After` is honoured exactly (never less), and one
+//!   longer than `max_retry_after` ends the call rather than hammering the
+//!   server early; a wait that would end past the total deadline ends the call
+//!   at once, as `deadline_exceeded`, instead of sleeping into a certain
+//!   failure;
+//! - the [`Budget`] grants it.
+//!
+//! `timeouts.attempt` bounds each attempt (the response head and the error
+//! body read); an attempt that runs out is a transport failure like any
+//! other. `timeouts.total` bounds the whole call, waits included.
+//!
+//! Each attempt runs in a `rebound.attempt` span (a child of the call's span)
+//! with `http.request.resend_count`, its status, class and error codes; each
+//! retry is an event with the delay and its reason (`backoff` or
+//! `retry_after`), and each refusal an event naming it.
+//!
+//! Time comes from `tokio::time`, so tests run on paused time, and jitter
+//! from a seedable generator ([`RetryLayer::with_seed`]). The response future
+//! is a hand-written state machine rather than a boxed `async` block: the
+//! success path allocates nothing but the copy of the request kept for a
+//! replay.
+
+mod backoff;
+mod budget;
+mod decision;
+mod future;
+mod layer;
+mod replay;
+mod rng;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::classify::ClassifySettings;
+use crate::error::Error;
+
+pub use backoff::{Backoff, Jitter};
+pub use budget::{Budget, BudgetSettings, RetryCause};
+pub use future::ResponseFuture;
+pub use layer::RetryLayer;
+pub use replay::{Buffered, NotReplayable, ReplayBody};
+
+/// Whether requests with a non-idempotent method (POST, PATCH, ...) may be
+/// retried after a failure that may have reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonIdempotent {
+    /// Only when it is known to be safe: an `Idempotency-Key`, a 429, a refused
+    /// connection.
+    Safe,
+    /// Always, like an idempotent request: for APIs that deduplicate writes.
+    Always,
+}
+
+/// What the retry layer takes from a policy.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RetrySettings {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) non_idempotent: NonIdempotent,
+    pub(crate) add_idempotency_key: bool,
+    pub(crate) buffer_max: usize,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) total_timeout: Duration,
+}
+
+/// What every clone of one retry layer shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: Arc<RetrySettings>,
+    pub(crate) budget: Arc<Budget>,
+    pub(crate) classify: Arc<ClassifySettings>,
+    pub(crate) jitter: rng::SharedRng,
+    /// Idempotency keys never come from the seedable generator: keys must not
+    /// repeat across processes that share a seed.
+    pub(crate) keys: rng::SharedRng,
+}
+
+/// Retries failed attempts of the inner service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Retry<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Retry<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
+    B: ReplayBody,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The ready service takes this call; a clone waits for the retries
+        // (tower-http's follow_redirect does the same).
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(ready, request, Arc::clone(&self.shared))
+    }
+}
