@@ -347,3 +347,104 @@ fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `/flaky/N/KEY` fails with 500 N times per KEY, then answers 200;
+/// `/throttle` answers 429 with `Retry-After: 1` once; `/stall` sends the
+/// head of a 500 and then nothing.
+async fn flaky_server() -> TestServer {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    TestServer::start(move |request| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let path = request.uri().path().to_owned();
+            let count = {
+                let mut seen = seen.lock().unwrap();
+                let count = seen.entry(path.clone()).or_insert(0);
+                *count += 1;
+                *count
+            };
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            match parts.as_slice() {
+                ["flaky", n, _] if count <= n.parse::<u32>().unwrap() => {
+                    api_error(500, &[("InternalError", "Try again")])
+                }
+                ["throttle"] if count == 1 => {
+                    let mut response = api_error(429, &[("TooManyRequests", "Slow down")]);
+                    response
+                        .headers_mut()
+                        .insert("retry-after", "1".parse().unwrap());
+                    response
+                }
+                ["stall"] => {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    respond(200, "")
+                }
+                _ => respond(200, format!("done after {count}")),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_counts_every_attempt() {
+    let server = flaky_server().await;
+    let dir = temp_dir("attempts");
+    let policy = dir.join("fast.toml");
+    std::fs::write(
+        &policy,
+        "[classify]\nsuccess = [200]\nretryable = [429, 500]\n[retry]\nmax_attempts = 4\n\
+         [retry.backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\n[timeouts]\nattempt = \"300ms\"\n",
+    )
+    .unwrap();
+    let policy = policy.display().to_string();
+    let run = |extra: Vec<&str>, path: &str| {
+        let mut args: Vec<String> = vec![
+            "request".into(),
+            "--report".into(),
+            "json".into(),
+            "-p".into(),
+            policy.clone(),
+        ];
+        args.extend(extra.into_iter().map(String::from));
+        args.push(server.url(path));
+        rebound_async(args)
+    };
+
+    let output = run(vec![], "/flaky/2/a").await;
+    let r = report(&output);
+    assert_eq!(
+        (r["outcome"].as_str(), r["attempts"].as_u64()),
+        (Some("success"), Some(3))
+    );
+    assert_eq!(output.stdout, b"done after 3");
+
+    let r = report(&run(vec!["-X", "POST", "-d", "{}"], "/flaky/1/b").await);
+    assert_eq!(
+        (r["outcome"].as_str(), r["attempts"].as_u64()),
+        (Some("retries_exhausted"), Some(1))
+    );
+    assert_eq!(r["error_codes"], serde_json::json!(["InternalError"]));
+
+    let r = report(&run(vec!["-d", "{}", "-H", "Idempotency-Key: k1"], "/flaky/1/c").await);
+    assert_eq!(
+        (r["outcome"].as_str(), r["attempts"].as_u64()),
+        (Some("success"), Some(2))
+    );
+
+    let r = report(&run(vec![], "/throttle").await);
+    assert_eq!(
+        (r["outcome"].as_str(), r["attempts"].as_u64()),
+        (Some("success"), Some(2))
+    );
+    assert!(r["elapsed_ms"].as_u64().unwrap() >= 1000, "{r}");
+
+    let r = report(&run(vec![], "/stall").await);
+    assert_eq!(
+        (r["outcome"].as_str(), r["attempts"].as_u64()),
+        (Some("transport"), Some(4))
+    );
+    assert_eq!(r["status"], Value::Null);
+}

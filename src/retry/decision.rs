@@ -150,3 +150,257 @@ pub(crate) fn decide(
     }
     Decision::Retry { delay, reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::StatusClass;
+    use crate::error::ResponseFailure;
+    use crate::retry::{Backoff, BudgetSettings, Jitter};
+    use http::StatusCode;
+
+    fn settings() -> RetrySettings {
+        RetrySettings {
+            max_attempts: 3,
+            backoff: Backoff::constant(Duration::from_millis(100), Jitter::None),
+            max_retry_after: Duration::from_secs(30),
+            non_idempotent: NonIdempotent::Safe,
+            add_idempotency_key: false,
+            buffer_max: 1024,
+            attempt_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn budget(capacity: f64) -> Budget {
+        Budget::new(BudgetSettings {
+            enabled: true,
+            capacity,
+            success_refill: 0.2,
+            transient_cost: 1.0,
+            throttling_cost: 1.0,
+        })
+    }
+
+    fn status(code: u16, class: StatusClass, retry_after: Option<u64>) -> Error {
+        Error::from_response(
+            StatusCode::from_u16(code).unwrap(),
+            class,
+            ResponseFailure {
+                retry_after: retry_after.map(Duration::from_secs),
+                ..ResponseFailure::default()
+            },
+        )
+    }
+
+    fn transport(kind: std::io::ErrorKind) -> Error {
+        Error::transport(Box::new(std::io::Error::from(kind)))
+    }
+
+    fn facts(method: Method, key: bool) -> RequestFacts {
+        RequestFacts {
+            idempotent: is_idempotent(&method),
+            has_idempotency_key: key,
+            replayable: true,
+            attempts: 1,
+        }
+    }
+
+    fn run(error: &Error, facts: &RequestFacts, settings: &RetrySettings) -> Decision {
+        let now = Instant::now();
+        decide(
+            error,
+            facts,
+            settings,
+            &budget(10.0),
+            now,
+            Some(now + settings.total_timeout),
+            || settings.backoff.delay(facts.attempts, Duration::ZERO, 0),
+        )
+    }
+
+    const BACKOFF: Decision = Decision::Retry {
+        delay: Duration::from_millis(100),
+        reason: DelayReason::Backoff,
+    };
+
+    #[test]
+    fn the_decision_table() {
+        use StatusClass::{Retryable, Terminal, Unsupported};
+        use std::io::ErrorKind::{ConnectionRefused, ConnectionReset};
+        let stop = |r| Decision::Stop(r);
+        let methods = [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+            Method::TRACE,
+            Method::POST,
+            Method::PATCH,
+            Method::CONNECT,
+        ];
+        for method in methods {
+            let safe = is_idempotent(&method);
+            for key in [false, true] {
+                let f = facts(method.clone(), key);
+                let s = settings();
+                let when_safe = |safe: bool| {
+                    if safe {
+                        BACKOFF
+                    } else {
+                        stop(Refusal::UnsafeMethod)
+                    }
+                };
+                // Classes that are never retried, whatever the method.
+                assert_eq!(
+                    run(&status(404, Terminal, None), &f, &s),
+                    stop(Refusal::NotRetryable)
+                );
+                assert_eq!(
+                    run(&status(503, Unsupported, None), &f, &s),
+                    stop(Refusal::NotRetryable)
+                );
+                // A 500 or a reset connection may have been processed.
+                assert_eq!(
+                    run(&status(500, Retryable, None), &f, &s),
+                    when_safe(safe || key),
+                    "{method} {key}"
+                );
+                assert_eq!(
+                    run(&transport(ConnectionReset), &f, &s),
+                    when_safe(safe || key),
+                    "{method} {key}"
+                );
+                // 429 and a refused connection prove the request was not processed.
+                assert_eq!(
+                    run(&status(429, Retryable, None), &f, &s),
+                    BACKOFF,
+                    "{method}"
+                );
+                assert_eq!(
+                    run(&transport(ConnectionRefused), &f, &s),
+                    BACKOFF,
+                    "{method}"
+                );
+                // A timed-out attempt may have reached the server.
+                let timed_out = Error::attempt_timed_out(Duration::from_secs(1));
+                assert_eq!(
+                    run(&timed_out, &f, &s),
+                    when_safe(safe || key),
+                    "{method} {key}"
+                );
+                // "always" retries everything retryable.
+                let always = RetrySettings {
+                    non_idempotent: NonIdempotent::Always,
+                    ..settings()
+                };
+                assert_eq!(run(&status(500, Retryable, None), &f, &always), BACKOFF);
+            }
+        }
+    }
+
+    #[test]
+    fn attempts_and_replay() {
+        let s = settings();
+        let error = status(500, Retryable, None);
+        let mut f = facts(Method::GET, false);
+        f.attempts = 3;
+        assert_eq!(
+            run(&error, &f, &s),
+            Decision::Stop(Refusal::AttemptsExhausted)
+        );
+        f.attempts = 2;
+        assert_eq!(run(&error, &f, &s), BACKOFF);
+        f.replayable = false;
+        assert_eq!(run(&error, &f, &s), Decision::Stop(Refusal::NotReplayable));
+    }
+
+    use StatusClass::Retryable;
+
+    #[test]
+    fn retry_after_is_honoured_exactly_or_ends_the_call() {
+        let s = settings();
+        let f = facts(Method::GET, false);
+        assert_eq!(
+            run(&status(429, Retryable, Some(7)), &f, &s),
+            Decision::Retry {
+                delay: Duration::from_secs(7),
+                reason: DelayReason::RetryAfter
+            }
+        );
+        // Never less than asked, even when the backoff is longer.
+        let slow = RetrySettings {
+            backoff: Backoff::constant(Duration::from_secs(20), Jitter::None),
+            ..settings()
+        };
+        assert_eq!(
+            run(&status(503, Retryable, Some(1)), &f, &slow),
+            Decision::Retry {
+                delay: Duration::from_secs(1),
+                reason: DelayReason::RetryAfter
+            }
+        );
+        assert_eq!(
+            run(&status(429, Retryable, Some(31)), &f, &s),
+            Decision::Stop(Refusal::RetryAfterTooLong {
+                asked: Duration::from_secs(31)
+            })
+        );
+        assert_eq!(
+            run(&status(429, Retryable, Some(u64::MAX)), &f, &s),
+            Decision::Stop(Refusal::RetryAfterTooLong {
+                asked: Duration::from_secs(u64::MAX)
+            })
+        );
+    }
+
+    #[test]
+    fn a_wait_past_the_deadline_ends_the_call_now() {
+        let s = settings();
+        let f = facts(Method::GET, false);
+        let now = Instant::now();
+        let b = budget(10.0);
+        let decide_with = |deadline: Instant, retry_after: u64| {
+            decide(
+                &status(429, Retryable, Some(retry_after)),
+                &f,
+                &s,
+                &b,
+                now,
+                Some(deadline),
+                || Duration::ZERO,
+            )
+        };
+        assert_eq!(
+            decide_with(now + Duration::from_secs(5), 5),
+            Decision::Stop(Refusal::Deadline)
+        );
+        assert_eq!(
+            decide_with(now + Duration::from_secs(5), 6),
+            Decision::Stop(Refusal::Deadline)
+        );
+        assert!(matches!(
+            decide_with(now + Duration::from_secs(6), 5),
+            Decision::Retry { .. }
+        ));
+        // A refusal for the deadline takes nothing from the budget.
+        assert_eq!(b.available(), 9.0);
+    }
+
+    #[test]
+    fn an_empty_budget_refuses_and_a_refusal_costs_nothing() {
+        let s = settings();
+        let f = facts(Method::GET, false);
+        let now = Instant::now();
+        let b = budget(1.0);
+        let go = || {
+            decide(&status(500, Retryable, None), &f, &s, &b, now, None, || {
+                Duration::ZERO
+            })
+        };
+        assert!(matches!(go(), Decision::Retry { .. }));
+        assert_eq!(go(), Decision::Stop(Refusal::Budget));
+        assert_eq!(b.available(), 0.0);
+    }
+}

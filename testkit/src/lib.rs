@@ -315,3 +315,157 @@ impl<B> tower_service::Service<Request<B>> for Answer {
         std::future::ready(Ok(response))
     }
 }
+
+/// What a [`Scripted`] client does with one request.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Answers with a status, headers and a body.
+    Respond {
+        /// The status.
+        status: u16,
+        /// Header names and values.
+        headers: Vec<(&'static str, String)>,
+        /// The body.
+        body: Bytes,
+    },
+    /// Fails as a client does when a connection breaks, with this I/O error.
+    Fail(std::io::ErrorKind),
+    /// Never answers.
+    Hang,
+}
+
+impl Step {
+    /// Answers `status` with an empty body.
+    pub fn status(status: u16) -> Step {
+        Step::Respond {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Answers `status` with a header.
+    pub fn with_header(status: u16, name: &'static str, value: impl Into<String>) -> Step {
+        Step::Respond {
+            status,
+            headers: vec![(name, value.into())],
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// A request as a [`Scripted`] client saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// When it arrived, on Tokio's clock (paused in tests).
+    pub at: tokio::time::Instant,
+    /// Its method.
+    pub method: http::Method,
+    /// Its headers.
+    pub headers: http::HeaderMap,
+    /// Its whole body.
+    pub body: Bytes,
+}
+
+/// A client double that follows a script, one [`Step`] per request (the last
+/// step repeats), and records every request it receives. No I/O: for tests on
+/// paused time.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    state: Arc<std::sync::Mutex<ScriptState>>,
+}
+
+#[derive(Debug)]
+struct ScriptState {
+    steps: std::collections::VecDeque<Step>,
+    seen: Vec<Seen>,
+}
+
+impl Scripted {
+    /// A client that takes `steps` in order, repeating the last one.
+    pub fn new(steps: impl IntoIterator<Item = Step>) -> Self {
+        let steps: std::collections::VecDeque<Step> = steps.into_iter().collect();
+        assert!(!steps.is_empty(), "a script needs at least one step");
+        Scripted {
+            state: Arc::new(std::sync::Mutex::new(ScriptState {
+                steps,
+                seen: Vec::new(),
+            })),
+        }
+    }
+
+    /// The requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// How many requests were received.
+    pub fn calls(&self) -> usize {
+        self.state.lock().unwrap().seen.len()
+    }
+
+    /// How many handles to this script exist (the test's own included): a
+    /// dropped call must give its clone back.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.state)
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for Scripted
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    type Response = Response<http_body_util::Full<Bytes>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let state = Arc::clone(&self.state);
+        Box::pin(async move {
+            let at = tokio::time::Instant::now();
+            let (parts, body) = request.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => Bytes::from_static(b"<body error>"),
+            };
+            let step = {
+                let mut state = state.lock().unwrap();
+                state.seen.push(Seen {
+                    at,
+                    method: parts.method,
+                    headers: parts.headers,
+                    body,
+                });
+                if state.steps.len() > 1 {
+                    state.steps.pop_front().unwrap()
+                } else {
+                    state.steps[0].clone()
+                }
+            };
+            match step {
+                Step::Respond {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let mut response = Response::new(http_body_util::Full::new(body));
+                    *response.status_mut() = StatusCode::from_u16(status).expect("a valid status");
+                    for (name, value) in headers {
+                        response.headers_mut().append(
+                            name,
+                            http::HeaderValue::from_str(&value).expect("a valid header value"),
+                        );
+                    }
+                    Ok(response)
+                }
+                Step::Fail(kind) => Err(std::io::Error::from(kind)),
+                Step::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
