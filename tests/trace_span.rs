@@ -22,6 +22,7 @@ type Fields = BTreeMap<String, String>;
 #[derive(Clone, Default)]
 struct Capture {
     spans: Arc<Mutex<BTreeMap<u64, (String, Fields)>>>,
+    parents: Arc<Mutex<BTreeMap<u64, u64>>>,
     events: Arc<Mutex<Vec<Fields>>>,
 }
 
@@ -36,8 +37,20 @@ impl Visit for Collect<'_> {
     }
 }
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+impl<S> tracing_subscriber::Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let parent = attrs.parent().cloned().or_else(|| {
+            attrs
+                .is_contextual()
+                .then(|| ctx.current_span().id().cloned())
+                .flatten()
+        });
+        if let Some(parent) = parent {
+            self.parents.lock().unwrap().insert(id.into_u64(), parent.into_u64());
+        }
         let mut fields = Fields::new();
         attrs.record(&mut Collect(&mut fields));
         let name = attrs.metadata().name().to_owned();
@@ -59,6 +72,21 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
 }
 
 impl Capture {
+    /// The spans named `name`, with their ids, in order of creation.
+    fn named(&self, name: &str) -> Vec<(u64, Fields)> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, (n, _))| n == name)
+            .map(|(id, (_, fields))| (*id, fields.clone()))
+            .collect()
+    }
+
+    fn parent_of(&self, id: u64) -> Option<u64> {
+        self.parents.lock().unwrap().get(&id).copied()
+    }
+
     fn calls(&self) -> Vec<Fields> {
         self.spans
             .lock()
@@ -163,4 +191,70 @@ async fn a_transport_failure_names_its_outcome_as_error_type() {
     assert_eq!(calls[0]["error.type"], "transport");
     assert_eq!(calls[0]["rebound.outcome"], "transport");
     assert!(!calls[0].contains_key("http.response.status_code"));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn each_attempt_is_a_child_span_and_each_decision_an_event() {
+    use rebound_testkit::{Scripted, Step};
+
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(capture.clone()),
+    );
+    let script = Scripted::new([
+        Step::Respond {
+            status: 500,
+            headers: vec![],
+            body: bytes::Bytes::from_static(br#"[{"code":"InternalError"}]"#),
+        },
+        Step::with_header(429, "retry-after", "2"),
+        Step::status(200),
+    ]);
+    let client = ResilienceLayer::with_seed(Policy::preset("connio").unwrap(), 7).layer(script);
+    client.oneshot(common::get("http://api.example/devices")).await.unwrap();
+
+    let calls = capture.named("rebound.call");
+    assert_eq!(calls.len(), 1);
+    let (call_id, call) = &calls[0];
+    assert_eq!(call["rebound.attempts"], "3");
+    assert_eq!(call["rebound.outcome"], "success");
+
+    let attempts = capture.named("rebound.attempt");
+    assert_eq!(attempts.len(), 3);
+    let expected = [("0", "500", "retryable"), ("1", "429", "retryable"), ("2", "200", "success")];
+    for ((id, fields), (resend, status, class)) in attempts.iter().zip(expected) {
+        assert_eq!(capture.parent_of(*id), Some(*call_id), "attempts are children of the call");
+        assert_eq!(fields["http.request.resend_count"], resend);
+        assert_eq!(fields["http.response.status_code"], status);
+        assert_eq!(fields["rebound.class"], class);
+    }
+    assert_eq!(attempts[0].1["rebound.error_codes"], "InternalError");
+    assert_eq!(attempts[0].1["error.type"], "500");
+
+    let events = capture.events.lock().unwrap().clone();
+    let retries: Vec<&Fields> = events.iter().filter(|e| e["message"] == "retrying").collect();
+    assert_eq!(retries.len(), 2);
+    assert_eq!(retries[0]["reason"], "backoff");
+    assert_eq!(retries[1]["reason"], "retry_after");
+    assert_eq!(retries[1]["delay_ms"], "2000");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_refused_retry_is_an_event_with_its_reason() {
+    use rebound_testkit::{Scripted, Step};
+
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(capture.clone()),
+    );
+    let client = ResilienceLayer::new(Policy::preset("connio").unwrap())
+        .layer(Scripted::new([Step::status(500)]));
+    let request = http::Request::post("http://api.example/devices")
+        .body(Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    client.oneshot(request).await.unwrap_err();
+    let events = capture.events.lock().unwrap().clone();
+    let refusals: Vec<&Fields> = events.iter().filter(|e| e["message"] == "not retrying").collect();
+    assert_eq!(refusals.len(), 1);
+    assert_eq!(refusals[0]["reason"], "unsafe_method");
 }

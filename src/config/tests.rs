@@ -1,5 +1,6 @@
 use super::*;
 use crate::classify::StatusClass::{self, *};
+use crate::retry::{Backoff, Jitter};
 
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap()
@@ -62,6 +63,7 @@ fn shipped_files_load_and_match_the_presets() {
         let from_file = Policy::from_path(&path).unwrap();
         let preset = Policy::preset(name).unwrap();
         assert_eq!(from_file.classify, preset.classify, "{name}");
+        assert_eq!(from_file.retry, preset.retry, "{name}");
         assert_eq!(preset.error_body_max_bytes(), DEFAULT_ERROR_BODY_MAX_BYTES);
     }
 }
@@ -253,4 +255,76 @@ fn files_are_named_in_errors() {
 fn unknown_presets_list_the_known_ones() {
     let error = Policy::preset("aggressive").unwrap_err();
     assert!(error.message().contains("connio, standard"), "{error}");
+}
+
+#[test]
+fn the_presets_spell_out_the_defaults() {
+    // A policy that leaves [retry] and [timeouts] out gets what the presets
+    // write down.
+    let empty = Policy::from_toml_str("").unwrap();
+    let connio = Policy::preset("connio").unwrap();
+    assert_eq!(empty.retry, connio.retry);
+    assert_eq!(connio.max_attempts(), 4);
+    assert_eq!(connio.retry.attempt_timeout, Duration::from_secs(10));
+    assert_eq!(connio.retry.total_timeout, Duration::from_secs(60));
+}
+
+#[test]
+fn retry_and_timeouts_are_read() {
+    let policy = Policy::from_toml_str(
+        r#"
+[retry]
+max_attempts = 2
+max_retry_after = "5s"
+non_idempotent = "always"
+add_idempotency_key = true
+buffer_max = "1MiB"
+[retry.backoff]
+kind = "constant"
+delay = "250ms"
+jitter = "none"
+[retry.budget]
+enabled = false
+capacity = 3
+success_refill = 0.5
+transient_cost = 2
+throttling_cost = 0.5
+[timeouts]
+attempt = "2s"
+total = "5m"
+"#,
+    )
+    .unwrap();
+    let r = &policy.retry;
+    assert_eq!(r.max_attempts, 2);
+    assert_eq!(r.max_retry_after, Duration::from_secs(5));
+    assert_eq!(r.non_idempotent, crate::retry::NonIdempotent::Always);
+    assert!(r.add_idempotency_key);
+    assert_eq!(r.buffer_max, 1 << 20);
+    assert_eq!(r.backoff, Backoff::constant(Duration::from_millis(250), Jitter::None));
+    assert_eq!(r.attempt_timeout, Duration::from_secs(2));
+    assert_eq!(r.total_timeout, Duration::from_secs(300));
+    assert_eq!(policy.budget().available(), 3.0);
+}
+
+#[test]
+fn retry_mistakes_point_at_the_line() {
+    assert_error("[retry]\nmax_attempts = 0\n", 2, 16, &["retry.max_attempts", "1 to 10"]);
+    assert_error("[retry]\nmax_attempts = 11\n", 2, 16, &["1 to 10"]);
+    assert_error("[retry]\nmax_retry_after = \"2h\"\n", 2, 19, &["\"0ms\" to \"1h\""]);
+    assert_error("[retry]\nmax_retry_after = 30\n", 2, 19, &["invalid duration 30", "with its unit"]);
+    assert_error("[retry]\nnon_idempotent = \"sometimes\"\n", 2, 18, &["unknown variant `sometimes`", "always"]);
+    assert_error("[retry]\nbuffer_max = \"1GiB\"\n", 2, 14, &["retry.buffer_max"]);
+    assert_error("[retry.backoff]\nkind = \"linear\"\n", 2, 8, &["unknown variant `linear`"]);
+    assert_error("[retry.backoff]\njitter = \"some\"\n", 2, 10, &["decorrelated"]);
+    assert_error("[retry.backoff]\nmultiplier = 0.5\n", 2, 14, &["retry.backoff.multiplier", "1 to 10"]);
+    assert_error("[retry.backoff]\ninitial = \"2s\"\nmax = \"1s\"\n", 3, 7, &["below retry.backoff.initial"]);
+    assert_error("[retry.backoff]\nkind = \"constant\"\ninitial = \"1s\"\n", 3, 11, &["takes `delay`"]);
+    assert_error("[retry.backoff]\ndelay = \"1s\"\n", 2, 9, &["for kind = \"constant\""]);
+    assert_error("[retry.budget]\ncapacity = -1\n", 2, 12, &["retry.budget.capacity"]);
+    assert_error("[retry.budget]\ntransient_cost = 0\n", 2, 18, &["retry.budget.transient_cost"]);
+    assert_error("[retry.budget]\nrefill = 1\n", 2, 1, &["unknown field `refill`", "success_refill"]);
+    assert_error("[timeouts]\nattempt = \"0ms\"\n", 2, 11, &["timeouts.attempt"]);
+    assert_error("[timeouts]\ntotal = \"25h\"\n", 2, 9, &["timeouts.total"]);
+    assert_error("[timeouts]\nconnect = \"1s\"\n", 2, 1, &["unknown field `connect`"]);
 }
