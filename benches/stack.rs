@@ -2,11 +2,24 @@
 //!
 //! Each benchmark builds a request, calls the service and polls the response
 //! future once; the test clients answer at once, so what is measured is the
-//! layers themselves, not I/O. The bare client runs in the same process as the
-//! baseline, and the run ends with a table of ratios against it.
+//! layers themselves, not I/O. The baselines run in the same process: the bare
+//! client, and tower's own `Retry` with a policy that never retries (which
+//! still clones each request, as any retry must). The run ends with a table of
+//! ratios.
 //!
 //! ```text
 //! cargo bench --bench stack
+//! ```
+//!
+//! Timings on a shared machine wander by a tenth from run to run. For a
+//! figure that does not, count instructions: `STACK_LOOP=NAME` makes the bench
+//! binary run 200,000 calls of one service (`bare`, `tower_retry`,
+//! `classify`, `retry`, `resilience`) and exit, for
+//! `valgrind --tool=callgrind`:
+//!
+//! ```text
+//! cargo bench --bench stack --no-run   # prints the binary's path
+//! STACK_LOOP=resilience valgrind --tool=callgrind target/release/deps/stack-HASH
 //! ```
 
 use std::future::Future;
@@ -18,6 +31,8 @@ use bytes::Bytes;
 use criterion::Criterion;
 use http::Request;
 use http_body_util::Full;
+use rebound::classify::ClassifyLayer;
+use rebound::retry::RetryLayer;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::Answer;
 use std::hint::black_box;
@@ -42,6 +57,34 @@ where
     }
 }
 
+/// tower's own retry layer with a policy that never retries but, like any
+/// retry policy, clones each request in case it must: the baseline the
+/// rebound stack is held to.
+#[derive(Clone)]
+struct NeverRetry;
+
+impl<Res, E> tower::retry::Policy<Request<Full<Bytes>>, Res, E> for NeverRetry {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _request: &mut Request<Full<Bytes>>,
+        _result: &mut Result<Res, E>,
+    ) -> Option<Self::Future> {
+        None
+    }
+
+    fn clone_request(&mut self, request: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        let mut copy = Request::new(request.body().clone());
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.version_mut() = request.version();
+        *copy.headers_mut() = request.headers().clone();
+        *copy.extensions_mut() = request.extensions().clone();
+        Some(copy)
+    }
+}
+
 const NOT_FOUND: &str = r#"[{"code":"ResourceNotFound","cause":"Resource not found","message":"Requested endpoint is not valid.","moreInfoUrl":"https://docs.connio.com/v3/error/resourcenotfound"}]"#;
 
 fn benches(c: &mut Criterion) {
@@ -50,6 +93,11 @@ fn benches(c: &mut Criterion) {
 
     let mut bare = Answer::new(200, "{}");
     group.bench_function("bare_200", |b| b.iter(|| call_once(&mut bare)));
+
+    let mut tower_retry = tower::retry::RetryLayer::new(NeverRetry).layer(Answer::new(200, "{}"));
+    group.bench_function("tower_retry_200", |b| {
+        b.iter(|| call_once(&mut tower_retry))
+    });
 
     let mut stacked = ResilienceLayer::new(policy.clone()).layer(Answer::new(200, "{}"));
     group.bench_function("resilience_200", |b| b.iter(|| call_once(&mut stacked)));
@@ -84,9 +132,11 @@ fn mean_ns(name: &str) -> Option<f64> {
 }
 
 fn print_ratios() {
-    println!("\nratios against the bare client, same run:");
+    println!("\nratios, same run:");
     for (name, baseline) in [
+        ("tower_retry_200", "bare_200"),
         ("resilience_200", "bare_200"),
+        ("resilience_200", "tower_retry_200"),
         ("resilience_404_parsed", "bare_404"),
     ] {
         match (mean_ns(name), mean_ns(baseline)) {
@@ -101,7 +151,32 @@ fn print_ratios() {
     }
 }
 
+/// Runs 200,000 calls of one service, for instruction counts under callgrind.
+fn run_loop(name: &str) {
+    fn spin<S: Service<Request<Full<Bytes>>>>(mut service: S) {
+        for _ in 0..200_000 {
+            call_once(&mut service);
+        }
+    }
+    let policy = Policy::preset("connio").unwrap();
+    let answer = || Answer::new(200, "{}");
+    match name {
+        "bare" => spin(answer()),
+        "tower_retry" => spin(tower::retry::RetryLayer::new(NeverRetry).layer(answer())),
+        "classify" => spin(ClassifyLayer::new(&policy).layer(answer())),
+        "retry" => {
+            spin(RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer())))
+        }
+        "resilience" => spin(ResilienceLayer::new(policy).layer(answer())),
+        other => eprintln!("unknown STACK_LOOP {other:?}"),
+    }
+}
+
 fn main() {
+    if let Ok(name) = std::env::var("STACK_LOOP") {
+        run_loop(&name);
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
     benches(&mut criterion);
     criterion.final_summary();

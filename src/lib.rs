@@ -66,7 +66,7 @@ pub use config::{Policy, PolicyError};
 pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind};
 pub use info::CallInfo;
 pub use outcome::Outcome;
-pub use stack::{Resilience, ResilienceLayer, ResponseFuture};
+pub use stack::{Resilience, ResilienceLayer};
 
 // The README's examples compile as part of the test suite.
 #[cfg(doctest)]

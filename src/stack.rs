@@ -1,11 +1,8 @@
 //! The whole stack, assembled from a policy.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -121,40 +118,16 @@ where
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = ResponseFuture<S, B>;
+    // The stack's own future, not a newtype around it: a wrapper would cost a
+    // move of the whole future on every call.
+    type Future = <Stack<S> as Service<Request<B>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ResponseFuture {
-            inner: self.inner.call(request),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of a [`Resilience`] call.
-    pub struct ResponseFuture<S, B>
-    where
-        Stack<S>: Service<Request<B>>,
-    {
-        #[pin]
-        inner: <Stack<S> as Service<Request<B>>>::Future,
-    }
-}
-
-impl<S, B> Future for ResponseFuture<S, B>
-where
-    Stack<S>: Service<Request<B>>,
-{
-    type Output = Result<
-        <Stack<S> as Service<Request<B>>>::Response,
-        <Stack<S> as Service<Request<B>>>::Error,
-    >;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        self.inner.call(request)
     }
 }

@@ -49,7 +49,10 @@ where
                 .flatten()
         });
         if let Some(parent) = parent {
-            self.parents.lock().unwrap().insert(id.into_u64(), parent.into_u64());
+            self.parents
+                .lock()
+                .unwrap()
+                .insert(id.into_u64(), parent.into_u64());
         }
         let mut fields = Fields::new();
         attrs.record(&mut Collect(&mut fields));
@@ -198,9 +201,8 @@ async fn each_attempt_is_a_child_span_and_each_decision_an_event() {
     use rebound_testkit::{Scripted, Step};
 
     let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(capture.clone()),
-    );
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let script = Scripted::new([
         Step::Respond {
             status: 500,
@@ -211,7 +213,10 @@ async fn each_attempt_is_a_child_span_and_each_decision_an_event() {
         Step::status(200),
     ]);
     let client = ResilienceLayer::with_seed(Policy::preset("connio").unwrap(), 7).layer(script);
-    client.oneshot(common::get("http://api.example/devices")).await.unwrap();
+    client
+        .oneshot(common::get("http://api.example/devices"))
+        .await
+        .unwrap();
 
     let calls = capture.named("rebound.call");
     assert_eq!(calls.len(), 1);
@@ -221,9 +226,17 @@ async fn each_attempt_is_a_child_span_and_each_decision_an_event() {
 
     let attempts = capture.named("rebound.attempt");
     assert_eq!(attempts.len(), 3);
-    let expected = [("0", "500", "retryable"), ("1", "429", "retryable"), ("2", "200", "success")];
+    let expected = [
+        ("0", "500", "retryable"),
+        ("1", "429", "retryable"),
+        ("2", "200", "success"),
+    ];
     for ((id, fields), (resend, status, class)) in attempts.iter().zip(expected) {
-        assert_eq!(capture.parent_of(*id), Some(*call_id), "attempts are children of the call");
+        assert_eq!(
+            capture.parent_of(*id),
+            Some(*call_id),
+            "attempts are children of the call"
+        );
         assert_eq!(fields["http.request.resend_count"], resend);
         assert_eq!(fields["http.response.status_code"], status);
         assert_eq!(fields["rebound.class"], class);
@@ -232,7 +245,10 @@ async fn each_attempt_is_a_child_span_and_each_decision_an_event() {
     assert_eq!(attempts[0].1["error.type"], "500");
 
     let events = capture.events.lock().unwrap().clone();
-    let retries: Vec<&Fields> = events.iter().filter(|e| e["message"] == "retrying").collect();
+    let retries: Vec<&Fields> = events
+        .iter()
+        .filter(|e| e["message"] == "retrying")
+        .collect();
     assert_eq!(retries.len(), 2);
     assert_eq!(retries[0]["reason"], "backoff");
     assert_eq!(retries[1]["reason"], "retry_after");
@@ -244,9 +260,8 @@ async fn a_refused_retry_is_an_event_with_its_reason() {
     use rebound_testkit::{Scripted, Step};
 
     let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(capture.clone()),
-    );
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let client = ResilienceLayer::new(Policy::preset("connio").unwrap())
         .layer(Scripted::new([Step::status(500)]));
     let request = http::Request::post("http://api.example/devices")
@@ -254,7 +269,10 @@ async fn a_refused_retry_is_an_event_with_its_reason() {
         .unwrap();
     client.oneshot(request).await.unwrap_err();
     let events = capture.events.lock().unwrap().clone();
-    let refusals: Vec<&Fields> = events.iter().filter(|e| e["message"] == "not retrying").collect();
+    let refusals: Vec<&Fields> = events
+        .iter()
+        .filter(|e| e["message"] == "not retrying")
+        .collect();
     assert_eq!(refusals.len(), 1);
     assert_eq!(refusals[0]["reason"], "unsafe_method");
 }

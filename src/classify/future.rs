@@ -1,6 +1,5 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +20,7 @@ pin_project! {
     pub struct ResponseFuture<F, RB> {
         #[pin]
         state: State<F, RB>,
-        settings: Arc<ClassifySettings>,
+        settings: &'static ClassifySettings,
     }
 }
 
@@ -35,7 +34,8 @@ pin_project! {
 }
 
 impl<F, RB> ResponseFuture<F, RB> {
-    pub(crate) fn new(future: F, settings: Arc<ClassifySettings>) -> Self {
+    #[inline]
+    pub(crate) fn new(future: F, settings: &'static ClassifySettings) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             settings,
@@ -51,6 +51,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use tower_layer::Layer;
 
 use super::{Classify, ClassifySettings};
@@ -9,7 +7,7 @@ use crate::Policy;
 /// a policy.
 #[derive(Debug, Clone)]
 pub struct ClassifyLayer {
-    settings: Arc<ClassifySettings>,
+    settings: &'static ClassifySettings,
 }
 
 impl ClassifyLayer {
@@ -25,6 +23,6 @@ impl<S> Layer<S> for ClassifyLayer {
     type Service = Classify<S>;
 
     fn layer(&self, inner: S) -> Classify<S> {
-        Classify::from_settings(inner, Arc::clone(&self.settings))
+        Classify::from_settings(inner, self.settings)
     }
 }

@@ -48,7 +48,6 @@ mod layer;
 mod retry_after;
 mod table;
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -74,11 +73,11 @@ pub(crate) struct ClassifySettings {
 #[derive(Debug, Clone)]
 pub struct Classify<S> {
     inner: S,
-    settings: Arc<ClassifySettings>,
+    settings: &'static ClassifySettings,
 }
 
 impl<S> Classify<S> {
-    pub(crate) fn from_settings(inner: S, settings: Arc<ClassifySettings>) -> Self {
+    pub(crate) fn from_settings(inner: S, settings: &'static ClassifySettings) -> Self {
         Classify { inner, settings }
     }
 
@@ -114,7 +113,8 @@ where
             .map_err(|e| Error::transport(e.into()))
     }
 
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.settings))
+        ResponseFuture::new(self.inner.call(request), self.settings)
     }
 }

@@ -66,7 +66,7 @@ const PRESETS: [(&str, &str); 2] = [
 /// ```
 #[derive(Debug, Clone)]
 pub struct Policy {
-    classify: Arc<ClassifySettings>,
+    classify: &'static ClassifySettings,
     retry: Arc<RetrySettings>,
     budget: Arc<Budget>,
 }
@@ -133,8 +133,8 @@ impl Policy {
         Arc::clone(&self.budget)
     }
 
-    pub(crate) fn classify_settings(&self) -> Arc<ClassifySettings> {
-        Arc::clone(&self.classify)
+    pub(crate) fn classify_settings(&self) -> &'static ClassifySettings {
+        self.classify
     }
 
     pub(crate) fn retry_settings(&self) -> Arc<RetrySettings> {
@@ -153,11 +153,34 @@ impl Policy {
         let classify = check.classify(&raw)?;
         let (retry, budget) = check.retry(&raw)?;
         Ok(Policy {
-            classify: Arc::new(classify),
+            classify: intern(classify),
             retry: Arc::new(retry),
             budget: Arc::new(Budget::new(budget)),
         })
     }
+}
+
+/// The one copy of a status table that every policy with that table shares.
+///
+/// Every call reads the table when its response arrives, so its future needs
+/// the table for as long as it lives. A shared reference to a table that is
+/// never freed costs nothing per call, where a reference count costs two
+/// atomic operations per future and per service clone. Tables are interned by
+/// value, so a process holds one copy of each distinct table it has loaded
+/// (about 520 bytes each), however often policies are loaded or reloaded.
+fn intern(settings: ClassifySettings) -> &'static ClassifySettings {
+    use std::sync::Mutex;
+
+    static TABLES: Mutex<Vec<&'static ClassifySettings>> = Mutex::new(Vec::new());
+    let mut tables = TABLES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = tables.iter().find(|known| ***known == settings) {
+        return known;
+    }
+    let leaked: &'static ClassifySettings = Box::leak(Box::new(settings));
+    tables.push(leaked);
+    leaked
 }
 
 /// Validation of the parsed text, with what it needs to point at mistakes.

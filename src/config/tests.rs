@@ -301,7 +301,10 @@ total = "5m"
     assert_eq!(r.non_idempotent, crate::retry::NonIdempotent::Always);
     assert!(r.add_idempotency_key);
     assert_eq!(r.buffer_max, 1 << 20);
-    assert_eq!(r.backoff, Backoff::constant(Duration::from_millis(250), Jitter::None));
+    assert_eq!(
+        r.backoff,
+        Backoff::constant(Duration::from_millis(250), Jitter::None)
+    );
     assert_eq!(r.attempt_timeout, Duration::from_secs(2));
     assert_eq!(r.total_timeout, Duration::from_secs(300));
     assert_eq!(policy.budget().available(), 3.0);
@@ -309,22 +312,102 @@ total = "5m"
 
 #[test]
 fn retry_mistakes_point_at_the_line() {
-    assert_error("[retry]\nmax_attempts = 0\n", 2, 16, &["retry.max_attempts", "1 to 10"]);
+    assert_error(
+        "[retry]\nmax_attempts = 0\n",
+        2,
+        16,
+        &["retry.max_attempts", "1 to 10"],
+    );
     assert_error("[retry]\nmax_attempts = 11\n", 2, 16, &["1 to 10"]);
-    assert_error("[retry]\nmax_retry_after = \"2h\"\n", 2, 19, &["\"0ms\" to \"1h\""]);
-    assert_error("[retry]\nmax_retry_after = 30\n", 2, 19, &["invalid duration 30", "with its unit"]);
-    assert_error("[retry]\nnon_idempotent = \"sometimes\"\n", 2, 18, &["unknown variant `sometimes`", "always"]);
-    assert_error("[retry]\nbuffer_max = \"1GiB\"\n", 2, 14, &["retry.buffer_max"]);
-    assert_error("[retry.backoff]\nkind = \"linear\"\n", 2, 8, &["unknown variant `linear`"]);
-    assert_error("[retry.backoff]\njitter = \"some\"\n", 2, 10, &["decorrelated"]);
-    assert_error("[retry.backoff]\nmultiplier = 0.5\n", 2, 14, &["retry.backoff.multiplier", "1 to 10"]);
-    assert_error("[retry.backoff]\ninitial = \"2s\"\nmax = \"1s\"\n", 3, 7, &["below retry.backoff.initial"]);
-    assert_error("[retry.backoff]\nkind = \"constant\"\ninitial = \"1s\"\n", 3, 11, &["takes `delay`"]);
-    assert_error("[retry.backoff]\ndelay = \"1s\"\n", 2, 9, &["for kind = \"constant\""]);
-    assert_error("[retry.budget]\ncapacity = -1\n", 2, 12, &["retry.budget.capacity"]);
-    assert_error("[retry.budget]\ntransient_cost = 0\n", 2, 18, &["retry.budget.transient_cost"]);
-    assert_error("[retry.budget]\nrefill = 1\n", 2, 1, &["unknown field `refill`", "success_refill"]);
-    assert_error("[timeouts]\nattempt = \"0ms\"\n", 2, 11, &["timeouts.attempt"]);
+    assert_error(
+        "[retry]\nmax_retry_after = \"2h\"\n",
+        2,
+        19,
+        &["\"0ms\" to \"1h\""],
+    );
+    assert_error(
+        "[retry]\nmax_retry_after = 30\n",
+        2,
+        19,
+        &["invalid duration 30", "with its unit"],
+    );
+    assert_error(
+        "[retry]\nnon_idempotent = \"sometimes\"\n",
+        2,
+        18,
+        &["unknown variant `sometimes`", "always"],
+    );
+    assert_error(
+        "[retry]\nbuffer_max = \"1GiB\"\n",
+        2,
+        14,
+        &["retry.buffer_max"],
+    );
+    assert_error(
+        "[retry.backoff]\nkind = \"linear\"\n",
+        2,
+        8,
+        &["unknown variant `linear`"],
+    );
+    assert_error(
+        "[retry.backoff]\njitter = \"some\"\n",
+        2,
+        10,
+        &["decorrelated"],
+    );
+    assert_error(
+        "[retry.backoff]\nmultiplier = 0.5\n",
+        2,
+        14,
+        &["retry.backoff.multiplier", "1 to 10"],
+    );
+    assert_error(
+        "[retry.backoff]\ninitial = \"2s\"\nmax = \"1s\"\n",
+        3,
+        7,
+        &["below retry.backoff.initial"],
+    );
+    assert_error(
+        "[retry.backoff]\nkind = \"constant\"\ninitial = \"1s\"\n",
+        3,
+        11,
+        &["takes `delay`"],
+    );
+    assert_error(
+        "[retry.backoff]\ndelay = \"1s\"\n",
+        2,
+        9,
+        &["for kind = \"constant\""],
+    );
+    assert_error(
+        "[retry.budget]\ncapacity = -1\n",
+        2,
+        12,
+        &["retry.budget.capacity"],
+    );
+    assert_error(
+        "[retry.budget]\ntransient_cost = 0\n",
+        2,
+        18,
+        &["retry.budget.transient_cost"],
+    );
+    assert_error(
+        "[retry.budget]\nrefill = 1\n",
+        2,
+        1,
+        &["unknown field `refill`", "success_refill"],
+    );
+    assert_error(
+        "[timeouts]\nattempt = \"0ms\"\n",
+        2,
+        11,
+        &["timeouts.attempt"],
+    );
     assert_error("[timeouts]\ntotal = \"25h\"\n", 2, 9, &["timeouts.total"]);
-    assert_error("[timeouts]\nconnect = \"1s\"\n", 2, 1, &["unknown field `connect`"]);
+    assert_error(
+        "[timeouts]\nconnect = \"1s\"\n",
+        2,
+        1,
+        &["unknown field `connect`"],
+    );
 }

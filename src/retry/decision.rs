@@ -19,8 +19,6 @@ pub(crate) struct RequestFacts {
     pub(crate) idempotent: bool,
     /// The request carries an `Idempotency-Key` header.
     pub(crate) has_idempotency_key: bool,
-    /// A copy of the request exists for another attempt.
-    pub(crate) replayable: bool,
     /// Attempts sent so far, the failed one included.
     pub(crate) attempts: u32,
 }
@@ -103,7 +101,10 @@ pub(crate) fn replay_is_safe(error: &Error, facts: &RequestFacts, policy: NonIde
 }
 
 /// Decides what follows a failed attempt. Takes from `budget` only when the
-/// answer is to retry.
+/// answer is to retry. `replay` makes the copy of the request for the next
+/// attempt, answering whether it could; it is called only for a failure that
+/// is otherwise retried, so a terminal answer costs no copy.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decide(
     error: &Error,
     facts: &RequestFacts,
@@ -111,6 +112,7 @@ pub(crate) fn decide(
     budget: &Budget,
     now: Instant,
     deadline: Option<Instant>,
+    replay: impl FnOnce() -> bool,
     backoff: impl FnOnce() -> Duration,
 ) -> Decision {
     if !error.is_retryable() {
@@ -122,7 +124,7 @@ pub(crate) fn decide(
     if facts.attempts >= settings.max_attempts {
         return Decision::Stop(Refusal::AttemptsExhausted);
     }
-    if !facts.replayable {
+    if !replay() {
         return Decision::Stop(Refusal::NotReplayable);
     }
     let (delay, reason) = match error.retry_after() {
@@ -201,12 +203,20 @@ mod tests {
         RequestFacts {
             idempotent: is_idempotent(&method),
             has_idempotency_key: key,
-            replayable: true,
             attempts: 1,
         }
     }
 
     fn run(error: &Error, facts: &RequestFacts, settings: &RetrySettings) -> Decision {
+        run_replay(error, facts, settings, true)
+    }
+
+    fn run_replay(
+        error: &Error,
+        facts: &RequestFacts,
+        settings: &RetrySettings,
+        replayable: bool,
+    ) -> Decision {
         let now = Instant::now();
         decide(
             error,
@@ -215,6 +225,7 @@ mod tests {
             &budget(10.0),
             now,
             Some(now + settings.total_timeout),
+            || replayable,
             || settings.backoff.delay(facts.attempts, Duration::ZERO, 0),
         )
     }
@@ -312,8 +323,28 @@ mod tests {
         );
         f.attempts = 2;
         assert_eq!(run(&error, &f, &s), BACKOFF);
-        f.replayable = false;
-        assert_eq!(run(&error, &f, &s), Decision::Stop(Refusal::NotReplayable));
+        assert_eq!(
+            run_replay(&error, &f, &s, false),
+            Decision::Stop(Refusal::NotReplayable)
+        );
+        // No copy is made for a failure that is not retried anyway.
+        let copied = std::cell::Cell::new(false);
+        let now = Instant::now();
+        let terminal = status(404, StatusClass::Terminal, None);
+        decide(
+            &terminal,
+            &f,
+            &s,
+            &budget(1.0),
+            now,
+            None,
+            || {
+                copied.set(true);
+                true
+            },
+            || Duration::ZERO,
+        );
+        assert!(!copied.get());
     }
 
     use StatusClass::Retryable;
@@ -369,6 +400,7 @@ mod tests {
                 &b,
                 now,
                 Some(deadline),
+                || true,
                 || Duration::ZERO,
             )
         };
@@ -395,9 +427,16 @@ mod tests {
         let now = Instant::now();
         let b = budget(1.0);
         let go = || {
-            decide(&status(500, Retryable, None), &f, &s, &b, now, None, || {
-                Duration::ZERO
-            })
+            decide(
+                &status(500, Retryable, None),
+                &f,
+                &s,
+                &b,
+                now,
+                None,
+                || true,
+                || Duration::ZERO,
+            )
         };
         assert!(matches!(go(), Decision::Retry { .. }));
         assert_eq!(go(), Decision::Stop(Refusal::Budget));

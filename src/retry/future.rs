@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -12,7 +12,7 @@ use tracing::Span;
 
 use super::Shared;
 use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
-use super::replay::{ReplayBody, try_clone_request};
+use super::replay::{ReplayBody, Template};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
 
@@ -32,9 +32,7 @@ pin_project! {
         phase: Phase,
         service: S,
         // An unsent copy of the request, from which each retry is cloned.
-        template: Option<Request<B>>,
-        // The request of the next attempt, while the service gets ready.
-        next: Option<Request<B>>,
+        template: Option<Template<B>>,
         shared: Arc<Shared>,
         facts: RequestFacts,
         // When the call started and must end; taken at the first moment they
@@ -79,24 +77,27 @@ where
     S: Service<Request<B>, Response = Response<RB>, Error = Error>,
     B: ReplayBody,
 {
+    #[inline]
     pub(crate) fn new(mut service: S, mut request: Request<B>, shared: Arc<Shared>) -> Self {
         let settings = &shared.settings;
         let idempotent = is_idempotent(request.method());
-        if settings.add_idempotency_key
-            && !idempotent
-            && !request.headers().contains_key(IDEMPOTENCY_KEY)
-        {
-            let key = uuid_v4(shared.keys.next_u64(), shared.keys.next_u64());
-            request.headers_mut().insert(IDEMPOTENCY_KEY, key);
-        }
+        // Looked up only where it matters: a retry of an idempotent request
+        // is safe with or without a key.
+        let has_idempotency_key = !idempotent && {
+            let key = HeaderName::from_static(IDEMPOTENCY_KEY);
+            if settings.add_idempotency_key && !request.headers().contains_key(&key) {
+                let value = uuid_v4(shared.keys.next_u64(), shared.keys.next_u64());
+                request.headers_mut().insert(key.clone(), value);
+            }
+            request.headers().contains_key(&key)
+        };
         let facts = RequestFacts {
             idempotent,
-            has_idempotency_key: request.headers().contains_key(IDEMPOTENCY_KEY),
-            replayable: false,
+            has_idempotency_key,
             attempts: 1,
         };
         let template = if settings.max_attempts > 1 {
-            try_clone_request(&request)
+            Template::of(&request)
         } else {
             None
         };
@@ -111,7 +112,6 @@ where
             phase: Phase::Running,
             service,
             template,
-            next: None,
             shared,
             facts,
             started: None,
@@ -129,6 +129,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -185,8 +186,7 @@ where
                     }
                     let now = Instant::now();
                     let started = *this.started.get_or_insert(now);
-                    let next = this.template.as_ref().and_then(try_clone_request);
-                    this.facts.replayable = next.is_some();
+                    let template = &*this.template;
                     let shared = &**this.shared;
                     let settings = &shared.settings;
                     let retry = this.facts.attempts;
@@ -198,6 +198,7 @@ where
                         &shared.budget,
                         now,
                         started.checked_add(settings.total_timeout),
+                        || template.as_ref().is_some_and(Template::is_replayable),
                         || {
                             settings
                                 .backoff
@@ -219,7 +220,6 @@ where
                                 "retrying"
                             );
                             *this.previous_delay = delay;
-                            *this.next = next;
                             *this.last_error = Some(error);
                             if delay.is_zero() {
                                 *this.phase = Phase::Readying;
@@ -261,8 +261,20 @@ where
                         }
                     }
                     this.timer.set(Timer::Idle);
-                    let Some(request) = this.next.take() else {
-                        unreachable!("a retry is only decided with a request to send");
+                    // The copy is made only now, when it is sent: a retry that
+                    // is never sent copies nothing.
+                    let Some(request) = this.template.as_ref().and_then(Template::request) else {
+                        // The body outgrew its recording since the decision.
+                        *this.phase = Phase::Done;
+                        let error = this.last_error.take().map_or_else(
+                            || Error::new(ErrorKind::Transport),
+                            |e| {
+                                e.with_detail(
+                                    "the request body cannot be replayed, so it was sent once",
+                                )
+                            },
+                        );
+                        return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
                     };
                     *this.span = attempt_span(this.facts.attempts);
                     this.facts.attempts += 1;

@@ -89,7 +89,7 @@ pub(crate) struct RetrySettings {
 pub(crate) struct Shared {
     pub(crate) settings: Arc<RetrySettings>,
     pub(crate) budget: Arc<Budget>,
-    pub(crate) classify: Arc<ClassifySettings>,
+    pub(crate) classify: &'static ClassifySettings,
     pub(crate) jitter: rng::SharedRng,
     /// Idempotency keys never come from the seedable generator: keys must not
     /// repeat across processes that share a seed.
@@ -133,6 +133,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         // The ready service takes this call; a clone waits for the retries
         // (tower-http's follow_redirect does the same).

@@ -43,17 +43,47 @@ impl ReplayBody for String {
     }
 }
 
-/// A copy of `request` for another attempt: its head (method, URI, version,
-/// headers, extensions) and a replay of its body.
-pub(crate) fn try_clone_request<B: ReplayBody>(request: &Request<B>) -> Option<Request<B>> {
-    let body = request.body().try_clone()?;
-    let mut copy = Request::new(body);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
-    Some(copy)
+/// An unsent copy of a request, from which every retry is made.
+///
+/// Kept field by field: copying a request's head into a new `Request` would
+/// first build and then drop a default head, on every call.
+pub(crate) struct Template<B> {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    body: B,
+}
+
+impl<B: ReplayBody> Template<B> {
+    /// A template of `request`, or `None` when its body cannot be replayed.
+    pub(crate) fn of(request: &Request<B>) -> Option<Template<B>> {
+        Some(Template {
+            body: request.body().try_clone()?,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
+        })
+    }
+
+    /// Whether a copy can still be made.
+    pub(crate) fn is_replayable(&self) -> bool {
+        self.body.try_clone().is_some()
+    }
+
+    /// A copy of the request for another attempt.
+    pub(crate) fn request(&self) -> Option<Request<B>> {
+        let mut request = Request::new(self.body.try_clone()?);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        Some(request)
+    }
 }
 
 /// A streaming body that records what it streams, up to a cap, so that it can
@@ -312,7 +342,7 @@ mod tests {
             .header("idempotency-key", "k")
             .body(Full::new(Bytes::from_static(b"body")))
             .unwrap();
-        let copy = try_clone_request(&request).unwrap();
+        let copy = Template::of(&request).unwrap().request().unwrap();
         assert_eq!(copy.method(), "POST");
         assert_eq!(copy.uri(), request.uri());
         assert_eq!(copy.headers(), request.headers());

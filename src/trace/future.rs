@@ -1,6 +1,5 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
@@ -19,12 +18,13 @@ pin_project! {
         #[pin]
         inner: F,
         span: Span,
-        settings: Option<Arc<ClassifySettings>>,
+        settings: Option<&'static ClassifySettings>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span, settings: Option<Arc<ClassifySettings>>) -> Self {
+    #[inline]
+    pub(super) fn new(inner: F, span: Span, settings: Option<&'static ClassifySettings>) -> Self {
         ResponseFuture {
             inner,
             span,
@@ -39,6 +39,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();

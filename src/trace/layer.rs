@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use tower_layer::Layer;
 
 use super::Trace;
@@ -10,7 +8,7 @@ use crate::classify::ClassifySettings;
 /// are `accepted` rather than `success`.
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
-    settings: Arc<ClassifySettings>,
+    settings: &'static ClassifySettings,
 }
 
 impl TraceLayer {
@@ -28,7 +26,7 @@ impl<S> Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Trace<S> {
         Trace {
             inner,
-            settings: Arc::clone(&self.settings),
+            settings: self.settings,
         }
     }
 }

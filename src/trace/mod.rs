@@ -23,7 +23,6 @@ mod future;
 mod layer;
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, Uri};
@@ -40,7 +39,7 @@ pub use layer::TraceLayer;
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
-    settings: Arc<ClassifySettings>,
+    settings: &'static ClassifySettings,
 }
 
 impl<S> Trace<S> {
@@ -72,6 +71,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let span = call_span(request.method(), request.uri());
         let future = {
@@ -79,7 +79,7 @@ where
             self.inner.call(request)
         };
         // The policy is needed only to name the outcome in the span.
-        let settings = (!span.is_disabled()).then(|| Arc::clone(&self.settings));
+        let settings = (!span.is_disabled()).then_some(self.settings);
         ResponseFuture::new(future, span, settings)
     }
 }
