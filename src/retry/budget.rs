@@ -1,34 +1,4 @@
 //! The retry budget: a token bucket that successes fill and retries drain.
-//!
-//! Why a budget, and not only `max_attempts`? With three attempts per call, a
-//! full outage triples the load on a server that is already failing. Capping
-//! attempts per call does nothing about the *sum* over calls; a budget caps
-//! retries as a share of what succeeds.
-//!
-//! Why this bucket, and not a rate? A budget that also grants a fixed number
-//! of retries per second (tower's `TpsBudget` grants 10) lets a client at 10
-//! calls/s retry every call: 2.2x amplification in an outage. A budget that
-//! charges every failure, retried or not (gRPC's retry throttling), stops
-//! retrying when 10% of calls fail, and only 92% of calls then succeed. This
-//! bucket, in the spirit of the AWS SDKs' retry quota, does neither:
-//!
-//! - it starts full, with `capacity` tokens;
-//! - every success (any answer that is not a retryable failure) puts
-//!   `success_refill` tokens back, up to `capacity`;
-//! - every retry takes `transient_cost` tokens (5xx, transport failures,
-//!   timeouts) or `throttling_cost` (429), and is refused when too few are left;
-//! - nothing refills with time.
-//!
-//! In a full outage nothing succeeds, so after `capacity / cost` retries the
-//! bucket is empty and stays empty: amplification tends to 1.0 at any request
-//! rate. With a share `p` of attempts failing at random, retries need about
-//! `p / (1 - p)` tokens per success; while that is below `success_refill`
-//! (0.11 for p = 10%, against the default refill of 0.2) the bucket stays full
-//! and every retry is granted.
-//!
-//! One bucket is shared by every layer built from one [`Policy`](crate::Policy)
-//! value and its clones. Tokens are counted in thousandths in one atomic, so
-//! taking and returning them is lock-free.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -64,7 +34,37 @@ fn millis(tokens: f64) -> u64 {
     (tokens.clamp(0.0, 1e12) * MILLI).round() as u64
 }
 
-/// A retry budget shared by every clone of a layer; see the [module docs](self).
+/// A retry budget shared by every clone of a layer.
+///
+/// Why a budget, and not only `max_attempts`? With three attempts per call, a
+/// full outage triples the load on a server that is already failing. Capping
+/// attempts per call does nothing about the *sum* over calls; a budget caps
+/// retries as a share of what succeeds.
+///
+/// Why this bucket, and not a rate? A budget that also grants a fixed number
+/// of retries per second (tower's `TpsBudget` grants 10) lets a client at 10
+/// calls/s retry every call: 2.2x amplification in an outage. A budget that
+/// charges every failure, retried or not (gRPC's retry throttling), stops
+/// retrying when 10% of calls fail, and only 92% of calls then succeed. This
+/// bucket, in the spirit of the AWS SDKs' retry quota, does neither:
+///
+/// - it starts full, with `capacity` tokens;
+/// - every success (any answer that is not a retryable failure) puts
+///   `success_refill` tokens back, up to `capacity`;
+/// - every retry takes `transient_cost` tokens (5xx, transport failures,
+///   timeouts) or `throttling_cost` (429), and is refused when too few are left;
+/// - nothing refills with time.
+///
+/// In a full outage nothing succeeds, so after `capacity / cost` retries the
+/// bucket is empty and stays empty: amplification tends to 1.0 at any request
+/// rate. With a share `p` of attempts failing at random, retries need about
+/// `p / (1 - p)` tokens per success; while that is below `success_refill`
+/// (0.11 for p = 10%, against the default refill of 0.2) the bucket stays full
+/// and every retry is granted.
+///
+/// One bucket is shared by every layer built from one [`Policy`](crate::Policy)
+/// value and its clones. Tokens are counted in thousandths in one atomic, so
+/// taking and returning them is lock-free.
 #[derive(Debug)]
 pub struct Budget {
     enabled: bool,
