@@ -60,6 +60,7 @@ mod info;
 mod outcome;
 pub mod retry;
 mod stack;
+mod timer;
 pub mod trace;
 
 pub use config::{Policy, PolicyError};

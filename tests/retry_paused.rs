@@ -440,3 +440,44 @@ async fn terminal_and_unsupported_are_never_retried() {
     let error = client.oneshot(request(Method::GET)).await.unwrap_err();
     assert_eq!((error.kind(), script.calls()), (ErrorKind::Unsupported, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn classify_alone_bounds_an_attempt() {
+    use rebound::classify::ClassifyLayer;
+    let run = |text: &'static str| async move {
+        let policy = Policy::from_toml_str(text).unwrap();
+        let client = ClassifyLayer::new(&policy).layer(Scripted::new([Step::Hang]));
+        let started = Instant::now();
+        let error = client.oneshot(request(Method::GET)).await.unwrap_err();
+        (started.elapsed(), error)
+    };
+    let (elapsed, error) = run("[timeouts]\nattempt = \"3s\"\ntotal = \"10s\"\n").await;
+    assert_eq!(elapsed, Duration::from_secs(3));
+    assert_eq!(error.kind(), ErrorKind::Transport);
+    assert!(
+        std::error::Error::source(&error)
+            .unwrap()
+            .is::<rebound::AttemptTimedOut>()
+    );
+    // The end of the whole call comes first: the attempt ends there.
+    let (elapsed, error) = run("[timeouts]\nattempt = \"3s\"\ntotal = \"2s\"\n").await;
+    assert_eq!(elapsed, Duration::from_secs(2));
+    assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_never_outlives_the_call() {
+    // Attempts of up to 3 s each under a 5 s deadline, 1 s apart: the second
+    // attempt starts at 4 s and is cut at 5 s, not at 7 s.
+    let text = "[retry.backoff]\nkind = \"constant\"\ndelay = \"1s\"\njitter = \"none\"\n\
+                [timeouts]\nattempt = \"3s\"\ntotal = \"5s\"\n";
+    let script = Scripted::new([Step::Hang]);
+    let client = ResilienceLayer::with_seed(Policy::from_toml_str(text).unwrap(), SEED)
+        .layer(script.clone());
+    let started = Instant::now();
+    let error = client.oneshot(request(Method::GET)).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
+    assert_eq!(error.attempts(), 2);
+    assert_eq!(script.calls(), 2);
+}

@@ -8,8 +8,11 @@ use http::{HeaderMap, Response, StatusCode, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
+use tokio::time::Instant;
+
 use super::{ClassifySettings, StatusClass, parse_api_errors, parse_retry_after};
-use crate::error::{BoxError, Error, ResponseFailure};
+use crate::error::{BoxError, Error, ErrorKind, ResponseFailure};
+use crate::timer::Timer;
 
 pin_project! {
     /// The future of a [`Classify`](super::Classify) call.
@@ -20,6 +23,15 @@ pin_project! {
     pub struct ResponseFuture<F, RB> {
         #[pin]
         state: State<F, RB>,
+        // Armed when the attempt first waits: an answer that is ready at once
+        // reads no clock.
+        #[pin]
+        timer: Timer,
+        // The end of the whole call, when the retry layer set one.
+        deadline: Option<Instant>,
+        // Whether the timer stands for the end of the whole call rather than
+        // for this attempt's own timeout.
+        timer_is_deadline: bool,
         settings: &'static ClassifySettings,
     }
 }
@@ -35,9 +47,16 @@ pin_project! {
 
 impl<F, RB> ResponseFuture<F, RB> {
     #[inline]
-    pub(crate) fn new(future: F, settings: &'static ClassifySettings) -> Self {
+    pub(crate) fn new(
+        future: F,
+        settings: &'static ClassifySettings,
+        deadline: Option<Instant>,
+    ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
+            timer: Timer::Idle,
+            deadline,
+            timer_is_deadline: false,
             settings,
         }
     }
@@ -55,41 +74,58 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let response = match ready!(future.poll(cx)) {
-                        Ok(response) => response,
-                        Err(e) => {
+            let polled = match this.state.as_mut().project() {
+                StateProj::Calling { future } => match future.poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(response)) => {
+                        let class = this.settings.classifier.classify(response.status());
+                        if class.passes_through() {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(Error::transport(e.into())));
+                            return Poll::Ready(Ok(response));
                         }
-                    };
-                    let class = this.settings.classifier.classify(response.status());
-                    if class.passes_through() {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Ok(response));
+                        let (parts, body) = response.into_parts();
+                        let read = ErrorBodyRead {
+                            body,
+                            status: parts.status,
+                            class,
+                            retry_after: retry_after_of(&parts.headers),
+                            max: this.settings.error_body_max_bytes,
+                            buf: BytesMut::new(),
+                            truncated: false,
+                        };
+                        this.state.set(State::Reading {
+                            read: Box::pin(read),
+                        });
+                        continue;
                     }
-                    let (parts, body) = response.into_parts();
-                    let read = ErrorBodyRead {
-                        body,
-                        status: parts.status,
-                        class,
-                        retry_after: retry_after_of(&parts.headers),
-                        max: this.settings.error_body_max_bytes,
-                        buf: BytesMut::new(),
-                        truncated: false,
-                    };
-                    this.state.set(State::Reading {
-                        read: Box::pin(read),
-                    });
-                }
-                StateProj::Reading { read } => {
-                    let error = ready!(read.as_mut().poll_read(cx));
-                    this.state.set(State::Done);
-                    return Poll::Ready(Err(error));
-                }
+                    Poll::Ready(Err(e)) => Poll::Ready(Error::transport(e.into())),
+                },
+                StateProj::Reading { read } => read.as_mut().poll_read(cx),
                 StateProj::Done => panic!("classify::ResponseFuture polled after completion"),
+            };
+            if let Poll::Ready(error) = polled {
+                this.state.set(State::Done);
+                return Poll::Ready(Err(error));
             }
+            // Waiting: on the response head, or on the rest of an error body.
+            if !this.timer.is_armed() {
+                let settings: &ClassifySettings = this.settings;
+                let now = Instant::now();
+                let attempt_end = now + settings.attempt_timeout;
+                let call_end = this
+                    .deadline
+                    .unwrap_or_else(|| now + settings.total_timeout);
+                *this.timer_is_deadline = call_end <= attempt_end;
+                this.timer.as_mut().arm(attempt_end.min(call_end));
+            }
+            ready!(this.timer.as_mut().poll_fired(cx));
+            this.state.set(State::Done);
+            let error = if *this.timer_is_deadline {
+                Error::new(ErrorKind::DeadlineExceeded)
+            } else {
+                Error::attempt_timed_out(this.settings.attempt_timeout)
+            };
+            return Poll::Ready(Err(error));
         }
     }
 }

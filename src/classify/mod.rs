@@ -12,7 +12,13 @@
 //!   `Retry-After` the server asked for;
 //! - a failure of the inner client becomes an error of kind
 //!   [`Transport`](crate::ErrorKind::Transport) that keeps the client's error as
-//!   its source.
+//!   its source;
+//! - an attempt that takes longer than `timeouts.attempt` (the response head
+//!   and, for an error, its body) ends as a transport failure whose source is
+//!   [`AttemptTimedOut`](crate::AttemptTimedOut); one cut short by the end of
+//!   the whole call (`timeouts.total`) ends as
+//!   [`DeadlineExceeded`](crate::ErrorKind::DeadlineExceeded). The timeout
+//!   lives here, under the breaker, so that the breaker counts timeouts.
 //!
 //! ```
 //! # use std::convert::Infallible;
@@ -49,6 +55,7 @@ mod retry_after;
 mod table;
 
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use tower_service::Service;
@@ -67,7 +74,18 @@ pub(crate) use table::{FIRST_STATUS, LAST_STATUS};
 pub(crate) struct ClassifySettings {
     pub(crate) classifier: Classifier,
     pub(crate) error_body_max_bytes: usize,
+    /// `timeouts.attempt`: the most one attempt may take, the response head
+    /// and the error-body read.
+    pub(crate) attempt_timeout: Duration,
+    /// `timeouts.total`: an attempt with no [`CallDeadline`] (a first attempt)
+    /// ends by this too.
+    pub(crate) total_timeout: Duration,
 }
+
+/// When the logical call must end, set on a request by the retry layer for
+/// the attempts after the first, so that no attempt outlives the call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallDeadline(pub(crate) tokio::time::Instant);
 
 /// Classifies the responses of the inner service; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -115,6 +133,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ResponseFuture::new(self.inner.call(request), self.settings)
+        let deadline = request.extensions().get::<CallDeadline>().map(|d| d.0);
+        ResponseFuture::new(self.inner.call(request), self.settings, deadline)
     }
 }

@@ -150,8 +150,9 @@ impl Policy {
             }
         })?;
         let check = Check { origin, text };
-        let classify = check.classify(&raw)?;
-        let (retry, budget) = check.retry(&raw)?;
+        let timeouts = check.timeouts(&raw)?;
+        let classify = check.classify(&raw, timeouts)?;
+        let (retry, budget) = check.retry(&raw, timeouts)?;
         Ok(Policy {
             classify: intern(classify),
             retry: Arc::new(retry),
@@ -268,7 +269,29 @@ impl Check<'_> {
         )
     }
 
-    fn classify(&self, raw: &RawPolicy) -> Result<ClassifySettings, PolicyError> {
+    /// `timeouts.attempt` and `timeouts.total`.
+    fn timeouts(&self, raw: &RawPolicy) -> Result<(Duration, Duration), PolicyError> {
+        let hour = Duration::from_secs(3600);
+        let attempt = self.duration(
+            &raw.timeouts.attempt,
+            "timeouts.attempt",
+            Duration::from_millis(1)..=hour,
+            defaults::ATTEMPT_TIMEOUT,
+        )?;
+        let total = self.duration(
+            &raw.timeouts.total,
+            "timeouts.total",
+            Duration::from_millis(1)..=hour,
+            defaults::TOTAL_TIMEOUT,
+        )?;
+        Ok((attempt, total))
+    }
+
+    fn classify(
+        &self,
+        raw: &RawPolicy,
+        (attempt_timeout, total_timeout): (Duration, Duration),
+    ) -> Result<ClassifySettings, PolicyError> {
         let mut listed: HashMap<u16, StatusClass> = HashMap::new();
         for (class, statuses) in raw.classify.lists() {
             for status in statuses {
@@ -305,10 +328,16 @@ impl Check<'_> {
         Ok(ClassifySettings {
             classifier: Classifier::new(raw.classify.fallback.by_hundred(), listed),
             error_body_max_bytes,
+            attempt_timeout,
+            total_timeout,
         })
     }
 
-    fn retry(&self, raw: &RawPolicy) -> Result<(RetrySettings, BudgetSettings), PolicyError> {
+    fn retry(
+        &self,
+        raw: &RawPolicy,
+        (_, total_timeout): (Duration, Duration),
+    ) -> Result<(RetrySettings, BudgetSettings), PolicyError> {
         let retry = &raw.retry;
         let max_attempts = self.bounded(
             &retry.max_attempts,
@@ -339,18 +368,7 @@ impl Check<'_> {
                 MAX_BUFFER_MAX,
                 defaults::BUFFER_MAX,
             )?,
-            attempt_timeout: self.duration(
-                &raw.timeouts.attempt,
-                "timeouts.attempt",
-                Duration::from_millis(1)..=hour,
-                defaults::ATTEMPT_TIMEOUT,
-            )?,
-            total_timeout: self.duration(
-                &raw.timeouts.total,
-                "timeouts.total",
-                Duration::from_millis(1)..=hour,
-                defaults::TOTAL_TIMEOUT,
-            )?,
+            total_timeout,
         };
         let budget = &retry.budget;
         let capacity = self.number(

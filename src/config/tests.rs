@@ -265,7 +265,7 @@ fn the_presets_spell_out_the_defaults() {
     let connio = Policy::preset("connio").unwrap();
     assert_eq!(empty.retry, connio.retry);
     assert_eq!(connio.max_attempts(), 4);
-    assert_eq!(connio.retry.attempt_timeout, Duration::from_secs(10));
+    assert_eq!(connio.classify.attempt_timeout, Duration::from_secs(10));
     assert_eq!(connio.retry.total_timeout, Duration::from_secs(60));
 }
 
@@ -305,7 +305,7 @@ total = "5m"
         r.backoff,
         Backoff::constant(Duration::from_millis(250), Jitter::None)
     );
-    assert_eq!(r.attempt_timeout, Duration::from_secs(2));
+    assert_eq!(policy.classify.attempt_timeout, Duration::from_secs(2));
     assert_eq!(r.total_timeout, Duration::from_secs(300));
     assert_eq!(policy.budget().available(), 3.0);
 }

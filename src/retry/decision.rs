@@ -169,7 +169,6 @@ mod tests {
             non_idempotent: NonIdempotent::Safe,
             add_idempotency_key: false,
             buffer_max: 1024,
-            attempt_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(60),
         }
     }

@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
 use super::Shared;
 use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
 use super::replay::{ReplayBody, Template};
+use crate::classify::CallDeadline;
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
+use crate::timer::Timer;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -25,18 +27,18 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
+        // The attempt in flight, or the wait before the next one: never both,
+        // so they share their room.
         #[pin]
         attempt: Attempt<S::Future>,
-        #[pin]
-        timer: Timer,
         phase: Phase,
         service: S,
-        // An unsent copy of the request, from which each retry is cloned.
+        // An unsent copy of the request, from which each retry is made.
         template: Option<Template<B>>,
         shared: Arc<Shared>,
         facts: RequestFacts,
-        // When the call started and must end; taken at the first moment they
-        // matter, so that an answer that is ready at once reads no clock.
+        // When the call started; read at the first moment it matters, so that
+        // an answer that is ready at once reads no clock.
         started: Option<Instant>,
         previous_delay: Duration,
         last_error: Option<Error>,
@@ -48,26 +50,20 @@ pin_project! {
     #[project = AttemptProj]
     enum Attempt<F> {
         Running { #[pin] future: F },
-        Idle,
-    }
-}
-
-pin_project! {
-    #[project = TimerProj]
-    enum Timer {
-        Idle,
-        Armed { #[pin] sleep: Sleep },
+        // The wait before the next attempt, or, while the service gets ready,
+        // the end of the call.
+        Waiting { #[pin] timer: Timer },
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// An attempt is in flight; the timer, when armed, is its timeout.
+    /// An attempt is in flight. Its timeouts are classify's business.
     Running,
-    /// Waiting before the next attempt; the timer is the wait.
+    /// Waiting before the next attempt.
     Waiting,
     /// The service is getting ready for the next attempt; the timer, when
-    /// armed, is the total deadline.
+    /// armed, is the end of the call.
     Readying,
     Done,
 }
@@ -108,7 +104,6 @@ where
         };
         ResponseFuture {
             attempt: Attempt::Running { future },
-            timer: Timer::Idle,
             phase: Phase::Running,
             service,
             template,
@@ -155,33 +150,23 @@ where
                         }
                         Poll::Ready(Err(error)) => error,
                         Poll::Pending => {
-                            let started = *this.started.get_or_insert_with(Instant::now);
-                            if let TimerProj::Idle = this.timer.as_mut().project() {
-                                let settings = &this.shared.settings;
-                                let attempt_end = Instant::now() + settings.attempt_timeout;
-                                let total_end = started + settings.total_timeout;
-                                arm(this.timer.as_mut(), attempt_end.min(total_end));
-                            }
-                            let TimerProj::Armed { sleep } = this.timer.as_mut().project() else {
-                                unreachable!("the timer was just armed");
-                            };
-                            ready!(sleep.poll(cx));
-                            this.attempt.set(Attempt::Idle);
-                            this.timer.set(Timer::Idle);
-                            if Instant::now() >= started + this.shared.settings.total_timeout {
-                                *this.phase = Phase::Done;
-                                let error = deadline_error(this.last_error.take());
-                                record_error(this.span, &error);
-                                return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
-                            }
-                            Error::attempt_timed_out(this.shared.settings.attempt_timeout)
+                            this.started.get_or_insert_with(Instant::now);
+                            return Poll::Pending;
                         }
                     };
-                    this.attempt.set(Attempt::Idle);
-                    this.timer.set(Timer::Idle);
                     let error = error.with_attempts(this.facts.attempts);
                     record_error(this.span, &error);
-                    if !error.is_retryable() {
+                    if error.kind() == ErrorKind::DeadlineExceeded {
+                        // Classify cut the attempt at the end of the call.
+                        *this.phase = Phase::Done;
+                        let error = match this.last_error.take() {
+                            Some(last) => last.with_kind(ErrorKind::DeadlineExceeded),
+                            None => error,
+                        };
+                        return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
+                    }
+                    if error.class().is_some() && !error.is_retryable() {
+                        // The server answered, and not with a failure.
                         this.shared.budget.deposit();
                     }
                     let now = Instant::now();
@@ -221,23 +206,30 @@ where
                             );
                             *this.previous_delay = delay;
                             *this.last_error = Some(error);
+                            this.attempt.set(Attempt::Waiting { timer: Timer::Idle });
                             if delay.is_zero() {
                                 *this.phase = Phase::Readying;
                             } else {
-                                arm(this.timer.as_mut(), now + delay);
+                                if let AttemptProj::Waiting { timer } =
+                                    this.attempt.as_mut().project()
+                                {
+                                    timer.arm(now + delay);
+                                }
                                 *this.phase = Phase::Waiting;
                             }
                         }
                     }
                 }
                 Phase::Waiting => {
-                    if let TimerProj::Armed { sleep } = this.timer.as_mut().project() {
-                        ready!(sleep.poll(cx));
+                    if let AttemptProj::Waiting { mut timer } = this.attempt.as_mut().project() {
+                        ready!(timer.as_mut().poll_fired(cx));
+                        timer.disarm();
                     }
-                    this.timer.set(Timer::Idle);
                     *this.phase = Phase::Readying;
                 }
                 Phase::Readying => {
+                    let deadline = this.started.unwrap_or_else(Instant::now)
+                        + this.shared.settings.total_timeout;
                     match this.service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
@@ -245,25 +237,23 @@ where
                             return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
                         }
                         Poll::Pending => {
-                            let started = this.started.unwrap_or_else(Instant::now);
-                            if let TimerProj::Idle = this.timer.as_mut().project() {
-                                arm(
-                                    this.timer.as_mut(),
-                                    started + this.shared.settings.total_timeout,
-                                );
-                            }
-                            if let TimerProj::Armed { sleep } = this.timer.as_mut().project() {
-                                ready!(sleep.poll(cx));
+                            if let AttemptProj::Waiting { mut timer } =
+                                this.attempt.as_mut().project()
+                            {
+                                if !timer.is_armed() {
+                                    timer.as_mut().arm(deadline);
+                                }
+                                ready!(timer.poll_fired(cx));
                             }
                             *this.phase = Phase::Done;
                             let error = deadline_error(this.last_error.take());
                             return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
                         }
                     }
-                    this.timer.set(Timer::Idle);
                     // The copy is made only now, when it is sent: a retry that
                     // is never sent copies nothing.
-                    let Some(request) = this.template.as_ref().and_then(Template::request) else {
+                    let Some(mut request) = this.template.as_ref().and_then(Template::request)
+                    else {
                         // The body outgrew its recording since the decision.
                         *this.phase = Phase::Done;
                         let error = this.last_error.take().map_or_else(
@@ -276,6 +266,8 @@ where
                         );
                         return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
                     };
+                    // No attempt may outlive the call: classify ends it by then.
+                    request.extensions_mut().insert(CallDeadline(deadline));
                     *this.span = attempt_span(this.facts.attempts);
                     this.facts.attempts += 1;
                     let future = {
@@ -288,15 +280,6 @@ where
                 Phase::Done => panic!("retry::ResponseFuture polled after completion"),
             }
         }
-    }
-}
-
-fn arm(mut timer: Pin<&mut Timer>, at: Instant) {
-    match timer.as_mut().project() {
-        TimerProj::Armed { sleep } => sleep.reset(at),
-        TimerProj::Idle => timer.set(Timer::Armed {
-            sleep: tokio::time::sleep_until(at),
-        }),
     }
 }
 

@@ -80,7 +80,6 @@ pub(crate) struct RetrySettings {
     pub(crate) non_idempotent: NonIdempotent,
     pub(crate) add_idempotency_key: bool,
     pub(crate) buffer_max: usize,
-    pub(crate) attempt_timeout: Duration,
     pub(crate) total_timeout: Duration,
 }
 
