@@ -53,6 +53,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod classify;
 pub mod config;
 mod error;

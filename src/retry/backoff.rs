@@ -99,7 +99,7 @@ impl Backoff {
 
 /// Uniform in `[low, high)` (exactly `low` when the range is empty), by
 /// integer arithmetic on nanoseconds: no rounding can leave the range.
-fn between(low: Duration, high: Duration, random: u64) -> Duration {
+pub(crate) fn between(low: Duration, high: Duration, random: u64) -> Duration {
     if high <= low {
         return low;
     }

@@ -54,6 +54,7 @@ use tower_service::Service;
 use crate::classify::ClassifySettings;
 use crate::error::Error;
 
+pub(crate) use backoff::between;
 pub use backoff::{Backoff, Jitter};
 pub use budget::{Budget, BudgetSettings, RetryCause};
 pub use future::ResponseFuture;

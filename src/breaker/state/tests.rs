@@ -1,0 +1,525 @@
+use std::collections::VecDeque;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn settings() -> BreakerSettings {
+    BreakerSettings {
+        consecutive_failures: 3,
+        failure_rate: 0.5,
+        window: 10,
+        min_calls: 6,
+        slow_call_duration: None,
+        open_for: 1000 * MS,
+        max_open_for: 8000 * MS,
+        half_open_probes: 2,
+        count_throttling: false,
+    }
+}
+
+fn call(m: &mut StateMachine, now: Instant, verdict: Verdict) -> Admission {
+    let (admission, _) = m.admit(now);
+    if let Admission::Admit(permit) = admission {
+        m.record(permit, verdict, || now, || 0);
+    }
+    admission
+}
+
+use Verdict::{Failure, Ignored, Success};
+
+#[test]
+fn consecutive_failures_trip_it_and_a_success_resets_the_run() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(BreakerSettings {
+        failure_rate: 0.0,
+        ..settings()
+    });
+    for verdict in [Failure, Failure, Success, Failure, Failure] {
+        call(&mut m, t0, verdict);
+        assert_eq!(m.state(), BreakerState::Closed);
+    }
+    let (admission, _) = m.admit(t0);
+    let Admission::Admit(permit) = admission else {
+        panic!()
+    };
+    let transition = m.record(permit, Failure, || t0, || 0).unwrap();
+    assert_eq!(
+        (transition.from, transition.to),
+        (BreakerState::Closed, BreakerState::Open)
+    );
+    assert_eq!(transition.consecutive_failures, 3);
+    assert_eq!(m.counters().trips, 1);
+}
+
+#[test]
+fn the_failure_rate_trips_it_once_min_calls_were_seen() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(BreakerSettings {
+        consecutive_failures: 0,
+        ..settings()
+    });
+    // 2 failures in 5 calls: below min_calls, whatever the rate.
+    for verdict in [Failure, Success, Failure, Success, Success] {
+        call(&mut m, t0, verdict);
+    }
+    assert_eq!(m.state(), BreakerState::Closed);
+    // The 6th call: 3 of 6 failed = 50%.
+    call(&mut m, t0, Failure);
+    assert_eq!(m.state(), BreakerState::Open);
+}
+
+#[test]
+fn the_window_slides() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(BreakerSettings {
+        consecutive_failures: 0,
+        ..settings()
+    });
+    for _ in 0..4 {
+        call(&mut m, t0, Failure);
+        call(&mut m, t0, Success);
+        call(&mut m, t0, Success);
+    }
+    // 10 latest calls hold 3 or 4 failures: under 50%.
+    assert_eq!(m.state(), BreakerState::Closed);
+    assert_eq!(m.window_calls(), 10);
+    assert!(m.failure_rate().unwrap() < 0.5);
+}
+
+#[test]
+fn ignored_outcomes_do_not_count() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(settings());
+    for _ in 0..100 {
+        call(&mut m, t0, Ignored);
+    }
+    call(&mut m, t0, Failure);
+    call(&mut m, t0, Ignored);
+    call(&mut m, t0, Failure);
+    assert_eq!(m.state(), BreakerState::Closed);
+    assert_eq!(m.consecutive_failures(), 2);
+    assert_eq!(m.window_calls(), 2);
+    assert_eq!(m.counters().ignored, 101);
+}
+
+fn tripped(now: Instant) -> StateMachine {
+    let mut m = StateMachine::new(settings());
+    for _ in 0..3 {
+        call(&mut m, now, Failure);
+    }
+    assert_eq!(m.state(), BreakerState::Open);
+    m
+}
+
+#[test]
+fn open_rejects_until_open_for_then_lets_probes_through() {
+    let t0 = Instant::now();
+    let mut m = tripped(t0);
+    assert_eq!(
+        m.admit(t0 + 400 * MS).0,
+        Admission::Reject {
+            retry_in: Some(600 * MS)
+        }
+    );
+    assert_eq!(
+        m.admit(t0 + 999 * MS).0,
+        Admission::Reject { retry_in: Some(MS) }
+    );
+    let (first, transition) = m.admit(t0 + 1000 * MS);
+    assert_eq!(first, Admission::Admit(Permit::Probe { period: 1 }));
+    assert_eq!(transition.unwrap().to, BreakerState::HalfOpen);
+    assert_eq!(
+        m.admit(t0 + 1000 * MS).0,
+        Admission::Admit(Permit::Probe { period: 1 })
+    );
+    // Only half_open_probes at once.
+    assert_eq!(
+        m.admit(t0 + 1000 * MS).0,
+        Admission::Reject { retry_in: None }
+    );
+    assert_eq!(m.counters().peak_probes_in_flight, 2);
+}
+
+#[test]
+fn all_probes_succeeding_close_it() {
+    let t0 = Instant::now();
+    let mut m = tripped(t0);
+    let t1 = t0 + 1000 * MS;
+    let (Admission::Admit(a), _) = m.admit(t1) else {
+        panic!()
+    };
+    let (Admission::Admit(b), _) = m.admit(t1) else {
+        panic!()
+    };
+    assert_eq!(m.record(a, Success, || t1, || 0), None);
+    assert_eq!(m.state(), BreakerState::HalfOpen);
+    let closed = m.record(b, Success, || t1, || 0).unwrap();
+    assert_eq!(closed.to, BreakerState::Closed);
+    assert_eq!(m.consecutive_failures(), 0);
+    assert_eq!(m.window_calls(), 0);
+}
+
+#[test]
+fn a_failed_probe_reopens_it_for_longer_up_to_the_cap() {
+    let t0 = Instant::now();
+    let mut m = tripped(t0);
+    let mut now = t0;
+    let mut opened = vec![];
+    for _ in 0..6 {
+        let remaining = m.open_remaining(now).unwrap();
+        opened.push(remaining);
+        now += remaining;
+        let (Admission::Admit(probe), _) = m.admit(now) else {
+            panic!()
+        };
+        let reopened = m.record(probe, Failure, || now, || u64::MAX).unwrap();
+        assert_eq!(
+            (reopened.from, reopened.to),
+            (BreakerState::HalfOpen, BreakerState::Open)
+        );
+    }
+    // With the largest random draw the grown times sit at the top of their
+    // range: 1 s, then 2, 4, 8 (the cap), 8, 8 s, less a nanosecond.
+    let millis: Vec<u128> = opened
+        .iter()
+        .map(|d| (*d + Duration::from_nanos(1)).as_millis())
+        .collect();
+    assert_eq!(millis, [1000, 2000, 4000, 8000, 8000, 8000]);
+}
+
+#[test]
+fn grown_open_times_are_jittered_but_never_below_open_for() {
+    let s = settings();
+    for trip in 1..20 {
+        for random in [0, 1 << 20, u64::MAX / 3, u64::MAX] {
+            let d = StateMachine::open_duration(&s, trip, random);
+            assert!(d >= s.open_for && d <= s.max_open_for, "{trip} {d:?}");
+        }
+    }
+    assert_eq!(StateMachine::open_duration(&s, 1, u64::MAX), s.open_for);
+    assert_eq!(StateMachine::open_duration(&s, 4, 0), 4000 * MS);
+    let fixed = BreakerSettings {
+        max_open_for: s.open_for,
+        ..s
+    };
+    assert_eq!(StateMachine::open_duration(&fixed, 9, u64::MAX), s.open_for);
+}
+
+#[test]
+fn a_dropped_probe_gives_its_slot_back() {
+    let t0 = Instant::now();
+    let mut m = tripped(t0);
+    let t1 = t0 + 1000 * MS;
+    let (Admission::Admit(a), _) = m.admit(t1) else {
+        panic!()
+    };
+    let (Admission::Admit(_b), _) = m.admit(t1) else {
+        panic!()
+    };
+    assert!(matches!(m.admit(t1).0, Admission::Reject { .. }));
+    m.cancel(a);
+    assert_eq!(m.admit(t1).0, Admission::Admit(Permit::Probe { period: 1 }));
+    // An ignored probe (a 429) gives its slot back too.
+    let mut m = tripped(t0);
+    let (Admission::Admit(a), _) = m.admit(t1) else {
+        panic!()
+    };
+    let (Admission::Admit(_), _) = m.admit(t1) else {
+        panic!()
+    };
+    m.record(a, Ignored, || t1, || 0);
+    assert_eq!(m.admit(t1).0, Admission::Admit(Permit::Probe { period: 1 }));
+}
+
+#[test]
+fn forced_states_hold_until_reset() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(settings());
+    m.force(true);
+    assert_eq!(
+        m.admit(t0 + Duration::from_secs(3600)).0,
+        Admission::Reject { retry_in: None }
+    );
+    m.force(false);
+    for _ in 0..50 {
+        assert_eq!(call(&mut m, t0, Failure), Admission::Admit(Permit::Normal));
+    }
+    assert_eq!(m.state(), BreakerState::ForcedClosed);
+    let reset = m.reset().unwrap();
+    assert_eq!(
+        (reset.from, reset.to),
+        (BreakerState::ForcedClosed, BreakerState::Closed)
+    );
+    assert_eq!(m.window_calls(), 0);
+    for _ in 0..3 {
+        call(&mut m, t0, Failure);
+    }
+    assert_eq!(m.state(), BreakerState::Open);
+}
+
+#[test]
+fn calls_admitted_before_a_trip_do_not_move_it() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(settings());
+    let (Admission::Admit(late), _) = m.admit(t0) else {
+        panic!()
+    };
+    for _ in 0..3 {
+        call(&mut m, t0, Failure);
+    }
+    assert_eq!(m.state(), BreakerState::Open);
+    assert_eq!(m.record(late, Success, || t0, || 0), None);
+    assert_eq!(m.state(), BreakerState::Open);
+}
+
+/// A plain re-statement of the rules, kept deliberately naive: the history
+/// is a queue of booleans and every rate is recounted.
+struct Model {
+    s: BreakerSettings,
+    state: BreakerState,
+    history: VecDeque<bool>,
+    run: u32,
+    open_until: Instant,
+    trips: u32,
+    admitted_probes: u32,
+    succeeded_probes: u32,
+    period: u32,
+    probes_out: u32,
+}
+
+impl Model {
+    fn new(s: BreakerSettings, now: Instant) -> Self {
+        Model {
+            s,
+            state: BreakerState::Closed,
+            history: VecDeque::new(),
+            run: 0,
+            open_until: now,
+            trips: 0,
+            admitted_probes: 0,
+            succeeded_probes: 0,
+            period: 0,
+            probes_out: 0,
+        }
+    }
+
+    fn open_time(&self, random: u64) -> Duration {
+        if self.trips <= 1 || self.s.max_open_for <= self.s.open_for {
+            return self.s.open_for;
+        }
+        let mut base = self.s.open_for;
+        for _ in 1..self.trips.min(32) {
+            base = (base * 2).min(self.s.max_open_for);
+        }
+        let low = std::cmp::max(base / 2, self.s.open_for);
+        if base <= low {
+            return low;
+        }
+        let span = (base - low).as_nanos();
+        low + Duration::from_nanos(((span * u128::from(random)) >> 64) as u64)
+    }
+
+    fn trip(&mut self, now: Instant, random: u64) {
+        self.trips += 1;
+        self.state = BreakerState::Open;
+        self.open_until = now + self.open_time(random);
+        self.admitted_probes = 0;
+        self.succeeded_probes = 0;
+    }
+
+    fn admit(&mut self, now: Instant) -> Option<Permit> {
+        if self.state == BreakerState::Open && now >= self.open_until {
+            self.state = BreakerState::HalfOpen;
+            self.period += 1;
+            self.admitted_probes = 0;
+            self.succeeded_probes = 0;
+        }
+        let limit = self.s.half_open_probes;
+        match self.state {
+            BreakerState::Closed => Some(Permit::Normal),
+            BreakerState::HalfOpen if self.admitted_probes < limit && self.probes_out < limit => {
+                self.admitted_probes += 1;
+                self.probes_out += 1;
+                Some(Permit::Probe {
+                    period: self.period,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn record(&mut self, permit: Permit, verdict: Verdict, now: Instant, random: u64) {
+        if let Permit::Probe { .. } = permit {
+            self.probes_out -= 1;
+        }
+        match (permit, self.state) {
+            (Permit::Probe { period }, BreakerState::HalfOpen) if period == self.period => {
+                match verdict {
+                    Verdict::Success => {
+                        self.succeeded_probes += 1;
+                        if self.succeeded_probes == self.s.half_open_probes {
+                            self.state = BreakerState::Closed;
+                            self.history.clear();
+                            self.run = 0;
+                            self.trips = 0;
+                        }
+                    }
+                    Verdict::Failure => self.trip(now, random),
+                    Verdict::Ignored => self.admitted_probes -= 1,
+                }
+            }
+            (Permit::Normal, BreakerState::Closed) if verdict != Verdict::Ignored => {
+                let failed = verdict == Verdict::Failure;
+                self.run = if failed { self.run + 1 } else { 0 };
+                self.history.push_back(failed);
+                if self.history.len() > self.s.window as usize {
+                    self.history.pop_front();
+                }
+                let failures = self.history.iter().filter(|f| **f).count() as f64;
+                let rate_trips = self.s.failure_rate > 0.0
+                    && self.history.len() >= self.s.min_calls as usize
+                    && failures / self.history.len() as f64 >= self.s.failure_rate;
+                let run_trips =
+                    self.s.consecutive_failures > 0 && self.run >= self.s.consecutive_failures;
+                if failed && (rate_trips || run_trips) {
+                    self.trip(now, random);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn cancel(&mut self, permit: Permit) {
+        if let Permit::Probe { period } = permit {
+            self.probes_out -= 1;
+            if self.state == BreakerState::HalfOpen && period == self.period {
+                self.admitted_probes -= 1;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A call that ends at once with this verdict.
+    Call(Verdict),
+    /// A call that stays in flight.
+    Start(Verdict),
+    /// The oldest call in flight ends (or is dropped).
+    Finish { dropped: bool },
+    /// Time passes.
+    Advance(u64),
+}
+
+fn verdict() -> impl Strategy<Value = Verdict> {
+    prop_oneof![Just(Success), Just(Failure), Just(Failure), Just(Ignored)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => verdict().prop_map(Op::Call),
+        2 => verdict().prop_map(Op::Start),
+        2 => any::<bool>().prop_map(|dropped| Op::Finish { dropped }),
+        2 => (0u64..3000).prop_map(Op::Advance),
+    ]
+}
+
+fn breaker_settings() -> impl Strategy<Value = BreakerSettings> {
+    (
+        0u32..5,
+        prop_oneof![Just(0.0), 0.2f64..1.0],
+        1u32..20,
+        1u32..20,
+        1u32..4,
+        1u64..5,
+        1u32..4,
+    )
+        .prop_map(
+            |(
+                consecutive_failures,
+                failure_rate,
+                window,
+                min_calls,
+                half_open_probes,
+                open_secs,
+                growth,
+            )| BreakerSettings {
+                consecutive_failures,
+                failure_rate,
+                window,
+                min_calls: min_calls.min(window),
+                slow_call_duration: None,
+                open_for: Duration::from_secs(open_secs),
+                max_open_for: Duration::from_secs(open_secs * u64::from(growth)),
+                half_open_probes,
+                count_throttling: false,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_state_machine_agrees_with_the_model(
+        s in breaker_settings(),
+        ops in proptest::collection::vec(op(), 1..200),
+        random in any::<u64>(),
+    ) {
+        let mut now = Instant::now();
+        let mut machine = StateMachine::new(s);
+        let mut model = Model::new(s, now);
+        let mut in_flight: VecDeque<(Permit, Verdict)> = VecDeque::new();
+        let mut calls = 0u64;
+        for op in ops {
+            match op {
+                Op::Call(verdict) | Op::Start(verdict) => {
+                    calls += 1;
+                    let (admission, _) = machine.admit(now);
+                    let expected = model.admit(now);
+                    let permit = match admission {
+                        Admission::Admit(permit) => Some(permit),
+                        Admission::Reject { .. } => None,
+                    };
+                    prop_assert_eq!(permit, expected);
+                    if let Some(permit) = permit {
+                        if matches!(op, Op::Call(_)) {
+                            machine.record(permit, verdict, || now, || random);
+                            model.record(permit, verdict, now, random);
+                        } else {
+                            in_flight.push_back((permit, verdict));
+                        }
+                    }
+                }
+                Op::Finish { dropped } => {
+                    if let Some((permit, verdict)) = in_flight.pop_front() {
+                        if dropped {
+                            machine.cancel(permit);
+                            model.cancel(permit);
+                        } else {
+                            machine.record(permit, verdict, || now, || random);
+                            model.record(permit, verdict, now, random);
+                        }
+                    }
+                }
+                Op::Advance(ms) => now += Duration::from_millis(ms),
+            }
+            prop_assert_eq!(machine.state(), model.state);
+            if machine.state() == BreakerState::Closed {
+                prop_assert_eq!(machine.consecutive_failures(), model.run);
+            }
+            prop_assert!(machine.counters().peak_probes_in_flight <= s.half_open_probes);
+        }
+        // Every call was either let through or rejected, and every admitted
+        // call that ended is counted once.
+        let c = machine.counters();
+        prop_assert_eq!(c.admitted + c.rejected, calls);
+        prop_assert_eq!(
+            c.successes + c.failures + c.ignored + c.cancelled + in_flight.len() as u64,
+            c.admitted
+        );
+    }
+}
