@@ -228,6 +228,15 @@ impl Error {
         Error::from_inner(inner)
     }
 
+    /// A call the circuit breaker rejected without sending it; `retry_in` is
+    /// the time until it lets a probe through, when known.
+    pub(crate) fn circuit_open(retry_in: Option<Duration>) -> Self {
+        let mut inner = Error::bare(ErrorKind::CircuitOpen);
+        inner.attempts = 0;
+        inner.retry_after = retry_in;
+        Error::from_inner(inner)
+    }
+
     /// An attempt that did not finish within `timeouts.attempt`: a transport
     /// failure, after which nobody knows whether the server got the request.
     pub(crate) fn attempt_timed_out(after: Duration) -> Self {
@@ -273,13 +282,15 @@ impl Error {
     }
 
     /// How long the server asked the client to wait (`Retry-After`), when it
-    /// said so in a form that could be parsed.
+    /// said so in a form that could be parsed. For
+    /// [`CircuitOpen`](ErrorKind::CircuitOpen): how long until the breaker
+    /// lets a probe through.
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
     }
 
     /// How many attempts were sent for the request that failed (1 when it was
-    /// not retried).
+    /// not retried; 0 when an open circuit stopped the first).
     pub fn attempts(&self) -> u32 {
         self.inner.attempts
     }
@@ -382,6 +393,10 @@ impl fmt::Display for Error {
         self.fmt_response_facts(f)?;
         if let Some(detail) = &self.inner.detail {
             write!(f, ": {detail}")?;
+        }
+        if let (ErrorKind::CircuitOpen, Some(retry_in)) = (self.inner.kind, self.inner.retry_after)
+        {
+            write!(f, "; next probe in {}ms", retry_in.as_millis())?;
         }
         let advice = match self.inner.kind {
             ErrorKind::Terminal => "fix the request; sending it again will not help",

@@ -7,16 +7,17 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Policy;
+use crate::breaker::{BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
 use crate::classify::{Classify, ClassifyLayer};
 use crate::error::{BoxError, Error};
 use crate::retry::{ReplayBody, Retry, RetryLayer};
 use crate::trace::{Trace, TraceLayer};
 
-type Stack<S> = Trace<Retry<Classify<S>>>;
+type Stack<S> = Trace<Retry<CircuitBreaker<Classify<S>>>>;
 
 /// Builds the whole rebound stack around a client, in the order of the
-/// design: trace, retry, classify, then the client. (The breaker and poll
-/// layers take their places as they land.)
+/// design: trace, retry, breaker, classify, then the client. (The poll layer
+/// takes its place above retry when it lands.)
 ///
 /// The stack needs a Tokio runtime with its timer enabled: timeouts and waits
 /// come from `tokio::time`. Request bodies must implement
@@ -51,6 +52,7 @@ type Stack<S> = Trace<Retry<Classify<S>>>;
 pub struct ResilienceLayer {
     trace: TraceLayer,
     retry: RetryLayer,
+    breaker: CircuitBreakerLayer,
     classify: ClassifyLayer,
 }
 
@@ -60,17 +62,25 @@ impl ResilienceLayer {
         ResilienceLayer {
             trace: TraceLayer::new(&policy),
             retry: RetryLayer::new(&policy),
+            breaker: CircuitBreakerLayer::new(&policy),
             classify: ClassifyLayer::new(&policy),
         }
     }
 
-    /// The stack for `policy`, with jitter drawn from a generator seeded with
+    /// The stack for `policy`, with jitter drawn from generators seeded with
     /// `seed`, for tests and simulations that must repeat exactly.
     pub fn with_seed(policy: Policy, seed: u64) -> Self {
         ResilienceLayer {
             retry: RetryLayer::with_seed(&policy, seed),
+            breaker: CircuitBreakerLayer::with_seed(&policy, seed.rotate_left(32)),
             ..ResilienceLayer::new(policy)
         }
+    }
+
+    /// A handle on the circuit breakers of this stack (shared by every
+    /// client this layer wraps).
+    pub fn breakers(&self) -> BreakerHandle {
+        self.breaker.handle()
     }
 }
 
@@ -79,9 +89,10 @@ impl<S> Layer<S> for ResilienceLayer {
 
     fn layer(&self, inner: S) -> Resilience<S> {
         Resilience {
-            inner: self
-                .trace
-                .layer(self.retry.layer(self.classify.layer(inner))),
+            inner: self.trace.layer(
+                self.retry
+                    .layer(self.breaker.layer(self.classify.layer(inner))),
+            ),
         }
     }
 }
@@ -95,17 +106,21 @@ pub struct Resilience<S> {
 impl<S> Resilience<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref().get_ref().get_ref()
+        self.inner.get_ref().get_ref().get_ref().get_ref()
     }
 
     /// The wrapped client, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut().get_mut().get_mut()
+        self.inner.get_mut().get_mut().get_mut().get_mut()
     }
 
     /// Unwraps the client.
     pub fn into_inner(self) -> S {
-        self.inner.into_inner().into_inner().into_inner()
+        self.inner
+            .into_inner()
+            .into_inner()
+            .into_inner()
+            .into_inner()
     }
 }
 

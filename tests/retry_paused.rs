@@ -358,8 +358,8 @@ async fn an_added_idempotency_key_is_the_same_on_every_attempt() {
 
 #[tokio::test(start_paused = true)]
 async fn the_budget_holds_an_outage_to_its_capacity() {
-    let text =
-        "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 4\n[retry.budget]\ncapacity = 5\n";
+    let text = "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 4\n[retry.budget]\ncapacity = 5\n\
+         [circuit_breaker]\nenabled = false\n";
     let policy = Policy::from_toml_str(text).unwrap();
     let script = Scripted::new([Step::status(500)]);
     let client = ResilienceLayer::with_seed(policy.clone(), SEED).layer(script.clone());

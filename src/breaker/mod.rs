@@ -1,3 +1,163 @@
-//! Circuit breaking: fail fast against a failing host.
+//! Circuit breaking: fail fast against a failing host, recover by itself.
+//!
+//! The breaker layer sits under the retry layer and above classify, as in the
+//! design: every attempt is counted, and an open circuit ends the retry loop
+//! at once, since its error ([`CircuitOpen`](crate::ErrorKind::CircuitOpen))
+//! is not retryable.
+//!
+//! Each key (by default the request's scheme, host and port; with
+//! `scope = "global"` one for all calls) has a breaker that moves between
+//! three states, as in Resilience4j and Polly:
+//!
+//! - **closed**: calls go through. It trips open after
+//!   `consecutive_failures` failures in a row, or when the failure rate over
+//!   the last `window` calls reaches `failure_rate` once `min_calls` were seen.
+//! - **open**: calls are rejected at once, without being sent, with an error
+//!   that says when the next probe goes ([`Error::retry_after`](crate::Error::retry_after)).
+//!   After `open_for` the next call moves it to half-open. A breaker that
+//!   trips again soon stays open longer each time, doubling up to
+//!   `max_open_for`, each grown time drawn at random from its upper half so
+//!   that clients do not probe in lockstep.
+//! - **half-open**: `half_open_probes` calls go through. If all succeed it
+//!   closes; if one fails it opens again. A probe that is dropped before it
+//!   ends gives its slot back.
+//!
+//! What counts: `retryable` statuses (5xx), transport failures and timed-out
+//! attempts are failures; `terminal` statuses are successes (the host
+//! answered properly); 429 is ignored unless `count_throttling = true`
+//! (throttling is the retry budget's business); `unsupported` is ignored. A
+//! success slower than `slow_call_duration` counts as a failure.
+//!
+//! A closed breaker admits a call with one atomic load; the result takes a
+//! lock for a few instructions. A rejection costs a lookup and an error, less
+//! than any call that is sent. The number of keys is bounded
+//! (`max_hosts`): past it, idle closed breakers are evicted first.
+//!
+//! Every change of state is a `tracing` event (key, from, to, failure rate,
+//! consecutive failures), and a [`BreakerHandle`] reads the state of each key
+//! and forces it open or closed, for operators and tests.
+
+mod future;
+mod handle;
+mod layer;
+mod registry;
 mod state;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::error::Error;
+use registry::Registry;
+use state::{Admission, Transition};
+
+pub use future::ResponseFuture;
+pub use handle::{BreakerHandle, BreakerSnapshot};
+pub use layer::CircuitBreakerLayer;
+pub use registry::Scope;
+pub(crate) use state::BreakerSettings;
 pub use state::{BreakerCounters, BreakerState};
+
+/// What the breaker layer takes from a policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BreakerConfig {
+    pub(crate) enabled: bool,
+    pub(crate) scope: Scope,
+    pub(crate) max_hosts: usize,
+    pub(crate) settings: BreakerSettings,
+}
+
+/// Rejects calls to failing hosts; see the [module docs](self).
+#[derive(Clone)]
+pub struct CircuitBreaker<S> {
+    inner: S,
+    /// `None` when the policy turns breaking off: calls pass straight through.
+    registry: Option<Arc<Registry>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("enabled", &self.registry.is_some())
+            .finish()
+    }
+}
+
+impl<S> CircuitBreaker<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for CircuitBreaker<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    /// The inner service's readiness: it says nothing about any one host,
+    /// and a call to an open host is rejected in `call` without using it.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(registry) = &self.registry else {
+            return ResponseFuture::passed(self.inner.call(request));
+        };
+        let cell = registry.cell(request.uri());
+        let (admission, transition) = cell.admit();
+        if let Some(transition) = transition {
+            report(&cell.key, &transition);
+        }
+        match admission {
+            Admission::Admit(permit) => {
+                let future = self.inner.call(request);
+                ResponseFuture::admitted(future, cell, permit, registry.settings)
+            }
+            Admission::Reject { retry_in } => {
+                ResponseFuture::rejected(Error::circuit_open(retry_in))
+            }
+        }
+    }
+}
+
+/// The event of a change of state.
+pub(crate) fn report(key: &str, t: &Transition) {
+    if t.to == BreakerState::Open {
+        tracing::warn!(
+            key,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            failure_rate = t.failure_rate,
+            consecutive_failures = t.consecutive_failures,
+            "circuit breaker state changed"
+        );
+    } else {
+        tracing::info!(
+            key,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            failure_rate = t.failure_rate,
+            consecutive_failures = t.consecutive_failures,
+            "circuit breaker state changed"
+        );
+    }
+}

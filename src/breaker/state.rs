@@ -101,7 +101,8 @@ pub(crate) struct Transition {
 /// Counts of what a breaker saw, for operators and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BreakerCounters {
-    /// Calls let through (probes included).
+    /// Calls let through (probes included) that have ended: each is counted
+    /// once more as a success, failure, ignored or cancelled call.
     pub admitted: u64,
     /// Calls rejected without being sent.
     pub rejected: u64,
@@ -327,9 +328,8 @@ impl StateMachine {
                 retry_in: self.open_remaining(now),
             },
         };
-        match admission {
-            Admission::Admit(_) => self.counters.admitted += 1,
-            Admission::Reject { .. } => self.counters.rejected += 1,
+        if let Admission::Reject { .. } = admission {
+            self.counters.rejected += 1;
         }
         (admission, transition)
     }
@@ -343,6 +343,7 @@ impl StateMachine {
         now: impl FnOnce() -> Instant,
         random: impl FnOnce() -> u64,
     ) -> Option<Transition> {
+        self.counters.admitted += 1;
         match verdict {
             Verdict::Success => self.counters.successes += 1,
             Verdict::Failure => self.counters.failures += 1,
@@ -408,6 +409,7 @@ impl StateMachine {
     /// Records that an admitted call was dropped before it ended: a probe
     /// gives its slot back.
     pub(crate) fn cancel(&mut self, permit: Permit) {
+        self.counters.admitted += 1;
         self.counters.cancelled += 1;
         if let Permit::Probe { period } = permit {
             self.probes_in_flight = self.probes_in_flight.saturating_sub(1);

@@ -22,11 +22,12 @@ use std::time::Duration;
 use http::StatusCode;
 use toml::Spanned;
 
+use crate::breaker::{BreakerConfig, BreakerSettings, Scope};
 use crate::classify::{Classifier, ClassifySettings, FIRST_STATUS, LAST_STATUS, StatusClass};
 use crate::retry::{
     Backoff, Budget, BudgetSettings, Buffered, Jitter, NonIdempotent, RetrySettings,
 };
-use schema::{BackoffKind, JitterName, NonIdempotentName, RawBackoff, RawPolicy};
+use schema::{BackoffKind, JitterName, NonIdempotentName, RawBackoff, RawPolicy, ScopeName};
 use units::{ByteSize, DurationStr};
 
 pub use error::PolicyError;
@@ -69,6 +70,7 @@ pub struct Policy {
     classify: &'static ClassifySettings,
     retry: Arc<RetrySettings>,
     budget: Arc<Budget>,
+    breaker: BreakerConfig,
 }
 
 impl Policy {
@@ -137,6 +139,10 @@ impl Policy {
         self.classify
     }
 
+    pub(crate) fn breaker_config(&self) -> BreakerConfig {
+        self.breaker
+    }
+
     pub(crate) fn retry_settings(&self) -> Arc<RetrySettings> {
         Arc::clone(&self.retry)
     }
@@ -153,10 +159,12 @@ impl Policy {
         let timeouts = check.timeouts(&raw)?;
         let classify = check.classify(&raw, timeouts)?;
         let (retry, budget) = check.retry(&raw, timeouts)?;
+        let breaker = check.breaker(&raw)?;
         Ok(Policy {
             classify: intern(classify),
             retry: Arc::new(retry),
             budget: Arc::new(Budget::new(budget)),
+            breaker,
         })
     }
 }
@@ -402,6 +410,102 @@ impl Check<'_> {
         Ok((settings, budget))
     }
 
+    fn count(
+        &self,
+        value: &Option<Spanned<i64>>,
+        key: &str,
+        bounds: RangeInclusive<u32>,
+        default: u32,
+    ) -> Result<u32, PolicyError> {
+        self.bounded(
+            value,
+            key,
+            bounds,
+            default,
+            |n| u32::try_from(*n).ok(),
+            u32::to_string,
+        )
+    }
+
+    fn breaker(&self, raw: &RawPolicy) -> Result<BreakerConfig, PolicyError> {
+        let b = &raw.circuit_breaker;
+        let hour = Duration::from_secs(3600);
+        let window = self.count(
+            &b.window,
+            "circuit_breaker.window",
+            1..=1000,
+            defaults::BREAKER_WINDOW,
+        )?;
+        let min_calls = self.count(
+            &b.min_calls,
+            "circuit_breaker.min_calls",
+            1..=window,
+            defaults::BREAKER_MIN_CALLS.min(window),
+        )?;
+        let open_for = self.duration(
+            &b.open_for,
+            "circuit_breaker.open_for",
+            Duration::from_millis(1)..=hour,
+            defaults::BREAKER_OPEN_FOR,
+        )?;
+        let max_open_for = self.duration(
+            &b.max_open_for,
+            "circuit_breaker.max_open_for",
+            open_for..=hour,
+            defaults::BREAKER_MAX_OPEN_FOR.max(open_for),
+        )?;
+        let slow_call_duration = match &b.slow_call_duration {
+            None => None,
+            some => Some(self.duration(
+                some,
+                "circuit_breaker.slow_call_duration",
+                Duration::from_millis(1)..=hour,
+                Duration::ZERO,
+            )?),
+        };
+        let settings = BreakerSettings {
+            consecutive_failures: self.count(
+                &b.consecutive_failures,
+                "circuit_breaker.consecutive_failures",
+                0..=1000,
+                defaults::BREAKER_CONSECUTIVE_FAILURES,
+            )?,
+            failure_rate: self.number(
+                &b.failure_rate,
+                "circuit_breaker.failure_rate (a fraction: 0.5 is 50%; 0 turns it off)",
+                0.0..=1.0,
+                defaults::BREAKER_FAILURE_RATE,
+            )?,
+            window,
+            min_calls,
+            slow_call_duration,
+            open_for,
+            max_open_for,
+            half_open_probes: self.count(
+                &b.half_open_probes,
+                "circuit_breaker.half_open_probes",
+                1..=100,
+                defaults::BREAKER_HALF_OPEN_PROBES,
+            )?,
+            count_throttling: b.count_throttling.unwrap_or(false),
+        };
+        let max_hosts = self.count(
+            &b.max_hosts,
+            "circuit_breaker.max_hosts",
+            1..=100_000,
+            defaults::BREAKER_MAX_HOSTS,
+        )?;
+        Ok(BreakerConfig {
+            enabled: b.enabled.unwrap_or(true),
+            scope: match b.scope {
+                None | Some(ScopeName::Host) => Scope::Host,
+                Some(ScopeName::Global) => Scope::Global,
+            },
+            max_hosts: max_hosts as usize,
+            settings,
+        })
+    }
+
     fn backoff(&self, raw: &RawBackoff) -> Result<Backoff, PolicyError> {
         let jitter = match raw.jitter {
             None | Some(JitterName::Full) => Jitter::Full,
@@ -484,6 +588,14 @@ mod defaults {
     pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
     pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
     pub(super) const TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
+    pub(super) const BREAKER_CONSECUTIVE_FAILURES: u32 = 5;
+    pub(super) const BREAKER_FAILURE_RATE: f64 = 0.5;
+    pub(super) const BREAKER_WINDOW: u32 = 20;
+    pub(super) const BREAKER_MIN_CALLS: u32 = 10;
+    pub(super) const BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
+    pub(super) const BREAKER_MAX_OPEN_FOR: Duration = Duration::from_secs(60);
+    pub(super) const BREAKER_HALF_OPEN_PROBES: u32 = 1;
+    pub(super) const BREAKER_MAX_HOSTS: u32 = 1024;
 }
 
 fn show_duration(d: Duration) -> String {

@@ -18,6 +18,8 @@ pub(crate) struct RawPolicy {
     pub(crate) retry: RawRetry,
     #[serde(default)]
     pub(crate) timeouts: RawTimeouts,
+    #[serde(default)]
+    pub(crate) circuit_breaker: RawBreaker,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,4 +195,28 @@ pub(crate) struct RawBudget {
 pub(crate) struct RawTimeouts {
     pub(crate) attempt: Option<Spanned<DurationStr>>,
     pub(crate) total: Option<Spanned<DurationStr>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) scope: Option<ScopeName>,
+    pub(crate) consecutive_failures: Option<Spanned<i64>>,
+    pub(crate) failure_rate: Option<Spanned<f64>>,
+    pub(crate) window: Option<Spanned<i64>>,
+    pub(crate) min_calls: Option<Spanned<i64>>,
+    pub(crate) slow_call_duration: Option<Spanned<DurationStr>>,
+    pub(crate) open_for: Option<Spanned<DurationStr>>,
+    pub(crate) max_open_for: Option<Spanned<DurationStr>>,
+    pub(crate) half_open_probes: Option<Spanned<i64>>,
+    pub(crate) count_throttling: Option<bool>,
+    pub(crate) max_hosts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ScopeName {
+    Host,
+    Global,
 }

@@ -154,7 +154,12 @@ where
                             return Poll::Pending;
                         }
                     };
-                    let error = error.with_attempts(this.facts.attempts);
+                    // An attempt an open circuit stopped was never sent.
+                    let sent = match error.kind() {
+                        ErrorKind::CircuitOpen => this.facts.attempts - 1,
+                        _ => this.facts.attempts,
+                    };
+                    let error = error.with_attempts(sent);
                     record_error(this.span, &error);
                     if error.kind() == ErrorKind::DeadlineExceeded {
                         // Classify cut the attempt at the end of the call.

@@ -43,6 +43,7 @@ mod future;
 mod layer;
 mod replay;
 mod rng;
+pub(crate) use rng::SharedRng;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
