@@ -276,3 +276,49 @@ async fn a_refused_retry_is_an_event_with_its_reason() {
     assert_eq!(refusals.len(), 1);
     assert_eq!(refusals[0]["reason"], "unsafe_method");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_state_change_is_an_event_and_a_rejected_call_says_circuit_open() {
+    use rebound_testkit::{Scripted, Step};
+
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let policy = Policy::from_toml_str(
+        "[retry]\nmax_attempts = 1\n[circuit_breaker]\nconsecutive_failures = 2\nfailure_rate = 0\n",
+    )
+    .unwrap();
+    let client = ResilienceLayer::with_seed(policy, 1).layer(Scripted::new([Step::status(500)]));
+    for _ in 0..3 {
+        client
+            .clone()
+            .oneshot(common::get("http://api.example/x"))
+            .await
+            .unwrap_err();
+    }
+    let events = capture.events.lock().unwrap().clone();
+    let changes: Vec<&Fields> = events
+        .iter()
+        .filter(|e| e["message"] == "circuit breaker state changed")
+        .collect();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["key"], "http://api.example:80");
+    assert_eq!(changes[0]["from"], "closed");
+    assert_eq!(changes[0]["to"], "open");
+    assert_eq!(changes[0]["consecutive_failures"], "2");
+    assert_eq!(changes[0]["failure_rate"], "1.0");
+
+    let calls = capture.calls();
+    assert_eq!(calls.len(), 3);
+    let rejected = calls
+        .iter()
+        .filter(|c| c["rebound.outcome"] == "circuit_open")
+        .count();
+    assert_eq!(rejected, 1);
+    let last = calls
+        .iter()
+        .find(|c| c["rebound.outcome"] == "circuit_open")
+        .unwrap();
+    assert_eq!(last["error.type"], "circuit_open");
+    assert_eq!(last["rebound.attempts"], "0");
+}

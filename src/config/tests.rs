@@ -64,6 +64,7 @@ fn shipped_files_load_and_match_the_presets() {
         let preset = Policy::preset(name).unwrap();
         assert_eq!(from_file.classify, preset.classify, "{name}");
         assert_eq!(from_file.retry, preset.retry, "{name}");
+        assert_eq!(from_file.breaker, preset.breaker, "{name}");
         assert_eq!(preset.error_body_max_bytes(), DEFAULT_ERROR_BODY_MAX_BYTES);
     }
 }
@@ -264,6 +265,7 @@ fn the_presets_spell_out_the_defaults() {
     let empty = Policy::from_toml_str("").unwrap();
     let connio = Policy::preset("connio").unwrap();
     assert_eq!(empty.retry, connio.retry);
+    assert_eq!(empty.breaker, connio.breaker);
     assert_eq!(connio.max_attempts(), 4);
     assert_eq!(connio.classify.attempt_timeout, Duration::from_secs(10));
     assert_eq!(connio.retry.total_timeout, Duration::from_secs(60));
@@ -409,5 +411,109 @@ fn retry_mistakes_point_at_the_line() {
         2,
         1,
         &["unknown field `connect`"],
+    );
+}
+
+#[test]
+fn the_breaker_is_read() {
+    let policy = Policy::from_toml_str(
+        r#"
+[circuit_breaker]
+enabled = false
+scope = "global"
+consecutive_failures = 0
+failure_rate = 0.25
+window = 50
+min_calls = 40
+slow_call_duration = "2s"
+open_for = "1s"
+max_open_for = "10s"
+half_open_probes = 3
+count_throttling = true
+max_hosts = 10
+"#,
+    )
+    .unwrap();
+    let b = policy.breaker;
+    assert!(!b.enabled);
+    assert_eq!(b.scope, crate::breaker::Scope::Global);
+    assert_eq!(b.max_hosts, 10);
+    let s = b.settings;
+    assert_eq!(
+        (
+            s.consecutive_failures,
+            s.window,
+            s.min_calls,
+            s.half_open_probes
+        ),
+        (0, 50, 40, 3)
+    );
+    assert_eq!(s.failure_rate, 0.25);
+    assert_eq!(s.slow_call_duration, Some(Duration::from_secs(2)));
+    assert_eq!(
+        (s.open_for, s.max_open_for),
+        (Duration::from_secs(1), Duration::from_secs(10))
+    );
+    assert!(s.count_throttling);
+    assert_eq!(
+        Policy::from_toml_str("")
+            .unwrap()
+            .breaker
+            .settings
+            .slow_call_duration,
+        None
+    );
+}
+
+#[test]
+fn breaker_mistakes_point_at_the_line() {
+    assert_error(
+        "[circuit_breaker]\nscope = \"path\"\n",
+        2,
+        9,
+        &["unknown variant `path`", "host"],
+    );
+    assert_error(
+        "[circuit_breaker]\nfailure_rate = 50\n",
+        2,
+        16,
+        &["failure_rate", "0.5 is 50%"],
+    );
+    assert_error(
+        "[circuit_breaker]\nwindow = 0\n",
+        2,
+        10,
+        &["circuit_breaker.window", "1 to 1000"],
+    );
+    assert_error(
+        "[circuit_breaker]\nwindow = 10\nmin_calls = 11\n",
+        3,
+        13,
+        &["min_calls", "1 to 10"],
+    );
+    assert_error(
+        "[circuit_breaker]\nopen_for = \"10s\"\nmax_open_for = \"5s\"\n",
+        3,
+        16,
+        &["max_open_for"],
+    );
+    assert_error(
+        "[circuit_breaker]\nhalf_open_probes = 0\n",
+        2,
+        20,
+        &["half_open_probes"],
+    );
+    assert_error(
+        "[circuit_breaker]\nslow_call_duration = \"0ms\"\n",
+        2,
+        22,
+        &["slow_call_duration"],
+    );
+    assert_error("[circuit_breaker]\nmax_hosts = 0\n", 2, 13, &["max_hosts"]);
+    assert_error(
+        "[circuit_breaker]\nthreshold = 3\n",
+        2,
+        1,
+        &["unknown field `threshold`", "consecutive_failures"],
     );
 }
