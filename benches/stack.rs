@@ -14,7 +14,7 @@
 //! Timings on a shared machine wander by a tenth from run to run. For a
 //! figure that does not, count instructions: `STACK_LOOP=NAME` makes the bench
 //! binary run 200,000 calls of one service (`bare`, `tower_retry`,
-//! `classify`, `retry`, `resilience`) and exit, for
+//! `classify`, `breaker`, `retry`, `resilience`) and exit, for
 //! `valgrind --tool=callgrind`:
 //!
 //! ```text
@@ -31,6 +31,7 @@ use bytes::Bytes;
 use criterion::Criterion;
 use http::Request;
 use http_body_util::Full;
+use rebound::breaker::CircuitBreakerLayer;
 use rebound::classify::ClassifyLayer;
 use rebound::retry::RetryLayer;
 use rebound::{Policy, ResilienceLayer};
@@ -47,7 +48,7 @@ where
 {
     let mut cx = Context::from_waker(Waker::noop());
     let _ = service.poll_ready(&mut cx);
-    let request = Request::get(http::Uri::from_static("http://api.example/devices/1"))
+    let request = Request::get(http::Uri::from_static(URL))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let future = pin!(service.call(request));
@@ -85,6 +86,8 @@ impl<Res, E> tower::retry::Policy<Request<Full<Bytes>>, Res, E> for NeverRetry {
     }
 }
 
+const URL: &str = "http://api.example/devices/1";
+
 const NOT_FOUND: &str = r#"[{"code":"ResourceNotFound","cause":"Resource not found","message":"Requested endpoint is not valid.","moreInfoUrl":"https://docs.connio.com/v3/error/resourcenotfound"}]"#;
 
 fn benches(c: &mut Criterion) {
@@ -101,6 +104,25 @@ fn benches(c: &mut Criterion) {
 
     let mut stacked = ResilienceLayer::new(policy.clone()).layer(Answer::new(200, "{}"));
     group.bench_function("resilience_200", |b| b.iter(|| call_once(&mut stacked)));
+
+    let mut classify = ClassifyLayer::new(&policy).layer(Answer::new(200, "{}"));
+    group.bench_function("classify_200", |b| b.iter(|| call_once(&mut classify)));
+
+    let breaker = CircuitBreakerLayer::new(&policy);
+    let mut closed = breaker.layer(ClassifyLayer::new(&policy).layer(Answer::new(200, "{}")));
+    group.bench_function("breaker_closed_200", |b| b.iter(|| call_once(&mut closed)));
+
+    let breaker = CircuitBreakerLayer::new(&policy);
+    breaker.handle().force_open(URL);
+    let mut open = breaker.layer(ClassifyLayer::new(&policy).layer(Answer::new(200, "{}")));
+    group.bench_function("breaker_open_rejected", |b| b.iter(|| call_once(&mut open)));
+
+    let stack = ResilienceLayer::new(policy.clone());
+    stack.breakers().force_open(URL);
+    let mut stack_open = stack.layer(Answer::new(200, "{}"));
+    group.bench_function("resilience_open_rejected", |b| {
+        b.iter(|| call_once(&mut stack_open))
+    });
 
     let mut bare_404 = Answer::new(404, NOT_FOUND);
     group.bench_function("bare_404", |b| b.iter(|| call_once(&mut bare_404)));
@@ -137,6 +159,12 @@ fn print_ratios() {
         ("tower_retry_200", "bare_200"),
         ("resilience_200", "bare_200"),
         ("resilience_200", "tower_retry_200"),
+        ("classify_200", "bare_200"),
+        ("breaker_closed_200", "bare_200"),
+        ("breaker_closed_200", "classify_200"),
+        ("breaker_open_rejected", "bare_200"),
+        ("breaker_open_rejected", "breaker_closed_200"),
+        ("resilience_open_rejected", "resilience_200"),
         ("resilience_404_parsed", "bare_404"),
     ] {
         match (mean_ns(name), mean_ns(baseline)) {
@@ -167,6 +195,9 @@ fn run_loop(name: &str) {
         "retry" => {
             spin(RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer())))
         }
+        "breaker" => spin(
+            CircuitBreakerLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer())),
+        ),
         "resilience" => spin(ResilienceLayer::new(policy).layer(answer())),
         other => eprintln!("unknown STACK_LOOP {other:?}"),
     }

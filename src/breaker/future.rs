@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::registry::Cell;
 use super::report;
-use super::state::{BreakerSettings, Permit, Verdict};
+use super::state::{Permit, Verdict};
 use crate::classify::StatusClass;
 use crate::error::{Error, ErrorKind};
 
@@ -45,20 +45,14 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn admitted(
-        future: F,
-        cell: Arc<Cell>,
-        permit: Permit,
-        settings: BreakerSettings,
-    ) -> Self {
-        let started = settings.slow_call_duration.map(|_| Instant::now());
+    pub(crate) fn admitted(future: F, cell: Arc<Cell>, permit: Permit) -> Self {
+        let started = cell.settings.slow_call_duration.map(|_| Instant::now());
         ResponseFuture {
             kind: Kind::Called {
                 future,
                 permit: Some(PermitGuard {
                     cell: Some(cell),
                     permit,
-                    settings,
                     started,
                 }),
             },
@@ -77,14 +71,14 @@ impl<F> ResponseFuture<F> {
 struct PermitGuard {
     cell: Option<Arc<Cell>>,
     permit: Permit,
-    settings: BreakerSettings,
     started: Option<Instant>,
 }
 
 impl PermitGuard {
-    fn finish(&mut self, verdict: Verdict) {
+    fn finish<RB>(&mut self, result: &Result<Response<RB>, Error>) {
         if let Some(cell) = self.cell.take() {
-            let verdict = match (verdict, self.started, self.settings.slow_call_duration) {
+            let verdict = verdict(result, cell.settings.count_throttling);
+            let verdict = match (verdict, self.started, cell.settings.slow_call_duration) {
                 (Verdict::Success, Some(started), Some(slow)) if started.elapsed() > slow => {
                     Verdict::Failure
                 }
@@ -145,7 +139,7 @@ where
             Projection::Called { future, permit } => {
                 let result = ready!(future.poll(cx));
                 if let Some(guard) = permit {
-                    guard.finish(verdict(&result, guard.settings.count_throttling));
+                    guard.finish(&result);
                 }
                 Poll::Ready(result)
             }

@@ -112,6 +112,6 @@ fn snapshot(cell: &Cell) -> BreakerSnapshot {
         failure_rate: machine.failure_rate(),
         window_calls: machine.window_calls(),
         open_remaining: machine.open_remaining(Instant::now()),
-        counters: machine.counters(),
+        counters: cell.counters(&machine),
     }
 }

@@ -130,7 +130,7 @@ where
         match admission {
             Admission::Admit(permit) => {
                 let future = self.inner.call(request);
-                ResponseFuture::admitted(future, cell, permit, registry.settings)
+                ResponseFuture::admitted(future, cell, permit)
             }
             Admission::Reject { retry_in } => {
                 ResponseFuture::rejected(Error::circuit_open(retry_in))

@@ -1,7 +1,7 @@
 //! The breakers of one layer, one per key, with a bound on how many.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use http::Uri;
@@ -25,8 +25,15 @@ pub enum Scope {
 /// and a flag that lets a closed breaker admit a call without the lock.
 pub(crate) struct Cell {
     pub(crate) key: Box<str>,
+    pub(crate) settings: BreakerSettings,
     /// True while the state is closed or forced closed.
     closed: AtomicBool,
+    /// True while one more success would change nothing but a count: closed,
+    /// no failure in a row, and a full window without failures. A success
+    /// then skips the lock.
+    healthy: AtomicBool,
+    /// Successes that took that way, added to the counters when they are read.
+    quiet_successes: AtomicU64,
     /// Set when a call looks the breaker up; cleared by the eviction sweep.
     used: AtomicBool,
     machine: Mutex<StateMachine>,
@@ -37,7 +44,10 @@ impl Cell {
     fn new(key: Box<str>, settings: BreakerSettings, seed: u64) -> Self {
         Cell {
             key,
+            settings,
             closed: AtomicBool::new(true),
+            healthy: AtomicBool::new(false),
+            quiet_successes: AtomicU64::new(0),
             used: AtomicBool::new(true),
             machine: Mutex::new(StateMachine::new(settings)),
             rng: SharedRng::seeded(seed),
@@ -56,6 +66,16 @@ impl Cell {
             BreakerState::Closed | BreakerState::ForcedClosed
         );
         self.closed.store(closed, Ordering::Release);
+        self.healthy.store(machine.is_healthy(), Ordering::Release);
+    }
+
+    /// The machine's counters, with the successes that skipped the lock.
+    pub(crate) fn counters(&self, machine: &StateMachine) -> super::state::BreakerCounters {
+        let mut counters = machine.counters();
+        let quiet = self.quiet_successes.load(Ordering::Acquire);
+        counters.admitted += quiet;
+        counters.successes += quiet;
+        counters
     }
 
     /// Whether a call may go through. A closed breaker answers without its
@@ -71,11 +91,16 @@ impl Cell {
     }
 
     pub(crate) fn record(&self, permit: Permit, verdict: Verdict) -> Option<Transition> {
+        if verdict == Verdict::Success
+            && permit == Permit::Normal
+            && self.healthy.load(Ordering::Acquire)
+        {
+            self.quiet_successes.fetch_add(1, Ordering::AcqRel);
+            return None;
+        }
         let mut machine = self.machine();
         let transition = machine.record(permit, verdict, Instant::now, || self.rng.next_u64());
-        if transition.is_some() {
-            self.sync(&machine);
-        }
+        self.sync(&machine);
         transition
     }
 
@@ -104,8 +129,38 @@ pub(crate) struct Registry {
     scope: Scope,
     max_hosts: usize,
     global: Arc<Cell>,
-    hosts: RwLock<HashMap<Box<str>, Arc<Cell>>>,
+    hosts: RwLock<Hosts>,
     seeds: SharedRng,
+}
+
+/// The breakers by key, and a cache from the authority exactly as requests
+/// spell it (one map per scheme) to the breaker of its key, so that a call
+/// finds its breaker without parsing or formatting anything.
+struct Hosts {
+    by_key: HashMap<Box<str>, Arc<Cell>, FastHash>,
+    http: HashMap<Box<str>, Arc<Cell>, FastHash>,
+    https: HashMap<Box<str>, Arc<Cell>, FastHash>,
+}
+
+impl Hosts {
+    fn alias_count(&self) -> usize {
+        self.http.len() + self.https.len()
+    }
+}
+
+/// Which alias map a request's scheme uses, if any.
+fn alias_map<'a>(
+    hosts: &'a Hosts,
+    uri: &Uri,
+) -> Option<&'a HashMap<Box<str>, Arc<Cell>, FastHash>> {
+    let scheme = uri.scheme()?;
+    if *scheme == http::uri::Scheme::HTTP {
+        Some(&hosts.http)
+    } else if *scheme == http::uri::Scheme::HTTPS {
+        Some(&hosts.https)
+    } else {
+        None
+    }
 }
 
 /// Keys longer than this are built on the heap; others on the stack.
@@ -161,21 +216,46 @@ impl Registry {
         seed: u64,
     ) -> Self {
         let seeds = SharedRng::seeded(seed);
+        let hosts = Hosts {
+            by_key: HashMap::with_hasher(FastHash(seeds.next_u64())),
+            http: HashMap::with_hasher(FastHash(seeds.next_u64())),
+            https: HashMap::with_hasher(FastHash(seeds.next_u64())),
+        };
         Registry {
             settings,
             scope,
             max_hosts: max_hosts.max(1),
             global: Arc::new(Cell::new("global".into(), settings, seeds.next_u64())),
-            hosts: RwLock::new(HashMap::new()),
+            hosts: RwLock::new(hosts),
             seeds,
         }
     }
 
     /// The breaker for `uri`, made if it is new.
+    #[inline]
     pub(crate) fn cell(&self, uri: &Uri) -> Arc<Cell> {
         if self.scope == Scope::Global {
             return Arc::clone(&self.global);
         }
+        // The fast way: the authority as spelled, seen before.
+        let authority = uri.authority().map(|a| a.as_str());
+        if let Some(authority) = authority {
+            let hosts = self
+                .hosts
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(cell) = alias_map(&hosts, uri).and_then(|map| map.get(authority)) {
+                if !cell.used.load(Ordering::Relaxed) {
+                    cell.used.store(true, Ordering::Relaxed);
+                }
+                return Arc::clone(cell);
+            }
+        }
+        self.cell_slow(uri)
+    }
+
+    #[cold]
+    fn cell_slow(&self, uri: &Uri) -> Arc<Cell> {
         let mut stack = StackKey {
             bytes: [0; INLINE_KEY],
             len: 0,
@@ -190,7 +270,38 @@ impl Registry {
             heap = long;
             &heap
         };
-        self.cell_for_key(key)
+        let cell = self.cell_for_key(key);
+        // Remember the spelling, unless it carries userinfo: credentials are
+        // not kept in a long-lived map.
+        if let Some(authority) = uri.authority().map(|a| a.as_str()) {
+            if !authority.contains('@') {
+                let mut hosts = self
+                    .hosts
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if hosts.alias_count() >= self.max_hosts.saturating_mul(4) {
+                    // A cache, bounded: many spellings of few hosts start it over.
+                    hosts.http.clear();
+                    hosts.https.clear();
+                }
+                let still_there = hosts
+                    .by_key
+                    .get(&*cell.key)
+                    .is_some_and(|c| Arc::ptr_eq(c, &cell));
+                let scheme = uri.scheme();
+                let map = if scheme == Some(&http::uri::Scheme::HTTP) {
+                    Some(&mut hosts.http)
+                } else if scheme == Some(&http::uri::Scheme::HTTPS) {
+                    Some(&mut hosts.https)
+                } else {
+                    None
+                };
+                if let (Some(map), true) = (map, still_there) {
+                    map.insert(authority.into(), Arc::clone(&cell));
+                }
+            }
+        }
+        cell
     }
 
     pub(crate) fn cell_for_key(&self, key: &str) -> Arc<Cell> {
@@ -202,10 +313,8 @@ impl Registry {
                 .hosts
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(cell) = hosts.get(key) {
-                if !cell.used.load(Ordering::Relaxed) {
-                    cell.used.store(true, Ordering::Relaxed);
-                }
+            if let Some(cell) = hosts.by_key.get(key) {
+                cell.used.store(true, Ordering::Relaxed);
                 return Arc::clone(cell);
             }
         }
@@ -213,14 +322,14 @@ impl Registry {
             .hosts
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(cell) = hosts.get(key) {
+        if let Some(cell) = hosts.by_key.get(key) {
             return Arc::clone(cell);
         }
-        if hosts.len() >= self.max_hosts {
+        if hosts.by_key.len() >= self.max_hosts {
             evict_one(&mut hosts);
         }
         let cell = Arc::new(Cell::new(key.into(), self.settings, self.seeds.next_u64()));
-        hosts.insert(key.into(), Arc::clone(&cell));
+        hosts.by_key.insert(key.into(), Arc::clone(&cell));
         cell
     }
 
@@ -233,7 +342,7 @@ impl Registry {
             .hosts
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut cells: Vec<Arc<Cell>> = hosts.values().cloned().collect();
+        let mut cells: Vec<Arc<Cell>> = hosts.by_key.values().cloned().collect();
         cells.sort_by(|a, b| a.key.cmp(&b.key));
         cells
     }
@@ -246,7 +355,61 @@ impl Registry {
             .hosts
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        hosts.get(key).cloned()
+        hosts.by_key.get(key).cloned()
+    }
+}
+
+/// A fast keyed hash (multiply-rotate, as in FxHash) for the registry's maps:
+/// keys are short, and a random key per map keeps chosen host names from
+/// colliding on purpose.
+#[derive(Clone, Copy)]
+struct FastHash(u64);
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // One more round of mixing, so that the low bits hashbrown uses for
+        // buckets depend on every byte.
+        let h = self.0;
+        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
     }
 }
 
@@ -254,11 +417,11 @@ impl Registry {
 /// has looked up since the last sweep, else any closed one, else any at all.
 /// Open breakers go last, since they hold back calls to a failing host. Every
 /// use flag is cleared on the way, so the next sweep sees fresh use.
-fn evict_one(hosts: &mut HashMap<Box<str>, Arc<Cell>>) {
+fn evict_one(hosts: &mut Hosts) {
     let mut idle_closed = None;
     let mut closed = None;
     let mut any = None;
-    for (key, cell) in hosts.iter() {
+    for (key, cell) in hosts.by_key.iter() {
         let was_used = cell.used.swap(false, Ordering::Relaxed);
         let is_closed = cell.closed.load(Ordering::Relaxed);
         if is_closed && !was_used && idle_closed.is_none() {
@@ -272,7 +435,10 @@ fn evict_one(hosts: &mut HashMap<Box<str>, Arc<Cell>>) {
         }
     }
     if let Some(key) = idle_closed.or(closed).or(any) {
-        hosts.remove(&key);
+        if let Some(gone) = hosts.by_key.remove(&key) {
+            hosts.http.retain(|_, cell| !Arc::ptr_eq(cell, &gone));
+            hosts.https.retain(|_, cell| !Arc::ptr_eq(cell, &gone));
+        }
     }
 }
 
@@ -336,6 +502,12 @@ mod tests {
             r.cell(&format!("http://host{i}.example/").parse().unwrap());
         }
         assert_eq!(r.cells().len(), 16);
+        let hosts = r.hosts.read().unwrap();
+        assert!(
+            hosts.alias_count() <= 16,
+            "spellings of evicted hosts go with them"
+        );
+        drop(hosts);
         let again = r
             .find("http://failing.example:80")
             .expect("the open breaker stayed");
@@ -349,5 +521,56 @@ mod tests {
         let b = r.cell(&"https://b.example/".parse().unwrap());
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(&*a.key, "global");
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn spellings_of_one_host_share_its_breaker_and_stay_bounded() {
+        let settings = BreakerSettings {
+            consecutive_failures: 1,
+            failure_rate: 0.0,
+            window: 1,
+            min_calls: 1,
+            slow_call_duration: None,
+            open_for: Duration::from_secs(1),
+            max_open_for: Duration::from_secs(1),
+            half_open_probes: 1,
+            count_throttling: false,
+        };
+        let r = Registry::new(settings, Scope::Host, 4, 9);
+        let first = r.cell(&"http://api.example/".parse().unwrap());
+        for spelling in [
+            "http://API.example/",
+            "http://api.EXAMPLE:80/",
+            "http://Api.Example:80/x",
+        ] {
+            assert!(
+                Arc::ptr_eq(&first, &r.cell(&spelling.parse().unwrap())),
+                "{spelling}"
+            );
+        }
+        // Userinfo is never cached.
+        let with_user = r.cell(&"http://user:secret@api.example/".parse().unwrap());
+        assert!(Arc::ptr_eq(&first, &with_user));
+        let hosts = r.hosts.read().unwrap();
+        assert!(hosts.http.keys().all(|k| !k.contains('@')));
+        drop(hosts);
+        // A flood of spellings of one host is bounded.
+        for i in 0..1000 {
+            let mut host = String::from("api.example");
+            for (j, c) in host.clone().chars().enumerate() {
+                if i & (1 << (j % 10)) != 0 {
+                    host.replace_range(j..=j, &c.to_ascii_uppercase().to_string());
+                }
+            }
+            r.cell(&format!("http://{host}:{}/", 80).parse().unwrap());
+        }
+        assert!(r.hosts.read().unwrap().alias_count() <= 16);
+        assert_eq!(r.cells().len(), 1);
     }
 }

@@ -222,6 +222,15 @@ impl StateMachine {
         self.counters
     }
 
+    /// Whether one more success would change nothing but the counters:
+    /// closed, no failure in a row, and a full window without failures.
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.state == BreakerState::Closed
+            && self.consecutive == 0
+            && self.window.len == self.window.size
+            && self.window.failures == 0
+    }
+
     pub(crate) fn consecutive_failures(&self) -> u32 {
         self.consecutive
     }

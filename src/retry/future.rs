@@ -170,9 +170,16 @@ where
                         };
                         return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
                     }
-                    if error.class().is_some() && !error.is_retryable() {
-                        // The server answered, and not with a failure.
-                        this.shared.budget.deposit();
+                    if !error.is_retryable() {
+                        // Nothing to decide, and no clock to read: an answer
+                        // that is never retried (an open circuit among them)
+                        // costs no more than a success.
+                        if error.class().is_some() {
+                            // The server answered, and not with a failure.
+                            this.shared.budget.deposit();
+                        }
+                        *this.phase = Phase::Done;
+                        return Poll::Ready(Err(error));
                     }
                     let now = Instant::now();
                     let started = *this.started.get_or_insert(now);
