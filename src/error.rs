@@ -331,7 +331,6 @@ impl Error {
         self
     }
 
-    #[allow(dead_code)]
     pub(crate) fn with_polls(mut self, polls: u32) -> Self {
         self.inner.polls = polls;
         self

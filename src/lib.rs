@@ -59,6 +59,7 @@ pub mod config;
 mod error;
 mod info;
 mod outcome;
+pub mod poll;
 pub mod retry;
 mod stack;
 mod timer;

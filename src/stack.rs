@@ -10,19 +10,20 @@ use crate::Policy;
 use crate::breaker::{BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
 use crate::classify::{Classify, ClassifyLayer};
 use crate::error::{BoxError, Error};
+use crate::poll::{Poll as Polling, PollLayer};
 use crate::retry::{ReplayBody, Retry, RetryLayer};
 use crate::trace::{Trace, TraceLayer};
 
-type Stack<S> = Trace<Retry<CircuitBreaker<Classify<S>>>>;
+type Stack<S> = Trace<Polling<Retry<CircuitBreaker<Classify<S>>>>>;
 
 /// Builds the whole rebound stack around a client, in the order of the
-/// design: trace, retry, breaker, classify, then the client. (The poll layer
-/// takes its place above retry when it lands.)
+/// design: trace, poll, retry, breaker, classify, then the client.
 ///
 /// The stack needs a Tokio runtime with its timer enabled: timeouts and waits
 /// come from `tokio::time`. Request bodies must implement
 /// [`ReplayBody`](crate::retry::ReplayBody) (`Full`, `Empty`, `String`, or a
-/// streaming body wrapped by [`Policy::buffer_body`]).
+/// streaming body wrapped by [`Policy::buffer_body`]) and `Default` (status
+/// requests of the poll layer have an empty body).
 ///
 /// ```
 /// # use std::convert::Infallible;
@@ -51,6 +52,7 @@ type Stack<S> = Trace<Retry<CircuitBreaker<Classify<S>>>>;
 #[derive(Debug, Clone)]
 pub struct ResilienceLayer {
     trace: TraceLayer,
+    poll: PollLayer,
     retry: RetryLayer,
     breaker: CircuitBreakerLayer,
     classify: ClassifyLayer,
@@ -61,6 +63,7 @@ impl ResilienceLayer {
     pub fn new(policy: Policy) -> Self {
         ResilienceLayer {
             trace: TraceLayer::new(&policy),
+            poll: PollLayer::new(&policy),
             retry: RetryLayer::new(&policy),
             breaker: CircuitBreakerLayer::new(&policy),
             classify: ClassifyLayer::new(&policy),
@@ -90,8 +93,10 @@ impl<S> Layer<S> for ResilienceLayer {
     fn layer(&self, inner: S) -> Resilience<S> {
         Resilience {
             inner: self.trace.layer(
-                self.retry
-                    .layer(self.breaker.layer(self.classify.layer(inner))),
+                self.poll.layer(
+                    self.retry
+                        .layer(self.breaker.layer(self.classify.layer(inner))),
+                ),
             ),
         }
     }
@@ -106,17 +111,18 @@ pub struct Resilience<S> {
 impl<S> Resilience<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref().get_ref().get_ref().get_ref()
+        self.inner.get_ref().get_ref().get_ref().get_ref().get_ref()
     }
 
     /// The wrapped client, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut().get_mut().get_mut().get_mut()
+        self.inner.get_mut().get_mut().get_mut().get_mut().get_mut()
     }
 
     /// Unwraps the client.
     pub fn into_inner(self) -> S {
         self.inner
+            .into_inner()
             .into_inner()
             .into_inner()
             .into_inner()
@@ -128,7 +134,7 @@ impl<S, B, RB> Service<Request<B>> for Resilience<S>
 where
     S: Service<Request<B>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
-    B: ReplayBody,
+    B: ReplayBody + Default,
     RB: http_body::Body,
 {
     type Response = Response<RB>;

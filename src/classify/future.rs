@@ -189,7 +189,7 @@ impl<RB: Body> ErrorBodyRead<RB> {
 
 /// The wait asked for by `Retry-After`, with an HTTP-date measured against the
 /// response's own `Date` when it has one (server clock against server clock).
-fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
     let now = headers
         .get(header::DATE)

@@ -64,6 +64,7 @@ use crate::error::{BoxError, Error};
 
 pub use error_body::parse_api_errors;
 pub use future::ResponseFuture;
+pub(crate) use future::retry_after_of;
 pub use layer::ClassifyLayer;
 pub use retry_after::parse_retry_after;
 pub use table::{Classifier, StatusClass, UnknownClass};

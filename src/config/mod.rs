@@ -19,15 +19,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderName, StatusCode};
 use toml::Spanned;
 
 use crate::breaker::{BreakerConfig, BreakerSettings, Scope};
 use crate::classify::{Classifier, ClassifySettings, FIRST_STATUS, LAST_STATUS, StatusClass};
+use crate::poll::{OnAccepted, Origin, PollSettings};
 use crate::retry::{
     Backoff, Budget, BudgetSettings, Buffered, Jitter, NonIdempotent, RetrySettings,
 };
-use schema::{BackoffKind, JitterName, NonIdempotentName, RawBackoff, RawPolicy, ScopeName};
+use schema::{
+    BackoffKind, JitterName, NonIdempotentName, OnAcceptedName, RawBackoff, RawPolicy, ScopeName,
+};
 use units::{ByteSize, DurationStr};
 
 pub use error::PolicyError;
@@ -51,7 +54,7 @@ const PRESETS: [(&str, &str); 2] = [
 /// Cheap to clone: the parts are shared.
 ///
 /// ```
-/// use http::StatusCode;
+/// use http::{HeaderName, StatusCode};
 /// use rebound::{classify::StatusClass, Policy};
 ///
 /// let policy = Policy::from_toml_str(r#"
@@ -71,6 +74,7 @@ pub struct Policy {
     retry: Arc<RetrySettings>,
     budget: Arc<Budget>,
     breaker: BreakerConfig,
+    poll: &'static PollSettings,
 }
 
 impl Policy {
@@ -139,6 +143,10 @@ impl Policy {
         self.classify
     }
 
+    pub(crate) fn poll_settings(&self) -> &'static PollSettings {
+        self.poll
+    }
+
     pub(crate) fn breaker_config(&self) -> BreakerConfig {
         self.breaker
     }
@@ -160,35 +168,44 @@ impl Policy {
         let classify = check.classify(&raw, timeouts)?;
         let (retry, budget) = check.retry(&raw, timeouts)?;
         let breaker = check.breaker(&raw)?;
+        let poll = check.poll(&raw, timeouts)?;
         Ok(Policy {
             classify: intern(classify),
             retry: Arc::new(retry),
             budget: Arc::new(Budget::new(budget)),
             breaker,
+            poll: intern(poll),
         })
     }
 }
 
-/// The one copy of a status table that every policy with that table shares.
+/// The one copy of a set of immutable settings (a status table, the poll
+/// settings) that every policy with the same settings shares.
 ///
-/// Every call reads the table when its response arrives, so its future needs
-/// the table for as long as it lives. A shared reference to a table that is
-/// never freed costs nothing per call, where a reference count costs two
-/// atomic operations per future and per service clone. Tables are interned by
-/// value, so a process holds one copy of each distinct table it has loaded
-/// (about 520 bytes each), however often policies are loaded or reloaded.
-fn intern(settings: ClassifySettings) -> &'static ClassifySettings {
+/// Every call reads them when its response arrives, so its future needs them
+/// for as long as it lives. A shared reference to a value that is never freed
+/// costs nothing per call, where a reference count costs two atomic
+/// operations per future and per service clone. Values are interned by
+/// value, so a process holds one copy of each distinct set it has loaded
+/// (a status table is about 520 bytes), however often policies are loaded or
+/// reloaded.
+fn intern<T: std::any::Any + PartialEq + Send + Sync>(value: T) -> &'static T {
+    use std::any::Any;
     use std::sync::Mutex;
 
-    static TABLES: Mutex<Vec<&'static ClassifySettings>> = Mutex::new(Vec::new());
-    let mut tables = TABLES
+    static VALUES: Mutex<Vec<&'static (dyn Any + Send + Sync)>> = Mutex::new(Vec::new());
+    let mut values = VALUES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(known) = tables.iter().find(|known| ***known == settings) {
+    if let Some(known) = values
+        .iter()
+        .filter_map(|known| known.downcast_ref::<T>())
+        .find(|known| **known == value)
+    {
         return known;
     }
-    let leaked: &'static ClassifySettings = Box::leak(Box::new(settings));
-    tables.push(leaked);
+    let leaked: &'static T = Box::leak(Box::new(value));
+    values.push(leaked);
     leaked
 }
 
@@ -506,6 +523,103 @@ impl Check<'_> {
         })
     }
 
+    fn header_names(
+        &self,
+        values: &[Spanned<String>],
+        key: &str,
+    ) -> Result<Vec<HeaderName>, PolicyError> {
+        if values.len() > 16 {
+            return Err(self.error(
+                values[16].span(),
+                format!("{key} lists too many headers: expected at most 16"),
+            ));
+        }
+        values
+            .iter()
+            .map(|value| {
+                HeaderName::from_bytes(value.get_ref().as_bytes()).map_err(|_| {
+                    self.error(
+                        value.span(),
+                        format!("invalid header name {:?} in {key}", value.get_ref()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn poll(
+        &self,
+        raw: &RawPolicy,
+        (_, total_timeout): (Duration, Duration),
+    ) -> Result<PollSettings, PolicyError> {
+        let p = &raw.poll;
+        let hour = Duration::from_secs(3600);
+        let location_headers = match &p.location_headers {
+            Some(names) => self.header_names(names, "poll.location_headers")?,
+            None => vec![
+                HeaderName::from_static("operation-location"),
+                http::header::LOCATION,
+            ],
+        };
+        let interval = self.duration(
+            &p.interval,
+            "poll.interval",
+            Duration::from_millis(1)..=hour,
+            defaults::POLL_INTERVAL,
+        )?;
+        let max_interval = self.duration(
+            &p.max_interval,
+            "poll.max_interval",
+            interval..=hour,
+            defaults::POLL_MAX_INTERVAL.max(interval),
+        )?;
+        let allowed_origins = p
+            .allowed_origins
+            .iter()
+            .flatten()
+            .map(|text| {
+                Origin::parse(text.get_ref()).ok_or_else(|| {
+                    self.error(
+                        text.span(),
+                        format!(
+                            "invalid origin {:?} in poll.allowed_origins: expected scheme://host[:port], such as \"https://ops.example\"",
+                            text.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PollSettings {
+            on_accepted: match p.on_accepted {
+                None | Some(OnAcceptedName::Succeed) => OnAccepted::Succeed,
+                Some(OnAcceptedName::Error) => OnAccepted::Error,
+            },
+            location_headers,
+            interval,
+            multiplier: self.number(&p.multiplier, "poll.multiplier", 1.0..=10.0, 1.5)?,
+            max_interval,
+            max_polls: self.count(
+                &p.max_polls,
+                "poll.max_polls",
+                1..=1000,
+                defaults::POLL_MAX_POLLS,
+            )?,
+            max_duration: self.duration(
+                &p.max_duration,
+                "poll.max_duration",
+                Duration::from_millis(1)..=Duration::from_secs(24 * 3600),
+                defaults::POLL_MAX_DURATION,
+            )?,
+            allowed_origins,
+            forward_credentials: p.forward_credentials.unwrap_or(false),
+            secret_headers: match &p.secret_headers {
+                Some(names) => self.header_names(names, "poll.secret_headers")?,
+                None => Vec::new(),
+            },
+            total_timeout,
+        })
+    }
+
     fn backoff(&self, raw: &RawBackoff) -> Result<Backoff, PolicyError> {
         let jitter = match raw.jitter {
             None | Some(JitterName::Full) => Jitter::Full,
@@ -596,6 +710,10 @@ mod defaults {
     pub(super) const BREAKER_MAX_OPEN_FOR: Duration = Duration::from_secs(60);
     pub(super) const BREAKER_HALF_OPEN_PROBES: u32 = 1;
     pub(super) const BREAKER_MAX_HOSTS: u32 = 1024;
+    pub(super) const POLL_INTERVAL: Duration = Duration::from_secs(1);
+    pub(super) const POLL_MAX_INTERVAL: Duration = Duration::from_secs(10);
+    pub(super) const POLL_MAX_POLLS: u32 = 30;
+    pub(super) const POLL_MAX_DURATION: Duration = Duration::from_secs(60);
 }
 
 fn show_duration(d: Duration) -> String {

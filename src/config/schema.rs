@@ -20,6 +20,8 @@ pub(crate) struct RawPolicy {
     pub(crate) timeouts: RawTimeouts,
     #[serde(default)]
     pub(crate) circuit_breaker: RawBreaker,
+    #[serde(default)]
+    pub(crate) poll: RawPoll,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,4 +221,26 @@ pub(crate) struct RawBreaker {
 pub(crate) enum ScopeName {
     Host,
     Global,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPoll {
+    pub(crate) on_accepted: Option<OnAcceptedName>,
+    pub(crate) location_headers: Option<Vec<Spanned<String>>>,
+    pub(crate) interval: Option<Spanned<DurationStr>>,
+    pub(crate) multiplier: Option<Spanned<f64>>,
+    pub(crate) max_interval: Option<Spanned<DurationStr>>,
+    pub(crate) max_polls: Option<Spanned<i64>>,
+    pub(crate) max_duration: Option<Spanned<DurationStr>>,
+    pub(crate) allowed_origins: Option<Vec<Spanned<String>>>,
+    pub(crate) forward_credentials: Option<bool>,
+    pub(crate) secret_headers: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnAcceptedName {
+    Succeed,
+    Error,
 }

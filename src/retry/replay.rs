@@ -131,6 +131,13 @@ impl<B> Buffered<B> {
     }
 }
 
+impl<B: Default> Default for Buffered<B> {
+    /// An empty body, as the poll layer sends to a status URL.
+    fn default() -> Self {
+        Buffered::new(B::default(), 0)
+    }
+}
+
 impl<B> std::fmt::Debug for Buffered<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Buffered")

@@ -361,6 +361,8 @@ pub struct Seen {
     pub at: tokio::time::Instant,
     /// Its method.
     pub method: http::Method,
+    /// Its URI.
+    pub uri: http::Uri,
     /// Its headers.
     pub headers: http::HeaderMap,
     /// Its whole body.
@@ -438,6 +440,7 @@ where
                 state.seen.push(Seen {
                     at,
                     method: parts.method,
+                    uri: parts.uri,
                     headers: parts.headers,
                     body,
                 });

@@ -1,0 +1,422 @@
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll as TaskPoll, ready};
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, Request, Response, Uri, Version};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+use tracing::Span;
+
+use super::location::{Target, resolve_status_url};
+use super::{OnAccepted, PollSettings};
+use crate::classify::{ClassifySettings, StatusClass, retry_after_of};
+use crate::error::{Error, ErrorKind};
+use crate::info::CallInfo;
+use crate::timer::Timer;
+use crate::trace::UrlWithoutQuery;
+
+/// What status requests keep of the original request.
+pub(crate) struct RequestHead {
+    uri: Uri,
+    headers: HeaderMap,
+    version: Version,
+}
+
+impl RequestHead {
+    pub(crate) fn of<B>(request: &Request<B>) -> Self {
+        RequestHead {
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+            version: request.version(),
+        }
+    }
+}
+
+/// Headers that belong to the original request's body or its write, never to
+/// a status request.
+const NOT_FOR_POLLS: [HeaderName; 11] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_LOCATION,
+    header::CONTENT_RANGE,
+    header::TRANSFER_ENCODING,
+    header::TRAILER,
+    header::EXPECT,
+    header::HOST,
+    HeaderName::from_static("idempotency-key"),
+];
+
+/// Headers that carry credentials, never sent to another origin unless the
+/// policy says `forward_credentials = true`.
+const CREDENTIALS: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The polling of one call.
+struct PollState<S> {
+    service: S,
+    head: RequestHead,
+    started: Option<Instant>,
+    polls: u32,
+    target: Option<Target>,
+    span: Span,
+}
+
+pin_project! {
+    /// The future of a [`Poll`](super::Poll) call. A response that is not
+    /// pollable is returned as soon as it arrives; polling is a state machine
+    /// of its own, with one timer, no task and no allocation of its own.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        step: Step<S::Future>,
+        phase: Phase,
+        state: Option<PollState<S>>,
+        settings: &'static PollSettings,
+        classify: &'static ClassifySettings,
+        _body: PhantomData<fn() -> B>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<F> {
+        Calling { #[pin] future: F },
+        Waiting { #[pin] timer: Timer },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Calling,
+    Waiting,
+    Readying,
+    Done,
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn new(
+        first: S::Future,
+        service: S,
+        head: RequestHead,
+        settings: &'static PollSettings,
+        classify: &'static ClassifySettings,
+    ) -> Self {
+        ResponseFuture {
+            step: Step::Calling { future: first },
+            phase: Phase::Calling,
+            state: Some(PollState {
+                service,
+                head,
+                started: None,
+                polls: 0,
+                target: None,
+                span: Span::none(),
+            }),
+            settings,
+            classify,
+            _body: PhantomData,
+        }
+    }
+
+    pub(crate) fn without_polling(
+        first: S::Future,
+        settings: &'static PollSettings,
+        classify: &'static ClassifySettings,
+    ) -> Self {
+        ResponseFuture {
+            step: Step::Calling { future: first },
+            phase: Phase::Calling,
+            state: None,
+            settings,
+            classify,
+            _body: PhantomData,
+        }
+    }
+}
+
+/// How a call ends when polling cannot go on.
+fn poll_error(kind: ErrorKind, polls: u32, detail: Option<String>) -> Error {
+    let error = Error::new(kind).with_polls(polls);
+    match detail {
+        Some(detail) => error.with_detail(detail),
+        None => error,
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+    B: Default,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> TaskPoll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match *this.phase {
+                Phase::Calling => {
+                    let StepProj::Calling { future } = this.step.as_mut().project() else {
+                        unreachable!("a request is in flight while the phase is Calling");
+                    };
+                    let polled = match this.state.as_ref() {
+                        Some(state) => {
+                            let _entered = state.span.enter();
+                            future.poll(cx)
+                        }
+                        None => future.poll(cx),
+                    };
+                    let polls = this.state.as_ref().map_or(0, |s| s.polls);
+                    let mut response = match polled {
+                        TaskPoll::Pending => {
+                            if let Some(state) = this.state.as_mut() {
+                                state.started.get_or_insert_with(Instant::now);
+                            }
+                            return TaskPoll::Pending;
+                        }
+                        TaskPoll::Ready(Err(error)) => {
+                            *this.phase = Phase::Done;
+                            if let Some(state) = this.state.as_ref() {
+                                crate::trace::record_error_fields(&state.span, &error);
+                            }
+                            let error = if polls > 0 {
+                                error.with_polls(polls)
+                            } else {
+                                error
+                            };
+                            return TaskPoll::Ready(Err(error));
+                        }
+                        TaskPoll::Ready(Ok(response)) => response,
+                    };
+                    let status = response.status();
+                    if let Some(state) = this.state.as_ref() {
+                        state
+                            .span
+                            .record("http.response.status_code", status.as_u16());
+                    }
+                    if this.classify.classifier.classify(status) != StatusClass::Pollable {
+                        *this.phase = Phase::Done;
+                        if polls > 0 {
+                            let attempts = CallInfo::of(&response).attempts();
+                            response
+                                .extensions_mut()
+                                .insert(CallInfo::new(attempts, polls));
+                        }
+                        return TaskPoll::Ready(Ok(response));
+                    }
+                    let settings = *this.settings;
+                    let Some(state) = this.state.as_mut() else {
+                        *this.phase = Phase::Done;
+                        return TaskPoll::Ready(accepted(response, settings));
+                    };
+                    // The operation goes on: where, and after how long?
+                    let found = settings
+                        .location_headers
+                        .iter()
+                        .find_map(|name| response.headers().get(name));
+                    match found {
+                        Some(value) => match resolve_status_url(
+                            &state.head.uri,
+                            value.as_bytes(),
+                            &settings.allowed_origins,
+                        ) {
+                            Ok(target) => state.target = Some(target),
+                            Err(refusal) => {
+                                *this.phase = Phase::Done;
+                                tracing::warn!(reason = %refusal, "status url refused");
+                                return TaskPoll::Ready(Err(poll_error(
+                                    ErrorKind::PollRefused,
+                                    polls,
+                                    Some(refusal.to_string()),
+                                )));
+                            }
+                        },
+                        // A later answer may leave the URL out: keep polling it.
+                        None if state.target.is_some() => {}
+                        None => {
+                            *this.phase = Phase::Done;
+                            return TaskPoll::Ready(accepted(response, settings));
+                        }
+                    }
+                    let now = Instant::now();
+                    let started = *state.started.get_or_insert(now);
+                    let wait = retry_after_of(response.headers())
+                        .map(|asked| asked.min(settings.max_interval))
+                        .unwrap_or_else(|| settings.interval_before(polls + 1));
+                    let resume = (now + wait).saturating_duration_since(started);
+                    let ending = if polls >= settings.max_polls || resume > settings.max_duration {
+                        Some(ErrorKind::PollTimeout)
+                    } else if resume >= settings.total_timeout {
+                        Some(ErrorKind::DeadlineExceeded)
+                    } else {
+                        None
+                    };
+                    if let Some(kind) = ending {
+                        *this.phase = Phase::Done;
+                        let detail = format!(
+                            "the operation was still going after {polls} polls and {}ms",
+                            now.saturating_duration_since(started).as_millis()
+                        );
+                        return TaskPoll::Ready(Err(poll_error(kind, polls, Some(detail))));
+                    }
+                    drop(response);
+                    this.step.set(Step::Waiting { timer: Timer::Idle });
+                    if let StepProj::Waiting { timer } = this.step.as_mut().project() {
+                        timer.arm(now + wait);
+                    }
+                    *this.phase = Phase::Waiting;
+                }
+                Phase::Waiting => {
+                    if let StepProj::Waiting { timer } = this.step.as_mut().project() {
+                        ready!(timer.poll_fired(cx));
+                    }
+                    *this.phase = Phase::Readying;
+                }
+                Phase::Readying => {
+                    let Some(state) = this.state.as_mut() else {
+                        unreachable!("polling has its state");
+                    };
+                    if let Err(error) = ready!(state.service.poll_ready(cx)) {
+                        *this.phase = Phase::Done;
+                        return TaskPoll::Ready(Err(error.with_polls(state.polls)));
+                    }
+                    let Some(target) = state.target.as_ref() else {
+                        unreachable!("a poll is sent only with a target");
+                    };
+                    let request = status_request(&state.head, target, this.settings);
+                    state.polls += 1;
+                    state.span = tracing::info_span!(
+                        "rebound.poll",
+                        rebound.poll = state.polls,
+                        url.full = %UrlWithoutQuery(target.uri()),
+                        http.response.status_code = tracing::field::Empty,
+                        error.type = tracing::field::Empty,
+                        rebound.error_codes = tracing::field::Empty,
+                    );
+                    let future = {
+                        let _entered = state.span.enter();
+                        state.service.call(request)
+                    };
+                    this.step.set(Step::Calling { future });
+                    *this.phase = Phase::Calling;
+                }
+                Phase::Done => panic!("poll::ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+/// A 202 with no status URL: returned as it is, or an error, as the policy
+/// says.
+fn accepted<RB>(response: Response<RB>, settings: &PollSettings) -> Result<Response<RB>, Error> {
+    match settings.on_accepted {
+        OnAccepted::Succeed => Ok(response),
+        OnAccepted::Error => {
+            let looked_in: Vec<&str> = settings
+                .location_headers
+                .iter()
+                .map(HeaderName::as_str)
+                .collect();
+            Err(poll_error(
+                ErrorKind::PollRefused,
+                0,
+                Some(format!(
+                    "the 202 names no status url (looked in: {}) and poll.on_accepted is \"error\"",
+                    looked_in.join(", ")
+                )),
+            ))
+        }
+    }
+}
+
+/// The `GET` of a status URL: the original request's headers without the
+/// body's, and without credentials for another origin.
+fn status_request<B: Default>(
+    head: &RequestHead,
+    target: &Target,
+    settings: &PollSettings,
+) -> Request<B> {
+    let mut headers = head.headers.clone();
+    for name in &NOT_FOR_POLLS {
+        headers.remove(name);
+    }
+    if matches!(target, Target::OtherOrigin(_)) && !settings.forward_credentials {
+        for name in CREDENTIALS.iter().chain(&settings.secret_headers) {
+            headers.remove(name);
+        }
+    }
+    let mut request = Request::new(B::default());
+    *request.uri_mut() = target.uri().clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = headers;
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings(forward_credentials: bool) -> PollSettings {
+        PollSettings {
+            on_accepted: OnAccepted::Succeed,
+            location_headers: vec![HeaderName::from_static("location")],
+            interval: Duration::from_secs(1),
+            multiplier: 1.0,
+            max_interval: Duration::from_secs(1),
+            max_polls: 3,
+            max_duration: Duration::from_secs(60),
+            allowed_origins: vec![],
+            forward_credentials,
+            secret_headers: vec![HeaderName::from_static("x-api-key")],
+            total_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn head() -> RequestHead {
+        let request = Request::post("https://api.example/v3/data")
+            .header("authorization", "Bearer t")
+            .header("cookie", "s=1")
+            .header("x-api-key", "k")
+            .header("x-tenant", "acme")
+            .header("content-type", "application/json")
+            .header("content-length", "12")
+            .header("idempotency-key", "w-1")
+            .body(())
+            .unwrap();
+        RequestHead::of(&request)
+    }
+
+    #[test]
+    fn status_requests_drop_body_headers_and_keep_the_rest_for_the_same_origin() {
+        let target = Target::SameOrigin("https://api.example/ops/1".parse().unwrap());
+        let request: Request<String> = status_request(&head(), &target, &settings(false));
+        assert_eq!(request.method(), "GET");
+        assert_eq!(request.uri(), "https://api.example/ops/1");
+        let names: Vec<&str> = request.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["authorization", "cookie", "x-api-key", "x-tenant"]);
+    }
+
+    #[test]
+    fn credentials_never_go_to_another_origin_unless_forwarded() {
+        let target = Target::OtherOrigin("https://ops.example/1".parse().unwrap());
+        let request: Request<String> = status_request(&head(), &target, &settings(false));
+        let names: Vec<&str> = request.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-tenant"]);
+        let request: Request<String> = status_request(&head(), &target, &settings(true));
+        assert!(request.headers().contains_key("authorization"));
+    }
+}

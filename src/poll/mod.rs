@@ -1,0 +1,172 @@
+//! Polling: follow `202 Accepted` operations to their end, safely.
+//!
+//! The poll layer sits above the retry layer, so that each status request is
+//! itself retried and circuit-broken like any other request, without
+//! restarting the operation.
+//!
+//! On a `pollable` response (202) it looks for a status URL in the headers
+//! of `poll.location_headers` (by default `Operation-Location`, then
+//! `Location`), resolves it against the request's URL, and sends `GET` to it
+//! until the answer is no longer pollable. That answer ends the call like any
+//! other: a 2xx is returned, an error status becomes the usual typed error
+//! with the API's error codes. The wait between polls is the answer's
+//! `Retry-After` when it has one (capped by `max_interval`), else `interval`
+//! growing by `multiplier` up to `max_interval`; polling ends with
+//! [`PollTimeout`](crate::ErrorKind::PollTimeout) after `max_polls` polls or
+//! `max_duration`, and with
+//! [`DeadlineExceeded`](crate::ErrorKind::DeadlineExceeded) at
+//! `timeouts.total`, without sleeping into either. A 202 without a status URL
+//! is returned as it is (outcome `accepted`) or, with
+//! `on_accepted = "error"`, fails.
+//!
+//! A status URL comes from the server and is checked like any input from the
+//! network ([`resolve_status_url`]): it must have the request's scheme, host
+//! and port unless `poll.allowed_origins` lists its origin; https is never
+//! downgraded to http; other schemes, userinfo and malformed URLs are refused,
+//! ending the call with [`PollRefused`](crate::ErrorKind::PollRefused) and the
+//! reason. Status requests carry the original request's headers except the
+//! body's; `Authorization`, `Cookie`, `Proxy-Authorization` and the headers of
+//! `poll.secret_headers` are never sent to another origin, even an allowed
+//! one, unless `poll.forward_credentials = true`.
+//!
+//! Each poll runs in a `rebound.poll` span, a child of the call's span, with
+//! its number and status; [`CallInfo::polls`](crate::CallInfo::polls) and
+//! [`Error::polls`](crate::Error::polls) give the count.
+
+mod future;
+mod layer;
+mod location;
+
+use std::task::{Context, Poll as TaskPoll};
+use std::time::Duration;
+
+use http::{HeaderName, Request, Response};
+use tower_service::Service;
+
+use crate::classify::ClassifySettings;
+use crate::error::Error;
+
+pub use future::ResponseFuture;
+pub use layer::PollLayer;
+pub use location::{Origin, Refusal, Target, resolve_status_url};
+
+/// What to do with a `202 Accepted` that names no status URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAccepted {
+    /// Return the 202 as it is: outcome `accepted`.
+    Succeed,
+    /// Fail with `poll_refused`.
+    Error,
+}
+
+/// What the poll layer takes from a policy.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PollSettings {
+    pub(crate) on_accepted: OnAccepted,
+    pub(crate) location_headers: Vec<HeaderName>,
+    pub(crate) interval: Duration,
+    pub(crate) multiplier: f64,
+    pub(crate) max_interval: Duration,
+    pub(crate) max_polls: u32,
+    pub(crate) max_duration: Duration,
+    pub(crate) allowed_origins: Vec<Origin>,
+    pub(crate) forward_credentials: bool,
+    pub(crate) secret_headers: Vec<HeaderName>,
+    pub(crate) total_timeout: Duration,
+}
+
+impl PollSettings {
+    /// The wait before poll number `poll` (1 for the first) when the server
+    /// did not say.
+    pub(crate) fn interval_before(&self, poll: u32) -> Duration {
+        let exponent = poll.saturating_sub(1).min(1_000) as i32;
+        let seconds = self.interval.as_secs_f64() * self.multiplier.powi(exponent);
+        if seconds >= self.max_interval.as_secs_f64() {
+            self.max_interval
+        } else {
+            Duration::try_from_secs_f64(seconds).unwrap_or(self.max_interval)
+        }
+    }
+}
+
+/// Follows `202 Accepted` operations; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Poll<S> {
+    inner: S,
+    settings: &'static PollSettings,
+    classify: &'static ClassifySettings,
+}
+
+impl<S> Poll<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Poll<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
+    B: Default,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> TaskPoll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if self.settings.location_headers.is_empty() {
+            // No status URL can ever be followed: nothing to keep.
+            return ResponseFuture::without_polling(
+                self.inner.call(request),
+                self.settings,
+                self.classify,
+            );
+        }
+        // The ready service takes this call; a clone sends the polls.
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let head = future::RequestHead::of(&request);
+        let first = ready.call(request);
+        ResponseFuture::new(first, ready, head, self.settings, self.classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_grow_to_the_cap() {
+        let s = PollSettings {
+            on_accepted: OnAccepted::Succeed,
+            location_headers: vec![],
+            interval: Duration::from_millis(500),
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(3),
+            max_polls: 10,
+            max_duration: Duration::from_secs(60),
+            allowed_origins: vec![],
+            forward_credentials: false,
+            secret_headers: vec![],
+            total_timeout: Duration::from_secs(60),
+        };
+        let ms: Vec<u128> = (1..=6).map(|n| s.interval_before(n).as_millis()).collect();
+        assert_eq!(ms, [500, 1000, 2000, 3000, 3000, 3000]);
+        assert_eq!(s.interval_before(u32::MAX), Duration::from_secs(3));
+    }
+}
