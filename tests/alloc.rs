@@ -1,7 +1,7 @@
 //! The success path allocates nothing beyond what the inner service does.
 //!
 //! A counting global allocator sees every allocation of this test binary, so
-//! the file holds a single test: no other test thread can allocate meanwhile.
+//! the tests take a lock: no other test thread can allocate meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::Full;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::Answer;
@@ -44,13 +44,24 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>>,
     S::Error: std::fmt::Debug,
 {
+    allocations_with(service, calls, status, &HeaderMap::new())
+}
+
+fn allocations_with<S>(service: &mut S, calls: usize, status: u16, headers: &HeaderMap) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
     let mut cx = Context::from_waker(Waker::noop());
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     for _ in 0..calls {
         assert!(service.poll_ready(&mut cx).is_ready());
-        let request = Request::get(http::Uri::from_static("http://api.example/devices/1"))
+        let mut request = Request::get(http::Uri::from_static("http://api.example/devices/1"))
             .body(Full::new(Bytes::from_static(b"")))
             .unwrap();
+        if !headers.is_empty() {
+            *request.headers_mut() = headers.clone();
+        }
         let future = pin!(service.call(request));
         match future.poll(&mut cx) {
             Poll::Ready(Ok(response)) => assert_eq!(response.status(), status),
@@ -60,8 +71,11 @@ where
     ALLOCATIONS.load(Ordering::SeqCst) - before
 }
 
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_success_path_allocates_no_more_than_the_inner_service() {
+    let _serial = SERIAL.lock().unwrap();
     for (preset, status) in [("connio", 200), ("connio", 202), ("standard", 204)] {
         let policy = Policy::preset(preset).unwrap();
         let mut bare = Answer::new(status, "{\"id\":\"1\"}");
@@ -78,4 +92,32 @@ fn the_success_path_allocates_no_more_than_the_inner_service() {
              the bare service {bare_allocations}"
         );
     }
+}
+
+#[test]
+fn with_headers_the_only_allocations_are_the_two_copies_of_the_head() {
+    let _serial = SERIAL.lock().unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+    headers.insert("x-tenant", HeaderValue::from_static("acme"));
+    // What one copy of these headers costs, counted over many copies.
+    let mut copies = Vec::with_capacity(100);
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        copies.push(std::hint::black_box(headers.clone()));
+    }
+    let per_copy = (ALLOCATIONS.load(Ordering::SeqCst) - before) / 100;
+    drop(copies);
+    assert!(per_copy > 0);
+
+    let policy = Policy::preset("connio").unwrap();
+    let mut bare = Answer::new(200, "{}");
+    let mut stacked = ResilienceLayer::new(policy).layer(Answer::new(200, "{}"));
+    allocations_with(&mut bare, 1, 200, &headers);
+    allocations_with(&mut stacked, 1, 200, &headers);
+    let bare_allocations = allocations_with(&mut bare, 100, 200, &headers);
+    let stacked_allocations = allocations_with(&mut stacked, 100, 200, &headers);
+    // One copy of the head for a replay (the retry layer), one for status
+    // requests (the poll layer): nothing else.
+    assert_eq!(stacked_allocations - bare_allocations, 100 * 2 * per_copy);
 }

@@ -322,3 +322,43 @@ async fn a_state_change_is_an_event_and_a_rejected_call_says_circuit_open() {
     assert_eq!(last["error.type"], "circuit_open");
     assert_eq!(last["rebound.attempts"], "0");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn each_poll_is_a_child_span_and_the_call_counts_them() {
+    use rebound_testkit::{Scripted, Step};
+
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let policy = Policy::from_toml_str(
+        "[classify]\nsuccess = [200]\npollable = [202]\n[poll]\ninterval = \"10ms\"\n",
+    )
+    .unwrap();
+    let script = Scripted::new([
+        Step::with_header(202, "location", "/ops/1?token=canary-7f3a9c"),
+        Step::status(202),
+        Step::status(200),
+    ]);
+    let client = ResilienceLayer::with_seed(policy, 1).layer(script);
+    let request = http::Request::post("http://api.example/write")
+        .body(Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    client.oneshot(request).await.unwrap();
+
+    let (call_id, call) = capture.named("rebound.call").remove(0);
+    assert_eq!(call["rebound.polls"], "2");
+    assert_eq!(call["rebound.outcome"], "success");
+    let polls = capture.named("rebound.poll");
+    assert_eq!(polls.len(), 2);
+    for (n, (id, fields)) in polls.iter().enumerate() {
+        assert_eq!(capture.parent_of(*id), Some(call_id));
+        assert_eq!(fields["rebound.poll"], (n + 1).to_string());
+        assert_eq!(fields["url.full"], "http://api.example/ops/1");
+    }
+    assert_eq!(polls[0].1["http.response.status_code"], "202");
+    assert_eq!(polls[1].1["http.response.status_code"], "200");
+    assert!(
+        !capture.everything().contains(CANARY),
+        "the status URL's query is not recorded"
+    );
+}

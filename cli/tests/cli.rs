@@ -377,6 +377,15 @@ async fn flaky_server() -> TestServer {
                         .insert("retry-after", "1".parse().unwrap());
                     response
                 }
+                ["write"] => {
+                    let mut response = respond(202, "");
+                    response
+                        .headers_mut()
+                        .insert("location", "/ops/1".parse().unwrap());
+                    response
+                }
+                ["ops", "1"] if count <= 2 => respond(202, ""),
+                ["ops", "1"] => respond(200, "{\"status\":\"done\"}"),
                 ["stall"] => {
                     tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                     respond(200, "")
@@ -395,8 +404,9 @@ async fn the_report_counts_every_attempt() {
     let policy = dir.join("fast.toml");
     std::fs::write(
         &policy,
-        "[classify]\nsuccess = [200]\nretryable = [429, 500]\n[retry]\nmax_attempts = 4\n\
-         [retry.backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\n[timeouts]\nattempt = \"300ms\"\n",
+        "[classify]\nsuccess = [200]\npollable = [202]\nretryable = [429, 500]\n[retry]\nmax_attempts = 4\n\
+         [retry.backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\n[timeouts]\nattempt = \"300ms\"\n\
+         [poll]\ninterval = \"10ms\"\n",
     )
     .unwrap();
     let policy = policy.display().to_string();
@@ -440,6 +450,15 @@ async fn the_report_counts_every_attempt() {
         (Some("success"), Some(2))
     );
     assert!(r["elapsed_ms"].as_u64().unwrap() >= 1000, "{r}");
+
+    let output = run(vec!["-d", "{}"], "/write").await;
+    let r = report(&output);
+    assert_eq!(
+        (r["outcome"].as_str(), r["polls"].as_u64()),
+        (Some("success"), Some(3))
+    );
+    assert_eq!(r["status"], 200);
+    assert_eq!(output.stdout, b"{\"status\":\"done\"}");
 
     let r = report(&run(vec![], "/stall").await);
     assert_eq!(

@@ -541,28 +541,85 @@ secret_headers = ["X-Api-Key"]
     let p = policy.poll;
     assert_eq!(p.on_accepted, crate::poll::OnAccepted::Error);
     assert_eq!(p.location_headers, ["x-status"]);
-    assert_eq!((p.interval, p.max_interval), (Duration::from_millis(250), Duration::from_secs(2)));
-    assert_eq!((p.multiplier, p.max_polls, p.max_duration), (3.0, 5, Duration::from_secs(600)));
+    assert_eq!(
+        (p.interval, p.max_interval),
+        (Duration::from_millis(250), Duration::from_secs(2))
+    );
+    assert_eq!(
+        (p.multiplier, p.max_polls, p.max_duration),
+        (3.0, 5, Duration::from_secs(600))
+    );
     assert_eq!(p.allowed_origins.len(), 2);
     assert!(p.forward_credentials);
     assert_eq!(p.secret_headers, ["x-api-key"]);
     let connio = Policy::preset("connio").unwrap();
-    assert_eq!(connio.poll.location_headers, ["operation-location", "location"]);
+    assert_eq!(
+        connio.poll.location_headers,
+        ["operation-location", "location"]
+    );
     // Equal settings are one shared copy.
-    assert!(std::ptr::eq(connio.poll, Policy::preset("standard").unwrap().poll));
+    assert!(std::ptr::eq(
+        connio.poll,
+        Policy::preset("standard").unwrap().poll
+    ));
 }
 
 #[test]
 fn poll_mistakes_point_at_the_line() {
-    assert_error("[poll]\non_accepted = \"ignore\"\n", 2, 15, &["unknown variant `ignore`", "succeed"]);
-    assert_error("[poll]\nlocation_headers = [\"Location\", \"Bad Header\"]\n", 2, 33, &["invalid header name \"Bad Header\""]);
+    assert_error(
+        "[poll]\non_accepted = \"ignore\"\n",
+        2,
+        15,
+        &["unknown variant `ignore`", "succeed"],
+    );
+    assert_error(
+        "[poll]\nlocation_headers = [\"Location\", \"Bad Header\"]\n",
+        2,
+        33,
+        &["invalid header name \"Bad Header\""],
+    );
     assert_error("[poll]\ninterval = \"0ms\"\n", 2, 12, &["poll.interval"]);
-    assert_error("[poll]\ninterval = \"5s\"\nmax_interval = \"1s\"\n", 3, 16, &["poll.max_interval"]);
+    assert_error(
+        "[poll]\ninterval = \"5s\"\nmax_interval = \"1s\"\n",
+        3,
+        16,
+        &["poll.max_interval"],
+    );
     assert_error("[poll]\nmultiplier = 0.5\n", 2, 14, &["poll.multiplier"]);
-    assert_error("[poll]\nmax_polls = 0\n", 2, 13, &["poll.max_polls", "1 to 1000"]);
-    assert_error("[poll]\nmax_duration = \"2d\"\n", 2, 16, &["invalid duration"]);
-    assert_error("[poll]\nallowed_origins = [\"ops.example\"]\n", 2, 20, &["invalid origin", "scheme://host"]);
-    assert_error("[poll]\nallowed_origins = [\"https://ops.example/path\"]\n", 2, 20, &["invalid origin"]);
-    assert_error("[poll]\nsecret_headers = [\"\"]\n", 2, 19, &["invalid header name"]);
-    assert_error("[poll]\nfollow_redirects = true\n", 2, 1, &["unknown field `follow_redirects`"]);
+    assert_error(
+        "[poll]\nmax_polls = 0\n",
+        2,
+        13,
+        &["poll.max_polls", "1 to 1000"],
+    );
+    assert_error(
+        "[poll]\nmax_duration = \"2d\"\n",
+        2,
+        16,
+        &["invalid duration"],
+    );
+    assert_error(
+        "[poll]\nallowed_origins = [\"ops.example\"]\n",
+        2,
+        20,
+        &["invalid origin", "scheme://host"],
+    );
+    assert_error(
+        "[poll]\nallowed_origins = [\"https://ops.example/path\"]\n",
+        2,
+        20,
+        &["invalid origin"],
+    );
+    assert_error(
+        "[poll]\nsecret_headers = [\"\"]\n",
+        2,
+        19,
+        &["invalid header name"],
+    );
+    assert_error(
+        "[poll]\nfollow_redirects = true\n",
+        2,
+        1,
+        &["unknown field `follow_redirects`"],
+    );
 }
