@@ -87,7 +87,7 @@ impl ResilienceLayer {
     }
 }
 
-impl<S> Layer<S> for ResilienceLayer {
+impl<S: Clone> Layer<S> for ResilienceLayer {
     type Service = Resilience<S>;
 
     fn layer(&self, inner: S) -> Resilience<S> {

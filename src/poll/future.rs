@@ -59,20 +59,28 @@ const CREDENTIALS: [HeaderName; 3] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-/// The polling of one call.
+/// What a call keeps in case it must poll.
 struct PollState<S> {
-    service: S,
     head: RequestHead,
+    spare: std::sync::Arc<S>,
     started: Option<Instant>,
+    /// Made when the first status URL arrives: the polling path allocates, a
+    /// call that is not polled does not carry it.
+    polling: Option<Box<Polling<S>>>,
+}
+
+/// An operation being polled.
+struct Polling<S> {
+    service: Option<S>,
     polls: u32,
-    target: Option<Target>,
+    target: Target,
     span: Span,
 }
 
 pin_project! {
     /// The future of a [`Poll`](super::Poll) call. A response that is not
     /// pollable is returned as soon as it arrives; polling is a state machine
-    /// of its own, with one timer, no task and no allocation of its own.
+    /// of its own, with one timer and no task.
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
@@ -109,7 +117,7 @@ where
 {
     pub(crate) fn new(
         first: S::Future,
-        service: S,
+        spare: std::sync::Arc<S>,
         head: RequestHead,
         settings: &'static PollSettings,
         classify: &'static ClassifySettings,
@@ -118,12 +126,10 @@ where
             step: Step::Calling { future: first },
             phase: Phase::Calling,
             state: Some(PollState {
-                service,
                 head,
+                spare,
                 started: None,
-                polls: 0,
-                target: None,
-                span: Span::none(),
+                polling: None,
             }),
             settings,
             classify,
@@ -158,7 +164,7 @@ fn poll_error(kind: ErrorKind, polls: u32, detail: Option<String>) -> Error {
 
 impl<S, B, RB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     B: Default,
 {
     type Output = Result<Response<RB>, Error>;
@@ -172,14 +178,15 @@ where
                     let StepProj::Calling { future } = this.step.as_mut().project() else {
                         unreachable!("a request is in flight while the phase is Calling");
                     };
-                    let polled = match this.state.as_ref() {
-                        Some(state) => {
-                            let _entered = state.span.enter();
+                    let polling = this.state.as_ref().and_then(|s| s.polling.as_deref());
+                    let polled = match polling {
+                        Some(polling) => {
+                            let _entered = polling.span.enter();
                             future.poll(cx)
                         }
                         None => future.poll(cx),
                     };
-                    let polls = this.state.as_ref().map_or(0, |s| s.polls);
+                    let polls = polling.map_or(0, |p| p.polls);
                     let mut response = match polled {
                         TaskPoll::Pending => {
                             if let Some(state) = this.state.as_mut() {
@@ -189,21 +196,17 @@ where
                         }
                         TaskPoll::Ready(Err(error)) => {
                             *this.phase = Phase::Done;
-                            if let Some(state) = this.state.as_ref() {
-                                crate::trace::record_error_fields(&state.span, &error);
+                            if let Some(polling) = polling {
+                                crate::trace::record_error_fields(&polling.span, &error);
+                                return TaskPoll::Ready(Err(error.with_polls(polls)));
                             }
-                            let error = if polls > 0 {
-                                error.with_polls(polls)
-                            } else {
-                                error
-                            };
                             return TaskPoll::Ready(Err(error));
                         }
                         TaskPoll::Ready(Ok(response)) => response,
                     };
                     let status = response.status();
-                    if let Some(state) = this.state.as_ref() {
-                        state
+                    if let Some(polling) = polling {
+                        polling
                             .span
                             .record("http.response.status_code", status.as_u16());
                     }
@@ -233,7 +236,17 @@ where
                             value.as_bytes(),
                             &settings.allowed_origins,
                         ) {
-                            Ok(target) => state.target = Some(target),
+                            Ok(target) => match state.polling.as_mut() {
+                                Some(polling) => polling.target = target,
+                                None => {
+                                    state.polling = Some(Box::new(Polling {
+                                        service: None,
+                                        polls: 0,
+                                        target,
+                                        span: Span::none(),
+                                    }))
+                                }
+                            },
                             Err(refusal) => {
                                 *this.phase = Phase::Done;
                                 tracing::warn!(reason = %refusal, "status url refused");
@@ -245,7 +258,7 @@ where
                             }
                         },
                         // A later answer may leave the URL out: keep polling it.
-                        None if state.target.is_some() => {}
+                        None if state.polling.is_some() => {}
                         None => {
                             *this.phase = Phase::Done;
                             return TaskPoll::Ready(accepted(response, settings));
@@ -289,26 +302,28 @@ where
                     let Some(state) = this.state.as_mut() else {
                         unreachable!("polling has its state");
                     };
-                    if let Err(error) = ready!(state.service.poll_ready(cx)) {
-                        *this.phase = Phase::Done;
-                        return TaskPoll::Ready(Err(error.with_polls(state.polls)));
-                    }
-                    let Some(target) = state.target.as_ref() else {
+                    let Some(polling) = state.polling.as_deref_mut() else {
                         unreachable!("a poll is sent only with a target");
                     };
-                    let request = status_request(&state.head, target, this.settings);
-                    state.polls += 1;
-                    state.span = tracing::info_span!(
+                    let spare = &*state.spare;
+                    let service = polling.service.get_or_insert_with(|| spare.clone());
+                    if let Err(error) = ready!(service.poll_ready(cx)) {
+                        *this.phase = Phase::Done;
+                        return TaskPoll::Ready(Err(error.with_polls(polling.polls)));
+                    }
+                    let request = status_request(&state.head, &polling.target, this.settings);
+                    polling.polls += 1;
+                    polling.span = tracing::info_span!(
                         "rebound.poll",
-                        rebound.poll = state.polls,
-                        url.full = %UrlWithoutQuery(target.uri()),
+                        rebound.poll = polling.polls,
+                        url.full = %UrlWithoutQuery(polling.target.uri()),
                         http.response.status_code = tracing::field::Empty,
                         error.type = tracing::field::Empty,
                         rebound.error_codes = tracing::field::Empty,
                     );
                     let future = {
-                        let _entered = state.span.enter();
-                        state.service.call(request)
+                        let _entered = polling.span.enter();
+                        service.call(request)
                     };
                     this.step.set(Step::Calling { future });
                     *this.phase = Phase::Calling;

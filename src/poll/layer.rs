@@ -21,11 +21,12 @@ impl PollLayer {
     }
 }
 
-impl<S> Layer<S> for PollLayer {
+impl<S: Clone> Layer<S> for PollLayer {
     type Service = Poll<S>;
 
     fn layer(&self, inner: S) -> Poll<S> {
         Poll {
+            spare: std::sync::Arc::new(inner.clone()),
             inner,
             settings: self.settings,
             classify: self.classify,

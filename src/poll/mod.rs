@@ -90,9 +90,13 @@ impl PollSettings {
 }
 
 /// Follows `202 Accepted` operations; see the [module docs](self).
+///
+/// Status requests are sent by a clone of the inner service as it was when
+/// it was wrapped, taken only when polling starts.
 #[derive(Debug, Clone)]
 pub struct Poll<S> {
     inner: S,
+    spare: std::sync::Arc<S>,
     settings: &'static PollSettings,
     classify: &'static ClassifySettings,
 }
@@ -137,12 +141,10 @@ where
                 self.classify,
             );
         }
-        // The ready service takes this call; a clone sends the polls.
-        let clone = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, clone);
         let head = future::RequestHead::of(&request);
-        let first = ready.call(request);
-        ResponseFuture::new(first, ready, head, self.settings, self.classify)
+        let first = self.inner.call(request);
+        let spare = std::sync::Arc::clone(&self.spare);
+        ResponseFuture::new(first, spare, head, self.settings, self.classify)
     }
 }
 

@@ -32,7 +32,10 @@ pin_project! {
         #[pin]
         attempt: Attempt<S::Future>,
         phase: Phase,
-        service: S,
+        // The service that sends the retries, cloned from `spare` when the
+        // first retry is due.
+        service: Option<S>,
+        spare: Arc<S>,
         // An unsent copy of the request, from which each retry is made.
         template: Option<Template<B>>,
         shared: Arc<Shared>,
@@ -70,11 +73,16 @@ enum Phase {
 
 impl<S, B, RB> ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     B: ReplayBody,
 {
     #[inline]
-    pub(crate) fn new(mut service: S, mut request: Request<B>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        service: &mut S,
+        mut request: Request<B>,
+        spare: Arc<S>,
+        shared: Arc<Shared>,
+    ) -> Self {
         let settings = &shared.settings;
         let idempotent = is_idempotent(request.method());
         // Looked up only where it matters: a retry of an idempotent request
@@ -105,7 +113,8 @@ where
         ResponseFuture {
             attempt: Attempt::Running { future },
             phase: Phase::Running,
-            service,
+            service: None,
+            spare,
             template,
             shared,
             facts,
@@ -119,7 +128,7 @@ where
 
 impl<S, B, RB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     B: ReplayBody,
 {
     type Output = Result<Response<RB>, Error>;
@@ -242,7 +251,9 @@ where
                 Phase::Readying => {
                     let deadline = this.started.unwrap_or_else(Instant::now)
                         + this.shared.settings.total_timeout;
-                    match this.service.poll_ready(cx) {
+                    let spare = &**this.spare;
+                    let service = this.service.get_or_insert_with(|| spare.clone());
+                    match service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
                             *this.phase = Phase::Done;
@@ -284,7 +295,7 @@ where
                     this.facts.attempts += 1;
                     let future = {
                         let _entered = this.span.enter();
-                        this.service.call(request)
+                        service.call(request)
                     };
                     this.attempt.set(Attempt::Running { future });
                     *this.phase = Phase::Running;

@@ -38,11 +38,12 @@ impl RetryLayer {
     }
 }
 
-impl<S> Layer<S> for RetryLayer {
+impl<S: Clone> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
         Retry {
+            spare: Arc::new(inner.clone()),
             inner,
             shared: Arc::clone(&self.shared),
         }

@@ -98,9 +98,14 @@ pub(crate) struct Shared {
 }
 
 /// Retries failed attempts of the inner service; see the [module docs](self).
+///
+/// A retry is sent by a clone of the inner service as it was when it was
+/// wrapped, taken only when a retry is due: a call that succeeds at once
+/// clones nothing but a reference count.
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
     inner: S,
+    spare: Arc<S>,
     shared: Arc<Shared>,
 }
 
@@ -136,10 +141,11 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The ready service takes this call; a clone waits for the retries
-        // (tower-http's follow_redirect does the same).
-        let clone = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(ready, request, Arc::clone(&self.shared))
+        ResponseFuture::new(
+            &mut self.inner,
+            request,
+            Arc::clone(&self.spare),
+            Arc::clone(&self.shared),
+        )
     }
 }
