@@ -34,6 +34,7 @@ use http_body_util::Full;
 use rebound::breaker::CircuitBreakerLayer;
 use rebound::classify::ClassifyLayer;
 use rebound::retry::RetryLayer;
+use rebound::trace::TraceLayer;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::Answer;
 use std::hint::black_box;
@@ -105,6 +106,13 @@ fn benches(c: &mut Criterion) {
     let mut stacked = ResilienceLayer::new(policy.clone()).layer(Answer::new(200, "{}"));
     group.bench_function("resilience_200", |b| b.iter(|| call_once(&mut stacked)));
 
+    let mut retry = TraceLayer::new(&policy).layer(
+        RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(Answer::new(200, "{}"))),
+    );
+    group.bench_function("trace_retry_classify_200", |b| {
+        b.iter(|| call_once(&mut retry))
+    });
+
     let mut classify = ClassifyLayer::new(&policy).layer(Answer::new(200, "{}"));
     group.bench_function("classify_200", |b| b.iter(|| call_once(&mut classify)));
 
@@ -159,6 +167,7 @@ fn print_ratios() {
         ("tower_retry_200", "bare_200"),
         ("resilience_200", "bare_200"),
         ("resilience_200", "tower_retry_200"),
+        ("trace_retry_classify_200", "tower_retry_200"),
         ("classify_200", "bare_200"),
         ("breaker_closed_200", "bare_200"),
         ("breaker_closed_200", "classify_200"),
