@@ -1,6 +1,7 @@
 //! `rebound`: HTTP requests under a rebound policy, and policy checks.
 
 mod check;
+mod demo;
 mod request;
 
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ enum Command {
     Request(request::RequestArgs),
     /// Validates policy files.
     Check(check::CheckArgs),
+    /// Runs every behaviour of the seed API, misbehaviour included, against a
+    /// local stand-in, and prints how the policy meets each.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,8 +43,26 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Request(args) => request::run(args),
         Command::Check(args) => check::run(&args),
+        Command::Demo(args) => demo::run(&args),
     };
     ExitCode::from(code)
+}
+
+/// For `demo --trace`: every span and event of rebound at info level.
+fn install_tracing_for_demo() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::prelude::*;
+
+    let filter = Targets::new().with_target("rebound", tracing::Level::INFO);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_span_events(FmtSpan::CLOSE);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
+        .try_init();
 }
 
 /// Prints spans and events to stderr when `RUST_LOG` asks for them

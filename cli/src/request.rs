@@ -154,7 +154,7 @@ fn prepare(args: &RequestArgs) -> Result<Prepared, String> {
 }
 
 /// A file path if one exists, else a preset name.
-fn load_policy(policy: &str) -> Result<Policy, String> {
+pub(crate) fn load_policy(policy: &str) -> Result<Policy, String> {
     if Path::new(policy).exists() {
         Policy::from_path(policy).map_err(|e| e.to_string())
     } else if Policy::preset_names().contains(&policy) {

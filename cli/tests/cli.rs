@@ -467,3 +467,78 @@ async fn the_report_counts_every_attempt() {
     );
     assert_eq!(r["status"], Value::Null);
 }
+
+/// The rows of the demo's table, by the text of their first column.
+fn demo_rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .skip(2)
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_demo_shows_every_behaviour_under_connio() {
+    let output = rebound(&["demo"]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows = demo_rows(&stdout);
+    let outcome = |what: &str| -> (String, String, String) {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == what)
+            .unwrap_or_else(|| panic!("no row {what:?} in\n{stdout}"));
+        (row[2].clone(), row[4].clone(), row[5].clone())
+    };
+    let expect = |what: &str, o: &str, attempts: &str, polls: &str| {
+        assert_eq!(
+            outcome(what),
+            (o.into(), attempts.into(), polls.into()),
+            "{what}"
+        );
+    };
+    expect("200 with the device", "success", "1", "0");
+    expect("400, two errors in one body", "terminal", "1", "0");
+    expect("404, no such device", "terminal", "1", "0");
+    expect("429 + Retry-After: 1, then 200", "success", "2", "0");
+    expect("500, 500, then 200", "success", "3", "0");
+    expect("503, not implemented", "unsupported", "1", "0");
+    expect("202, no status URL", "accepted", "1", "0");
+    expect("202 + Location, done after 3 polls", "success", "1", "3");
+    expect(
+        "another host: 500 every time",
+        "retries_exhausted",
+        "4",
+        "0",
+    );
+    expect("a host that is down", "transport", "4", "0");
+    expect("the same host, again", "circuit_open", "1", "0");
+    assert_eq!(rows.len(), 15);
+    assert!(stdout.contains("MissingAttribute,MissingAttribute"));
+    assert!(stdout.contains("15 calls under the \"connio\" policy"));
+
+    // Another policy changes what the table says.
+    let output = rebound(&["demo", "--policy", "standard"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows = demo_rows(&stdout);
+    let row = rows
+        .iter()
+        .find(|r| r[0] == "503, not implemented")
+        .unwrap();
+    assert_eq!(
+        (row[2].as_str(), row[4].as_str()),
+        ("retries_exhausted", "4")
+    );
+
+    assert_eq!(
+        rebound(&["demo", "--policy", "nonesuch"]).status.code(),
+        Some(2)
+    );
+}

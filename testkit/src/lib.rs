@@ -6,6 +6,8 @@
 //! [`TestServer::start_raw`] hands each raw TCP connection to a function, for
 //! servers that misbehave below HTTP.
 
+pub mod seed;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,340 @@
+//! `rebound demo`: the seed API's behaviour, misbehaviour included, met by a
+//! policy, in one table.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rebound::{CallInfo, Outcome, Policy, ResilienceLayer};
+use rebound_testkit::seed::SeedApi;
+use tower::{Layer, ServiceExt};
+
+use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// A policy file, or the name of a preset (connio, standard)
+    #[arg(
+        short = 'p',
+        long = "policy",
+        value_name = "POLICY",
+        default_value = "connio"
+    )]
+    policy: String,
+    /// Print the spans and events of every call to stderr
+    #[arg(long)]
+    trace: bool,
+}
+
+/// One request of the demo.
+struct Scenario {
+    /// What the server does.
+    what: &'static str,
+    method: Method,
+    url: String,
+    authorization: Option<&'static str>,
+    body: &'static str,
+}
+
+/// How one request ended.
+struct Row {
+    what: &'static str,
+    request: String,
+    outcome: Outcome,
+    status: Option<u16>,
+    attempts: u32,
+    polls: u32,
+    codes: Vec<String>,
+    elapsed: Duration,
+    explanation: String,
+}
+
+pub(crate) fn run(args: &DemoArgs) -> u8 {
+    let policy = match crate::request::load_policy(&args.policy) {
+        Ok(policy) => policy,
+        Err(message) => {
+            eprintln!("rebound: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    if args.trace {
+        crate::install_tracing_for_demo();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("rebound: cannot start the runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    runtime.block_on(demo(policy, &args.policy))
+}
+
+async fn demo(policy: Policy, policy_name: &str) -> u8 {
+    let api = match SeedApi::start_on(0).await {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("rebound: cannot start the demo server on 127.0.0.1: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let get = |what, path: &str| Scenario {
+        what,
+        method: Method::GET,
+        url: api.url(path),
+        authorization: None,
+        body: "",
+    };
+    let post = |what, path: &str, body| Scenario {
+        what,
+        method: Method::POST,
+        url: api.url(path),
+        authorization: None,
+        body,
+    };
+    let scenarios: Vec<Vec<Scenario>> = vec![
+        vec![get("200 with the device", "/v3/devices/_dev_1")],
+        vec![post("400, two errors in one body", "/v3/devices", "")],
+        vec![Scenario {
+            authorization: Some("Bearer revoked"),
+            ..get("401, revoked key", "/v3/devices/_dev_1")
+        }],
+        vec![get("403, device disabled", "/v3/devices/_dev_off")],
+        vec![get("404, no such device", "/v3/devices/_dev_9")],
+        vec![post(
+            "406, connector test failed",
+            "/v3/connectors/mqtt/test",
+            "{}",
+        )],
+        vec![post(
+            "409, name taken",
+            "/v3/devices",
+            r#"{"name":"thermostat"}"#,
+        )],
+        vec![get("429 + Retry-After: 1, then 200", "/v3/throttled/a")],
+        vec![get("500, 500, then 200", "/v3/flaky/a")],
+        vec![get("503, not implemented", "/v3/reports/usage")],
+        vec![post(
+            "202, no status URL",
+            "/v3/devices/_dev_1/data",
+            r#"{"t":21.5}"#,
+        )],
+        vec![post(
+            "202 + Location, done after 3 polls",
+            "/v3/exports",
+            "{}",
+        )],
+        vec![Scenario {
+            url: api.overloaded.url("/v3/devices"),
+            ..get("another host: 500 every time", "")
+        }],
+        vec![
+            Scenario {
+                url: api.down_url("/v3/devices"),
+                ..get("a host that is down", "")
+            },
+            Scenario {
+                url: api.down_url("/v3/devices"),
+                ..get("the same host, again", "")
+            },
+        ],
+    ];
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = ResilienceLayer::new(policy).layer(client);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for group in scenarios {
+        let client = client.clone();
+        // Each group runs in order (the second call to a host sees what the
+        // first did to its breaker); groups run at the same time.
+        tasks.push(tokio::spawn(async move {
+            let mut rows = Vec::new();
+            for scenario in group {
+                rows.push(run_one(client.clone(), scenario).await);
+            }
+            rows
+        }));
+    }
+    let mut rows = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(group) => rows.extend(group),
+            Err(e) => {
+                eprintln!("rebound: a demo call failed to run: {e}");
+                return EXIT_FAILED;
+            }
+        }
+    }
+    print_table(&rows);
+    println!(
+        "\n{} calls under the {policy_name:?} policy in {:.1}s, against a stand-in for the seed API on 127.0.0.1.",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("Run it under another policy with --policy FILE, and see the spans with --trace.");
+    EXIT_SUCCESS
+}
+
+async fn run_one<S>(client: S, scenario: Scenario) -> Row
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = rebound::Error,
+        >,
+{
+    let mut request = Request::builder()
+        .method(scenario.method.clone())
+        .uri(&scenario.url);
+    if let Some(authorization) = scenario.authorization {
+        request = request.header("authorization", authorization);
+    }
+    if !scenario.body.is_empty() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(Full::new(Bytes::from_static(scenario.body.as_bytes())))
+        .expect("the demo's requests are valid");
+    let shown = format!(
+        "{} {}",
+        scenario.method,
+        scenario
+            .url
+            .split_once("127.0.0.1:")
+            .map_or("", |(_, rest)| rest)
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+    );
+    let started = Instant::now();
+    match client.oneshot(request).await {
+        Ok(response) => {
+            let info = CallInfo::of(&response);
+            let status = response.status().as_u16();
+            let outcome = if status == 202 {
+                Outcome::Accepted
+            } else {
+                Outcome::Success
+            };
+            let _ = response.into_body().collect().await;
+            let explanation = match (outcome, info.attempts(), info.polls()) {
+                (Outcome::Accepted, ..) => "accepted: the write finishes at the server".to_owned(),
+                (_, _, polls) if polls > 0 => {
+                    format!("the 202 was followed to its end in {polls} polls")
+                }
+                (_, 1, _) => "answered at once".to_owned(),
+                (_, attempts, _) => format!("{} failed, the retry succeeded", attempts - 1),
+            };
+            Row {
+                what: scenario.what,
+                request: shown,
+                outcome,
+                status: Some(status),
+                attempts: info.attempts(),
+                polls: info.polls(),
+                codes: Vec::new(),
+                elapsed: started.elapsed(),
+                explanation,
+            }
+        }
+        Err(error) => {
+            let outcome = Outcome::from(error.kind());
+            let status = error.status().map(|s| s.as_u16());
+            let explanation = explain(outcome, status, error.attempts(), &error);
+            Row {
+                what: scenario.what,
+                request: shown,
+                outcome,
+                status,
+                attempts: error.attempts(),
+                polls: error.polls(),
+                codes: error.error_codes().map(str::to_owned).collect(),
+                elapsed: started.elapsed(),
+                explanation,
+            }
+        }
+    }
+}
+
+fn explain(outcome: Outcome, status: Option<u16>, attempts: u32, error: &rebound::Error) -> String {
+    let status = status.map_or_else(String::new, |s| format!("{s} "));
+    match outcome {
+        Outcome::Terminal => format!("{status}the request is wrong: not retried"),
+        Outcome::Unsupported => format!("{status}not implemented: not retried"),
+        Outcome::RetriesExhausted => format!("{status}on all {attempts} attempts"),
+        Outcome::BudgetExhausted => "the retry budget refused another retry".to_owned(),
+        Outcome::CircuitOpen if attempts > 0 => {
+            format!("{attempts} more failed and the breaker opened: the retry was not sent")
+        }
+        Outcome::CircuitOpen => "breaker open: rejected without sending".to_owned(),
+        Outcome::DeadlineExceeded => "out of time (timeouts.total)".to_owned(),
+        Outcome::Transport if error.is_connect() => {
+            format!("connection refused, {attempts} attempts; the breaker counts them")
+        }
+        Outcome::Transport => format!("transport failure after {attempts} attempts"),
+        _ => error.to_string(),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let header = [
+        "what the server does",
+        "request",
+        "outcome",
+        "status",
+        "attempts",
+        "polls",
+        "error codes",
+        "time",
+        "what happened",
+    ];
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.what.to_owned(),
+                r.request.clone(),
+                r.outcome.as_str().to_owned(),
+                r.status.map_or("-".to_owned(), |s| s.to_string()),
+                r.attempts.to_string(),
+                r.polls.to_string(),
+                if r.codes.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.codes.join(",")
+                },
+                format!("{:.2}s", r.elapsed.as_secs_f64()),
+                r.explanation.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 9]| {
+        let mut out = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    line(widths.map(|w| "-".repeat(w)).each_ref().map(String::as_str));
+    for row in &cells {
+        line(row.each_ref().map(String::as_str));
+    }
+}
