@@ -454,6 +454,13 @@ impl fmt::Debug for Error {
 fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
+        #[cfg(feature = "hyper")]
+        if let Some(client) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
+            // hyper-util knows when connecting failed: nothing was sent.
+            if client.is_connect() {
+                return true;
+            }
+        }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
                 return true;

@@ -55,6 +55,8 @@
 
 pub mod breaker;
 pub mod classify;
+#[cfg(feature = "hyper")]
+pub mod client;
 pub mod config;
 mod error;
 mod info;

@@ -8,10 +8,8 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rebound::{CallInfo, Outcome, Policy, ResilienceLayer};
-use tower::{Layer, ServiceExt};
+use rebound::{CallInfo, Outcome, Policy};
+use tower::ServiceExt;
 
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 
@@ -37,7 +35,7 @@ pub(crate) struct RequestArgs {
     /// Write a report of the call to stderr as one line of JSON
     #[arg(long, value_enum, value_name = "FORMAT")]
     report: Option<ReportFormat>,
-    /// The URL to request (http://)
+    /// The URL to request (http:// or https://)
     url: String,
 }
 
@@ -183,8 +181,20 @@ fn read_data(data: &str) -> Result<Bytes, String> {
 
 async fn send(prepared: Prepared, explain: bool) -> Report {
     let Prepared { policy, request } = prepared;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let client = ResilienceLayer::new(policy.clone()).layer(client);
+    let client = match rebound::client::hyper_https(policy.clone()) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("rebound: cannot load the system's root certificates: {e}");
+            return Report {
+                outcome: Outcome::Transport,
+                status: None,
+                attempts: 0,
+                polls: 0,
+                error_codes: Vec::new(),
+                elapsed_ms: 0,
+            };
+        }
+    };
     let started = Instant::now();
     let mut stdout = std::io::stdout().lock();
 

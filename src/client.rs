@@ -1,0 +1,54 @@
+//! Ready-made clients: hyper-util's client in the rebound stack.
+//!
+//! ```no_run
+//! use http_body_util::Full;
+//! use rebound::Policy;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = rebound::client::hyper(Policy::preset("connio")?);
+//! let request = http::Request::get("http://127.0.0.1:8080/v3/devices/_dev_1").body(Full::default())?;
+//! let response = client.oneshot(request).await?;
+//! println!("{}", response.status());
+//! # Ok(())
+//! # }
+//! ```
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower_layer::Layer;
+
+use crate::{Policy, Resilience, ResilienceLayer};
+
+/// hyper-util's client over plain http, in the rebound stack.
+pub type HyperClient<B = Full<Bytes>> = Resilience<Client<HttpConnector, B>>;
+
+/// A client for plain http, with the policy's retries, breakers, polling and
+/// spans. Clone it freely: clones share connections, breakers and the retry
+/// budget.
+pub fn hyper(policy: Policy) -> HyperClient {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    ResilienceLayer::new(policy).layer(client)
+}
+
+/// hyper-util's client over http and https (rustls), in the rebound stack.
+#[cfg(feature = "rustls")]
+pub type HttpsClient<B = Full<Bytes>> =
+    Resilience<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>>;
+
+/// A client for http and https, with TLS by rustls and the system's root
+/// certificates; fails when the system's roots cannot be read.
+#[cfg(feature = "rustls")]
+pub fn hyper_https(policy: Policy) -> std::io::Result<HttpsClient> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    Ok(ResilienceLayer::new(policy).layer(client))
+}
