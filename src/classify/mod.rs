@@ -53,6 +53,8 @@ mod future;
 mod layer;
 mod retry_after;
 mod table;
+#[cfg(feature = "tower-http")]
+mod tower_http;
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -69,6 +71,8 @@ pub use layer::ClassifyLayer;
 pub use retry_after::parse_retry_after;
 pub use table::{Classifier, StatusClass, UnknownClass};
 pub(crate) use table::{FIRST_STATUS, LAST_STATUS};
+#[cfg(feature = "tower-http")]
+pub use tower_http::{PolicyClassifier, PolicyFailure};
 
 /// What the classify layer takes from a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,90 @@
+//! rebound's classes where tower-http expects a classifier.
+
+use std::fmt;
+
+use http::{Response, StatusCode};
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, SharedClassifier,
+};
+
+use super::{ClassifySettings, StatusClass};
+use crate::Policy;
+
+/// A tower-http classifier that judges responses as a rebound policy does:
+/// `success` and `pollable` statuses succeed, every other class fails with
+/// its [`StatusClass`].
+///
+/// With tower-http's `TraceLayer`, the failure callbacks then see rebound's
+/// classes (`retryable`, `terminal`, `unsupported`) instead of "5xx":
+///
+/// ```
+/// use rebound::{classify::PolicyClassifier, Policy};
+/// use tower_http::trace::TraceLayer;
+///
+/// let policy = Policy::preset("connio").unwrap();
+/// let layer = TraceLayer::new(PolicyClassifier::new(&policy).into_make_classifier());
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyClassifier {
+    settings: &'static ClassifySettings,
+}
+
+/// Why [`PolicyClassifier`] judged a response or an error a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyFailure {
+    /// A status of a failing class.
+    Status(StatusCode, StatusClass),
+    /// The inner service failed, before any response.
+    Error(String),
+}
+
+impl fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyFailure::Status(status, class) => {
+                write!(f, "{class} (status {})", status.as_u16())
+            }
+            PolicyFailure::Error(error) => write!(f, "transport: {error}"),
+        }
+    }
+}
+
+impl PolicyClassifier {
+    /// A classifier with `policy`'s status table.
+    pub fn new(policy: &Policy) -> Self {
+        PolicyClassifier {
+            settings: policy.classify_settings(),
+        }
+    }
+
+    /// The form tower-http's layers take (`MakeClassifier`).
+    pub fn into_make_classifier(self) -> SharedClassifier<Self> {
+        SharedClassifier::new(self)
+    }
+}
+
+impl ClassifyResponse for PolicyClassifier {
+    type FailureClass = PolicyFailure;
+    type ClassifyEos = NeverClassifyEos<PolicyFailure>;
+
+    fn classify_response<B>(
+        self,
+        response: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        let status = response.status();
+        let class = self.settings.classifier.classify(status);
+        if class.passes_through() {
+            ClassifiedResponse::Ready(Ok(()))
+        } else {
+            ClassifiedResponse::Ready(Err(PolicyFailure::Status(status, class)))
+        }
+    }
+
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: fmt::Display + 'static,
+    {
+        PolicyFailure::Error(error.to_string())
+    }
+}
