@@ -461,6 +461,12 @@ fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
+        #[cfg(feature = "reqwest")]
+        if let Some(client) = error.downcast_ref::<reqwest::Error>() {
+            if client.is_connect() {
+                return true;
+            }
+        }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
                 return true;

@@ -55,7 +55,6 @@
 
 pub mod breaker;
 pub mod classify;
-#[cfg(feature = "hyper")]
 pub mod client;
 pub mod config;
 mod error;

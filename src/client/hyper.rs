@@ -1,4 +1,4 @@
-//! Ready-made clients: hyper-util's client in the rebound stack.
+//! hyper-util's client in the rebound stack.
 //!
 //! ```no_run
 //! use http_body_util::Full;

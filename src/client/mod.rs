@@ -1,0 +1,25 @@
+//! Ready-made clients: the clients users already have, in the rebound stack.
+//!
+//! - [`hyper`] (feature `hyper`, on by default): hyper-util's client over
+//!   plain http; [`hyper_https`] (feature `rustls`) adds https with rustls.
+//! - [`Reqwest`] (feature `reqwest`): `reqwest::Client` as a Tower service
+//!   from `http::Request` to `http::Response`, with a streaming body, so the
+//!   same [`ResilienceLayer`](crate::ResilienceLayer) wraps it; [`reqwest`]
+//!   builds the whole thing.
+//!
+//! Each keeps the client's own error as the source of a
+//! [`Transport`](crate::ErrorKind::Transport) error, and tells rebound when a
+//! connection failed before anything was sent, so that writes may be retried
+//! after it.
+
+#[cfg(feature = "hyper")]
+mod hyper;
+#[cfg(feature = "reqwest")]
+mod reqwest;
+
+#[cfg(feature = "rustls")]
+pub use self::hyper::{HttpsClient, hyper_https};
+#[cfg(feature = "hyper")]
+pub use self::hyper::{HyperClient, hyper};
+#[cfg(feature = "reqwest")]
+pub use self::reqwest::{Reqwest, ReqwestClient, reqwest};

@@ -1,0 +1,84 @@
+//! reqwest's client as a Tower service, for the rebound stack.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::BoxError;
+use crate::{Policy, Resilience, ResilienceLayer};
+
+/// `reqwest::Client` as a `Service<http::Request<B>>` answering
+/// `http::Response<reqwest::Body>`, whose body streams. Errors are reqwest's
+/// own, kept as the source of rebound's transport errors.
+///
+/// ```no_run
+/// use http_body_util::Full;
+/// use rebound::{client::Reqwest, Policy, ResilienceLayer};
+/// use tower::{Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = ResilienceLayer::new(Policy::preset("connio")?)
+///     .layer(Reqwest::new(reqwest::Client::new()));
+/// let request = http::Request::get("http://127.0.0.1:8080/v3/devices/_dev_1").body(Full::default())?;
+/// let response = client.oneshot(request).await?;
+/// println!("{}", response.status());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Reqwest {
+    client: ::reqwest::Client,
+}
+
+impl Reqwest {
+    /// Adapts `client`.
+    pub fn new(client: ::reqwest::Client) -> Self {
+        Reqwest { client }
+    }
+
+    /// The reqwest client.
+    pub fn get_ref(&self) -> &::reqwest::Client {
+        &self.client
+    }
+}
+
+/// reqwest's client in the rebound stack.
+pub type ReqwestClient = Resilience<Reqwest>;
+
+/// `client` in the stack of `policy`.
+pub fn reqwest(client: ::reqwest::Client, policy: Policy) -> ReqwestClient {
+    ResilienceLayer::new(policy).layer(Reqwest::new(client))
+}
+
+impl<B> Service<http::Request<B>> for Reqwest
+where
+    B: http_body::Body + Send + Sync + 'static,
+    B::Data: Into<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<::reqwest::Body>;
+    type Error = ::reqwest::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // reqwest's client queues internally: it is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let request = request.map(::reqwest::Body::wrap);
+        match ::reqwest::Request::try_from(request) {
+            Ok(request) => {
+                let pending = self.client.execute(request);
+                Box::pin(async move { pending.await.map(http::Response::from) })
+            }
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+}
