@@ -128,6 +128,19 @@ impl Policy {
         Buffered::new(body, self.retry.buffer_max)
     }
 
+    /// This policy with another retry schedule, for schedules a policy file
+    /// cannot write (such as a `backoff::ExponentialBackoff`, feature
+    /// `backoff`). The new policy has a retry budget of its own.
+    pub fn with_backoff(&self, backoff: Backoff) -> Policy {
+        let mut retry = (*self.retry).clone();
+        retry.backoff = backoff;
+        Policy {
+            retry: Arc::new(retry),
+            budget: Arc::new(Budget::new(self.budget.settings())),
+            ..self.clone()
+        }
+    }
+
     /// The most attempts a call makes (`retry.max_attempts`).
     pub fn max_attempts(&self) -> u32 {
         self.retry.max_attempts

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 /// How the wait is randomised around the base delay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Jitter {
     /// Exactly the base delay.
     None,
@@ -23,6 +23,10 @@ pub enum Jitter {
     /// Uniform in `[initial, previous * 3)`, capped at `max`: each wait grows
     /// from the last one drawn rather than from the attempt number.
     Decorrelated,
+    /// Uniform in `[base * (1 - factor), base * (1 + factor))`, capped at
+    /// `max`: the randomisation of the `backoff` crate's
+    /// `ExponentialBackoff`. `factor` is taken within 0 and 1.
+    Proportional(f64),
 }
 
 /// A backoff schedule: a base delay for each retry, and its jitter.
@@ -93,6 +97,16 @@ impl Backoff {
                 let high = previous.saturating_mul(3).min(self.max);
                 between(self.initial, high, random)
             }
+            Jitter::Proportional(factor) => {
+                let factor = if factor.is_finite() {
+                    factor.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                let low = base.mul_f64(1.0 - factor);
+                let high = base.mul_f64(1.0 + factor).min(self.max);
+                between(low, high, random)
+            }
         }
     }
 }
@@ -155,6 +169,10 @@ mod tests {
                         Jitter::None => assert_eq!(delay, base),
                         Jitter::Full => assert!(delay < base || base.is_zero()),
                         Jitter::Equal => assert!(delay >= base / 2 && delay < base),
+                        Jitter::Proportional(f) => {
+                            assert!(delay >= base.mul_f64(1.0 - f), "{delay:?}");
+                            assert!(delay <= base.mul_f64(1.0 + f).min(schedule.max()));
+                        }
                         Jitter::Decorrelated => {
                             let high = previous
                                 .max(schedule.initial)
@@ -204,5 +222,21 @@ mod tests {
         assert!(b.delay(u32::MAX, Duration::MAX, u64::MAX) < Duration::from_secs(600));
         assert_eq!(between(MS, MS, u64::MAX), MS);
         assert_eq!(between(Duration::ZERO, 10 * MS, 0), Duration::ZERO);
+    }
+}
+
+#[cfg(feature = "backoff")]
+impl From<&backoff::ExponentialBackoff> for Backoff {
+    /// The schedule of a `backoff` crate `ExponentialBackoff`: its initial
+    /// interval, multiplier, maximum interval and randomisation factor. Its
+    /// `max_elapsed_time` has no place in a schedule: `timeouts.total` bounds
+    /// the whole call instead.
+    fn from(b: &backoff::ExponentialBackoff) -> Self {
+        Backoff::exponential(
+            b.initial_interval,
+            b.multiplier,
+            b.max_interval,
+            Jitter::Proportional(b.randomization_factor),
+        )
     }
 }

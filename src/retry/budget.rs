@@ -120,6 +120,17 @@ impl Budget {
             .is_ok()
     }
 
+    /// The settings the budget was made with.
+    pub fn settings(&self) -> BudgetSettings {
+        BudgetSettings {
+            enabled: self.enabled,
+            capacity: self.capacity as f64 / MILLI,
+            success_refill: self.refill as f64 / MILLI,
+            transient_cost: self.transient_cost as f64 / MILLI,
+            throttling_cost: self.throttling_cost as f64 / MILLI,
+        }
+    }
+
     /// The tokens left.
     pub fn available(&self) -> f64 {
         self.tokens.load(Ordering::Relaxed) as f64 / MILLI
@@ -209,20 +220,8 @@ mod tests {
     fn disabled_grants_everything() {
         let b = Budget::new(BudgetSettings {
             enabled: false,
-            ..BudgetSettings::from(&budget())
+            ..budget().settings()
         });
         assert!((0..1000).all(|_| b.withdraw(RetryCause::Throttling)));
-    }
-
-    impl From<&Budget> for BudgetSettings {
-        fn from(b: &Budget) -> Self {
-            BudgetSettings {
-                enabled: b.enabled,
-                capacity: b.capacity as f64 / MILLI,
-                success_refill: b.refill as f64 / MILLI,
-                transient_cost: b.transient_cost as f64 / MILLI,
-                throttling_cost: b.throttling_cost as f64 / MILLI,
-            }
-        }
     }
 }
