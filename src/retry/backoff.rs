@@ -122,6 +122,22 @@ pub(crate) fn between(low: Duration, high: Duration, random: u64) -> Duration {
     low + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
 }
 
+#[cfg(feature = "backoff")]
+impl From<&backoff::ExponentialBackoff> for Backoff {
+    /// The schedule of a `backoff` crate `ExponentialBackoff`: its initial
+    /// interval, multiplier, maximum interval and randomisation factor. Its
+    /// `max_elapsed_time` has no place in a schedule: `timeouts.total` bounds
+    /// the whole call instead.
+    fn from(b: &backoff::ExponentialBackoff) -> Self {
+        Backoff::exponential(
+            b.initial_interval,
+            b.multiplier,
+            b.max_interval,
+            Jitter::Proportional(b.randomization_factor),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,18 +241,3 @@ mod tests {
     }
 }
 
-#[cfg(feature = "backoff")]
-impl From<&backoff::ExponentialBackoff> for Backoff {
-    /// The schedule of a `backoff` crate `ExponentialBackoff`: its initial
-    /// interval, multiplier, maximum interval and randomisation factor. Its
-    /// `max_elapsed_time` has no place in a schedule: `timeouts.total` bounds
-    /// the whole call instead.
-    fn from(b: &backoff::ExponentialBackoff) -> Self {
-        Backoff::exponential(
-            b.initial_interval,
-            b.multiplier,
-            b.max_interval,
-            Jitter::Proportional(b.randomization_factor),
-        )
-    }
-}
