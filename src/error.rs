@@ -467,6 +467,15 @@ fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
+        #[cfg(feature = "reqwest-middleware")]
+        if let Some(reqwest_middleware::Error::Reqwest(client)) =
+            error.downcast_ref::<reqwest_middleware::Error>()
+        {
+            // Its `source` skips the reqwest error it wraps: look inside.
+            if client.is_connect() {
+                return true;
+            }
+        }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
                 return true;

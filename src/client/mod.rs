@@ -6,6 +6,8 @@
 //!   from `http::Request` to `http::Response`, with a streaming body, so the
 //!   same [`ResilienceLayer`](crate::ResilienceLayer) wraps it; [`reqwest`]
 //!   builds the whole thing.
+//! - [`ReboundMiddleware`] (feature `reqwest-middleware`): the stack as a
+//!   reqwest-middleware middleware.
 //!
 //! Each keeps the client's own error as the source of a
 //! [`Transport`](crate::ErrorKind::Transport) error, and tells rebound when a
@@ -14,6 +16,8 @@
 
 #[cfg(feature = "hyper")]
 mod hyper;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 
@@ -21,5 +25,7 @@ mod reqwest;
 pub use self::hyper::{HttpsClient, hyper_https};
 #[cfg(feature = "hyper")]
 pub use self::hyper::{HyperClient, hyper};
+#[cfg(feature = "reqwest-middleware")]
+pub use self::middleware::ReboundMiddleware;
 #[cfg(feature = "reqwest")]
 pub use self::reqwest::{Reqwest, ReqwestClient, reqwest};

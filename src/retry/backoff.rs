@@ -240,4 +240,3 @@ mod tests {
         assert_eq!(between(Duration::ZERO, 10 * MS, 0), Duration::ZERO);
     }
 }
-
