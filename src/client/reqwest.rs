@@ -24,7 +24,8 @@ use crate::{Policy, Resilience, ResilienceLayer};
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = ResilienceLayer::new(Policy::preset("connio")?)
 ///     .layer(Reqwest::new(reqwest::Client::new()));
-/// let request = http::Request::get("http://127.0.0.1:8080/v3/devices/_dev_1").body(Full::default())?;
+/// let request = http::Request::get("http://127.0.0.1:8080/v3/devices/_dev_1")
+///     .body(Full::<bytes::Bytes>::default())?;
 /// let response = client.oneshot(request).await?;
 /// println!("{}", response.status());
 /// # Ok(())
