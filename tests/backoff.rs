@@ -72,3 +72,35 @@ async fn a_policy_retries_on_their_schedule() {
         ]
     );
 }
+
+#[tokio::test]
+async fn over_real_http_the_schedule_is_followed() {
+    let api = rebound_testkit::seed::SeedApi::start().await;
+    let theirs = backoff::ExponentialBackoff {
+        initial_interval: Duration::from_millis(40),
+        randomization_factor: 0.0,
+        multiplier: 2.0,
+        max_interval: Duration::from_secs(1),
+        ..backoff::ExponentialBackoff::default()
+    };
+    let policy = Policy::preset("connio")
+        .unwrap()
+        .with_backoff(Backoff::from(&theirs));
+    let client = rebound::client::hyper(policy);
+    let started = std::time::Instant::now();
+    let response = client
+        .oneshot(
+            Request::get(api.url("/v3/flaky/backoff"))
+                .body(Full::<bytes::Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rebound::CallInfo::of(&response).attempts(), 3);
+    // Waits of 40 ms and 80 ms, at least.
+    assert!(
+        started.elapsed() >= Duration::from_millis(120),
+        "{:?}",
+        started.elapsed()
+    );
+}

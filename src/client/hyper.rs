@@ -52,3 +52,16 @@ pub fn hyper_https(policy: Policy) -> std::io::Result<HttpsClient> {
     let client = Client::builder(TokioExecutor::new()).build(connector);
     Ok(ResilienceLayer::new(policy).layer(client))
 }
+
+/// Like [`hyper_https`], with a TLS configuration of your own: private
+/// certificate authorities, client certificates, pinned roots.
+#[cfg(feature = "rustls")]
+pub fn hyper_https_with(policy: Policy, tls: rustls::ClientConfig) -> HttpsClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    ResilienceLayer::new(policy).layer(client)
+}

@@ -22,7 +22,7 @@ mod middleware;
 mod reqwest;
 
 #[cfg(feature = "rustls")]
-pub use self::hyper::{HttpsClient, hyper_https};
+pub use self::hyper::{HttpsClient, hyper_https, hyper_https_with};
 #[cfg(feature = "hyper")]
 pub use self::hyper::{HyperClient, hyper};
 #[cfg(feature = "reqwest-middleware")]
