@@ -12,12 +12,17 @@
 //!      └─ poll   202 + status URL → GET it until the operation ends (same-origin only)
 //!         └─ retry    attempts, backoff + jitter, Retry-After, budget, deadline, idempotency
 //!            └─ breaker   per-host circuit breaker: fail fast while open
-//!               └─ classify   status → class, bounded error-body parse
+//!               └─ classify   status → class, per-attempt timeout, bounded error-body parse
 //!                  └─ client      any Service<http::Request<B>, Response = http::Response<RB>>
 //! ```
 //!
 //! [`ResilienceLayer::new`] assembles the stack from a [`Policy`]; each layer
-//! is also a Tower `Layer` of its own, in its own module, for hand-made stacks.
+//! is also a Tower `Layer` of its own, in its own module ([`trace`], [`poll`],
+//! [`retry`], [`breaker`], [`classify`]), for hand-made stacks. The [`client`]
+//! module puts the clients people already use in the stack: hyper-util's
+//! (`client::hyper`), reqwest's (feature `reqwest`), and a reqwest-middleware
+//! middleware (feature `reqwest-middleware`). The stack needs a Tokio runtime
+//! with its timer: every wait comes from `tokio::time`.
 //! Every call ends in exactly one [`Outcome`]: `Ok(response)` for `success`
 //! and `accepted`, and an [`Error`] whose [`kind`](Error::kind) names the
 //! failure otherwise.
