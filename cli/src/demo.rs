@@ -17,14 +17,8 @@ use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// A policy file, or the name of a preset (connio, standard)
-    #[arg(
-        short = 'p',
-        long = "policy",
-        value_name = "POLICY",
-        default_value = "connio"
-    )]
-    policy: String,
+    #[command(flatten)]
+    policy: crate::request::PolicyArg,
     /// Print the spans and events of every call to stderr
     #[arg(long)]
     trace: bool,
@@ -54,7 +48,7 @@ struct Row {
 }
 
 pub(crate) fn run(args: &DemoArgs) -> u8 {
-    let policy = match crate::request::load_policy(&args.policy) {
+    let policy = match crate::request::load_policy(&args.policy.policy) {
         Ok(policy) => policy,
         Err(message) => {
             eprintln!("rebound: {message}");
@@ -75,7 +69,7 @@ pub(crate) fn run(args: &DemoArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    runtime.block_on(demo(policy, &args.policy))
+    runtime.block_on(demo(policy, &args.policy.policy))
 }
 
 async fn demo(policy: Policy, policy_name: &str) -> u8 {

@@ -24,6 +24,18 @@ pub(crate) struct RequestArgs {
     /// The request body, or @FILE to read it from a file (@- for stdin)
     #[arg(short = 'd', long = "data", value_name = "BODY")]
     data: Option<String>,
+    #[command(flatten)]
+    policy: PolicyArg,
+    /// Write a report of the call to stderr as one line of JSON
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    report: Option<ReportFormat>,
+    /// The URL to request (http:// or https://)
+    url: String,
+}
+
+/// The `-p` option of the commands that run a policy.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArg {
     /// A policy file, or the name of a preset (connio, standard)
     #[arg(
         short = 'p',
@@ -31,12 +43,7 @@ pub(crate) struct RequestArgs {
         value_name = "POLICY",
         default_value = "connio"
     )]
-    policy: String,
-    /// Write a report of the call to stderr as one line of JSON
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    report: Option<ReportFormat>,
-    /// The URL to request (http:// or https://)
-    url: String,
+    pub(crate) policy: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,7 +111,7 @@ struct Prepared {
 
 /// Everything that can be wrong with the command line, found before sending.
 fn prepare(args: &RequestArgs) -> Result<Prepared, String> {
-    let policy = load_policy(&args.policy)?;
+    let policy = load_policy(&args.policy.policy)?;
     let uri: Uri = args
         .url
         .parse()

@@ -14,7 +14,8 @@ pub(crate) struct ByteSize(pub(crate) u64);
 const EXPECTED_SIZE: &str =
     "a size in bytes: an integer, or a string such as \"64KiB\" or \"1MiB\"";
 
-pub(crate) fn parse_size(text: &str) -> Option<u64> {
+/// An integer followed by a unit, as in `"64KiB"` or `"250ms"`.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -23,8 +24,12 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
     if number.is_empty() {
         return None;
     }
-    let number: u64 = number.parse().ok()?;
-    let scale: u64 = match unit.trim() {
+    Some((number.parse().ok()?, unit.trim()))
+}
+
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let (number, unit) = number_and_unit(text)?;
+    let scale: u64 = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
@@ -77,16 +82,8 @@ pub(crate) struct DurationStr(pub(crate) Duration);
 const EXPECTED_DURATION: &str = "a duration: a string such as \"250ms\", \"30s\", \"5m\" or \"1h\"";
 
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    if number.is_empty() {
-        return None;
-    }
-    let number: u64 = number.parse().ok()?;
-    let millis_per_unit: u64 = match unit.trim() {
+    let (number, unit) = number_and_unit(text)?;
+    let millis_per_unit: u64 = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
