@@ -139,6 +139,10 @@ async fn demo(policy: Policy, policy_name: &str) -> u8 {
                 url: api.down_url("/v3/devices"),
                 ..get("the same host, again", "")
             },
+            Scenario {
+                url: api.down_url("/v3/devices"),
+                ..get("and a third time", "")
+            },
         ],
     ];
 

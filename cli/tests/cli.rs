@@ -519,10 +519,12 @@ fn the_demo_shows_every_behaviour_under_connio() {
         "0",
     );
     expect("a host that is down", "transport", "4", "0");
-    expect("the same host, again", "circuit_open", "1", "0");
-    assert_eq!(rows.len(), 15);
+    expect("the same host, again", "transport", "4", "0");
+    // The tenth refused connection in a row opens the breaker.
+    expect("and a third time", "circuit_open", "2", "0");
+    assert_eq!(rows.len(), 16);
     assert!(stdout.contains("MissingAttribute,MissingAttribute"));
-    assert!(stdout.contains("15 calls under the \"connio\" policy"));
+    assert!(stdout.contains("16 calls under the \"connio\" policy"));
 
     // Another policy changes what the table says.
     let output = rebound(&["demo", "--policy", "standard"]);

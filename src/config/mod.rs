@@ -715,10 +715,10 @@ mod defaults {
     pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
     pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
     pub(super) const TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
-    pub(super) const BREAKER_CONSECUTIVE_FAILURES: u32 = 5;
+    pub(super) const BREAKER_CONSECUTIVE_FAILURES: u32 = 10;
     pub(super) const BREAKER_FAILURE_RATE: f64 = 0.5;
-    pub(super) const BREAKER_WINDOW: u32 = 20;
-    pub(super) const BREAKER_MIN_CALLS: u32 = 10;
+    pub(super) const BREAKER_WINDOW: u32 = 100;
+    pub(super) const BREAKER_MIN_CALLS: u32 = 20;
     pub(super) const BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
     pub(super) const BREAKER_MAX_OPEN_FOR: Duration = Duration::from_secs(60);
     pub(super) const BREAKER_HALF_OPEN_PROBES: u32 = 1;

@@ -7,6 +7,7 @@
 //! servers that misbehave below HTTP.
 
 pub mod seed;
+pub mod sim;
 
 use std::convert::Infallible;
 use std::future::Future;
