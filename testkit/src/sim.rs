@@ -162,7 +162,10 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
                         stall_until = Some((from, until));
                     }
                     Fault::Random { p } => {
-                        if next_random(&mut s.rng) < p && plan.is_none() {
+                        // Drawn for every request, so the sequence does not
+                        // depend on other faults.
+                        let draw = next_random(&mut s.rng);
+                        if draw < p && plan.is_none() {
                             plan = Some(Plan::Now(respond(500)));
                         }
                     }
