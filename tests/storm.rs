@@ -1,0 +1,101 @@
+//! The storm simulation, scaled down: a full outage and 10% random failures,
+//! with the bounds rebound promises. On paused time, so it runs in a moment.
+
+#[path = "support/storm.rs"]
+mod storm;
+
+use std::time::Duration;
+
+use rebound_testkit::sim::{Fault, SimConfig};
+use storm::{Config, drive};
+
+fn outage(secs: u64) -> SimConfig {
+    SimConfig {
+        capacity: None,
+        faults: vec![Fault::Outage {
+            from: Duration::ZERO,
+            until: Duration::from_secs(secs),
+        }],
+        seed: 1,
+    }
+}
+
+fn random(p: f64) -> SimConfig {
+    SimConfig {
+        capacity: None,
+        faults: vec![Fault::Random { p }],
+        seed: 7,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_outage_is_not_amplified_at_low_and_high_rates() {
+    for rate in [10.0, 100.0] {
+        let run = drive(
+            Config::Connio.policy("10s"),
+            outage(60),
+            rate,
+            Duration::from_secs(60),
+            3,
+        )
+        .await;
+        assert!(
+            run.amplification() <= 1.05,
+            "{rate}/s: {:.3}x {run:?}",
+            run.amplification()
+        );
+        // The breaker opened: the server saw less than the offered load.
+        assert!(
+            run.server.requests < run.calls,
+            "{rate}/s: {} of {}",
+            run.server.requests,
+            run.calls
+        );
+        assert!(run.count("circuit_open") > 0);
+        // Plain retries for comparison: every call tries 4 times.
+        let plain = drive(
+            Config::PlainRetries.policy("10s"),
+            outage(60),
+            rate,
+            Duration::from_secs(60),
+            3,
+        )
+        .await;
+        assert!(
+            plain.amplification() > 3.9,
+            "{rate}/s plain: {:.3}x",
+            plain.amplification()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_percent_failures_almost_all_succeed_with_little_amplification() {
+    // At least 6,000 calls per rate: the expected amplification is 1.111x,
+    // and over 600 calls chance alone moves it by about 0.015.
+    for (rate, secs) in [(10.0, 600), (100.0, 60)] {
+        let run = drive(
+            Config::Connio.policy("10s"),
+            random(0.1),
+            rate,
+            Duration::from_secs(secs),
+            5,
+        )
+        .await;
+        assert!(
+            run.success_share() >= 0.999,
+            "{rate}/s: {:.4} {run:?}",
+            run.success_share()
+        );
+        assert!(
+            run.amplification() <= 1.12,
+            "{rate}/s: {:.3}x",
+            run.amplification()
+        );
+        assert_eq!(
+            run.count("circuit_open"),
+            0,
+            "{rate}/s: the breaker never trips by chance"
+        );
+    }
+}

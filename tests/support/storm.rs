@@ -1,0 +1,153 @@
+//! The storm simulation's driver: open-loop clients calling the simulated
+//! server through rebound's real `ResilienceLayer`, on paused Tokio time.
+//! Shared by `benches/storm.rs` (the full table) and `tests/storm.rs` (the
+//! scaled-down checks).
+
+#![allow(dead_code)] // each user takes its part
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use rebound::{Policy, ResilienceLayer};
+use rebound_testkit::sim::{SimConfig, SimServer, SimStats};
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+
+/// The client configurations compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Config {
+    /// The `connio` preset: budget and breaker on.
+    Connio,
+    /// The `standard` preset.
+    Standard,
+    /// The same attempts and backoff as `connio`, with no budget and no breaker.
+    PlainRetries,
+    /// One attempt, no breaker.
+    NoRetries,
+}
+
+impl Config {
+    pub const ALL: [Config; 4] = [
+        Config::Connio,
+        Config::Standard,
+        Config::PlainRetries,
+        Config::NoRetries,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Connio => "rebound connio",
+            Config::Standard => "rebound standard",
+            Config::PlainRetries => "plain retries (4 attempts)",
+            Config::NoRetries => "no retries",
+        }
+    }
+
+    /// The policy, with `attempt_timeout` for each attempt.
+    pub fn policy(self, attempt_timeout: &str) -> Policy {
+        let connio = include_str!("../../policies/connio.toml");
+        let standard = include_str!("../../policies/standard.toml");
+        let text = match self {
+            Config::Connio => connio.to_owned(),
+            Config::Standard => standard.to_owned(),
+            // Both the budget and the breaker say `enabled = true`.
+            Config::PlainRetries => connio.replace("enabled = true", "enabled = false"),
+            Config::NoRetries => connio
+                .replace("enabled = true", "enabled = false")
+                .replace("max_attempts = 4", "max_attempts = 1"),
+        };
+        let text = text.replace(
+            "attempt = \"10s\"",
+            &format!("attempt = \"{attempt_timeout}\""),
+        );
+        Policy::from_toml_str(&text).expect("the storm's policies are valid")
+    }
+}
+
+/// What one run saw.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    pub calls: u64,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// Successful calls per second, by when they finished.
+    pub goodput: Vec<u64>,
+    pub server: SimStats,
+}
+
+impl Run {
+    /// Attempts that reached the server per logical call.
+    pub fn amplification(&self) -> f64 {
+        self.server.requests as f64 / self.calls.max(1) as f64
+    }
+
+    pub fn count(&self, outcome: &str) -> u64 {
+        self.outcomes.get(outcome).copied().unwrap_or(0)
+    }
+
+    /// The share of calls that succeeded.
+    pub fn success_share(&self) -> f64 {
+        self.count("success") as f64 / self.calls.max(1) as f64
+    }
+
+    /// The first second from `from` on where goodput is back to at least
+    /// `share` of `rate` and stays there for 3 seconds.
+    pub fn recovered_at(&self, from: usize, rate: f64, share: f64) -> Option<usize> {
+        let good = |s: usize| {
+            self.goodput
+                .get(s)
+                .is_some_and(|g| *g as f64 >= rate * share)
+        };
+        (from..self.goodput.len().saturating_sub(3)).find(|&s| (s..s + 3).all(good))
+    }
+}
+
+/// Calls at `rate` per second for `duration`, each through the stack of
+/// `policy` to `server`; waits for every call to end.
+pub async fn drive(
+    policy: Policy,
+    config: SimConfig,
+    rate: f64,
+    duration: Duration,
+    seed: u64,
+) -> Run {
+    let server = SimServer::new(config);
+    let client = ResilienceLayer::with_seed(policy, seed).layer(server.clone());
+    let start = Instant::now();
+    let calls = (rate * duration.as_secs_f64()).round() as u64;
+    let mut tasks = Vec::with_capacity(calls as usize);
+    for i in 0..calls {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = Request::get("http://sim.example/v3/devices")
+                .header("x-call", i)
+                .body(Full::<Bytes>::default())
+                .expect("a valid request");
+            let outcome = match client.oneshot(request).await {
+                Ok(_) => "success",
+                Err(e) => e.kind().as_str(),
+            };
+            (outcome, Instant::now())
+        }));
+    }
+    let mut run = Run {
+        calls,
+        ..Run::default()
+    };
+    for task in tasks {
+        let (outcome, ended) = task.await.expect("a call task");
+        *run.outcomes.entry(outcome).or_default() += 1;
+        if outcome == "success" {
+            let second = (ended - start).as_secs() as usize;
+            if run.goodput.len() <= second {
+                run.goodput.resize(second + 1, 0);
+            }
+            run.goodput[second] += 1;
+        }
+    }
+    run.server = server.stats();
+    run
+}
