@@ -17,6 +17,7 @@ fn outage(secs: u64) -> SimConfig {
             until: Duration::from_secs(secs),
         }],
         seed: 1,
+        operations: None,
     }
 }
 
@@ -25,6 +26,7 @@ fn random(p: f64) -> SimConfig {
         capacity: None,
         faults: vec![Fault::Random { p }],
         seed: 7,
+        operations: None,
     }
 }
 

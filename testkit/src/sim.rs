@@ -40,6 +40,10 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// The seed of the random failures.
     pub seed: u64,
+    /// When set, a `POST` is a write that answers 202 with
+    /// `Location: /ops/N`, and `GET /ops/N` answers 202 until the operation
+    /// is this old, then 200.
+    pub operations: Option<Duration>,
 }
 
 /// What the server saw.
@@ -65,6 +69,8 @@ struct State {
     window_count: u32,
     /// For each call id, when a 429 allows it back.
     allowed_back: std::collections::HashMap<u64, Instant>,
+    /// When each write operation started.
+    operations: Vec<Instant>,
     stats: SimStats,
 }
 
@@ -87,6 +93,7 @@ impl SimServer {
                 window_second: 0,
                 window_count: 0,
                 allowed_back: Default::default(),
+                operations: Vec::new(),
                 stats: SimStats::default(),
             })),
         }
@@ -114,7 +121,7 @@ fn respond(status: u16) -> Response<Full<Bytes>> {
 
 enum Plan {
     Now(Response<Full<Bytes>>),
-    At(Instant),
+    At(Instant, Response<Full<Bytes>>),
 }
 
 impl<B> tower_service::Service<Request<B>> for SimServer {
@@ -195,10 +202,35 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
                     _ => {}
                 }
             }
+            // Writes and their status URLs, when the server has operations.
+            let answer = match s.config.operations {
+                Some(_) if request.method() == http::Method::POST => {
+                    s.operations.push(now);
+                    let mut response = respond(202);
+                    let location = format!("/ops/{}", s.operations.len() - 1);
+                    if let Ok(value) = HeaderValue::from_str(&location) {
+                        response.headers_mut().insert("location", value);
+                    }
+                    response
+                }
+                Some(takes) => {
+                    let started = request
+                        .uri()
+                        .path()
+                        .strip_prefix("/ops/")
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .and_then(|n| s.operations.get(n).copied());
+                    match started {
+                        Some(started) if now < started + takes => respond(202),
+                        _ => respond(200),
+                    }
+                }
+                None => respond(200),
+            };
             match plan {
                 Some(plan) => plan,
                 None => match s.config.capacity {
-                    None => Plan::Now(respond(200)),
+                    None => Plan::Now(answer),
                     Some(capacity) => {
                         // One queue worked through in order at `capacity`
                         // per second; a stall holds it until the stall ends.
@@ -211,7 +243,7 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
                         }
                         let done = begin + Duration::from_secs_f64(1.0 / capacity);
                         s.next_free = done;
-                        Plan::At(done)
+                        Plan::At(done, answer)
                     }
                 },
             }
@@ -219,9 +251,9 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
         Box::pin(async move {
             match plan {
                 Plan::Now(response) => Ok(response),
-                Plan::At(done) => {
+                Plan::At(done, answer) => {
                     tokio::time::sleep_until(done).await;
-                    Ok(respond(200))
+                    Ok(answer)
                 }
             }
         })

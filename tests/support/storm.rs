@@ -113,6 +113,18 @@ pub async fn drive(
     duration: Duration,
     seed: u64,
 ) -> Run {
+    drive_method(policy, config, rate, duration, seed, http::Method::GET).await
+}
+
+/// Like [`drive`], with another method (`POST` for writes).
+pub async fn drive_method(
+    policy: Policy,
+    config: SimConfig,
+    rate: f64,
+    duration: Duration,
+    seed: u64,
+    method: http::Method,
+) -> Run {
     let server = SimServer::new(config);
     let client = ResilienceLayer::with_seed(policy, seed).layer(server.clone());
     let start = Instant::now();
@@ -121,12 +133,16 @@ pub async fn drive(
     for i in 0..calls {
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
         let client = client.clone();
+        let method = method.clone();
         tasks.push(tokio::spawn(async move {
-            let request = Request::get("http://sim.example/v3/devices")
+            let request = Request::builder()
+                .method(method)
+                .uri("http://sim.example/v3/devices")
                 .header("x-call", i)
                 .body(Full::<Bytes>::default())
                 .expect("a valid request");
             let outcome = match client.oneshot(request).await {
+                Ok(response) if response.status() == http::StatusCode::ACCEPTED => "accepted",
                 Ok(_) => "success",
                 Err(e) => e.kind().as_str(),
             };

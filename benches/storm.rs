@@ -1,0 +1,200 @@
+//! Retry storms: does rebound amplify an outage? One command:
+//!
+//! ```text
+//! cargo bench --bench storm
+//! ```
+//!
+//! Open-loop clients call a simulated server (a capacity, a queue, faults on
+//! a schedule; `testkit/src/sim.rs`) through rebound's real
+//! `ResilienceLayer`, on paused Tokio time, so minutes of traffic take
+//! seconds. Each scenario runs under rebound's presets, under plain retries
+//! (the same 4 attempts and backoff, no budget, no breaker) and with no
+//! retries, and the table shows, for each:
+//!
+//! - amplification: attempts that reached the server per logical call;
+//! - the share of calls that succeeded;
+//! - calls the breaker rejected without sending;
+//! - for the metastable scenario, when goodput came back after the fault.
+
+#[path = "../tests/support/storm.rs"]
+mod storm;
+
+use std::time::Duration;
+
+use rebound_testkit::sim::{Fault, SimConfig};
+use storm::{Config, Run, drive, drive_method};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn header() {
+    println!(
+        "{:<34} {:>7} {:<27} {:>8} {:>9} {:>9} {:>12} {:>9}",
+        "scenario", "rate/s", "client", "calls", "amplif.", "success", "circuit_open", "recovery"
+    );
+    println!("{}", "-".repeat(124));
+}
+
+fn row(scenario: &str, rate: f64, config: Config, run: &Run, recovery: Option<String>) {
+    named_row(scenario, rate, config.name(), run, recovery);
+}
+
+fn named_row(scenario: &str, rate: f64, client: &str, run: &Run, recovery: Option<String>) {
+    println!(
+        "{:<34} {:>7} {:<27} {:>8} {:>8.3}x {:>8.2}% {:>12} {:>9}",
+        scenario,
+        rate,
+        client,
+        run.calls,
+        run.amplification(),
+        run.success_share() * 100.0,
+        run.count("circuit_open"),
+        recovery.unwrap_or_else(|| "-".into()),
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing here is criterion.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        header();
+        for rate in [10.0, 100.0, 1000.0] {
+            let config = SimConfig {
+                capacity: None,
+                faults: vec![Fault::Outage {
+                    from: Duration::ZERO,
+                    until: secs(60),
+                }],
+                seed: 1,
+                operations: None,
+            };
+            for client in Config::ALL {
+                let run = drive(client.policy("10s"), config.clone(), rate, secs(60), 3).await;
+                row("1. full outage, 60 s", rate, client, &run, None);
+            }
+        }
+        for (rate, duration) in [(10.0, 600), (100.0, 60), (1000.0, 60)] {
+            let config = SimConfig {
+                capacity: None,
+                faults: vec![Fault::Random { p: 0.1 }],
+                seed: 7,
+                operations: None,
+            };
+            for client in Config::ALL {
+                let run = drive(
+                    client.policy("10s"),
+                    config.clone(),
+                    rate,
+                    secs(duration),
+                    5,
+                )
+                .await;
+                row("2. 10% random failures", rate, client, &run, None);
+            }
+        }
+        {
+            let config = SimConfig {
+                capacity: None,
+                faults: vec![Fault::Throttle {
+                    per_second: 100,
+                    retry_after_secs: 1,
+                }],
+                seed: 1,
+                operations: None,
+            };
+            for client in Config::ALL {
+                let run = drive(client.policy("10s"), config.clone(), 150.0, secs(60), 9).await;
+                row("3. throttled above 100/s (429)", 150.0, client, &run, None);
+                println!(
+                    "{:>34}   429s sent: {}, retries sooner than their Retry-After: {}",
+                    "", run.server.throttled, run.server.early_retries
+                );
+            }
+        }
+        {
+            // Capacity 300/s, offered 280/s; the server stalls from 10 s to
+            // 20 s; attempts time out after 1 s.
+            let config = SimConfig {
+                capacity: Some(300.0),
+                faults: vec![Fault::Stall {
+                    from: secs(10),
+                    until: secs(20),
+                }],
+                seed: 1,
+                operations: None,
+            };
+            for client in Config::ALL {
+                let run = drive(client.policy("1s"), config.clone(), 280.0, secs(90), 11).await;
+                let recovery = run
+                    .recovered_at(20, 280.0, 0.95)
+                    .map_or("never".to_owned(), |s| format!("{}s", s - 20));
+                row(
+                    "4. metastable: stall 10-20 s",
+                    280.0,
+                    client,
+                    &run,
+                    Some(recovery),
+                );
+                let arrivals: Vec<String> = run
+                    .server
+                    .arrivals
+                    .iter()
+                    .step_by(10)
+                    .map(u64::to_string)
+                    .collect();
+                println!(
+                    "{:>34}   server arrivals/s every 10 s: {}",
+                    "",
+                    arrivals.join(" ")
+                );
+            }
+        }
+        {
+            // Writes at 100/s answered 202; each operation takes 5 s; the
+            // server completes 1000 requests/s.
+            let config = SimConfig {
+                capacity: Some(1000.0),
+                faults: vec![],
+                seed: 1,
+                operations: Some(secs(5)),
+            };
+            let connio = include_str!("../policies/connio.toml");
+            let tight = connio
+                .replace("interval = \"1s\"", "interval = \"100ms\"")
+                .replace("multiplier = 1.5", "multiplier = 1")
+                .replace("max_polls = 30", "max_polls = 100");
+            let blind = connio.replace(
+                "location_headers = [\"Operation-Location\", \"Location\"]",
+                "location_headers = []",
+            );
+            for (name, text) in [
+                ("rebound connio (1 s, x1.5)", connio.to_owned()),
+                ("polling every 100 ms", tight),
+                ("no polling (accepted)", blind),
+            ] {
+                let policy = rebound::Policy::from_toml_str(&text).expect("a valid policy");
+                let run = drive_method(
+                    policy,
+                    config.clone(),
+                    100.0,
+                    secs(60),
+                    13,
+                    http::Method::POST,
+                )
+                .await;
+                named_row("5. 202 writes, 5 s operations", 100.0, name, &run, None);
+                println!(
+                    "{:>34}   accepted: {}, server requests per write: {:.1}",
+                    "",
+                    run.count("accepted"),
+                    run.amplification()
+                );
+            }
+        }
+    });
+}
