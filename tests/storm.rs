@@ -54,6 +54,21 @@ async fn a_full_outage_is_not_amplified_at_low_and_high_rates() {
             run.calls
         );
         assert!(run.count("circuit_open") > 0);
+        // The retry budget alone holds it too.
+        let budget = drive(
+            Config::BudgetOnly.policy("10s"),
+            outage(60),
+            rate,
+            Duration::from_secs(60),
+            3,
+        )
+        .await;
+        assert!(
+            budget.amplification() <= 1.05,
+            "{rate}/s budget only: {:.3}x",
+            budget.amplification()
+        );
+        assert_eq!(budget.count("circuit_open"), 0);
         // Plain retries for comparison: every call tries 4 times.
         let plain = drive(
             Config::PlainRetries.policy("10s"),

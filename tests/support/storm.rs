@@ -23,6 +23,8 @@ pub enum Config {
     Connio,
     /// The `standard` preset.
     Standard,
+    /// The `connio` preset with its breaker off: the retry budget alone.
+    BudgetOnly,
     /// The same attempts and backoff as `connio`, with no budget and no breaker.
     PlainRetries,
     /// One attempt, no breaker.
@@ -30,9 +32,10 @@ pub enum Config {
 }
 
 impl Config {
-    pub const ALL: [Config; 4] = [
+    pub const ALL: [Config; 5] = [
         Config::Connio,
         Config::Standard,
+        Config::BudgetOnly,
         Config::PlainRetries,
         Config::NoRetries,
     ];
@@ -41,6 +44,7 @@ impl Config {
         match self {
             Config::Connio => "rebound connio",
             Config::Standard => "rebound standard",
+            Config::BudgetOnly => "rebound connio, no breaker",
             Config::PlainRetries => "plain retries (4 attempts)",
             Config::NoRetries => "no retries",
         }
@@ -53,6 +57,11 @@ impl Config {
         let text = match self {
             Config::Connio => connio.to_owned(),
             Config::Standard => standard.to_owned(),
+            // The breaker's section is the last to say `enabled = true`.
+            Config::BudgetOnly => match connio.rfind("enabled = true") {
+                Some(at) => format!("{}enabled = false{}", &connio[..at], &connio[at + 14..]),
+                None => connio.to_owned(),
+            },
             // Both the budget and the breaker say `enabled = true`.
             Config::PlainRetries => connio.replace("enabled = true", "enabled = false"),
             Config::NoRetries => connio
