@@ -11,7 +11,8 @@
 //! (the same 4 attempts and backoff, no budget, no breaker) and with no
 //! retries, and the table shows, for each:
 //!
-//! - amplification: attempts that reached the server per logical call;
+//! - amplification: attempts that reached the server per logical call (in
+//!   the outage scenario, during the outage);
 //! - the share of calls that succeeded;
 //! - calls the breaker rejected without sending;
 //! - for the metastable scenario, when goodput came back after the fault.
@@ -30,10 +31,10 @@ fn secs(s: u64) -> Duration {
 
 fn header() {
     println!(
-        "{:<34} {:>7} {:<27} {:>8} {:>9} {:>9} {:>12} {:>9}",
+        "{:<36} {:>6} {:<27} {:>8} {:>9} {:>9} {:>12} {:>9}",
         "scenario", "rate/s", "client", "calls", "amplif.", "success", "circuit_open", "recovery"
     );
-    println!("{}", "-".repeat(124));
+    println!("{}", "-".repeat(125));
 }
 
 fn row(scenario: &str, rate: f64, config: Config, run: &Run, recovery: Option<String>) {
@@ -41,16 +42,39 @@ fn row(scenario: &str, rate: f64, config: Config, run: &Run, recovery: Option<St
 }
 
 fn named_row(scenario: &str, rate: f64, client: &str, run: &Run, recovery: Option<String>) {
-    println!(
-        "{:<34} {:>7} {:<27} {:>8} {:>8.3}x {:>8.2}% {:>12} {:>9}",
+    line(
         scenario,
         rate,
         client,
         run.calls,
         run.amplification(),
-        run.success_share() * 100.0,
+        run.success_share(),
         run.count("circuit_open"),
         recovery.unwrap_or_else(|| "-".into()),
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn line(
+    scenario: &str,
+    rate: f64,
+    client: &str,
+    calls: u64,
+    amplification: f64,
+    success: f64,
+    circuit_open: u64,
+    recovery: String,
+) {
+    println!(
+        "{:<36} {:>6} {:<27} {:>8} {:>8.3}x {:>8.2}% {:>12} {:>9}",
+        scenario,
+        rate,
+        client,
+        calls,
+        amplification,
+        success * 100.0,
+        circuit_open,
+        recovery,
     );
 }
 
@@ -74,8 +98,24 @@ fn main() {
                 operations: None,
             };
             for client in Config::ALL {
-                let run = drive(client.policy("10s"), config.clone(), rate, secs(60), 3).await;
-                row("1. full outage, 60 s", rate, client, &run, None);
+                // 60 s of outage, then 30 s of health: amplification is
+                // counted over the outage, recovery after it.
+                let run = drive(client.policy("10s"), config.clone(), rate, secs(90), 3).await;
+                let recovery = run
+                    .recovered_at(60, rate, 0.95)
+                    .map_or("> 30s".to_owned(), |s| format!("{}s", s - 60));
+                let during: u64 = run.server.arrivals.iter().take(60).sum();
+                let outage_calls = rate * 60.0;
+                line(
+                    "1. full outage 0-60 s, then 30 s up",
+                    rate,
+                    client.name(),
+                    run.calls,
+                    during as f64 / outage_calls,
+                    run.success_share(),
+                    run.count("circuit_open"),
+                    recovery,
+                );
             }
         }
         for (rate, duration) in [(10.0, 600), (100.0, 60), (1000.0, 60)] {

@@ -720,7 +720,7 @@ mod defaults {
     pub(super) const BREAKER_WINDOW: u32 = 100;
     pub(super) const BREAKER_MIN_CALLS: u32 = 20;
     pub(super) const BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
-    pub(super) const BREAKER_MAX_OPEN_FOR: Duration = Duration::from_secs(60);
+    pub(super) const BREAKER_MAX_OPEN_FOR: Duration = Duration::from_secs(10);
     pub(super) const BREAKER_HALF_OPEN_PROBES: u32 = 1;
     pub(super) const BREAKER_MAX_HOSTS: u32 = 1024;
     pub(super) const POLL_INTERVAL: Duration = Duration::from_secs(1);
