@@ -58,18 +58,12 @@ pub(crate) fn run(args: &DemoArgs) -> u8 {
     if args.trace {
         crate::install_tracing_for_demo();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("rebound: cannot start the runtime: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    runtime.block_on(demo(policy, &args.policy.policy))
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2);
+    match crate::runtime(builder) {
+        Ok(runtime) => runtime.block_on(demo(policy, &args.policy.policy)),
+        Err(code) => code,
+    }
 }
 
 async fn demo(policy: Policy, policy_name: &str) -> u8 {

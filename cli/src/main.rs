@@ -48,6 +48,14 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// A runtime with its timer and I/O, or the exit status of a failure to make one.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, u8> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("rebound: cannot start the runtime: {e}");
+        EXIT_FAILED
+    })
+}
+
 /// For `demo --trace`: every span and event of rebound at info level.
 fn install_tracing_for_demo() {
     use tracing_subscriber::filter::Targets;

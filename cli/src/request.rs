@@ -83,15 +83,9 @@ pub(crate) fn run(args: RequestArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("rebound: cannot start the runtime: {e}");
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     let report = runtime.block_on(send(prepared, args.report.is_none()));
     if args.report.is_some() {
