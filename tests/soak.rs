@@ -122,6 +122,8 @@ async fn a_hundred_thousand_calls_add_up_and_leak_nothing() {
     // Warm up: connections, pools, allocator.
     run_calls(client.clone(), url.clone(), 10_000).await;
     let requests_before = server.requests() as u64;
+    let budget = policy.budget();
+    let (granted_before, refused_before) = (budget.granted(), budget.refused());
     let admitted_before = breakers
         .snapshots()
         .iter()
@@ -151,6 +153,13 @@ async fn a_hundred_thousand_calls_add_up_and_leak_nothing() {
         .sum::<u64>()
         - admitted_before;
     assert_eq!(admitted, requests, "the breaker counted every attempt");
+    // Every attempt after a call's first was a retry the budget granted, and
+    // every budget_exhausted outcome one it refused.
+    assert_eq!(budget.granted() - granted_before, requests - CALLS);
+    assert_eq!(
+        budget.refused() - refused_before,
+        outcomes.get("budget_exhausted").copied().unwrap_or(0)
+    );
     assert!(
         outcomes.get("success").copied().unwrap_or(0) as f64 >= CALLS as f64 * 0.99,
         "{outcomes:?}"

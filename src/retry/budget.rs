@@ -69,6 +69,8 @@ fn millis(tokens: f64) -> u64 {
 pub struct Budget {
     enabled: bool,
     tokens: AtomicU64,
+    granted: AtomicU64,
+    refused: AtomicU64,
     capacity: u64,
     refill: u64,
     transient_cost: u64,
@@ -82,6 +84,8 @@ impl Budget {
         Budget {
             enabled: settings.enabled,
             tokens: AtomicU64::new(capacity),
+            granted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             capacity,
             refill: millis(settings.success_refill),
             transient_cost: millis(settings.transient_cost),
@@ -108,16 +112,32 @@ impl Budget {
     /// Takes the price of one retry for `cause`; `false` when too few tokens
     /// are left, in which case nothing is taken.
     pub fn withdraw(&self, cause: RetryCause) -> bool {
-        if !self.enabled {
-            return true;
-        }
         let cost = match cause {
             RetryCause::Throttling => self.throttling_cost,
             RetryCause::Transient => self.transient_cost,
         };
-        self.tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| t.checked_sub(cost))
-            .is_ok()
+        let granted = !self.enabled
+            || self
+                .tokens
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| t.checked_sub(cost))
+                .is_ok();
+        let counter = if granted {
+            &self.granted
+        } else {
+            &self.refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        granted
+    }
+
+    /// Retries granted so far.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
+    }
+
+    /// Retries refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The settings the budget was made with.
