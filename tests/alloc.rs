@@ -1,12 +1,12 @@
 //! The success path allocates nothing beyond what the inner service does.
 //!
-//! A counting global allocator sees every allocation of this test binary, so
-//! the tests take a lock: no other test thread can allocate meanwhile.
+//! A counting global allocator counts the allocations of each thread; every
+//! call here is polled on the test's own thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -18,18 +18,31 @@ use tower::{Layer, Service};
 
 struct CountingAllocator;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Per thread: the test harness allocates on its own threads (printing
+    // results) while a test measures.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn count() {
+    // `try_with`: a thread being torn down has no counter any more.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
 
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count();
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count();
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -53,7 +66,7 @@ where
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     for _ in 0..calls {
         assert!(service.poll_ready(&mut cx).is_ready());
         let mut request = Request::get(http::Uri::from_static("http://api.example/devices/1"))
@@ -68,14 +81,11 @@ where
             other => panic!("expected an immediate response, got {:?}", other.is_ready()),
         }
     }
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+    allocations() - before
 }
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn the_success_path_allocates_no_more_than_the_inner_service() {
-    let _serial = SERIAL.lock().unwrap();
     for (preset, status) in [("connio", 200), ("connio", 202), ("standard", 204)] {
         let policy = Policy::preset(preset).unwrap();
         let mut bare = Answer::new(status, "{\"id\":\"1\"}");
@@ -96,17 +106,16 @@ fn the_success_path_allocates_no_more_than_the_inner_service() {
 
 #[test]
 fn with_headers_the_only_allocations_are_the_two_copies_of_the_head() {
-    let _serial = SERIAL.lock().unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("authorization", HeaderValue::from_static("Bearer t"));
     headers.insert("x-tenant", HeaderValue::from_static("acme"));
     // What one copy of these headers costs, counted over many copies.
     let mut copies = Vec::with_capacity(100);
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     for _ in 0..100 {
         copies.push(std::hint::black_box(headers.clone()));
     }
-    let per_copy = (ALLOCATIONS.load(Ordering::SeqCst) - before) / 100;
+    let per_copy = (allocations() - before) / 100;
     drop(copies);
     assert!(per_copy > 0);
 
