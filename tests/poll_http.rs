@@ -13,7 +13,7 @@ use rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
 use rebound_testkit::{TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
 
-/// The seed API's write path, with the status URLs the issue asks about:
+/// The seed API's write path, with status URLs of every kind:
 /// `POST /write/NAME` answers 202 with `Location` taken from `?location=`
 /// (default `/ops/NAME`); `GET /ops/NAME` answers 202 twice, then what NAME
 /// says: `ok` a 200 with a body, `gone` a 404 with an error body, `flaky` one
