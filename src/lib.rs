@@ -78,6 +78,6 @@ pub use outcome::Outcome;
 pub use stack::{Resilience, ResilienceLayer};
 
 // The README's examples compile as part of the test suite.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "hyper"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
