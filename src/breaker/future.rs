@@ -133,7 +133,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             Projection::Called { future, permit } => {

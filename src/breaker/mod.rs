@@ -117,7 +117,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let Some(registry) = &self.registry else {
             return ResponseFuture::passed(self.inner.call(request));

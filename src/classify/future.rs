@@ -46,7 +46,7 @@ pin_project! {
 }
 
 impl<F, RB> ResponseFuture<F, RB> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         future: F,
         settings: &'static ClassifySettings,
@@ -70,7 +70,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

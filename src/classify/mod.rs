@@ -136,7 +136,7 @@ where
             .map_err(|e| Error::transport(e.into()))
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let deadline = request.extensions().get::<CallDeadline>().map(|d| d.0);
         ResponseFuture::new(self.inner.call(request), self.settings, deadline)

@@ -169,7 +169,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> TaskPoll<Self::Output> {
         let mut this = self.project();
         loop {

@@ -131,7 +131,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if self.settings.location_headers.is_empty() {
             // No status URL can ever be followed: nothing to keep.

@@ -76,7 +76,7 @@ where
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     B: ReplayBody,
 {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         service: &mut S,
         mut request: Request<B>,
@@ -133,7 +133,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

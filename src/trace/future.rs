@@ -23,7 +23,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    #[inline]
+    #[inline(always)]
     pub(super) fn new(inner: F, span: Span, settings: Option<&'static ClassifySettings>) -> Self {
         ResponseFuture {
             inner,
@@ -39,7 +39,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();

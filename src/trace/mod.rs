@@ -71,7 +71,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let span = call_span(request.method(), request.uri());
         let future = {
