@@ -257,3 +257,20 @@ async fn a_dropped_poll_leaves_nothing_behind() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(script.calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_never_outlives_the_call() {
+    // The operation is accepted at 0 s; the first poll (at 1 s) hangs. Each
+    // attempt may take 10 s, but the whole call ends at timeouts.total, 3 s.
+    let text = "[classify]\npollable = [202]\nretryable = [500]\n\
+                [poll]\ninterval = \"1s\"\n[timeouts]\nattempt = \"10s\"\ntotal = \"3s\"\n";
+    let script = Scripted::new([accepted("/ops/1"), Step::Hang]);
+    let client =
+        ResilienceLayer::with_seed(Policy::from_toml_str(text).unwrap(), 1).layer(script.clone());
+    let started = Instant::now();
+    let error = client.oneshot(write()).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
+    assert_eq!(error.polls(), 1);
+    assert_eq!(script.calls(), 2);
+}

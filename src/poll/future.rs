@@ -12,7 +12,7 @@ use tracing::Span;
 
 use super::location::{Target, resolve_status_url};
 use super::{OnAccepted, PollSettings};
-use crate::classify::{ClassifySettings, StatusClass, retry_after_of};
+use crate::classify::{CallDeadline, ClassifySettings, StatusClass, retry_after_of};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
 use crate::timer::Timer;
@@ -311,7 +311,14 @@ where
                         *this.phase = Phase::Done;
                         return TaskPoll::Ready(Err(error.with_polls(polling.polls)));
                     }
-                    let request = status_request(&state.head, &polling.target, this.settings);
+                    let mut request: Request<B> =
+                        status_request(&state.head, &polling.target, this.settings);
+                    // The whole call's deadline bounds each poll, its
+                    // attempts and its retries too.
+                    if let Some(started) = state.started {
+                        let deadline = started + this.settings.total_timeout;
+                        request.extensions_mut().insert(CallDeadline(deadline));
+                    }
                     polling.polls += 1;
                     polling.span = tracing::info_span!(
                         "rebound.poll",

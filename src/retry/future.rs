@@ -43,6 +43,9 @@ pin_project! {
         // When the call started; read at the first moment it matters, so that
         // an answer that is ready at once reads no clock.
         started: Option<Instant>,
+        // The end of an enclosing call (a poll of an operation), when the
+        // request carries one: no retry may go past it.
+        outer_deadline: Option<Instant>,
         previous_delay: Duration,
         last_error: Option<Error>,
         span: Span,
@@ -100,6 +103,7 @@ where
             has_idempotency_key,
             attempts: 1,
         };
+        let outer_deadline = request.extensions().get::<CallDeadline>().map(|d| d.0);
         let template = if settings.max_attempts > 1 {
             Template::of(&request)
         } else {
@@ -119,6 +123,7 @@ where
             shared,
             facts,
             started: None,
+            outer_deadline,
             previous_delay: Duration::ZERO,
             last_error: None,
             span,
@@ -203,7 +208,9 @@ where
                         settings,
                         &shared.budget,
                         now,
-                        started.checked_add(settings.total_timeout),
+                        started
+                            .checked_add(settings.total_timeout)
+                            .map(|own| this.outer_deadline.map_or(own, |outer| own.min(outer))),
                         || template.as_ref().is_some_and(Template::is_replayable),
                         || {
                             settings
@@ -249,8 +256,9 @@ where
                     *this.phase = Phase::Readying;
                 }
                 Phase::Readying => {
-                    let deadline = this.started.unwrap_or_else(Instant::now)
+                    let own = this.started.unwrap_or_else(Instant::now)
                         + this.shared.settings.total_timeout;
+                    let deadline = this.outer_deadline.map_or(own, |outer| own.min(outer));
                     let spare = &**this.spare;
                     let service = this.service.get_or_insert_with(|| spare.clone());
                     match service.poll_ready(cx) {
