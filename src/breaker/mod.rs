@@ -139,25 +139,23 @@ where
     }
 }
 
-/// The event of a change of state.
+/// The event of a change of state: a warning when a breaker opens.
 pub(crate) fn report(key: &str, t: &Transition) {
+    macro_rules! changed {
+        ($level:ident) => {
+            tracing::$level!(
+                key,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                failure_rate = t.failure_rate,
+                consecutive_failures = t.consecutive_failures,
+                "circuit breaker state changed"
+            )
+        };
+    }
     if t.to == BreakerState::Open {
-        tracing::warn!(
-            key,
-            from = t.from.as_str(),
-            to = t.to.as_str(),
-            failure_rate = t.failure_rate,
-            consecutive_failures = t.consecutive_failures,
-            "circuit breaker state changed"
-        );
+        changed!(warn);
     } else {
-        tracing::info!(
-            key,
-            from = t.from.as_str(),
-            to = t.to.as_str(),
-            failure_rate = t.failure_rate,
-            consecutive_failures = t.consecutive_failures,
-            "circuit breaker state changed"
-        );
+        changed!(info);
     }
 }

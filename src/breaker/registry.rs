@@ -125,7 +125,7 @@ impl Cell {
 
 /// Every breaker of one layer and its clones.
 pub(crate) struct Registry {
-    pub(crate) settings: BreakerSettings,
+    settings: BreakerSettings,
     scope: Scope,
     max_hosts: usize,
     global: Arc<Cell>,
