@@ -339,9 +339,7 @@ async fn an_added_idempotency_key_is_the_same_on_every_attempt() {
         .collect();
     assert_eq!(keys.len(), 3);
     assert!(keys.iter().all(|k| k == &keys[0]));
-    let key = &keys[0];
-    assert_eq!(key.len(), 36);
-    assert_eq!(&key[14..15], "4", "a version 4 UUID: {key}");
+    assert!(is_uuid_v4(&keys[0]), "not a version 4 UUID: {}", keys[0]);
 
     // A key the caller set is kept; idempotent methods get none.
     let script = Scripted::new([Step::status(200)]);
@@ -354,6 +352,112 @@ async fn an_added_idempotency_key_is_the_same_on_every_attempt() {
     let seen = script.seen();
     assert_eq!(seen[0].headers["idempotency-key"], "mine");
     assert!(!seen[1].headers.contains_key("idempotency-key"));
+}
+
+/// Whether `key` is an RFC 9562 version 4 UUID in its lowercase text form.
+fn is_uuid_v4(key: &str) -> bool {
+    let groups: Vec<&str> = key.split('-').collect();
+    let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    lengths == [8, 4, 4, 4, 12]
+        && key
+            .bytes()
+            .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && groups[2].starts_with('4')
+        && groups[3].starts_with(['8', '9', 'a', 'b'])
+}
+
+#[tokio::test(start_paused = true)]
+async fn layers_with_the_same_seed_add_different_keys() {
+    // Jitter repeats under a seed; idempotency keys must not, or a key seen
+    // once would tell the next.
+    let text = "[classify]\nretryable = [500]\n[retry]\nadd_idempotency_key = true\n";
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let script = Scripted::new([Step::status(200), Step::status(200)]);
+        let client = ResilienceLayer::with_seed(Policy::from_toml_str(text).unwrap(), SEED)
+            .layer(script.clone());
+        client.clone().oneshot(request(Method::POST)).await.unwrap();
+        client.oneshot(request(Method::POST)).await.unwrap();
+        for seen in script.seen() {
+            keys.push(seen.headers["idempotency-key"].to_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(keys.len(), 4);
+    for key in &keys {
+        assert!(is_uuid_v4(key), "not a version 4 UUID: {key}");
+    }
+    let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), 4, "keys repeat: {keys:?}");
+}
+
+/// The inverse of SplitMix64's output mix.
+fn unmix(mut z: u64) -> u64 {
+    fn inverse(a: u64) -> u64 {
+        // Newton's iteration for the inverse of an odd number modulo 2^64.
+        let mut x = a;
+        for _ in 0..6 {
+            x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        }
+        x
+    }
+    z = z ^ (z >> 31) ^ (z >> 62);
+    z = z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB));
+    z = z ^ (z >> 27) ^ (z >> 54);
+    z = z.wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9));
+    z ^ (z >> 30) ^ (z >> 60)
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn key_halves(key: &str) -> (u64, u64) {
+    let hex: String = key.chars().filter(|c| *c != '-').collect();
+    let all = u128::from_str_radix(&hex, 16).unwrap();
+    ((all >> 64) as u64, all as u64)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_observed_key_does_not_tell_the_next() {
+    // Were keys two outputs of a SplitMix64 generator (as jitter is), one key
+    // would give away its state: try every value of the 6 bits the UUID
+    // version and variant overwrite, and predict the next key.
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    assert_eq!(unmix(mix(0x0123_4567_89ab_cdef)), 0x0123_4567_89ab_cdef);
+    let text = "[classify]\nretryable = [500]\n[retry]\nadd_idempotency_key = true\n";
+    let script = Scripted::new([Step::status(200), Step::status(200)]);
+    let client = ResilienceLayer::with_seed(Policy::from_toml_str(text).unwrap(), SEED)
+        .layer(script.clone());
+    client.clone().oneshot(request(Method::POST)).await.unwrap();
+    client.oneshot(request(Method::POST)).await.unwrap();
+    let seen = script.seen();
+    let first = key_halves(seen[0].headers["idempotency-key"].to_str().unwrap());
+    let second = key_halves(seen[1].headers["idempotency-key"].to_str().unwrap());
+    let known = |x: u64| x & !(0xf << 12);
+    let known_low = |x: u64| x & !(0b11 << 62);
+    let mut predictions = 0;
+    for nibble in 0..16u64 {
+        let high = known(first.0) | (nibble << 12);
+        let state = unmix(high);
+        if known_low(mix(state.wrapping_add(GAMMA))) != known_low(first.1) {
+            continue;
+        }
+        predictions += 1;
+        let next = (
+            mix(state.wrapping_add(GAMMA.wrapping_mul(2))),
+            mix(state.wrapping_add(GAMMA.wrapping_mul(3))),
+        );
+        assert_ne!(
+            (known(next.0), known_low(next.1)),
+            (known(second.0), known_low(second.1)),
+            "the second key follows from the first"
+        );
+    }
+    // A random 128-bit key matches a SplitMix64 pair for some nibble with
+    // odds of 16 in 2^62.
+    assert_eq!(predictions, 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -12,6 +12,7 @@ use tracing::Span;
 
 use super::Shared;
 use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
+use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
 use crate::classify::CallDeadline;
 use crate::error::{Error, ErrorKind};
@@ -93,8 +94,11 @@ where
         let has_idempotency_key = !idempotent && {
             let key = HeaderName::from_static(IDEMPOTENCY_KEY);
             if settings.add_idempotency_key && !request.headers().contains_key(&key) {
-                let value = uuid_v4(shared.keys.next_u64(), shared.keys.next_u64());
-                request.headers_mut().insert(key.clone(), value);
+                // Without the system's randomness no key is added, and the
+                // write is not retried: better than a key others can guess.
+                if let Some(value) = idempotency_key() {
+                    request.headers_mut().insert(key.clone(), value);
+                }
             }
             request.headers().contains_key(&key)
         };
@@ -378,46 +382,5 @@ fn record_error(span: &Span, error: &Error) {
     crate::trace::record_error_fields(span, error);
     if let Some(class) = error.class() {
         span.record("rebound.class", class.as_str());
-    }
-}
-
-/// A random (version 4) UUID as a header value.
-fn uuid_v4(high: u64, low: u64) -> HeaderValue {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&high.to_be_bytes());
-    bytes[8..].copy_from_slice(&low.to_be_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut text = [0u8; 36];
-    let mut at = 0;
-    for (i, byte) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            text[at] = b'-';
-            at += 1;
-        }
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        text[at] = HEX[usize::from(byte >> 4)];
-        text[at + 1] = HEX[usize::from(byte & 0xf)];
-        at += 2;
-    }
-    HeaderValue::from_bytes(&text).expect("hex digits and dashes are a valid header value")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uuid_v4;
-
-    #[test]
-    fn uuids_have_the_version_4_shape() {
-        let key = uuid_v4(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
-        assert_eq!(
-            key.to_str().unwrap(),
-            "01234567-89ab-4def-bedc-ba9876543210"
-        );
-        let key = uuid_v4(u64::MAX, u64::MAX);
-        assert_eq!(
-            key.to_str().unwrap(),
-            "ffffffff-ffff-4fff-bfff-ffffffffffff"
-        );
     }
 }

@@ -32,7 +32,6 @@ impl RetryLayer {
                 budget: policy.budget(),
                 classify: policy.classify_settings(),
                 jitter,
-                keys: SharedRng::from_entropy(),
             }),
         }
     }

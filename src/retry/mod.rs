@@ -40,6 +40,7 @@ mod backoff;
 mod budget;
 mod decision;
 mod future;
+mod key;
 mod layer;
 mod replay;
 mod rng;
@@ -92,9 +93,6 @@ pub(crate) struct Shared {
     pub(crate) budget: Arc<Budget>,
     pub(crate) classify: &'static ClassifySettings,
     pub(crate) jitter: rng::SharedRng,
-    /// Idempotency keys never come from the seedable generator: keys must not
-    /// repeat across processes that share a seed.
-    pub(crate) keys: rng::SharedRng,
 }
 
 /// Retries failed attempts of the inner service; see the [module docs](self).
