@@ -71,7 +71,7 @@ proptest! {
         let base: Uri = "https://api.example:8443/v3/devices/7".parse().unwrap();
         let origin = Origin::of(&base).unwrap();
         for candidate in [location, text.into_bytes()] {
-            if let Ok(target) = resolve_status_url(&base, &candidate, &[]) {
+            if let Ok(target) = resolve_status_url(&base, &base, &candidate, &[]) {
                 prop_assert!(matches!(target, Target::SameOrigin(_)));
                 prop_assert_eq!(Origin::of(target.uri()), Some(origin.clone()));
                 let authority = target.uri().authority().map(|a| a.as_str().to_owned());

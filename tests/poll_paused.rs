@@ -274,3 +274,59 @@ async fn a_poll_never_outlives_the_call() {
     assert_eq!(error.polls(), 1);
     assert_eq!(script.calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_relative_status_url_resolves_against_the_url_that_answered() {
+    // RFC 9110: a relative Location is relative to the response that sent it.
+    // The request is /v3/devices/7/data; the status URL moves on from
+    // /v3/ops/1/status to "../2/status", which from the status URL (not from
+    // the request) is /v3/ops/2/status.
+    let script = Scripted::new([
+        accepted("/v3/ops/1/status"),
+        accepted("../2/status"),
+        done("{}"),
+    ]);
+    let client = ResilienceLayer::with_seed(policy(""), 1).layer(script.clone());
+    let response = client.oneshot(write()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let uris: Vec<String> = script.seen().iter().map(|s| s.uri.to_string()).collect();
+    assert_eq!(
+        uris,
+        [
+            "https://api.example/v3/devices/7/data",
+            "https://api.example/v3/ops/1/status",
+            "https://api.example/v3/ops/2/status",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_requests_leave_out_conditional_and_range_headers() {
+    // A status GET carrying the write's preconditions could fail with 412 or
+    // answer 206 with part of the result.
+    for name in [
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+    ] {
+        let script = Scripted::new([accepted("/v3/ops/1"), done("{}")]);
+        let client = ResilienceLayer::with_seed(policy(""), 1).layer(script.clone());
+        let mut request = write();
+        request.headers_mut().insert(
+            http::HeaderName::from_static(name),
+            "\"v1\"".parse().unwrap(),
+        );
+        client.oneshot(request).await.unwrap();
+        let seen = script.seen();
+        assert_eq!(seen.len(), 2, "{name}");
+        assert_eq!(seen[0].headers[name], "\"v1\"", "the write keeps {name}");
+        assert!(
+            !seen[1].headers.contains_key(name),
+            "the status request carries {name}"
+        );
+        assert_eq!(seen[1].headers["x-tenant"], "acme", "{name}");
+    }
+}

@@ -36,8 +36,9 @@ impl RequestHead {
 }
 
 /// Headers that belong to the original request's body or its write, never to
-/// a status request.
-const NOT_FOR_POLLS: [HeaderName; 11] = [
+/// a status request: a status `GET` with the write's preconditions or range
+/// could fail with 412 or answer 206.
+const NOT_FOR_POLLS: [HeaderName; 17] = [
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::CONTENT_ENCODING,
@@ -48,6 +49,12 @@ const NOT_FOR_POLLS: [HeaderName; 11] = [
     header::TRAILER,
     header::EXPECT,
     header::HOST,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
     HeaderName::from_static("idempotency-key"),
 ];
 
@@ -231,8 +238,13 @@ where
                         .iter()
                         .find_map(|name| response.headers().get(name));
                     match found {
+                        // RFC 9110: relative to the URL that answered.
                         Some(value) => match resolve_status_url(
                             &state.head.uri,
+                            state
+                                .polling
+                                .as_ref()
+                                .map_or(&state.head.uri, |polling| polling.target.uri()),
                             value.as_bytes(),
                             &settings.allowed_origins,
                         ) {

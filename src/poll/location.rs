@@ -101,21 +101,32 @@ impl Target {
     }
 }
 
-/// Resolves a status URL against the URL of the request it answers, and
-/// checks where it leads.
+/// Resolves a status URL against the URL that answered with it, and checks
+/// where it leads.
+///
+/// `answered` is the URL of the response that carried the status URL (RFC
+/// 9110 resolves a relative `Location` against it): the request's own URL for
+/// the `202`, the status URL for a later poll. Where the result may go is
+/// always judged against `request`, the URL of the original request: its
+/// origin is the same origin, and an https request never polls over http.
 ///
 /// ```
 /// use http::Uri;
 /// use rebound::poll::{resolve_status_url, Refusal, Target};
 ///
-/// let base: Uri = "https://api.example/v3/data?x=1".parse().unwrap();
-/// let ok = resolve_status_url(&base, b"/v3/ops/7", &[]).unwrap();
+/// let request: Uri = "https://api.example/v3/data?x=1".parse().unwrap();
+/// let ok = resolve_status_url(&request, &request, b"/v3/ops/7", &[]).unwrap();
 /// assert_eq!(ok, Target::SameOrigin("https://api.example/v3/ops/7".parse().unwrap()));
-/// let evil = resolve_status_url(&base, b"https://evil.example/ops/7", &[]);
+/// // A later answer from the status URL is resolved against that URL.
+/// let status: Uri = "https://api.example/v3/ops/7".parse().unwrap();
+/// let next = resolve_status_url(&request, &status, b"8", &[]).unwrap();
+/// assert_eq!(next.uri(), &"https://api.example/v3/ops/8".parse::<Uri>().unwrap());
+/// let evil = resolve_status_url(&request, &request, b"https://evil.example/ops/7", &[]);
 /// assert!(matches!(evil, Err(Refusal::OtherOrigin(_))));
 /// ```
 pub fn resolve_status_url(
-    base: &Uri,
+    request: &Uri,
+    answered: &Uri,
     location: &[u8],
     allowed: &[Origin],
 ) -> Result<Target, Refusal> {
@@ -124,8 +135,9 @@ pub fn resolve_status_url(
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Refusal::Malformed);
     }
-    let base_origin = Origin::of(base).ok_or(Refusal::Malformed)?;
-    let resolved = resolve(base, text)?;
+    let request_origin = Origin::of(request).ok_or(Refusal::Malformed)?;
+    let answered_origin = Origin::of(answered).ok_or(Refusal::Malformed)?;
+    let resolved = resolve(answered, text)?;
     if resolved
         .authority()
         .is_some_and(|a| a.as_str().contains('@'))
@@ -133,10 +145,10 @@ pub fn resolve_status_url(
         return Err(Refusal::Userinfo);
     }
     let origin = Origin::of(&resolved).ok_or(Refusal::Scheme)?;
-    if base_origin.https && !origin.https {
+    if (request_origin.https || answered_origin.https) && !origin.https {
         return Err(Refusal::Downgrade);
     }
-    if origin == base_origin {
+    if origin == request_origin {
         Ok(Target::SameOrigin(resolved))
     } else if allowed.contains(&origin) {
         Ok(Target::OtherOrigin(resolved))
@@ -256,14 +268,15 @@ mod tests {
     }
 
     fn ok(location: &str) -> String {
-        match resolve_status_url(&base(), location.as_bytes(), &[]) {
+        match resolve_status_url(&base(), &base(), location.as_bytes(), &[]) {
             Ok(Target::SameOrigin(uri)) => uri.to_string(),
             other => panic!("{location:?}: {other:?}"),
         }
     }
 
     fn refused(location: &[u8]) -> Refusal {
-        resolve_status_url(&base(), location, &[]).expect_err(&String::from_utf8_lossy(location))
+        resolve_status_url(&base(), &base(), location, &[])
+            .expect_err(&String::from_utf8_lossy(location))
     }
 
     #[test]
@@ -302,7 +315,8 @@ mod tests {
             "https://api.example:8443/ops/1"
         );
         let plain: Uri = "http://api.example/x".parse().unwrap();
-        let same_port = resolve_status_url(&plain, b"http://api.example:80/ops", &[]).unwrap();
+        let same_port =
+            resolve_status_url(&plain, &plain, b"http://api.example:80/ops", &[]).unwrap();
         assert!(matches!(same_port, Target::SameOrigin(_)));
     }
 
@@ -343,7 +357,7 @@ mod tests {
             b"\xff\xfe",
             "https://bücher.example/ops".as_bytes(),
         ] {
-            let refusal = resolve_status_url(&base(), bad, &[]);
+            let refusal = resolve_status_url(&base(), &base(), bad, &[]);
             assert!(
                 matches!(refusal, Err(Refusal::Malformed) | Err(Refusal::Scheme)),
                 "{:?}: {refusal:?}",
@@ -355,17 +369,17 @@ mod tests {
     #[test]
     fn ipv6_and_punycode_hosts() {
         let v6: Uri = "http://[::1]:8080/write".parse().unwrap();
-        let target = resolve_status_url(&v6, b"/ops/1", &[]).unwrap();
+        let target = resolve_status_url(&v6, &v6, b"/ops/1", &[]).unwrap();
         assert_eq!(target.uri().to_string(), "http://[::1]:8080/ops/1");
-        let target = resolve_status_url(&v6, b"http://[::1]:8080/ops/2", &[]).unwrap();
+        let target = resolve_status_url(&v6, &v6, b"http://[::1]:8080/ops/2", &[]).unwrap();
         assert!(matches!(target, Target::SameOrigin(_)));
         assert!(matches!(
-            resolve_status_url(&v6, b"http://[::2]:8080/ops", &[]),
+            resolve_status_url(&v6, &v6, b"http://[::2]:8080/ops", &[]),
             Err(Refusal::OtherOrigin(_))
         ));
         let idn: Uri = "https://xn--bcher-kva.example/w".parse().unwrap();
         assert!(matches!(
-            resolve_status_url(&idn, b"https://XN--BCHER-KVA.example/ops", &[]),
+            resolve_status_url(&idn, &idn, b"https://XN--BCHER-KVA.example/ops", &[]),
             Ok(Target::SameOrigin(_))
         ));
     }
@@ -374,12 +388,46 @@ mod tests {
     fn allowed_origins_are_followed_but_never_downgraded() {
         let allowed = [Origin::parse("https://ops.example").unwrap()];
         let target =
-            resolve_status_url(&base(), b"https://ops.example/status/1", &allowed).unwrap();
+            resolve_status_url(&base(), &base(), b"https://ops.example/status/1", &allowed)
+                .unwrap();
         assert!(matches!(target, Target::OtherOrigin(_)));
         let downgrade = [Origin::parse("http://ops.example").unwrap()];
         assert_eq!(
-            resolve_status_url(&base(), b"http://ops.example/status/1", &downgrade),
+            resolve_status_url(&base(), &base(), b"http://ops.example/status/1", &downgrade),
             Err(Refusal::Downgrade)
+        );
+    }
+
+    #[test]
+    fn later_answers_resolve_against_the_url_that_answered() {
+        let request = base();
+        let status: Uri = "https://api.example:8443/v3/ops/41/status".parse().unwrap();
+        let next = resolve_status_url(&request, &status, b"../42/status", &[]).unwrap();
+        assert_eq!(
+            next,
+            Target::SameOrigin("https://api.example:8443/v3/ops/42/status".parse().unwrap())
+        );
+        // Relative to an allowed other origin, the result stays there and is
+        // still another origin: no credentials go with it.
+        let allowed = [Origin::parse("https://ops.example").unwrap()];
+        let other: Uri = "https://ops.example/jobs/1".parse().unwrap();
+        let next = resolve_status_url(&request, &other, b"/jobs/2", &allowed).unwrap();
+        assert_eq!(
+            next,
+            Target::OtherOrigin("https://ops.example/jobs/2".parse().unwrap())
+        );
+        // The origin checks apply to the result as before.
+        assert!(matches!(
+            resolve_status_url(&request, &other, b"/jobs/2", &[]),
+            Err(Refusal::OtherOrigin(_))
+        ));
+        assert_eq!(
+            resolve_status_url(&request, &status, b"http://api.example:8443/x", &[]),
+            Err(Refusal::Downgrade)
+        );
+        assert_eq!(
+            resolve_status_url(&request, &status, b"//u:p@api.example:8443/x", &[]),
+            Err(Refusal::Userinfo)
         );
     }
 
