@@ -1,7 +1,8 @@
-//! The success path allocates nothing beyond what the inner service does.
+//! The success path allocates nothing beyond what the inner service does, and
+//! loading policies leaks nothing.
 //!
-//! A counting global allocator counts the allocations of each thread; every
-//! call here is polled on the test's own thread.
+//! A counting global allocator counts the allocations and the live bytes of
+//! each thread; every call here is polled on the test's own thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -22,6 +23,16 @@ thread_local! {
     // Per thread: the test harness allocates on its own threads (printing
     // results) while a test measures.
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+/// Bytes allocated and not yet freed by this thread.
+fn live_bytes() -> isize {
+    LIVE_BYTES.with(Cell::get)
+}
+
+fn add_live(bytes: isize) {
+    let _ = LIVE_BYTES.try_with(|n| n.set(n.get() + bytes));
 }
 
 fn allocations() -> usize {
@@ -36,13 +47,16 @@ fn count() {
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        add_live(layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add_live(-(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        add_live(new_size as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -129,4 +143,37 @@ fn with_headers_the_only_allocations_are_the_two_copies_of_the_head() {
     // One copy of the head for a replay (the retry layer), one for status
     // requests (the poll layer): nothing else.
     assert_eq!(stacked_allocations - bare_allocations, 100 * 2 * per_copy);
+}
+
+#[test]
+fn loading_and_dropping_policies_leaves_memory_flat() {
+    // Each policy differs in its status table, error-body cap and poll
+    // interval, as per-tenant policies or reloads would: nothing of any of
+    // them may outlive it.
+    fn load(i: usize) {
+        let text = format!(
+            "[classify]\nretryable = [{}]\n[error_body]\nmax_bytes = {}\n\
+             [poll]\ninterval = \"{}ms\"\n",
+            500 + i % 99,
+            1024 + i,
+            1 + i
+        );
+        let policy = Policy::from_toml_str(&text).unwrap();
+        let layer = ResilienceLayer::new(policy);
+        let mut client = layer.layer(Answer::new(200, "{}"));
+        allocations_of(&mut client, 1, 200);
+    }
+    // Warm up: tracing registers its callsites on first use.
+    load(0);
+    let before = live_bytes();
+    for i in 1..=10_000 {
+        load(i);
+    }
+    let grown = live_bytes() - before;
+    // A status table alone is about 500 bytes: 10,000 kept policies would
+    // hold megabytes.
+    assert!(
+        grown < 16 * 1024,
+        "10,000 policies loaded and dropped left {grown} bytes behind"
+    );
 }

@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
@@ -32,7 +33,7 @@ pin_project! {
         // Whether the timer stands for the end of the whole call rather than
         // for this attempt's own timeout.
         timer_is_deadline: bool,
-        settings: &'static ClassifySettings,
+        settings: Arc<ClassifySettings>,
     }
 }
 
@@ -49,7 +50,7 @@ impl<F, RB> ResponseFuture<F, RB> {
     #[inline(always)]
     pub(crate) fn new(
         future: F,
-        settings: &'static ClassifySettings,
+        settings: Arc<ClassifySettings>,
         deadline: Option<Instant>,
     ) -> Self {
         ResponseFuture {

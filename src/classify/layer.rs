@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
 use super::{Classify, ClassifySettings};
@@ -7,7 +9,7 @@ use crate::Policy;
 /// a policy.
 #[derive(Debug, Clone)]
 pub struct ClassifyLayer {
-    settings: &'static ClassifySettings,
+    settings: Arc<ClassifySettings>,
 }
 
 impl ClassifyLayer {
@@ -23,6 +25,6 @@ impl<S> Layer<S> for ClassifyLayer {
     type Service = Classify<S>;
 
     fn layer(&self, inner: S) -> Classify<S> {
-        Classify::from_settings(inner, self.settings)
+        Classify::from_settings(inner, Arc::clone(&self.settings))
     }
 }

@@ -56,6 +56,7 @@ mod table;
 #[cfg(feature = "tower-http")]
 mod tower_http;
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -96,11 +97,11 @@ pub(crate) struct CallDeadline(pub(crate) tokio::time::Instant);
 #[derive(Debug, Clone)]
 pub struct Classify<S> {
     inner: S,
-    settings: &'static ClassifySettings,
+    settings: Arc<ClassifySettings>,
 }
 
 impl<S> Classify<S> {
-    pub(crate) fn from_settings(inner: S, settings: &'static ClassifySettings) -> Self {
+    pub(crate) fn from_settings(inner: S, settings: Arc<ClassifySettings>) -> Self {
         Classify { inner, settings }
     }
 
@@ -139,6 +140,10 @@ where
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let deadline = request.extensions().get::<CallDeadline>().map(|d| d.0);
-        ResponseFuture::new(self.inner.call(request), self.settings, deadline)
+        ResponseFuture::new(
+            self.inner.call(request),
+            Arc::clone(&self.settings),
+            deadline,
+        )
     }
 }

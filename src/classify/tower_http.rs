@@ -1,6 +1,7 @@
 //! rebound's classes where tower-http expects a classifier.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::{Response, StatusCode};
 use tower_http::classify::{
@@ -25,9 +26,9 @@ use crate::Policy;
 /// let layer = TraceLayer::new(PolicyClassifier::new(&policy).into_make_classifier());
 /// # let _ = layer;
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PolicyClassifier {
-    settings: &'static ClassifySettings,
+    settings: Arc<ClassifySettings>,
 }
 
 /// Why [`PolicyClassifier`] judged a response or an error a failure.

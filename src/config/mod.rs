@@ -70,11 +70,11 @@ const PRESETS: [(&str, &str); 2] = [
 /// ```
 #[derive(Debug, Clone)]
 pub struct Policy {
-    classify: &'static ClassifySettings,
+    classify: Arc<ClassifySettings>,
     retry: Arc<RetrySettings>,
     budget: Arc<Budget>,
     breaker: BreakerConfig,
-    poll: &'static PollSettings,
+    poll: Arc<PollSettings>,
 }
 
 impl Policy {
@@ -152,12 +152,12 @@ impl Policy {
         Arc::clone(&self.budget)
     }
 
-    pub(crate) fn classify_settings(&self) -> &'static ClassifySettings {
-        self.classify
+    pub(crate) fn classify_settings(&self) -> Arc<ClassifySettings> {
+        Arc::clone(&self.classify)
     }
 
-    pub(crate) fn poll_settings(&self) -> &'static PollSettings {
-        self.poll
+    pub(crate) fn poll_settings(&self) -> Arc<PollSettings> {
+        Arc::clone(&self.poll)
     }
 
     pub(crate) fn breaker_config(&self) -> BreakerConfig {
@@ -183,43 +183,13 @@ impl Policy {
         let breaker = check.breaker(&raw)?;
         let poll = check.poll(&raw, timeouts)?;
         Ok(Policy {
-            classify: intern(classify),
+            classify: Arc::new(classify),
             retry: Arc::new(retry),
             budget: Arc::new(Budget::new(budget)),
             breaker,
-            poll: intern(poll),
+            poll: Arc::new(poll),
         })
     }
-}
-
-/// The one copy of a set of immutable settings (a status table, the poll
-/// settings) that every policy with the same settings shares.
-///
-/// Every call reads them when its response arrives, so its future needs them
-/// for as long as it lives. A shared reference to a value that is never freed
-/// costs nothing per call, where a reference count costs two atomic
-/// operations per future and per service clone. Values are interned by
-/// value, so a process holds one copy of each distinct set it has loaded
-/// (a status table is about 520 bytes), however often policies are loaded or
-/// reloaded.
-fn intern<T: std::any::Any + PartialEq + Send + Sync>(value: T) -> &'static T {
-    use std::any::Any;
-    use std::sync::Mutex;
-
-    static VALUES: Mutex<Vec<&'static (dyn Any + Send + Sync)>> = Mutex::new(Vec::new());
-    let mut values = VALUES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(known) = values
-        .iter()
-        .filter_map(|known| known.downcast_ref::<T>())
-        .find(|known| **known == value)
-    {
-        return known;
-    }
-    let leaked: &'static T = Box::leak(Box::new(value));
-    values.push(leaked);
-    leaked
 }
 
 /// Validation of the parsed text, with what it needs to point at mistakes.

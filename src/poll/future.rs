@@ -1,6 +1,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll, ready};
 
 use http::header::{self, HeaderName};
@@ -11,8 +12,8 @@ use tower_service::Service;
 use tracing::Span;
 
 use super::location::{Target, resolve_status_url};
-use super::{OnAccepted, PollSettings};
-use crate::classify::{CallDeadline, ClassifySettings, StatusClass, retry_after_of};
+use super::{OnAccepted, PollSettings, Shared};
+use crate::classify::{CallDeadline, StatusClass, retry_after_of};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
 use crate::timer::Timer;
@@ -69,7 +70,6 @@ const CREDENTIALS: [HeaderName; 3] = [
 /// What a call keeps in case it must poll.
 struct PollState<S> {
     head: RequestHead,
-    spare: std::sync::Arc<S>,
     started: Option<Instant>,
     /// Made when the first status URL arrives: the polling path allocates, a
     /// call that is not polled does not carry it.
@@ -96,8 +96,7 @@ pin_project! {
         step: Step<S::Future>,
         phase: Phase,
         state: Option<PollState<S>>,
-        settings: &'static PollSettings,
-        classify: &'static ClassifySettings,
+        shared: Arc<Shared<S>>,
         _body: PhantomData<fn() -> B>,
     }
 }
@@ -122,39 +121,26 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn new(
-        first: S::Future,
-        spare: std::sync::Arc<S>,
-        head: RequestHead,
-        settings: &'static PollSettings,
-        classify: &'static ClassifySettings,
-    ) -> Self {
+    pub(crate) fn new(first: S::Future, shared: Arc<Shared<S>>, head: RequestHead) -> Self {
         ResponseFuture {
             step: Step::Calling { future: first },
             phase: Phase::Calling,
             state: Some(PollState {
                 head,
-                spare,
                 started: None,
                 polling: None,
             }),
-            settings,
-            classify,
+            shared,
             _body: PhantomData,
         }
     }
 
-    pub(crate) fn without_polling(
-        first: S::Future,
-        settings: &'static PollSettings,
-        classify: &'static ClassifySettings,
-    ) -> Self {
+    pub(crate) fn without_polling(first: S::Future, shared: Arc<Shared<S>>) -> Self {
         ResponseFuture {
             step: Step::Calling { future: first },
             phase: Phase::Calling,
             state: None,
-            settings,
-            classify,
+            shared,
             _body: PhantomData,
         }
     }
@@ -217,7 +203,7 @@ where
                             .span
                             .record("http.response.status_code", status.as_u16());
                     }
-                    if this.classify.classifier.classify(status) != StatusClass::Pollable {
+                    if this.shared.classify.classifier.classify(status) != StatusClass::Pollable {
                         *this.phase = Phase::Done;
                         if polls > 0 {
                             let attempts = CallInfo::of(&response).attempts();
@@ -227,7 +213,7 @@ where
                         }
                         return TaskPoll::Ready(Ok(response));
                     }
-                    let settings = *this.settings;
+                    let settings = &this.shared.settings;
                     let Some(state) = this.state.as_mut() else {
                         *this.phase = Phase::Done;
                         return TaskPoll::Ready(accepted(response, settings));
@@ -317,18 +303,18 @@ where
                     let Some(polling) = state.polling.as_deref_mut() else {
                         unreachable!("a poll is sent only with a target");
                     };
-                    let spare = &*state.spare;
+                    let spare = &this.shared.spare;
                     let service = polling.service.get_or_insert_with(|| spare.clone());
                     if let Err(error) = ready!(service.poll_ready(cx)) {
                         *this.phase = Phase::Done;
                         return TaskPoll::Ready(Err(error.with_polls(polling.polls)));
                     }
                     let mut request: Request<B> =
-                        status_request(&state.head, &polling.target, this.settings);
+                        status_request(&state.head, &polling.target, &this.shared.settings);
                     // The whole call's deadline bounds each poll, its
                     // attempts and its retries too.
                     if let Some(started) = state.started {
-                        let deadline = started + this.settings.total_timeout;
+                        let deadline = started + this.shared.settings.total_timeout;
                         request.extensions_mut().insert(CallDeadline(deadline));
                     }
                     polling.polls += 1;

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
 use super::{Poll, PollSettings};
@@ -7,8 +9,8 @@ use crate::classify::ClassifySettings;
 /// Wraps a service in [`Poll`], with the `[poll]` settings of a policy.
 #[derive(Debug, Clone)]
 pub struct PollLayer {
-    settings: &'static PollSettings,
-    classify: &'static ClassifySettings,
+    settings: Arc<PollSettings>,
+    classify: Arc<ClassifySettings>,
 }
 
 impl PollLayer {
@@ -25,11 +27,10 @@ impl<S: Clone> Layer<S> for PollLayer {
     type Service = Poll<S>;
 
     fn layer(&self, inner: S) -> Poll<S> {
-        Poll {
-            spare: std::sync::Arc::new(inner.clone()),
+        Poll::from_settings(
             inner,
-            settings: self.settings,
-            classify: self.classify,
-        }
+            Arc::clone(&self.settings),
+            Arc::clone(&self.classify),
+        )
     }
 }

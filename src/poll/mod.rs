@@ -37,6 +37,7 @@ mod future;
 mod layer;
 mod location;
 
+use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll};
 use std::time::Duration;
 
@@ -96,9 +97,36 @@ impl PollSettings {
 #[derive(Debug, Clone)]
 pub struct Poll<S> {
     inner: S,
-    spare: std::sync::Arc<S>,
-    settings: &'static PollSettings,
-    classify: &'static ClassifySettings,
+    shared: Arc<Shared<S>>,
+}
+
+/// What every call of one [`Poll`] service shares: the clone of the inner
+/// service that sends status requests, and the settings.
+#[derive(Debug)]
+pub(crate) struct Shared<S> {
+    spare: S,
+    settings: Arc<PollSettings>,
+    classify: Arc<ClassifySettings>,
+}
+
+impl<S> Poll<S> {
+    pub(crate) fn from_settings(
+        inner: S,
+        settings: Arc<PollSettings>,
+        classify: Arc<ClassifySettings>,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        Poll {
+            shared: Arc::new(Shared {
+                spare: inner.clone(),
+                settings,
+                classify,
+            }),
+            inner,
+        }
+    }
 }
 
 impl<S> Poll<S> {
@@ -133,18 +161,14 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if self.settings.location_headers.is_empty() {
+        let shared = Arc::clone(&self.shared);
+        if shared.settings.location_headers.is_empty() {
             // No status URL can ever be followed: nothing to keep.
-            return ResponseFuture::without_polling(
-                self.inner.call(request),
-                self.settings,
-                self.classify,
-            );
+            return ResponseFuture::without_polling(self.inner.call(request), shared);
         }
         let head = future::RequestHead::of(&request);
         let first = self.inner.call(request);
-        let spare = std::sync::Arc::clone(&self.spare);
-        ResponseFuture::new(first, spare, head, self.settings, self.classify)
+        ResponseFuture::new(first, shared, head)
     }
 }
 

@@ -91,7 +91,7 @@ pub(crate) struct RetrySettings {
 pub(crate) struct Shared {
     pub(crate) settings: Arc<RetrySettings>,
     pub(crate) budget: Arc<Budget>,
-    pub(crate) classify: &'static ClassifySettings,
+    pub(crate) classify: Arc<ClassifySettings>,
     pub(crate) jitter: rng::SharedRng,
 }
 

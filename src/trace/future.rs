@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
@@ -18,13 +19,13 @@ pin_project! {
         #[pin]
         inner: F,
         span: Span,
-        settings: Option<&'static ClassifySettings>,
+        settings: Option<Arc<ClassifySettings>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     #[inline(always)]
-    pub(super) fn new(inner: F, span: Span, settings: Option<&'static ClassifySettings>) -> Self {
+    pub(super) fn new(inner: F, span: Span, settings: Option<Arc<ClassifySettings>>) -> Self {
         ResponseFuture {
             inner,
             span,

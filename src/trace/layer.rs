@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
 use super::Trace;
@@ -8,7 +10,7 @@ use crate::classify::ClassifySettings;
 /// are `accepted` rather than `success`.
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
-    settings: &'static ClassifySettings,
+    settings: Arc<ClassifySettings>,
 }
 
 impl TraceLayer {
@@ -26,7 +28,7 @@ impl<S> Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Trace<S> {
         Trace {
             inner,
-            settings: self.settings,
+            settings: Arc::clone(&self.settings),
         }
     }
 }

@@ -23,6 +23,7 @@ mod future;
 mod layer;
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, Uri};
@@ -39,7 +40,7 @@ pub use layer::TraceLayer;
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
-    settings: &'static ClassifySettings,
+    settings: Arc<ClassifySettings>,
 }
 
 impl<S> Trace<S> {
@@ -79,7 +80,7 @@ where
             self.inner.call(request)
         };
         // The policy is needed only to name the outcome in the span.
-        let settings = (!span.is_disabled()).then_some(self.settings);
+        let settings = (!span.is_disabled()).then(|| Arc::clone(&self.settings));
         ResponseFuture::new(future, span, settings)
     }
 }
