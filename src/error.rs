@@ -224,7 +224,7 @@ impl Error {
     pub(crate) fn transport(source: BoxError) -> Self {
         let mut inner = Error::bare(ErrorKind::Transport);
         inner.connect = refused_before_sending(&*source);
-        inner.source = Some(source);
+        inner.source = Some(redact(source));
         Error::from_inner(inner)
     }
 
@@ -484,6 +484,46 @@ fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
         next = error.source();
     }
     false
+}
+
+/// A client's error without the secrets its URL may carry: reqwest's errors
+/// print the whole URL of the request, query string and userinfo included,
+/// and a token passed in the query would reach every log that prints the
+/// error. The query, userinfo and fragment are removed; the scheme, host and
+/// path stay, so the error still says where the call went. hyper-util's
+/// errors carry no URL.
+fn redact(source: BoxError) -> BoxError {
+    #[cfg(feature = "reqwest")]
+    let source = match source.downcast::<reqwest::Error>() {
+        Ok(error) => return Box::new(redact_reqwest(*error)),
+        Err(other) => other,
+    };
+    #[cfg(feature = "reqwest-middleware")]
+    let source = match source.downcast::<reqwest_middleware::Error>() {
+        Ok(error) => {
+            return match *error {
+                reqwest_middleware::Error::Reqwest(error) => {
+                    Box::new(reqwest_middleware::Error::Reqwest(redact_reqwest(error)))
+                }
+                other => Box::new(other),
+            };
+        }
+        Err(other) => other,
+    };
+    source
+}
+
+/// A reqwest error whose URL keeps only its scheme, host, port and path.
+#[cfg(feature = "reqwest")]
+pub(crate) fn redact_reqwest(mut error: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = error.url_mut() {
+        url.set_query(None);
+        url.set_fragment(None);
+        // Fails only for URLs that cannot have userinfo: nothing to remove.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    error
 }
 
 /// The source of a [`Transport`](ErrorKind::Transport) error when an attempt

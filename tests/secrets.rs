@@ -151,3 +151,144 @@ async fn the_canary_never_appears() {
         );
     }
 }
+
+/// Every text a user may print of an error: Display, Debug, and each error
+/// of its source chain.
+fn every_text(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut texts = vec![
+        error.to_string(),
+        format!("{error:?}"),
+        format!("{error:#?}"),
+    ];
+    let mut next = error.source();
+    while let Some(source) = next {
+        texts.push(source.to_string());
+        texts.push(format!("{source:?}"));
+        next = source.source();
+    }
+    texts
+}
+
+/// The same canary through the real clients over real HTTP on 127.0.0.1, in
+/// the query string and the userinfo of the URL, for a server error, a
+/// connection refused and a connection reset: the clients' own errors print
+/// their URLs, and rebound keeps those errors as sources.
+#[cfg(all(feature = "hyper", feature = "reqwest-middleware"))]
+#[tokio::test(flavor = "current_thread")]
+async fn the_canary_never_appears_through_the_real_clients() {
+    use rebound::client::ReboundMiddleware;
+    use rebound_testkit::{TestServer, respond};
+    use tokio::io::AsyncReadExt;
+
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // A server error whose headers echo the URL it was sent.
+    let failing = TestServer::start(|request| async move {
+        let mut response = respond(500, "[{\"code\":\"E\"}]");
+        response
+            .headers_mut()
+            .insert("x-echo", request.uri().to_string().parse().unwrap());
+        response
+    })
+    .await;
+    let reset = TestServer::start_raw(|mut stream| async move {
+        let mut buffer = [0u8; 4096];
+        let _ = stream.read(&mut buffer).await;
+        #[allow(deprecated)]
+        let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+        drop(stream);
+    })
+    .await;
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let urls: Vec<String> = [failing.addr(), reset.addr(), refused]
+        .iter()
+        .map(|addr| format!("http://user:{CANARY}@{addr}/v3/devices?token={CANARY}&page=2"))
+        .collect();
+
+    let policy = Policy::from_toml_str(
+        "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 2\n\
+         [retry.backoff]\ninitial = \"1ms\"\n[circuit_breaker]\nenabled = false\n",
+    )
+    .unwrap();
+    let hyper = rebound::client::hyper(policy.clone());
+    let reqwest = rebound::client::reqwest(reqwest::Client::new(), policy.clone());
+    let middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(ReboundMiddleware::new(policy.clone()))
+        .build();
+
+    let mut shown = Vec::new();
+    let mut kinds = Vec::new();
+    for url in &urls {
+        let request = || {
+            Request::get(url.as_str())
+                .header("authorization", format!("Bearer {CANARY}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        let error = hyper.clone().oneshot(request()).await.unwrap_err();
+        kinds.push(error.kind());
+        shown.extend(every_text(&error));
+        let error = reqwest.clone().oneshot(request()).await.unwrap_err();
+        kinds.push(error.kind());
+        shown.extend(every_text(&error));
+        let error = middleware
+            .get(url.as_str())
+            .bearer_auth(CANARY)
+            .send()
+            .await
+            .unwrap_err();
+        shown.extend(every_text(&error));
+        let reqwest_middleware::Error::Middleware(error) = error else {
+            panic!("rebound's error: {error:?}");
+        };
+        kinds.push(error.downcast_ref::<rebound::Error>().unwrap().kind());
+    }
+    use rebound::ErrorKind::{RetriesExhausted, Transport};
+    assert_eq!(
+        kinds,
+        [
+            RetriesExhausted,
+            RetriesExhausted,
+            RetriesExhausted,
+            Transport,
+            Transport,
+            Transport,
+            Transport,
+            Transport,
+            Transport
+        ]
+    );
+    // The clients' errors still say where the call went, without the secret.
+    assert!(
+        shown.iter().any(|t| t.contains("/v3/devices")),
+        "no error names its URL: {shown:#?}"
+    );
+    // rebound's own events and the fields of its spans; the clients' own
+    // logs are theirs (hyper-util's pool names the authority, userinfo
+    // included, at DEBUG and TRACE).
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let ours: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains(": rebound::"))
+        .collect();
+    assert!(ours.len() > 20, "{logs}");
+    for line in ours {
+        assert!(!line.contains(CANARY), "a secret reached tracing: {line}");
+    }
+    for text in &shown {
+        assert!(
+            !text.contains(CANARY),
+            "a secret reached Debug or Display: {text}"
+        );
+    }
+}

@@ -6,11 +6,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Extensions;
-use http_body_util::Full;
+use http_body::{Body, Frame, SizeHint};
+use reqwest::ResponseBuilderExt;
 use reqwest_middleware::{Middleware, Next};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::error::BoxError;
+use crate::retry::ReplayBody;
 use crate::{Policy, ResilienceLayer};
 
 /// A reqwest-middleware middleware that runs each request through the rebound
@@ -21,8 +24,15 @@ use crate::{Policy, ResilienceLayer};
 /// Calls that fail come back as `reqwest_middleware::Error::Middleware`
 /// holding a [`rebound::Error`](crate::Error) (downcast it to read the kind
 /// and the API's error codes); failures of reqwest itself stay its own
-/// errors, as their source. Request bodies are replayed when reqwest holds
-/// them in memory; a streaming body is sent once and never retried.
+/// errors, as their source, with the query and userinfo of their URL
+/// removed.
+///
+/// Every request goes through the whole stack: breaker, classification,
+/// timeouts and spans. A body reqwest holds in memory is replayed by retries;
+/// a streaming body is sent once, so a retryable answer to it ends the call
+/// (the error says the body could not be replayed). What reqwest keeps
+/// beside the request (its per-request `timeout`, its extensions) goes with
+/// every attempt and every status request.
 ///
 /// ```no_run
 /// use rebound::{client::ReboundMiddleware, Policy};
@@ -50,6 +60,75 @@ impl ReboundMiddleware {
     }
 }
 
+/// A request body as the stack sees it: bytes in memory, which retries copy
+/// by reference count, or reqwest's stream, which can be sent once.
+enum ChainBody {
+    Memory(Option<Bytes>),
+    Stream(reqwest::Body),
+}
+
+impl ChainBody {
+    fn of(body: reqwest::Body) -> Self {
+        match body.as_bytes() {
+            Some(bytes) => ChainBody::Memory(Some(Bytes::copy_from_slice(bytes))),
+            None => ChainBody::Stream(body),
+        }
+    }
+
+    fn into_reqwest(self) -> reqwest::Body {
+        match self {
+            ChainBody::Memory(bytes) => reqwest::Body::from(bytes.unwrap_or_default()),
+            ChainBody::Stream(body) => body,
+        }
+    }
+}
+
+impl Default for ChainBody {
+    fn default() -> Self {
+        ChainBody::Memory(None)
+    }
+}
+
+impl Body for ChainBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ChainBody::Memory(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ChainBody::Stream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ChainBody::Memory(bytes) => bytes.is_none(),
+            ChainBody::Stream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ChainBody::Memory(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ChainBody::Stream(body) => body.size_hint(),
+        }
+    }
+}
+
+impl ReplayBody for ChainBody {
+    fn try_clone(&self) -> Option<Self> {
+        match self {
+            ChainBody::Memory(bytes) => Some(ChainBody::Memory(bytes.clone())),
+            ChainBody::Stream(_) => None,
+        }
+    }
+}
+
 /// The rest of the chain, as the client the stack wraps.
 #[derive(Clone)]
 struct Rest<'a> {
@@ -57,7 +136,7 @@ struct Rest<'a> {
     extensions: Extensions,
 }
 
-impl<'a> Service<http::Request<Full<Bytes>>> for Rest<'a> {
+impl<'a> Service<http::Request<ChainBody>> for Rest<'a> {
     type Response = http::Response<reqwest::Body>;
     type Error = reqwest_middleware::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'a>>;
@@ -66,15 +145,34 @@ impl<'a> Service<http::Request<Full<Bytes>>> for Rest<'a> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
+    fn call(&mut self, request: http::Request<ChainBody>) -> Self::Future {
         let next = self.next.clone();
         let mut extensions = self.extensions.clone();
         Box::pin(async move {
-            let request = reqwest::Request::try_from(request.map(reqwest::Body::wrap))?;
+            // The request's extensions hold reqwest's per-request settings
+            // (its timeout among them): they go with every attempt.
+            let request = reqwest::Request::try_from(request.map(ChainBody::into_reqwest))?;
             let response = next.run(request, &mut extensions).await?;
-            Ok(http::Response::from(response))
+            Ok(with_url(response))
         })
     }
+}
+
+/// reqwest's response as an `http::Response` that remembers its URL, so that
+/// the response the caller gets says which URL answered (the status URL,
+/// after polling).
+fn with_url(response: reqwest::Response) -> http::Response<reqwest::Body> {
+    let url = response.url().clone();
+    let (parts, body) = http::Response::from(response).into_parts();
+    let mut converted = http::Response::builder()
+        .url(url)
+        .status(parts.status)
+        .version(parts.version)
+        .body(body)
+        .unwrap_or_default();
+    *converted.headers_mut() = parts.headers;
+    converted.extensions_mut().extend(parts.extensions);
+    converted
 }
 
 #[async_trait::async_trait]
@@ -85,20 +183,9 @@ impl Middleware for ReboundMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let Some(bytes) = request.body().map_or(Some(&[][..]), |b| b.as_bytes()) else {
-            // A streaming body can be sent only once: straight down the chain.
-            return next.run(request, extensions).await;
-        };
-        let body = Full::new(Bytes::copy_from_slice(bytes));
-        let mut http_request = http::Request::new(body);
-        *http_request.method_mut() = request.method().clone();
-        *http_request.uri_mut() = request
-            .url()
-            .as_str()
-            .parse()
-            .map_err(reqwest_middleware::Error::middleware)?;
-        *http_request.headers_mut() = request.headers().clone();
-        *http_request.version_mut() = request.version();
+        let request = http::Request::<reqwest::Body>::try_from(request)
+            .map_err(|e| reqwest_middleware::Error::Reqwest(crate::error::redact_reqwest(e)))?
+            .map(ChainBody::of);
         let rest = Rest {
             next,
             extensions: extensions.clone(),
@@ -106,7 +193,7 @@ impl Middleware for ReboundMiddleware {
         let mut stack = self.layer.layer(rest);
         let sent = async {
             std::future::poll_fn(|cx| stack.poll_ready(cx)).await?;
-            stack.call(http_request).await
+            stack.call(request).await
         };
         match sent.await {
             Ok(response) => Ok(reqwest::Response::from(response)),
