@@ -273,11 +273,13 @@ async fn a_dropped_probe_gives_its_slot_back() {
     assert_eq!(breakers.snapshot(url).unwrap().counters.cancelled, 1);
 }
 
-/// A client that fails while `failing` is set and otherwise succeeds, taking a
-/// moment either way so that calls overlap.
+/// A client whose calls fail in runs: the first `run` calls it receives fail,
+/// the next `run` succeed, and so on, taking a moment either way so that
+/// calls overlap. Which calls fail follows from the order they arrive in,
+/// not from timing, so the breaker trips on any machine.
 #[derive(Clone)]
 struct Flaky {
-    failing: Arc<AtomicBool>,
+    run: u64,
     calls: Arc<AtomicU64>,
 }
 
@@ -296,8 +298,8 @@ impl Service<Request<Full<Bytes>>> for Flaky {
     }
 
     fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
-        let failing = self.failing.load(Ordering::SeqCst);
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let failing = (n / self.run) % 2 == 0;
         Box::pin(async move {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_micros(200)).await;
@@ -317,24 +319,15 @@ async fn many_tasks_on_one_key_never_exceed_the_probes() {
          open_for = \"1ms\"\nmax_open_for = \"1ms\"\nhalf_open_probes = 2\n",
     )
     .unwrap();
-    let failing = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let layer = CircuitBreakerLayer::with_seed(&p, 3);
     let handle = layer.handle();
+    // Runs of 100: at most 32 calls are in flight when the first three
+    // failures are recorded, and all of them are of the first, failing run.
     let client = layer.layer(ClassifyLayer::new(&p).layer(Flaky {
-        failing: Arc::clone(&failing),
+        run: 100,
         calls: Arc::clone(&calls),
     }));
-    let flipper = {
-        let failing = Arc::clone(&failing);
-        tokio::spawn(async move {
-            for i in 0..40 {
-                failing.store(i % 2 == 0, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            failing.store(false, Ordering::SeqCst);
-        })
-    };
     let mut tasks = Vec::new();
     let outcomes = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     for _ in 0..32 {
@@ -354,7 +347,6 @@ async fn many_tasks_on_one_key_never_exceed_the_probes() {
     for task in tasks {
         task.await.unwrap();
     }
-    flipper.await.unwrap();
 
     let state = handle.snapshot("http://api.example/").unwrap();
     let c = state.counters;

@@ -178,8 +178,13 @@ async fn a_huge_error_body_is_read_only_up_to_the_cap() {
         "pulled {pulled} bytes for a 64 KiB cap"
     );
     // The connection was dropped, not drained: the server could only push what
-    // the socket buffers held, a small part of what it had to send.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // the socket buffers held, a small part of what it had to send. Once the
+    // server has dropped its body (its copy of the counter goes with it),
+    // nothing more is produced.
+    common::eventually("the server dropped the body", || {
+        Arc::strong_count(&produced) == 2
+    })
+    .await;
     let sent = produced.load(Ordering::Relaxed);
     eprintln!("pulled {pulled} bytes, server produced {sent} of {SERVED}");
     assert!(

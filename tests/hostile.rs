@@ -82,6 +82,12 @@ impl Drop for Hostile {
     }
 }
 
+/// The most any call here may take. Each hostile server stalls for 600 s or
+/// promises waits of years, and each call is bounded by timeouts of at most
+/// 5 s: a call that honours its bounds ends far below this even on a loaded
+/// 2-core machine, and one that does not runs far past it.
+const LOADED_MACHINE: Duration = Duration::from_secs(60);
+
 /// Reads the request head, so that the server answers after it.
 async fn read_request(stream: &mut TcpStream) {
     let mut buf = [0u8; 4096];
@@ -133,14 +139,16 @@ async fn call(hostile: &Hostile, request: Request<Full<Bytes>>) -> (rebound::Err
     );
     drop(client);
     // Connection tasks end once their connections are gone.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let tasks_after = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
-    assert!(
-        tasks_after <= tasks_before,
-        "tasks left behind: {tasks_before} -> {tasks_after}"
-    );
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    common::eventually(
+        &format!("no task left behind (before the call: {tasks_before})"),
+        || alive() <= tasks_before,
+    )
+    .await;
     (error, read.load(Ordering::Relaxed), elapsed)
 }
 
@@ -157,7 +165,7 @@ async fn a_connection_reset_after_the_request() {
     let (error, _, elapsed) = call(&hostile, get(&hostile.url())).await;
     assert_eq!(error.kind(), ErrorKind::Transport);
     assert_eq!(error.attempts(), 3);
-    assert!(elapsed < Duration::from_secs(2));
+    assert!(elapsed < LOADED_MACHINE, "{elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +215,7 @@ async fn a_stall_before_the_headers() {
     assert_eq!(error.attempts(), 3);
     // Three attempts of 300 ms and two short waits, far below the stall.
     assert!(
-        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        elapsed >= Duration::from_millis(900) && elapsed < LOADED_MACHINE,
         "{elapsed:?}"
     );
 }
@@ -223,7 +231,7 @@ async fn a_stall_in_the_middle_of_an_error_body() {
     });
     let (error, _, elapsed) = call(&hostile, get(&hostile.url())).await;
     assert_eq!(error.kind(), ErrorKind::Transport);
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(elapsed < LOADED_MACHINE, "{elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +276,7 @@ async fn an_endless_error_body_and_a_million_tiny_chunks() {
         }
         // Three attempts, each reading up to the cap and one frame past it.
         assert!(read <= 3 * (64 * 1024 + 8192), "read {read} bytes");
-        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        assert!(elapsed < LOADED_MACHINE, "{elapsed:?}");
     }
 }
 
@@ -287,7 +295,7 @@ async fn a_retry_after_of_a_hundred_billion_seconds() {
         Some(Duration::from_secs(99_999_999_999))
     );
     assert_eq!(error.attempts(), 1, "ended at once, not after a wait");
-    assert!(elapsed < Duration::from_secs(1));
+    assert!(elapsed < LOADED_MACHINE, "{elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +320,7 @@ async fn a_status_url_that_points_at_itself_forever() {
     let (error, _, elapsed) = call(&hostile, write).await;
     assert_eq!(error.kind(), ErrorKind::PollTimeout);
     assert_eq!(error.polls(), 5);
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < LOADED_MACHINE, "{elapsed:?}");
     assert!(hostile.connections() >= 1);
 }
 

@@ -174,6 +174,7 @@ async fn a_server_that_stalls_after_the_headers_trips_the_attempt_timeout() {
     assert!(source.is::<rebound::AttemptTimedOut>(), "{source}");
     // Four attempts of 300 ms and three short waits; far from the 30 s stall.
     assert!(elapsed >= Duration::from_millis(1200), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    // The stall is 30 s; a loaded machine meets 20 s.
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
     assert_eq!(server.connections(), 4);
 }

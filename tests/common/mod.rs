@@ -64,3 +64,17 @@ impl<B: Body + Unpin> Body for Counting<B> {
         self.inner.size_hint()
     }
 }
+
+/// Waits until `condition` holds, checking every few milliseconds, and fails
+/// the test if it still does not after 30 s: long enough for a loaded
+/// machine, and a test that waits for what it checks, not for a guess.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "still not true after 30 s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
