@@ -141,7 +141,9 @@ async fn demo(policy: Policy, policy_name: &str) -> u8 {
     ];
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let client = ResilienceLayer::new(policy).layer(client);
+    let layer = ResilienceLayer::new(policy);
+    let breaker_on = layer.breakers().is_enabled();
+    let client = layer.layer(client);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for group in scenarios {
@@ -151,7 +153,7 @@ async fn demo(policy: Policy, policy_name: &str) -> u8 {
         tasks.push(tokio::spawn(async move {
             let mut rows = Vec::new();
             for scenario in group {
-                rows.push(run_one(client.clone(), scenario).await);
+                rows.push(run_one(client.clone(), scenario, breaker_on).await);
             }
             rows
         }));
@@ -176,7 +178,7 @@ async fn demo(policy: Policy, policy_name: &str) -> u8 {
     EXIT_SUCCESS
 }
 
-async fn run_one<S>(client: S, scenario: Scenario) -> Row
+async fn run_one<S>(client: S, scenario: Scenario, breaker_on: bool) -> Row
 where
     S: tower::Service<
             Request<Full<Bytes>>,
@@ -239,7 +241,7 @@ where
         Err(error) => {
             let outcome = Outcome::from(error.kind());
             let status = error.status().map(|s| s.as_u16());
-            let explanation = explain(outcome, status, error.attempts(), &error);
+            let explanation = explain(outcome, status, error.attempts(), &error, breaker_on);
             Row {
                 what: scenario.what,
                 request: shown,
@@ -255,7 +257,13 @@ where
     }
 }
 
-fn explain(outcome: Outcome, status: Option<u16>, attempts: u32, error: &rebound::Error) -> String {
+fn explain(
+    outcome: Outcome,
+    status: Option<u16>,
+    attempts: u32,
+    error: &rebound::Error,
+    breaker_on: bool,
+) -> String {
     let status = status.map_or_else(String::new, |s| format!("{s} "));
     match outcome {
         Outcome::Terminal => format!("{status}the request is wrong: not retried"),
@@ -267,8 +275,11 @@ fn explain(outcome: Outcome, status: Option<u16>, attempts: u32, error: &rebound
         }
         Outcome::CircuitOpen => "breaker open: rejected without sending".to_owned(),
         Outcome::DeadlineExceeded => "out of time (timeouts.total)".to_owned(),
-        Outcome::Transport if error.is_connect() => {
+        Outcome::Transport if error.is_connect() && breaker_on => {
             format!("connection refused, {attempts} attempts; the breaker counts them")
+        }
+        Outcome::Transport if error.is_connect() => {
+            format!("connection refused, {attempts} attempts (no breaker in this policy)")
         }
         Outcome::Transport => format!("transport failure after {attempts} attempts"),
         _ => error.to_string(),

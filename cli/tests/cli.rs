@@ -544,3 +544,27 @@ fn the_demo_shows_every_behaviour_under_connio() {
         Some(2)
     );
 }
+
+#[test]
+fn the_demo_says_what_the_breaker_does_only_when_there_is_one() {
+    let stdout = String::from_utf8(rebound(&["demo"]).stdout).unwrap();
+    assert!(stdout.contains("the breaker counts them"), "{stdout}");
+
+    let dir = temp_dir("demo-no-breaker");
+    let path = dir.join("no-breaker.toml");
+    std::fs::write(&path, "[circuit_breaker]\nenabled = false\n").unwrap();
+    let output = rebound(&["demo", "--policy", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let down = demo_rows(&stdout)
+        .into_iter()
+        .find(|r| r[0] == "a host that is down")
+        .unwrap_or_else(|| panic!("no row for the down host in\n{stdout}"));
+    assert!(!stdout.contains("breaker counts"), "{stdout}");
+    assert!(
+        down.iter()
+            .any(|cell| cell.contains("no breaker in this policy")),
+        "{down:?}"
+    );
+    assert!(!stdout.contains("circuit_open"), "{stdout}");
+}

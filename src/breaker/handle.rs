@@ -48,6 +48,12 @@ impl BreakerHandle {
         BreakerHandle { registry }
     }
 
+    /// Whether the layer has breakers at all (`circuit_breaker.enabled`):
+    /// a handle on a layer without them sees no breaker and changes nothing.
+    pub fn is_enabled(&self) -> bool {
+        self.registry.is_some()
+    }
+
     /// Every breaker there is now, by key. Empty when breaking is off.
     pub fn snapshots(&self) -> Vec<BreakerSnapshot> {
         let Some(registry) = &self.registry else {

@@ -609,7 +609,22 @@ impl Check<'_> {
             Some(JitterName::None) => Jitter::None,
             Some(JitterName::Equal) => Jitter::Equal,
             Some(JitterName::Decorrelated) => Jitter::Decorrelated,
+            Some(JitterName::Proportional) => Jitter::Proportional(self.number(
+                &raw.jitter_factor,
+                "retry.backoff.jitter_factor",
+                0.0..=1.0,
+                0.5,
+            )?),
         };
+        if let (Some(factor), false) = (
+            &raw.jitter_factor,
+            matches!(raw.jitter, Some(JitterName::Proportional)),
+        ) {
+            return Err(self.error(
+                factor.span(),
+                "retry.backoff.jitter_factor is for jitter = \"proportional\"".into(),
+            ));
+        }
         let minute = Duration::from_secs(60);
         match raw.kind.unwrap_or(BackoffKind::Exponential) {
             BackoffKind::Constant => {

@@ -164,6 +164,7 @@ pub(crate) struct RawBackoff {
     pub(crate) multiplier: Option<Spanned<f64>>,
     pub(crate) max: Option<Spanned<DurationStr>>,
     pub(crate) jitter: Option<JitterName>,
+    pub(crate) jitter_factor: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -180,6 +181,7 @@ pub(crate) enum JitterName {
     Full,
     Equal,
     Decorrelated,
+    Proportional,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -360,6 +360,18 @@ fn retry_mistakes_point_at_the_line() {
         &["decorrelated"],
     );
     assert_error(
+        "[retry.backoff]\njitter = \"proportional\"\njitter_factor = 1.5\n",
+        3,
+        17,
+        &["retry.backoff.jitter_factor", "0 to 1"],
+    );
+    assert_error(
+        "[retry.backoff]\njitter = \"full\"\njitter_factor = 0.5\n",
+        3,
+        17,
+        &["jitter_factor is for jitter = \"proportional\""],
+    );
+    assert_error(
         "[retry.backoff]\nmultiplier = 0.5\n",
         2,
         14,
@@ -618,5 +630,32 @@ fn poll_mistakes_point_at_the_line() {
         2,
         1,
         &["unknown field `follow_redirects`"],
+    );
+}
+
+#[test]
+fn proportional_jitter_is_written_in_the_file() {
+    let policy = Policy::from_toml_str(
+        "[retry.backoff]\ninitial = \"1s\"\njitter = \"proportional\"\njitter_factor = 0.25\n",
+    )
+    .unwrap();
+    assert_eq!(
+        policy.retry.backoff,
+        Backoff::exponential(
+            Duration::from_secs(1),
+            2.0,
+            Duration::from_secs(5),
+            Jitter::Proportional(0.25)
+        )
+    );
+    let default = Policy::from_toml_str("[retry.backoff]\njitter = \"proportional\"\n").unwrap();
+    assert_eq!(
+        default.retry.backoff,
+        Backoff::exponential(
+            Duration::from_millis(100),
+            2.0,
+            Duration::from_secs(5),
+            Jitter::Proportional(0.5)
+        )
     );
 }
