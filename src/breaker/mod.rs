@@ -31,7 +31,10 @@
 //! A closed breaker admits a call with one atomic load; the result takes a
 //! lock for a few instructions. A rejection costs a lookup and an error, less
 //! than any call that is sent. The number of keys is bounded
-//! (`max_hosts`): past it, idle closed breakers are evicted first.
+//! (`max_hosts`): past it, each new host evicts one breaker, chosen by a clock
+//! hand that looks at no more than 64 of them (idle closed breakers first,
+//! open ones last), so admitting a host costs the same at 100 keys or
+//! 100,000 (`cargo bench --bench hosts`).
 //!
 //! Every change of state is a `tracing` event (key, from, to, failure rate,
 //! consecutive failures), and a [`BreakerHandle`] reads the state of each key

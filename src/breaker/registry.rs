@@ -34,8 +34,11 @@ pub(crate) struct Cell {
     healthy: AtomicBool,
     /// Successes that took that way, added to the counters when they are read.
     quiet_successes: AtomicU64,
-    /// Set when a call looks the breaker up; cleared by the eviction sweep.
+    /// Set when a call looks the breaker up; cleared by the eviction hand.
     used: AtomicBool,
+    /// Set when the breaker leaves the registry, so that spellings still
+    /// cached for it are looked up again.
+    evicted: AtomicBool,
     machine: Mutex<StateMachine>,
     rng: SharedRng,
 }
@@ -49,6 +52,7 @@ impl Cell {
             healthy: AtomicBool::new(false),
             quiet_successes: AtomicU64::new(0),
             used: AtomicBool::new(true),
+            evicted: AtomicBool::new(false),
             machine: Mutex::new(StateMachine::new(settings)),
             rng: SharedRng::seeded(seed),
         }
@@ -138,6 +142,14 @@ pub(crate) struct Registry {
 /// finds its breaker without parsing or formatting anything.
 struct Hosts {
     by_key: HashMap<Box<str>, Arc<Cell>, FastHash>,
+    /// The same breakers as `by_key`, in the order the eviction hand visits
+    /// them; a newcomer takes the place of the breaker it evicts.
+    ring: Vec<Arc<Cell>>,
+    /// Where the next eviction starts looking.
+    hand: usize,
+    /// Spellings may still point at evicted breakers (marked `evicted`):
+    /// removing them at eviction would mean a search of these maps. They are
+    /// bounded with the rest of the cache.
     http: HashMap<Box<str>, Arc<Cell>, FastHash>,
     https: HashMap<Box<str>, Arc<Cell>, FastHash>,
 }
@@ -218,6 +230,8 @@ impl Registry {
         let seeds = SharedRng::seeded(seed);
         let hosts = Hosts {
             by_key: HashMap::with_hasher(FastHash(seeds.next_u64())),
+            ring: Vec::new(),
+            hand: 0,
             http: HashMap::with_hasher(FastHash(seeds.next_u64())),
             https: HashMap::with_hasher(FastHash(seeds.next_u64())),
         };
@@ -244,7 +258,10 @@ impl Registry {
                 .hosts
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(cell) = alias_map(&hosts, uri).and_then(|map| map.get(authority)) {
+            if let Some(cell) = alias_map(&hosts, uri)
+                .and_then(|map| map.get(authority))
+                .filter(|cell| !cell.evicted.load(Ordering::Relaxed))
+            {
                 if !cell.used.load(Ordering::Relaxed) {
                     cell.used.store(true, Ordering::Relaxed);
                 }
@@ -325,10 +342,13 @@ impl Registry {
         if let Some(cell) = hosts.by_key.get(key) {
             return Arc::clone(cell);
         }
-        if hosts.by_key.len() >= self.max_hosts {
-            evict_one(&mut hosts);
-        }
         let cell = Arc::new(Cell::new(key.into(), self.settings, self.seeds.next_u64()));
+        if hosts.ring.len() >= self.max_hosts {
+            let slot = evict_one(&mut hosts);
+            hosts.ring[slot] = Arc::clone(&cell);
+        } else {
+            hosts.ring.push(Arc::clone(&cell));
+        }
         hosts.by_key.insert(key.into(), Arc::clone(&cell));
         cell
     }
@@ -413,33 +433,39 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-/// Makes room for one more breaker: the one to go is a closed breaker no call
-/// has looked up since the last sweep, else any closed one, else any at all.
-/// Open breakers go last, since they hold back calls to a failing host. Every
-/// use flag is cleared on the way, so the next sweep sees fresh use.
-fn evict_one(hosts: &mut Hosts) {
-    let mut idle_closed = None;
+/// How many breakers one eviction looks at, at most: admitting a host costs
+/// the same whether 100 or 100,000 breakers are kept.
+const EVICTION_SCAN: usize = 64;
+
+/// Makes room for one more breaker, and returns the place in the ring it
+/// frees. A clock hand walks the ring: the one to go is the first closed
+/// breaker no call has looked up since the hand last passed it, else the first
+/// closed one, else the one under the hand, within [`EVICTION_SCAN`] places.
+/// Open breakers go last, since they hold back calls to a failing host; one
+/// is evicted only when every breaker within reach of the hand is open.
+fn evict_one(hosts: &mut Hosts) -> usize {
+    let len = hosts.ring.len();
+    let start = hosts.hand % len;
     let mut closed = None;
-    let mut any = None;
-    for (key, cell) in hosts.by_key.iter() {
+    let mut idle_closed = None;
+    for step in 0..len.min(EVICTION_SCAN) {
+        let slot = (start + step) % len;
+        let cell = &hosts.ring[slot];
         let was_used = cell.used.swap(false, Ordering::Relaxed);
-        let is_closed = cell.closed.load(Ordering::Relaxed);
-        if is_closed && !was_used && idle_closed.is_none() {
-            idle_closed = Some(key.clone());
-        }
-        if is_closed && closed.is_none() {
-            closed = Some(key.clone());
-        }
-        if any.is_none() {
-            any = Some(key.clone());
+        if cell.closed.load(Ordering::Relaxed) {
+            if !was_used {
+                idle_closed = Some(slot);
+                break;
+            }
+            closed.get_or_insert(slot);
         }
     }
-    if let Some(key) = idle_closed.or(closed).or(any) {
-        if let Some(gone) = hosts.by_key.remove(&key) {
-            hosts.http.retain(|_, cell| !Arc::ptr_eq(cell, &gone));
-            hosts.https.retain(|_, cell| !Arc::ptr_eq(cell, &gone));
-        }
-    }
+    let slot = idle_closed.or(closed).unwrap_or(start);
+    hosts.hand = (slot + 1) % len;
+    let gone = &hosts.ring[slot];
+    gone.evicted.store(true, Ordering::Relaxed);
+    hosts.by_key.remove(&*gone.key);
+    slot
 }
 
 #[cfg(test)]
@@ -503,15 +529,55 @@ mod tests {
         }
         assert_eq!(r.cells().len(), 16);
         let hosts = r.hosts.read().unwrap();
-        assert!(
-            hosts.alias_count() <= 16,
-            "spellings of evicted hosts go with them"
-        );
+        assert_eq!(hosts.ring.len(), 16);
+        let live = hosts
+            .http
+            .values()
+            .filter(|cell| !cell.evicted.load(Ordering::Relaxed))
+            .count();
+        assert!(live <= 16, "spellings of live breakers: {live}");
+        assert!(hosts.alias_count() <= 4 * 16, "the cache stays bounded");
         drop(hosts);
         let again = r
             .find("http://failing.example:80")
             .expect("the open breaker stayed");
         assert!(Arc::ptr_eq(&again, &failing));
+    }
+
+    #[test]
+    fn a_spelling_of_an_evicted_host_finds_its_new_breaker() {
+        let r = Registry::new(settings(), Scope::Host, 2, 1);
+        let a: Uri = "http://A.example/".parse().unwrap();
+        let first = r.cell(&a);
+        r.cell(&"http://b.example/".parse().unwrap());
+        r.cell(&"http://c.example/".parse().unwrap());
+        assert!(r.find("http://a.example:80").is_none(), "a was evicted");
+        let again = r.cell(&a);
+        assert!(
+            !Arc::ptr_eq(&first, &again),
+            "the evicted breaker is not used"
+        );
+        let kept = r.find("http://a.example:80").expect("a is back");
+        assert!(Arc::ptr_eq(&kept, &again));
+        assert_eq!(r.cells().len(), 2);
+    }
+
+    #[test]
+    fn the_hand_evicts_idle_breakers_before_used_ones() {
+        let r = Registry::new(settings(), Scope::Host, 4, 1);
+        let uris: Vec<Uri> = (0..4)
+            .map(|i| format!("http://h{i}.example/").parse().unwrap())
+            .collect();
+        for uri in &uris {
+            r.cell(uri);
+        }
+        // A first eviction clears every use flag on its way round.
+        r.cell(&"http://new0.example/".parse().unwrap());
+        // h1 is used again; h2 and h3 are not: h2 goes next, never h1.
+        r.cell(&uris[1]);
+        r.cell(&"http://new1.example/".parse().unwrap());
+        assert!(r.find("http://h1.example:80").is_some());
+        assert!(r.find("http://h2.example:80").is_none());
     }
 
     #[test]
