@@ -7,7 +7,7 @@ mod storm;
 use std::time::Duration;
 
 use rebound_testkit::sim::{Fault, SimConfig};
-use storm::{Config, drive};
+use storm::{Config, Run, drive};
 
 fn outage(secs: u64) -> SimConfig {
     SimConfig {
@@ -115,4 +115,29 @@ async fn ten_percent_failures_almost_all_succeed_with_little_amplification() {
             "{rate}/s: the breaker never trips by chance"
         );
     }
+}
+
+fn goodput(seconds: &[u64]) -> Run {
+    Run {
+        goodput: seconds.to_vec(),
+        ..Run::default()
+    }
+}
+
+#[test]
+fn recovery_is_the_first_of_three_good_seconds_up_to_the_last_three() {
+    // At 10 calls/s, 95% is 9.5: 10 counts, 9 does not.
+    let recovered = |seconds: &[u64], from| goodput(seconds).recovered_at(from, 10.0, 0.95);
+    // Good only in the last 3 seconds of the run.
+    assert_eq!(recovered(&[0, 0, 0, 10, 10, 10], 0), Some(3));
+    assert_eq!(recovered(&[10, 10, 10], 0), Some(0));
+    // A dip restarts the count.
+    assert_eq!(recovered(&[10, 10, 9, 10, 10, 10, 10], 0), Some(3));
+    // The search starts at `from`, and needs 3 seconds from there.
+    assert_eq!(recovered(&[10, 10, 10, 10, 10], 2), Some(2));
+    assert_eq!(recovered(&[10, 10, 10, 10, 10], 3), None);
+    // Two good seconds at the end are not a recovery.
+    assert_eq!(recovered(&[0, 0, 0, 10, 10], 0), None);
+    assert_eq!(recovered(&[10, 10], 0), None);
+    assert_eq!(recovered(&[], 0), None);
 }

@@ -109,7 +109,8 @@ impl Run {
                 .get(s)
                 .is_some_and(|g| *g as f64 >= rate * share)
         };
-        (from..self.goodput.len().saturating_sub(3)).find(|&s| (s..s + 3).all(good))
+        let last = self.goodput.len().checked_sub(3)?;
+        (from..=last).find(|&s| (s..s + 3).all(good))
     }
 }
 
