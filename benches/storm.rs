@@ -7,9 +7,9 @@
 //! Open-loop clients call a simulated server (a capacity, a queue, faults on
 //! a schedule; `testkit/src/sim.rs`) through rebound's real
 //! `ResilienceLayer`, on paused Tokio time, so minutes of traffic take
-//! seconds. Each scenario runs under rebound's presets, under plain retries
-//! (the same 4 attempts and backoff, no budget, no breaker) and with no
-//! retries, and the table shows, for each:
+//! seconds. Each scenario runs under the `connio` preset, the preset without
+//! its breaker, plain retries (the same 4 attempts and backoff, no budget, no
+//! breaker) and no retries, and the table shows, for each:
 //!
 //! - amplification: attempts that reached the server per logical call (in
 //!   the outage scenario, during the outage);
