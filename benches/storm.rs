@@ -11,8 +11,10 @@
 //! its breaker, plain retries (the same 4 attempts and backoff, no budget, no
 //! breaker) and no retries, and the table shows, for each:
 //!
-//! - amplification: attempts that reached the server per logical call (in
-//!   the outage scenario, during the outage);
+//! - amplification: requests the server received per logical call over the
+//!   whole run, each counted against the call that sent it (retries and
+//!   status requests included); the outage scenario also splits it between
+//!   the calls made during the outage and after it;
 //! - the share of calls that succeeded;
 //! - calls the breaker rejected without sending;
 //! - for the metastable scenario, when goodput came back after the fault.
@@ -98,23 +100,26 @@ fn main() {
                 operations: None,
             };
             for client in Config::ALL {
-                // 60 s of outage, then 30 s of health: amplification is
-                // counted over the outage, recovery after it.
+                // 60 s of outage, then 30 s of health; recovery is counted
+                // from the end of the outage.
                 let run = drive(client.policy("10s"), config.clone(), rate, secs(90), 3).await;
                 let recovery = run
                     .recovered_at(60, rate, 0.95)
                     .map_or("> 30s".to_owned(), |s| format!("{}s", s - 60));
-                let during: u64 = run.server.arrivals.iter().take(60).sum();
-                let outage_calls = rate * 60.0;
-                line(
+                row(
                     "1. full outage 0-60 s, then 30 s up",
                     rate,
-                    client.name(),
-                    run.calls,
-                    during as f64 / outage_calls,
-                    run.success_share(),
-                    run.count("circuit_open"),
-                    recovery,
+                    client,
+                    &run,
+                    Some(recovery),
+                );
+                // Call i starts at i / rate seconds.
+                let outage_calls = (rate * 60.0) as u64;
+                println!(
+                    "{:>34}   amplification of the calls made during the outage: {:.3}x, after it: {:.3}x",
+                    "",
+                    run.amplification_of(0..outage_calls),
+                    run.amplification_of(outage_calls..run.calls),
                 );
             }
         }

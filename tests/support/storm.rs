@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each user takes its part
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,9 +85,23 @@ pub struct Run {
 }
 
 impl Run {
-    /// Attempts that reached the server per logical call.
+    /// Amplification: requests the server received per logical call, each
+    /// request counted against the call that sent it (retries and status
+    /// requests included), over every call of the run.
     pub fn amplification(&self) -> f64 {
-        self.server.requests as f64 / self.calls.max(1) as f64
+        self.amplification_of(0..self.calls)
+    }
+
+    /// Amplification over the calls numbered `calls` (call `i` starts at
+    /// `i / rate` seconds), counting every request they sent, whenever it
+    /// was sent.
+    pub fn amplification_of(&self, calls: Range<u64>) -> f64 {
+        let sent: u64 = calls
+            .clone()
+            .filter_map(|i| self.server.by_call.get(i as usize))
+            .map(|&n| u64::from(n))
+            .sum();
+        sent as f64 / calls.count().max(1) as f64
     }
 
     pub fn count(&self, outcome: &str) -> u64 {
