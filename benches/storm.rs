@@ -17,7 +17,9 @@
 //!   the calls made during the outage and after it;
 //! - the share of calls that succeeded;
 //! - calls the breaker rejected without sending;
-//! - for the outage and the stall, when goodput came back after the fault.
+//! - for the outage and the stall, when goodput came back after the fault;
+//! - for the 202 writes, how long after each operation finished its caller
+//!   had the result.
 
 #[path = "../tests/support/storm.rs"]
 mod storm;
@@ -239,11 +241,21 @@ fn main() {
                 )
                 .await;
                 named_row("5. 202 writes, 5 s operations", 100.0, name, &run, None);
+                // Lateness: when the caller had the final result, minus when
+                // the server's operation finished.
+                let lateness = match run.lateness_summary() {
+                    Some(l) => format!(
+                        "result after the operation finished: mean {} ms, p99 {} ms, max {} ms",
+                        l.mean.as_millis(),
+                        l.p99.as_millis(),
+                        l.max.as_millis()
+                    ),
+                    None => "the callers never had a result".to_owned(),
+                };
                 println!(
-                    "{:>36}   accepted: {}, server requests per write: {:.1}",
+                    "{:>36}   accepted: {}, {lateness}",
                     "",
                     run.count("accepted"),
-                    run.amplification()
                 );
             }
         }

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // each user takes its part
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -81,7 +81,18 @@ pub struct Run {
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Successful calls per second, by when they finished.
     pub goodput: Vec<u64>,
+    /// For each successful write that started an operation, how long after
+    /// the operation finished its caller had the result.
+    pub lateness: Vec<Duration>,
     pub server: SimStats,
+}
+
+/// How late results arrived after the operations they report finished.
+#[derive(Debug, Clone, Copy)]
+pub struct Lateness {
+    pub mean: Duration,
+    pub p99: Duration,
+    pub max: Duration,
 }
 
 impl Run {
@@ -123,6 +134,19 @@ impl Run {
         };
         let last = self.goodput.len().checked_sub(3)?;
         (from..=last).find(|&s| (s..s + 3).all(good))
+    }
+
+    /// Mean, 99th percentile and maximum of [`Run::lateness`]; `None` when no
+    /// write got its result.
+    pub fn lateness_summary(&self) -> Option<Lateness> {
+        let mut sorted = self.lateness.clone();
+        sorted.sort_unstable();
+        let max = *sorted.last()?;
+        let n = sorted.len();
+        let mean = sorted.iter().sum::<Duration>() / n as u32;
+        // The nearest-rank percentile: the smallest value with 99% at or below it.
+        let p99 = sorted[(n * 99).div_ceil(100) - 1];
+        Some(Lateness { mean, p99, max })
     }
 }
 
@@ -171,12 +195,24 @@ pub async fn drive_method(
             (outcome, Instant::now())
         }));
     }
+    let mut ends = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        ends.push(task.await.expect("a call task"));
+    }
     let mut run = Run {
         calls,
+        server: server.stats(),
         ..Run::default()
     };
-    for task in tasks {
-        let (outcome, ended) = task.await.expect("a call task");
+    // The operation each write started (the last, should a write have been
+    // sent more than once): its status URL is the one the call followed.
+    let finishes: HashMap<u64, Instant> = run
+        .server
+        .operations
+        .iter()
+        .filter_map(|operation| Some((operation.call?, operation.finishes)))
+        .collect();
+    for (i, (outcome, ended)) in ends.into_iter().enumerate() {
         *run.outcomes.entry(outcome).or_default() += 1;
         if outcome == "success" {
             let second = (ended - start).as_secs() as usize;
@@ -184,8 +220,11 @@ pub async fn drive_method(
                 run.goodput.resize(second + 1, 0);
             }
             run.goodput[second] += 1;
+            if let Some(finished) = finishes.get(&(i as u64)) {
+                run.lateness
+                    .push(ended.saturating_duration_since(*finished));
+            }
         }
     }
-    run.server = server.stats();
     run
 }
