@@ -19,10 +19,10 @@
 //! cargo bench --bench stack
 //! ```
 //!
-//! Timings on a shared machine wander by a tenth from run to run. For a
-//! figure that does not, count instructions: `STACK_LOOP=NAME` makes the bench
-//! binary run 200,000 calls of one service and exit, for
-//! `valgrind --tool=callgrind`. Ready path: `bare`, `tower_retry`,
+//! Timings on a shared machine wander from run to run (by up to 28% on a
+//! busy 2-core one). For a figure that does not, count instructions:
+//! `STACK_LOOP=NAME` makes the bench binary run 200,000 calls of one service
+//! and exit, for `valgrind --tool=callgrind`. Ready path: `bare`, `tower_retry`,
 //! `tower_timeout`, `classify`, `breaker`, `retry`, `resilience`; pending
 //! path: `bare_pending`, `tower_retry_pending`, `tower_timeout_pending`,
 //! `resilience_pending` (these count the runtime's scheduling too, the same
