@@ -1,34 +1,46 @@
 //! What the rebound stack costs on top of the client it wraps.
 //!
-//! Each benchmark builds a request, calls the service and polls the response
-//! future once; the test clients answer at once, so what is measured is the
-//! layers themselves, not I/O. The baselines run in the same process: the bare
-//! client, and tower's own `Retry` with a policy that never retries (which
-//! still clones each request, as any retry must). The run ends with a table of
-//! ratios.
+//! Two paths. On the ready path the test client answers on the first poll:
+//! each benchmark builds a request, calls the service and polls the response
+//! future once. That is the one path on which rebound reads no clock and arms
+//! no timer. On the pending path (`*_pending`) the client answers on the
+//! second poll, after waking its task, as a real client does when it waits
+//! for the network: the layers arm their timers and read the clock, and the
+//! calls run on a current-thread Tokio runtime with time enabled. Either way
+//! there is no I/O, so what is measured is the layers themselves.
+//!
+//! The baselines run in the same process: the bare client; tower's own
+//! `Retry` with a policy that never retries (which still clones each request,
+//! as any retry must); and that `Retry` over tower's `Timeout`, the nearest
+//! tower stack to rebound's, which has an attempt timeout. The run ends with
+//! a table of ratios.
 //!
 //! ```text
 //! cargo bench --bench stack
 //! ```
 //!
-//! Timings on a shared machine wander by a tenth from run to run. For a
-//! figure that does not, count instructions: `STACK_LOOP=NAME` makes the bench
-//! binary run 200,000 calls of one service (`bare`, `tower_retry`,
-//! `classify`, `breaker`, `retry`, `resilience`) and exit, for
-//! `valgrind --tool=callgrind`:
+//! Timings on a shared machine wander from run to run (by up to 28% on a
+//! busy 2-core one). For a figure that does not, count instructions:
+//! `STACK_LOOP=NAME` makes the bench binary run 200,000 calls of one service
+//! and exit, for `valgrind --tool=callgrind`. Ready path: `bare`, `tower_retry`,
+//! `tower_timeout`, `classify`, `breaker`, `retry`, `resilience`; pending
+//! path: `bare_pending`, `tower_retry_pending`, `tower_timeout_pending`,
+//! `resilience_pending` (these count the runtime's scheduling too, the same
+//! for each).
 //!
 //! ```text
 //! cargo bench --bench stack --no-run   # prints the binary's path
 //! STACK_LOOP=resilience valgrind --tool=callgrind target/release/deps/stack-HASH
 //! ```
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::path::PathBuf;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::Criterion;
+use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use http::Request;
 use http_body_util::Full;
 use rebound::breaker::CircuitBreakerLayer;
@@ -38,9 +50,20 @@ use rebound::trace::TraceLayer;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::Answer;
 use std::hint::black_box;
+use tokio::runtime::Runtime;
+use tower::timeout::TimeoutLayer;
 use tower::{Layer, Service};
 
 const GROUP: &str = "stack";
+
+/// The attempt timeout of the tower baseline: the `connio` preset's.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn request() -> Request<Full<Bytes>> {
+    Request::get(http::Uri::from_static(URL))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
 
 /// One call, polled to completion at once; returns whether it succeeded.
 fn call_once<S>(service: &mut S) -> bool
@@ -49,13 +72,74 @@ where
 {
     let mut cx = Context::from_waker(Waker::noop());
     let _ = service.poll_ready(&mut cx);
-    let request = Request::get(http::Uri::from_static(URL))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let future = pin!(service.call(request));
+    let future = pin!(service.call(request()));
     match future.poll(&mut cx) {
         Poll::Ready(result) => black_box(result).is_ok(),
         Poll::Pending => unreachable!("the test clients answer at once"),
+    }
+}
+
+/// One call of a [`Yielding`] client, awaited on the runtime; returns whether
+/// it succeeded. Fails if the call did not wait exactly once, so the path
+/// measured is the one named.
+async fn call_yielding<S>(service: &mut S) -> bool
+where
+    S: Service<Request<Full<Bytes>>>,
+{
+    let _ = poll_fn(|cx| service.poll_ready(cx)).await;
+    let mut future = pin!(service.call(request()));
+    let mut polls = 0;
+    let result = poll_fn(|cx| {
+        polls += 1;
+        future.as_mut().poll(cx)
+    })
+    .await;
+    assert_eq!(polls, 2, "a yielding client answers on the second poll");
+    black_box(result).is_ok()
+}
+
+/// A client that answers on the second poll: the first wakes the task and
+/// returns `Pending`, as a client waiting on a socket would, so the layers
+/// above it take their waiting path.
+#[derive(Clone)]
+struct Yielding<S>(S);
+
+impl<S, R> Service<R> for Yielding<S>
+where
+    S: Service<R>,
+    S::Future: Unpin,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = YieldOnce<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        YieldOnce {
+            inner: self.0.call(request),
+            yielded: false,
+        }
+    }
+}
+
+struct YieldOnce<F> {
+    inner: F,
+    yielded: bool,
+}
+
+impl<F: Future + Unpin> Future for YieldOnce<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll(cx)
     }
 }
 
@@ -87,11 +171,47 @@ impl<Res, E> tower::retry::Policy<Request<Full<Bytes>>, Res, E> for NeverRetry {
     }
 }
 
+/// tower's `Retry` over tower's `Timeout`: a never-retrying retry with an
+/// attempt timeout, the tower stack nearest to rebound's.
+fn tower_retry_timeout<S>(inner: S) -> tower::retry::Retry<NeverRetry, tower::timeout::Timeout<S>> {
+    tower::retry::RetryLayer::new(NeverRetry).layer(TimeoutLayer::new(ATTEMPT_TIMEOUT).layer(inner))
+}
+
 const URL: &str = "http://api.example/devices/1";
 
 const NOT_FOUND: &str = r#"[{"code":"ResourceNotFound","cause":"Resource not found","message":"Requested endpoint is not valid.","moreInfoUrl":"https://docs.connio.com/v3/error/resourcenotfound"}]"#;
 
-fn benches(c: &mut Criterion) {
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+}
+
+/// Benchmarks calls of `service` on the pending path: each batch of
+/// iterations runs in one `block_on`, so the runtime's entry is not counted.
+fn bench_pending<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    mut service: S,
+) where
+    S: Service<Request<Full<Bytes>>>,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    call_yielding(&mut service).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
+
+fn benches(c: &mut Criterion, rt: &Runtime) {
     let policy = Policy::preset("connio").unwrap();
     let mut group = c.benchmark_group(GROUP);
 
@@ -101,6 +221,11 @@ fn benches(c: &mut Criterion) {
     let mut tower_retry = tower::retry::RetryLayer::new(NeverRetry).layer(Answer::new(200, "{}"));
     group.bench_function("tower_retry_200", |b| {
         b.iter(|| call_once(&mut tower_retry))
+    });
+
+    let mut tower_timeout = tower_retry_timeout(Answer::new(200, "{}"));
+    group.bench_function("tower_retry_timeout_200", |b| {
+        b.iter(|| call_once(&mut tower_timeout))
     });
 
     let mut stacked = ResilienceLayer::new(policy.clone()).layer(Answer::new(200, "{}"));
@@ -135,10 +260,44 @@ fn benches(c: &mut Criterion) {
     let mut bare_404 = Answer::new(404, NOT_FOUND);
     group.bench_function("bare_404", |b| b.iter(|| call_once(&mut bare_404)));
 
-    let mut stacked_404 = ResilienceLayer::new(policy).layer(Answer::new(404, NOT_FOUND));
+    let mut stacked_404 = ResilienceLayer::new(policy.clone()).layer(Answer::new(404, NOT_FOUND));
     group.bench_function("resilience_404_parsed", |b| {
         b.iter(|| call_once(&mut stacked_404))
     });
+
+    let answer = || Yielding(Answer::new(200, "{}"));
+    bench_pending(&mut group, rt, "bare_200_pending", answer());
+    bench_pending(
+        &mut group,
+        rt,
+        "tower_retry_200_pending",
+        tower::retry::RetryLayer::new(NeverRetry).layer(answer()),
+    );
+    bench_pending(
+        &mut group,
+        rt,
+        "tower_retry_timeout_200_pending",
+        tower_retry_timeout(answer()),
+    );
+    bench_pending(
+        &mut group,
+        rt,
+        "classify_200_pending",
+        ClassifyLayer::new(&policy).layer(answer()),
+    );
+    bench_pending(
+        &mut group,
+        rt,
+        "trace_retry_classify_200_pending",
+        TraceLayer::new(&policy)
+            .layer(RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer()))),
+    );
+    bench_pending(
+        &mut group,
+        rt,
+        "resilience_200_pending",
+        ResilienceLayer::new(policy).layer(answer()),
+    );
     group.finish();
 }
 
@@ -165,8 +324,10 @@ fn print_ratios() {
     println!("\nratios, same run:");
     for (name, baseline) in [
         ("tower_retry_200", "bare_200"),
+        ("tower_retry_timeout_200", "bare_200"),
         ("resilience_200", "bare_200"),
         ("resilience_200", "tower_retry_200"),
+        ("resilience_200", "tower_retry_timeout_200"),
         ("trace_retry_classify_200", "tower_retry_200"),
         ("classify_200", "bare_200"),
         ("breaker_closed_200", "bare_200"),
@@ -175,11 +336,21 @@ fn print_ratios() {
         ("breaker_open_rejected", "breaker_closed_200"),
         ("resilience_open_rejected", "resilience_200"),
         ("resilience_404_parsed", "bare_404"),
+        ("tower_retry_200_pending", "bare_200_pending"),
+        ("tower_retry_timeout_200_pending", "bare_200_pending"),
+        ("classify_200_pending", "bare_200_pending"),
+        (
+            "trace_retry_classify_200_pending",
+            "tower_retry_timeout_200_pending",
+        ),
+        ("resilience_200_pending", "bare_200_pending"),
+        ("resilience_200_pending", "tower_retry_200_pending"),
+        ("resilience_200_pending", "tower_retry_timeout_200_pending"),
     ] {
         match (mean_ns(name), mean_ns(baseline)) {
             (Some(t), Some(b)) => {
                 println!(
-                    "  {name:<24} {t:>9.1} ns  {baseline:<9} {b:>7.1} ns  ratio {:.2}x",
+                    "  {name:<32} {t:>9.1} ns  {baseline:<31} {b:>7.1} ns  ratio {:.2}x",
                     t / b
                 )
             }
@@ -189,17 +360,25 @@ fn print_ratios() {
 }
 
 /// Runs 200,000 calls of one service, for instruction counts under callgrind.
-fn run_loop(name: &str) {
+fn run_loop(name: &str, rt: &Runtime) {
     fn spin<S: Service<Request<Full<Bytes>>>>(mut service: S) {
         for _ in 0..200_000 {
             call_once(&mut service);
         }
+    }
+    fn spin_pending<S: Service<Request<Full<Bytes>>>>(rt: &Runtime, mut service: S) {
+        rt.block_on(async {
+            for _ in 0..200_000 {
+                call_yielding(&mut service).await;
+            }
+        })
     }
     let policy = Policy::preset("connio").unwrap();
     let answer = || Answer::new(200, "{}");
     match name {
         "bare" => spin(answer()),
         "tower_retry" => spin(tower::retry::RetryLayer::new(NeverRetry).layer(answer())),
+        "tower_timeout" => spin(tower_retry_timeout(answer())),
         "classify" => spin(ClassifyLayer::new(&policy).layer(answer())),
         "retry" => {
             spin(RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer())))
@@ -208,17 +387,29 @@ fn run_loop(name: &str) {
             CircuitBreakerLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer())),
         ),
         "resilience" => spin(ResilienceLayer::new(policy).layer(answer())),
+        "bare_pending" => spin_pending(rt, Yielding(answer())),
+        "tower_retry_pending" => spin_pending(
+            rt,
+            tower::retry::RetryLayer::new(NeverRetry).layer(Yielding(answer())),
+        ),
+        "tower_timeout_pending" => spin_pending(rt, tower_retry_timeout(Yielding(answer()))),
+        "resilience_pending" => {
+            spin_pending(rt, ResilienceLayer::new(policy).layer(Yielding(answer())))
+        }
         other => eprintln!("unknown STACK_LOOP {other:?}"),
     }
 }
 
 fn main() {
+    let rt = runtime();
+    // tower's `Timeout` makes its timer in `call`, even on the ready path.
+    let _runtime = rt.enter();
     if let Ok(name) = std::env::var("STACK_LOOP") {
-        run_loop(&name);
+        run_loop(&name, &rt);
         return;
     }
     let mut criterion = Criterion::default().configure_from_args();
-    benches(&mut criterion);
+    benches(&mut criterion, &rt);
     criterion.final_summary();
     print_ratios();
 }

@@ -1,5 +1,6 @@
-//! The storm simulation, scaled down: a full outage and 10% random failures,
-//! with the bounds rebound promises. On paused time, so it runs in a moment.
+//! The storm simulation, scaled down: a full outage, 10% random failures and
+//! 202 writes, with the bounds rebound promises. On paused time, so it runs
+//! in a moment.
 
 #[path = "support/storm.rs"]
 mod storm;
@@ -7,7 +8,7 @@ mod storm;
 use std::time::Duration;
 
 use rebound_testkit::sim::{Fault, SimConfig};
-use storm::{Config, drive};
+use storm::{Config, Run, drive, drive_method};
 
 fn outage(secs: u64) -> SimConfig {
     SimConfig {
@@ -115,4 +116,56 @@ async fn ten_percent_failures_almost_all_succeed_with_little_amplification() {
             "{rate}/s: the breaker never trips by chance"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_has_its_result_at_the_first_poll_after_its_operation_ends() {
+    let config = SimConfig {
+        capacity: None,
+        faults: vec![],
+        seed: 1,
+        operations: Some(Duration::from_secs(5)),
+    };
+    let run = drive_method(
+        Config::Connio.policy("10s"),
+        config,
+        10.0,
+        Duration::from_secs(10),
+        13,
+        http::Method::POST,
+    )
+    .await;
+    assert_eq!(run.count("success"), run.calls, "{run:?}");
+    assert_eq!(run.lateness.len() as u64, run.calls);
+    // Polls 1, 2.5, 4.75 and 8.125 s after the 202: the last comes 3.125 s
+    // after a 5 s operation ends. The server answers at once, so every write
+    // is exactly that late.
+    let lateness = run.lateness_summary().expect("writes with results");
+    assert_eq!(lateness.max, Duration::from_millis(3125), "{lateness:?}");
+    assert_eq!(lateness.mean, lateness.max, "{lateness:?}");
+}
+
+fn goodput(seconds: &[u64]) -> Run {
+    Run {
+        goodput: seconds.to_vec(),
+        ..Run::default()
+    }
+}
+
+#[test]
+fn recovery_is_the_first_of_three_good_seconds_up_to_the_last_three() {
+    // At 10 calls/s, 95% is 9.5: 10 counts, 9 does not.
+    let recovered = |seconds: &[u64], from| goodput(seconds).recovered_at(from, 10.0, 0.95);
+    // Good only in the last 3 seconds of the run.
+    assert_eq!(recovered(&[0, 0, 0, 10, 10, 10], 0), Some(3));
+    assert_eq!(recovered(&[10, 10, 10], 0), Some(0));
+    // A dip restarts the count.
+    assert_eq!(recovered(&[10, 10, 9, 10, 10, 10, 10], 0), Some(3));
+    // The search starts at `from`, and needs 3 seconds from there.
+    assert_eq!(recovered(&[10, 10, 10, 10, 10], 2), Some(2));
+    assert_eq!(recovered(&[10, 10, 10, 10, 10], 3), None);
+    // Two good seconds at the end are not a recovery.
+    assert_eq!(recovered(&[0, 0, 0, 10, 10], 0), None);
+    assert_eq!(recovered(&[10, 10], 0), None);
+    assert_eq!(recovered(&[], 0), None);
 }

@@ -42,7 +42,7 @@ pub struct SimConfig {
     pub seed: u64,
     /// When set, a `POST` is a write that answers 202 with
     /// `Location: /ops/N`, and `GET /ops/N` answers 202 until the operation
-    /// is this old, then 200.
+    /// is this old, then 200. A write answered with a fault starts nothing.
     pub operations: Option<Duration>,
 }
 
@@ -58,6 +58,20 @@ pub struct SimStats {
     pub throttled: u64,
     /// Retries that came back early.
     pub early_retries: u64,
+    /// Requests received for each call, indexed by the number in the
+    /// `x-call` header the driver sets (status requests carry it too).
+    pub by_call: Vec<u32>,
+    /// The write operations started, in order (`/ops/N` is the Nth).
+    pub operations: Vec<Operation>,
+}
+
+/// A write operation the server started.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// The `x-call` of the write that started it.
+    pub call: Option<u64>,
+    /// When it finishes: from then on its status URL answers 200.
+    pub finishes: Instant,
 }
 
 struct State {
@@ -69,8 +83,6 @@ struct State {
     window_count: u32,
     /// For each call id, when a 429 allows it back.
     allowed_back: std::collections::HashMap<u64, Instant>,
-    /// When each write operation started.
-    operations: Vec<Instant>,
     stats: SimStats,
 }
 
@@ -93,7 +105,6 @@ impl SimServer {
                 window_second: 0,
                 window_count: 0,
                 allowed_back: Default::default(),
-                operations: Vec::new(),
                 stats: SimStats::default(),
             })),
         }
@@ -152,6 +163,11 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
             }
             s.stats.arrivals[second] += 1;
             if let Some(id) = call_id {
+                let index = id as usize;
+                if s.stats.by_call.len() <= index {
+                    s.stats.by_call.resize(index + 1, 0);
+                }
+                s.stats.by_call[index] += 1;
                 if let Some(back) = s.allowed_back.remove(&id) {
                     if now < back {
                         s.stats.early_retries += 1;
@@ -202,34 +218,40 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
                     _ => {}
                 }
             }
-            // Writes and their status URLs, when the server has operations.
-            let answer = match s.config.operations {
-                Some(_) if request.method() == http::Method::POST => {
-                    s.operations.push(now);
-                    let mut response = respond(202);
-                    let location = format!("/ops/{}", s.operations.len() - 1);
-                    if let Ok(value) = HeaderValue::from_str(&location) {
-                        response.headers_mut().insert("location", value);
+            if let Some(plan) = plan {
+                plan
+            } else {
+                // Writes and their status URLs, when the server has operations
+                // (so a write the faults answered starts nothing).
+                let answer = match s.config.operations {
+                    Some(takes) if request.method() == http::Method::POST => {
+                        s.stats.operations.push(Operation {
+                            call: call_id,
+                            finishes: now + takes,
+                        });
+                        let mut response = respond(202);
+                        let location = format!("/ops/{}", s.stats.operations.len() - 1);
+                        if let Ok(value) = HeaderValue::from_str(&location) {
+                            response.headers_mut().insert("location", value);
+                        }
+                        response
                     }
-                    response
-                }
-                Some(takes) => {
-                    let started = request
-                        .uri()
-                        .path()
-                        .strip_prefix("/ops/")
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .and_then(|n| s.operations.get(n).copied());
-                    match started {
-                        Some(started) if now < started + takes => respond(202),
-                        _ => respond(200),
+                    Some(_) => {
+                        let finishes = request
+                            .uri()
+                            .path()
+                            .strip_prefix("/ops/")
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .and_then(|n| s.stats.operations.get(n))
+                            .map(|operation| operation.finishes);
+                        match finishes {
+                            Some(finishes) if now < finishes => respond(202),
+                            _ => respond(200),
+                        }
                     }
-                }
-                None => respond(200),
-            };
-            match plan {
-                Some(plan) => plan,
-                None => match s.config.capacity {
+                    None => respond(200),
+                };
+                match s.config.capacity {
                     None => Plan::Now(answer),
                     Some(capacity) => {
                         // One queue worked through in order at `capacity`
@@ -245,7 +267,7 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
                         s.next_free = done;
                         Plan::At(done, answer)
                     }
-                },
+                }
             }
         };
         Box::pin(async move {

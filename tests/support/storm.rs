@@ -5,7 +5,8 @@
 
 #![allow(dead_code)] // each user takes its part
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,13 +17,13 @@ use rebound_testkit::sim::{SimConfig, SimServer, SimStats};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
-/// The client configurations compared.
+/// The client configurations compared. The `standard` preset is not among
+/// them: its retry, budget, breaker and poll settings are `connio`'s, and
+/// the two differ only in statuses the simulated server never sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Config {
     /// The `connio` preset: budget and breaker on.
     Connio,
-    /// The `standard` preset.
-    Standard,
     /// The `connio` preset with its breaker off: the retry budget alone.
     BudgetOnly,
     /// The same attempts and backoff as `connio`, with no budget and no breaker.
@@ -32,9 +33,8 @@ pub enum Config {
 }
 
 impl Config {
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 4] = [
         Config::Connio,
-        Config::Standard,
         Config::BudgetOnly,
         Config::PlainRetries,
         Config::NoRetries,
@@ -43,20 +43,18 @@ impl Config {
     pub fn name(self) -> &'static str {
         match self {
             Config::Connio => "rebound connio",
-            Config::Standard => "rebound standard",
             Config::BudgetOnly => "rebound connio, no breaker",
             Config::PlainRetries => "plain retries (4 attempts)",
             Config::NoRetries => "no retries",
         }
     }
 
-    /// The policy, with `attempt_timeout` for each attempt.
+    /// The policy, with `attempt_timeout` for each attempt (the preset's is
+    /// `10s`).
     pub fn policy(self, attempt_timeout: &str) -> Policy {
         let connio = include_str!("../../policies/connio.toml");
-        let standard = include_str!("../../policies/standard.toml");
         let text = match self {
             Config::Connio => connio.to_owned(),
-            Config::Standard => standard.to_owned(),
             // The breaker's section is the last to say `enabled = true`.
             Config::BudgetOnly => match connio.rfind("enabled = true") {
                 Some(at) => format!("{}enabled = false{}", &connio[..at], &connio[at + 14..]),
@@ -83,13 +81,38 @@ pub struct Run {
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Successful calls per second, by when they finished.
     pub goodput: Vec<u64>,
+    /// For each successful write that started an operation, how long after
+    /// the operation finished its caller had the result.
+    pub lateness: Vec<Duration>,
     pub server: SimStats,
 }
 
+/// How late results arrived after the operations they report finished.
+#[derive(Debug, Clone, Copy)]
+pub struct Lateness {
+    pub mean: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
 impl Run {
-    /// Attempts that reached the server per logical call.
+    /// Amplification: requests the server received per logical call, each
+    /// request counted against the call that sent it (retries and status
+    /// requests included), over every call of the run.
     pub fn amplification(&self) -> f64 {
-        self.server.requests as f64 / self.calls.max(1) as f64
+        self.amplification_of(0..self.calls)
+    }
+
+    /// Amplification over the calls numbered `calls` (call `i` starts at
+    /// `i / rate` seconds), counting every request they sent, whenever it
+    /// was sent.
+    pub fn amplification_of(&self, calls: Range<u64>) -> f64 {
+        let sent: u64 = calls
+            .clone()
+            .filter_map(|i| self.server.by_call.get(i as usize))
+            .map(|&n| u64::from(n))
+            .sum();
+        sent as f64 / calls.count().max(1) as f64
     }
 
     pub fn count(&self, outcome: &str) -> u64 {
@@ -109,7 +132,21 @@ impl Run {
                 .get(s)
                 .is_some_and(|g| *g as f64 >= rate * share)
         };
-        (from..self.goodput.len().saturating_sub(3)).find(|&s| (s..s + 3).all(good))
+        let last = self.goodput.len().checked_sub(3)?;
+        (from..=last).find(|&s| (s..s + 3).all(good))
+    }
+
+    /// Mean, 99th percentile and maximum of [`Run::lateness`]; `None` when no
+    /// write got its result.
+    pub fn lateness_summary(&self) -> Option<Lateness> {
+        let mut sorted = self.lateness.clone();
+        sorted.sort_unstable();
+        let max = *sorted.last()?;
+        let n = sorted.len();
+        let mean = sorted.iter().sum::<Duration>() / n as u32;
+        // The nearest-rank percentile: the smallest value with 99% at or below it.
+        let p99 = sorted[(n * 99).div_ceil(100) - 1];
+        Some(Lateness { mean, p99, max })
     }
 }
 
@@ -158,12 +195,24 @@ pub async fn drive_method(
             (outcome, Instant::now())
         }));
     }
+    let mut ends = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        ends.push(task.await.expect("a call task"));
+    }
     let mut run = Run {
         calls,
+        server: server.stats(),
         ..Run::default()
     };
-    for task in tasks {
-        let (outcome, ended) = task.await.expect("a call task");
+    // The operation each write started (the last, should a write have been
+    // sent more than once): its status URL is the one the call followed.
+    let finishes: HashMap<u64, Instant> = run
+        .server
+        .operations
+        .iter()
+        .filter_map(|operation| Some((operation.call?, operation.finishes)))
+        .collect();
+    for (i, (outcome, ended)) in ends.into_iter().enumerate() {
         *run.outcomes.entry(outcome).or_default() += 1;
         if outcome == "success" {
             let second = (ended - start).as_secs() as usize;
@@ -171,8 +220,11 @@ pub async fn drive_method(
                 run.goodput.resize(second + 1, 0);
             }
             run.goodput[second] += 1;
+            if let Some(finished) = finishes.get(&(i as u64)) {
+                run.lateness
+                    .push(ended.saturating_duration_since(*finished));
+            }
         }
     }
-    run.server = server.stats();
     run
 }
