@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::classify::StatusClass;
+use crate::status::StatusClass;
 
 /// A boxed error, as produced by the inner client.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -62,12 +62,17 @@ pub mod breaker;
 pub mod classify;
 pub mod client;
 pub mod config;
+mod deadline;
 mod error;
 mod info;
 mod outcome;
 pub mod poll;
 pub mod retry;
+mod retry_after;
+mod rng;
+mod span;
 mod stack;
+mod status;
 mod timer;
 pub mod trace;
 

@@ -5,7 +5,7 @@ use tower_layer::Layer;
 use super::registry::Registry;
 use super::{BreakerHandle, CircuitBreaker};
 use crate::Policy;
-use crate::retry::SharedRng;
+use crate::rng::SharedRng;
 
 /// Wraps a service in [`CircuitBreaker`], with the settings of a policy.
 /// Clones of the layer, and every service it wraps, share their breakers.

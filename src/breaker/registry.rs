@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::state::{
     Admission, BreakerSettings, BreakerState, Permit, StateMachine, Transition, Verdict,
 };
-use crate::retry::SharedRng;
+use crate::rng::SharedRng;
 
 /// Which calls share a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

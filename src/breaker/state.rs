@@ -282,7 +282,7 @@ impl StateMachine {
             .saturating_mul(1u32 << doublings.min(31))
             .min(settings.max_open_for);
         let low = (base / 2).max(open_for);
-        crate::retry::between(low, base, random)
+        crate::rng::between(low, base, random)
     }
 
     fn trip(&mut self, now: Instant, random: u64) -> Option<Transition> {

@@ -2,17 +2,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use http::{HeaderMap, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
-use super::{ClassifySettings, StatusClass, parse_api_errors, parse_retry_after};
+use super::{ClassifySettings, parse_api_errors};
+use crate::deadline::call_deadline;
 use crate::error::{BoxError, Error, ErrorKind, ResponseFailure};
+use crate::retry_after::retry_after_of;
+use crate::status::StatusClass;
 use crate::timer::Timer;
 
 pin_project! {
@@ -113,9 +116,8 @@ where
                 let settings: &ClassifySettings = this.settings;
                 let now = Instant::now();
                 let attempt_end = now + settings.attempt_timeout;
-                let call_end = this
-                    .deadline
-                    .unwrap_or_else(|| now + settings.total_timeout);
+                // A first attempt starts the call: its end is the call's.
+                let call_end = call_deadline(now, settings.total_timeout, *this.deadline);
                 *this.timer_is_deadline = call_end <= attempt_end;
                 this.timer.as_mut().arm(attempt_end.min(call_end));
             }
@@ -186,16 +188,4 @@ impl<RB: Body> ErrorBodyRead<RB> {
         };
         Poll::Ready(Error::from_response(*this.status, *this.class, failure))
     }
-}
-
-/// The wait asked for by `Retry-After`, with an HTTP-date measured against the
-/// response's own `Date` when it has one (server clock against server clock).
-pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
-    let now = headers
-        .get(header::DATE)
-        .and_then(|date| date.to_str().ok())
-        .and_then(|date| httpdate::parse_http_date(date).ok())
-        .unwrap_or_else(SystemTime::now);
-    parse_retry_after(value, now)
 }

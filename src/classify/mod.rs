@@ -51,8 +51,6 @@
 mod error_body;
 mod future;
 mod layer;
-mod retry_after;
-mod table;
 #[cfg(feature = "tower-http")]
 mod tower_http;
 
@@ -63,15 +61,15 @@ use std::time::Duration;
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::deadline::CallDeadline;
 use crate::error::{BoxError, Error};
 
 pub use error_body::parse_api_errors;
 pub use future::ResponseFuture;
-pub(crate) use future::retry_after_of;
 pub use layer::ClassifyLayer;
-pub use retry_after::parse_retry_after;
-pub use table::{Classifier, StatusClass, UnknownClass};
-pub(crate) use table::{FIRST_STATUS, LAST_STATUS};
+// The vocabulary classify speaks, defined on the ground floor for every layer.
+pub use crate::retry_after::parse_retry_after;
+pub use crate::status::{Classifier, StatusClass, UnknownClass};
 #[cfg(feature = "tower-http")]
 pub use tower_http::{PolicyClassifier, PolicyFailure};
 
@@ -87,11 +85,6 @@ pub(crate) struct ClassifySettings {
     /// ends by this too.
     pub(crate) total_timeout: Duration,
 }
-
-/// When the logical call must end, set on a request by the retry layer for
-/// the attempts after the first, so that no attempt outlives the call.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CallDeadline(pub(crate) tokio::time::Instant);
 
 /// Classifies the responses of the inner service; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -139,7 +132,7 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let deadline = request.extensions().get::<CallDeadline>().map(|d| d.0);
+        let deadline = CallDeadline::of(&request);
         ResponseFuture::new(
             self.inner.call(request),
             Arc::clone(&self.settings),

@@ -23,11 +23,12 @@ use http::{HeaderName, StatusCode};
 use toml::Spanned;
 
 use crate::breaker::{BreakerConfig, BreakerSettings, Scope};
-use crate::classify::{Classifier, ClassifySettings, FIRST_STATUS, LAST_STATUS, StatusClass};
+use crate::classify::ClassifySettings;
 use crate::poll::{OnAccepted, Origin, PollSettings};
 use crate::retry::{
     Backoff, Budget, BudgetSettings, Buffered, Jitter, NonIdempotent, RetrySettings,
 };
+use crate::status::{Classifier, FIRST_STATUS, LAST_STATUS, StatusClass};
 use schema::{
     BackoffKind, JitterName, NonIdempotentName, OnAcceptedName, RawBackoff, RawPolicy, ScopeName,
 };

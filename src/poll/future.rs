@@ -13,11 +13,13 @@ use tracing::Span;
 
 use super::location::{Target, resolve_status_url};
 use super::{OnAccepted, PollSettings, Shared};
-use crate::classify::{CallDeadline, StatusClass, retry_after_of};
+use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
+use crate::retry_after::retry_after_of;
+use crate::span::UrlWithoutQuery;
+use crate::status::StatusClass;
 use crate::timer::Timer;
-use crate::trace::UrlWithoutQuery;
 
 /// What status requests keep of the original request.
 pub(crate) struct RequestHead {
@@ -190,7 +192,7 @@ where
                         TaskPoll::Ready(Err(error)) => {
                             *this.phase = Phase::Done;
                             if let Some(polling) = polling {
-                                crate::trace::record_error_fields(&polling.span, &error);
+                                crate::span::record_error_fields(&polling.span, &error);
                                 return TaskPoll::Ready(Err(error.with_polls(polls)));
                             }
                             return TaskPoll::Ready(Err(error));
@@ -267,14 +269,16 @@ where
                     let wait = retry_after_of(response.headers())
                         .map(|asked| asked.min(settings.max_interval))
                         .unwrap_or_else(|| settings.interval_before(polls + 1));
-                    let resume = (now + wait).saturating_duration_since(started);
-                    let ending = if polls >= settings.max_polls || resume > settings.max_duration {
-                        Some(ErrorKind::PollTimeout)
-                    } else if resume >= settings.total_timeout {
-                        Some(ErrorKind::DeadlineExceeded)
-                    } else {
-                        None
-                    };
+                    let resume = now + wait;
+                    let polling_for = resume.saturating_duration_since(started);
+                    let ending =
+                        if polls >= settings.max_polls || polling_for > settings.max_duration {
+                            Some(ErrorKind::PollTimeout)
+                        } else if resume >= call_deadline(started, settings.total_timeout, None) {
+                            Some(ErrorKind::DeadlineExceeded)
+                        } else {
+                            None
+                        };
                     if let Some(kind) = ending {
                         *this.phase = Phase::Done;
                         let detail = format!(
@@ -314,7 +318,8 @@ where
                     // The whole call's deadline bounds each poll, its
                     // attempts and its retries too.
                     if let Some(started) = state.started {
-                        let deadline = started + this.shared.settings.total_timeout;
+                        let deadline =
+                            call_deadline(started, this.shared.settings.total_timeout, None);
                         request.extensions_mut().insert(CallDeadline(deadline));
                     }
                     polling.polls += 1;

@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+use crate::rng::between;
+
 /// How the wait is randomised around the base delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Jitter {
@@ -111,17 +113,6 @@ impl Backoff {
     }
 }
 
-/// Uniform in `[low, high)` (exactly `low` when the range is empty), by
-/// integer arithmetic on nanoseconds: no rounding can leave the range.
-pub(crate) fn between(low: Duration, high: Duration, random: u64) -> Duration {
-    if high <= low {
-        return low;
-    }
-    let span = (high - low).as_nanos();
-    let offset = (span * u128::from(random)) >> 64;
-    low + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
-}
-
 #[cfg(feature = "backoff")]
 impl From<&backoff::ExponentialBackoff> for Backoff {
     /// The schedule of a `backoff` crate `ExponentialBackoff`: its initial
@@ -141,7 +132,7 @@ impl From<&backoff::ExponentialBackoff> for Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::rng::SharedRng;
+    use crate::rng::SharedRng;
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -14,7 +14,7 @@ use super::Shared;
 use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
-use crate::classify::CallDeadline;
+use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
 use crate::timer::Timer;
@@ -107,7 +107,7 @@ where
             has_idempotency_key,
             attempts: 1,
         };
-        let outer_deadline = request.extensions().get::<CallDeadline>().map(|d| d.0);
+        let outer_deadline = CallDeadline::of(&request);
         let template = if settings.max_attempts > 1 {
             Template::of(&request)
         } else {
@@ -212,9 +212,11 @@ where
                         settings,
                         &shared.budget,
                         now,
-                        started
-                            .checked_add(settings.total_timeout)
-                            .map(|own| this.outer_deadline.map_or(own, |outer| own.min(outer))),
+                        Some(call_deadline(
+                            started,
+                            settings.total_timeout,
+                            *this.outer_deadline,
+                        )),
                         || template.as_ref().is_some_and(Template::is_replayable),
                         || {
                             settings
@@ -260,9 +262,11 @@ where
                     *this.phase = Phase::Readying;
                 }
                 Phase::Readying => {
-                    let own = this.started.unwrap_or_else(Instant::now)
-                        + this.shared.settings.total_timeout;
-                    let deadline = this.outer_deadline.map_or(own, |outer| own.min(outer));
+                    let deadline = call_deadline(
+                        this.started.unwrap_or_else(Instant::now),
+                        this.shared.settings.total_timeout,
+                        *this.outer_deadline,
+                    );
                     let spare = &**this.spare;
                     let service = this.service.get_or_insert_with(|| spare.clone());
                     match service.poll_ready(cx) {
@@ -379,7 +383,7 @@ fn record_error(span: &Span, error: &Error) {
     if span.is_disabled() {
         return;
     }
-    crate::trace::record_error_fields(span, error);
+    crate::span::record_error_fields(span, error);
     if let Some(class) = error.class() {
         span.record("rebound.class", class.as_str());
     }

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::rng::SharedRng;
 use super::{Retry, Shared};
 use crate::Policy;
+use crate::rng::SharedRng;
 
 /// Wraps a service in [`Retry`], with the retry settings, timeouts and budget
 /// of a policy. Clones share the budget and the jitter generator.

@@ -43,8 +43,6 @@ mod future;
 mod key;
 mod layer;
 mod replay;
-mod rng;
-pub(crate) use rng::SharedRng;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -56,7 +54,6 @@ use tower_service::Service;
 use crate::classify::ClassifySettings;
 use crate::error::Error;
 
-pub(crate) use backoff::between;
 pub use backoff::{Backoff, Jitter};
 pub use budget::{Budget, BudgetSettings, RetryCause};
 pub use future::ResponseFuture;
@@ -92,7 +89,7 @@ pub(crate) struct Shared {
     pub(crate) settings: Arc<RetrySettings>,
     pub(crate) budget: Arc<Budget>,
     pub(crate) classify: Arc<ClassifySettings>,
-    pub(crate) jitter: rng::SharedRng,
+    pub(crate) jitter: crate::rng::SharedRng,
 }
 
 /// Retries failed attempts of the inner service; see the [module docs](self).

@@ -64,34 +64,10 @@ fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, settings: &Clas
             span.record("rebound.polls", info.polls());
         }
         Err(error) => {
-            record_error_fields(span, error);
+            crate::span::record_error_fields(span, error);
             span.record("rebound.outcome", error.kind().as_str());
             span.record("rebound.attempts", error.attempts());
             span.record("rebound.polls", error.polls());
         }
-    }
-}
-
-/// Records what an error says on a span with OpenTelemetry's fields:
-/// `http.response.status_code`, `error.type` (the status code of an error
-/// response, else the outcome name) and `rebound.error_codes`.
-pub(crate) fn record_error_fields(span: &Span, error: &Error) {
-    match error.status() {
-        Some(status) => {
-            span.record("http.response.status_code", status.as_u16());
-            span.record("error.type", status.as_str());
-        }
-        None => {
-            span.record("error.type", error.kind().as_str());
-        }
-    }
-    let mut codes = error.error_codes();
-    if let Some(first) = codes.next() {
-        let joined = codes.fold(first.to_owned(), |mut all, code| {
-            all.push(',');
-            all.push_str(code);
-            all
-        });
-        span.record("rebound.error_codes", joined.as_str());
     }
 }

@@ -22,7 +22,6 @@
 mod future;
 mod layer;
 
-use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -33,7 +32,6 @@ use crate::classify::ClassifySettings;
 use crate::error::Error;
 
 pub use future::ResponseFuture;
-pub(crate) use future::record_error_fields;
 pub use layer::TraceLayer;
 
 /// Opens a span for each call of the inner service; see the [module docs](self).
@@ -104,7 +102,10 @@ fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
     // Worked out only when someone listens: the success path stays cheap
     // with tracing off.
     if !span.is_disabled() {
-        span.record("url.full", tracing::field::display(UrlWithoutQuery(uri)));
+        span.record(
+            "url.full",
+            tracing::field::display(crate::span::UrlWithoutQuery(uri)),
+        );
         if let Some(host) = uri.host() {
             span.record(
                 "server.address",
@@ -121,46 +122,4 @@ fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
         }
     }
     span
-}
-
-/// Writes a URI without its userinfo and query string, which may hold secrets.
-pub(crate) struct UrlWithoutQuery<'a>(pub(crate) &'a Uri);
-
-impl fmt::Display for UrlWithoutQuery<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let uri = self.0;
-        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
-            write!(f, "{scheme}://{}", authority.host())?;
-            if let Some(port) = authority.port() {
-                write!(f, ":{port}")?;
-            }
-        }
-        f.write_str(uri.path())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::UrlWithoutQuery;
-    use http::Uri;
-
-    #[test]
-    fn urls_lose_query_and_userinfo() {
-        let cases = [
-            (
-                "http://api.example/a/b?key=secret",
-                "http://api.example/a/b",
-            ),
-            (
-                "https://user:pw@api.example:8443/x?t=1",
-                "https://api.example:8443/x",
-            ),
-            ("http://[::1]:8080/", "http://[::1]:8080/"),
-            ("/relative/path?q=1", "/relative/path"),
-        ];
-        for (uri, expected) in cases {
-            let uri: Uri = uri.parse().unwrap();
-            assert_eq!(UrlWithoutQuery(&uri).to_string(), expected);
-        }
-    }
 }

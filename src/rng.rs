@@ -1,4 +1,4 @@
-//! The seedable random source behind jitter.
+//! The seedable random source behind jitter, and uniform draws from it.
 //!
 //! SplitMix64 (Steele, Lea and Flood, 2014): one 64-bit state advanced by a
 //! constant, then mixed. Advancing is a single `fetch_add`, so one generator
@@ -7,6 +7,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -44,6 +45,17 @@ impl SharedRng {
             .fetch_add(GAMMA, Ordering::Relaxed)
             .wrapping_add(GAMMA))
     }
+}
+
+/// Uniform in `[low, high)` (exactly `low` when the range is empty), by
+/// integer arithmetic on nanoseconds: no rounding can leave the range.
+pub(crate) fn between(low: Duration, high: Duration, random: u64) -> Duration {
+    if high <= low {
+        return low;
+    }
+    let span = (high - low).as_nanos();
+    let offset = (span * u128::from(random)) >> 64;
+    low + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use http::{HeaderMap, header};
+
 /// Parses a `Retry-After` value into the delay it asks for.
 ///
 /// Returns `None` for values that are neither delta-seconds nor an HTTP-date
@@ -46,6 +48,18 @@ fn saturating_seconds(digits: &str) -> u64 {
     digits.bytes().fold(0u64, |acc, b| {
         acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
     })
+}
+
+/// The wait asked for by `Retry-After`, with an HTTP-date measured against the
+/// response's own `Date` when it has one (server clock against server clock).
+pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
+    let now = headers
+        .get(header::DATE)
+        .and_then(|date| date.to_str().ok())
+        .and_then(|date| httpdate::parse_http_date(date).ok())
+        .unwrap_or_else(SystemTime::now);
+    parse_retry_after(value, now)
 }
 
 #[cfg(test)]
