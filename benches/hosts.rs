@@ -20,8 +20,6 @@ use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::Full;
 use rebound::Policy;
-use rebound::breaker::CircuitBreakerLayer;
-use rebound::classify::ClassifyLayer;
 use rebound_testkit::Answer;
 use tower::{Layer, Service};
 
@@ -69,8 +67,8 @@ fn main() {
         let policy =
             Policy::from_toml_str(&format!("[circuit_breaker]\nmax_hosts = {max_hosts}\n"))
                 .unwrap();
-        let layer = CircuitBreakerLayer::new(&policy);
-        let mut service = layer.layer(ClassifyLayer::new(&policy).layer(Answer::new(200, "{}")));
+        let layer = policy.breaker_layer();
+        let mut service = layer.layer(policy.classify_layer().layer(Answer::new(200, "{}")));
         for uri in uris("old", max_hosts) {
             call(&mut service, uri);
         }

@@ -43,10 +43,6 @@ use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use http::Request;
 use http_body_util::Full;
-use rebound::breaker::CircuitBreakerLayer;
-use rebound::classify::ClassifyLayer;
-use rebound::retry::RetryLayer;
-use rebound::trace::TraceLayer;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::Answer;
 use std::hint::black_box;
@@ -231,23 +227,25 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
     let mut stacked = ResilienceLayer::new(policy.clone()).layer(Answer::new(200, "{}"));
     group.bench_function("resilience_200", |b| b.iter(|| call_once(&mut stacked)));
 
-    let mut retry = TraceLayer::new(&policy).layer(
-        RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(Answer::new(200, "{}"))),
+    let mut retry = policy.trace_layer().layer(
+        policy
+            .retry_layer()
+            .layer(policy.classify_layer().layer(Answer::new(200, "{}"))),
     );
     group.bench_function("trace_retry_classify_200", |b| {
         b.iter(|| call_once(&mut retry))
     });
 
-    let mut classify = ClassifyLayer::new(&policy).layer(Answer::new(200, "{}"));
+    let mut classify = policy.classify_layer().layer(Answer::new(200, "{}"));
     group.bench_function("classify_200", |b| b.iter(|| call_once(&mut classify)));
 
-    let breaker = CircuitBreakerLayer::new(&policy);
-    let mut closed = breaker.layer(ClassifyLayer::new(&policy).layer(Answer::new(200, "{}")));
+    let breaker = policy.breaker_layer();
+    let mut closed = breaker.layer(policy.classify_layer().layer(Answer::new(200, "{}")));
     group.bench_function("breaker_closed_200", |b| b.iter(|| call_once(&mut closed)));
 
-    let breaker = CircuitBreakerLayer::new(&policy);
+    let breaker = policy.breaker_layer();
     breaker.handle().force_open(URL);
-    let mut open = breaker.layer(ClassifyLayer::new(&policy).layer(Answer::new(200, "{}")));
+    let mut open = breaker.layer(policy.classify_layer().layer(Answer::new(200, "{}")));
     group.bench_function("breaker_open_rejected", |b| b.iter(|| call_once(&mut open)));
 
     let stack = ResilienceLayer::new(policy.clone());
@@ -283,14 +281,17 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
         &mut group,
         rt,
         "classify_200_pending",
-        ClassifyLayer::new(&policy).layer(answer()),
+        policy.classify_layer().layer(answer()),
     );
     bench_pending(
         &mut group,
         rt,
         "trace_retry_classify_200_pending",
-        TraceLayer::new(&policy)
-            .layer(RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer()))),
+        policy.trace_layer().layer(
+            policy
+                .retry_layer()
+                .layer(policy.classify_layer().layer(answer())),
+        ),
     );
     bench_pending(
         &mut group,
@@ -379,12 +380,16 @@ fn run_loop(name: &str, rt: &Runtime) {
         "bare" => spin(answer()),
         "tower_retry" => spin(tower::retry::RetryLayer::new(NeverRetry).layer(answer())),
         "tower_timeout" => spin(tower_retry_timeout(answer())),
-        "classify" => spin(ClassifyLayer::new(&policy).layer(answer())),
-        "retry" => {
-            spin(RetryLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer())))
-        }
+        "classify" => spin(policy.classify_layer().layer(answer())),
+        "retry" => spin(
+            policy
+                .retry_layer()
+                .layer(policy.classify_layer().layer(answer())),
+        ),
         "breaker" => spin(
-            CircuitBreakerLayer::new(&policy).layer(ClassifyLayer::new(&policy).layer(answer())),
+            policy
+                .breaker_layer()
+                .layer(policy.classify_layer().layer(answer())),
         ),
         "resilience" => spin(ResilienceLayer::new(policy).layer(answer())),
         "bare_pending" => spin_pending(rt, Yielding(answer())),

@@ -13,7 +13,7 @@ use tower::ServiceExt;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api = rebound_testkit::seed::SeedApi::start().await;
     let schedule = backoff::ExponentialBackoff::default();
-    let policy = Policy::preset("connio")?.with_backoff(Backoff::from(&schedule));
+    let policy = Policy::preset("connio")?.with_backoff(Backoff::from(&schedule))?;
     let client = rebound::client::hyper(policy);
     let request =
         http::Request::get(api.url("/v3/flaky/backoff")).body(Full::<bytes::Bytes>::default())?;

@@ -16,7 +16,8 @@ use tower_http::trace::TraceLayer;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api = rebound_testkit::seed::SeedApi::start().await;
-    let classifier = PolicyClassifier::new(&Policy::preset("connio")?).into_make_classifier();
+    let classifier =
+        PolicyClassifier::new(Policy::preset("connio")?.classify_settings()).into_make_classifier();
     let trace = TraceLayer::new(classifier).on_failure(
         |failure: PolicyFailure, latency: Duration, _span: &tracing::Span| {
             println!("failed after {latency:?}: {failure}");

@@ -70,16 +70,20 @@ pub mod poll;
 pub mod retry;
 mod retry_after;
 mod rng;
+mod settings;
 mod span;
 mod stack;
 mod status;
 mod timer;
 pub mod trace;
+mod units;
 
 pub use config::{Policy, PolicyError};
+pub use deadline::Timeouts;
 pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind};
 pub use info::CallInfo;
 pub use outcome::Outcome;
+pub use settings::SettingsError;
 pub use stack::{Resilience, ResilienceLayer};
 
 // The README's examples compile as part of the test suite.

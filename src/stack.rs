@@ -6,11 +6,11 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::Policy;
 use crate::breaker::{BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
 use crate::classify::{Classify, ClassifyLayer};
+use crate::config::Policy;
 use crate::error::{BoxError, Error};
-use crate::poll::{Poll as Polling, PollLayer};
+use crate::poll::{Polling, PollingLayer};
 use crate::retry::{ReplayBody, Retry, RetryLayer};
 use crate::trace::{Trace, TraceLayer};
 
@@ -24,6 +24,8 @@ type Stack<S> = Trace<Polling<Retry<CircuitBreaker<Classify<S>>>>>;
 /// [`ReplayBody`](crate::retry::ReplayBody) (`Full`, `Empty`, `String`, or a
 /// streaming body wrapped by [`Policy::buffer_body`]) and `Default` (status
 /// requests of the poll layer have an empty body).
+///
+/// From a preset or a policy file:
 ///
 /// ```
 /// # use std::convert::Infallible;
@@ -49,10 +51,42 @@ type Stack<S> = Trace<Polling<Retry<CircuitBreaker<Classify<S>>>>>;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Or in code, with no TOML: each layer's settings, checked as a file's are.
+///
+/// ```
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response};
+/// # use http_body_util::Full;
+/// # use bytes::Bytes;
+/// use std::time::Duration;
+/// use rebound::breaker::BreakerSettings;
+/// use rebound::classify::ClassifySettings;
+/// use rebound::retry::RetrySettings;
+/// use rebound::{Policy, ResilienceLayer, Timeouts};
+/// use tower::{Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let client = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+/// #     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+/// # });
+/// let policy = Policy::default()
+///     .with_classify(ClassifySettings::builder().retryable([429, 500, 503]).pollable([202]).build()?)
+///     .with_retry(RetrySettings::builder().max_attempts(3).build()?)
+///     .with_breaker(BreakerSettings::builder().consecutive_failures(5).build()?)
+///     .with_timeouts(Timeouts::new(Duration::from_secs(2), Duration::from_secs(20))?);
+/// let client = ResilienceLayer::new(policy).layer(client);
+///
+/// let request = Request::get("http://api.example/devices").body(Full::default())?;
+/// assert_eq!(client.oneshot(request).await?.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ResilienceLayer {
     trace: TraceLayer,
-    poll: PollLayer,
+    poll: PollingLayer,
     retry: RetryLayer,
     breaker: CircuitBreakerLayer,
     classify: ClassifyLayer,
@@ -61,22 +95,32 @@ pub struct ResilienceLayer {
 impl ResilienceLayer {
     /// The stack for `policy`.
     pub fn new(policy: Policy) -> Self {
-        ResilienceLayer {
-            trace: TraceLayer::new(&policy),
-            poll: PollLayer::new(&policy),
-            retry: RetryLayer::new(&policy),
-            breaker: CircuitBreakerLayer::new(&policy),
-            classify: ClassifyLayer::new(&policy),
-        }
+        ResilienceLayer::build(
+            &policy,
+            CircuitBreakerLayer::new(*policy.breaker_settings()),
+            None,
+        )
     }
 
     /// The stack for `policy`, with jitter drawn from generators seeded with
     /// `seed`, for tests and simulations that must repeat exactly.
     pub fn with_seed(policy: Policy, seed: u64) -> Self {
+        let breaker =
+            CircuitBreakerLayer::with_seed(*policy.breaker_settings(), seed.rotate_left(32));
+        ResilienceLayer::build(&policy, breaker, Some(seed))
+    }
+
+    fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>) -> Self {
+        let retry = policy.retry_layer();
         ResilienceLayer {
-            retry: RetryLayer::with_seed(&policy, seed),
-            breaker: CircuitBreakerLayer::with_seed(&policy, seed.rotate_left(32)),
-            ..ResilienceLayer::new(policy)
+            trace: policy.trace_layer(),
+            poll: policy.polling_layer(),
+            retry: match seed {
+                Some(seed) => retry.seed(seed),
+                None => retry,
+            },
+            breaker,
+            classify: policy.classify_layer(),
         }
     }
 

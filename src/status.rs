@@ -9,7 +9,8 @@ use http::StatusCode;
 ///
 /// Every response falls into exactly one class, and each layer above classify
 /// acts on the class alone: nothing above re-reads status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StatusClass {
     /// The call succeeded; the response is passed through.
     Success,

@@ -45,7 +45,8 @@ async fn a_policy_retries_on_their_schedule() {
     };
     let policy = Policy::preset("connio")
         .unwrap()
-        .with_backoff(Backoff::from(&theirs));
+        .with_backoff(Backoff::from(&theirs))
+        .unwrap();
     let script = Scripted::new([
         Step::status(500),
         Step::status(500),
@@ -85,7 +86,8 @@ async fn over_real_http_the_schedule_is_followed() {
     };
     let policy = Policy::preset("connio")
         .unwrap()
-        .with_backoff(Backoff::from(&theirs));
+        .with_backoff(Backoff::from(&theirs))
+        .unwrap();
     let client = rebound::client::hyper(policy);
     let started = std::time::Instant::now();
     let response = client

@@ -11,7 +11,6 @@ use common::{get, hyper_client};
 use http::{Request, Response};
 use http_body_util::Full;
 use rebound::breaker::{BreakerState, CircuitBreakerLayer};
-use rebound::classify::ClassifyLayer;
 use rebound::{ErrorKind, Policy, ResilienceLayer};
 use rebound_testkit::{Scripted, Step, TestServer, api_error, respond};
 use tokio::time::Instant;
@@ -197,7 +196,7 @@ async fn a_timed_out_attempt_counts_as_a_failure_and_slow_calls_can() {
 
     // A success slower than slow_call_duration is a failure.
     let p = policy("consecutive_failures = 1\nfailure_rate = 0\nslow_call_duration = \"100ms\"");
-    let layer = CircuitBreakerLayer::with_seed(&p, 1);
+    let layer = CircuitBreakerLayer::with_seed(*p.breaker_settings(), 1);
     let handle = layer.handle();
     let slow = tower::service_fn(|_req: Request<Full<Bytes>>| async {
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -320,11 +319,11 @@ async fn many_tasks_on_one_key_never_exceed_the_probes() {
     )
     .unwrap();
     let calls = Arc::new(AtomicU64::new(0));
-    let layer = CircuitBreakerLayer::with_seed(&p, 3);
+    let layer = CircuitBreakerLayer::with_seed(*p.breaker_settings(), 3);
     let handle = layer.handle();
     // Runs of 100: at most 32 calls are in flight when the first three
     // failures are recorded, and all of them are of the first, failing run.
-    let client = layer.layer(ClassifyLayer::new(&p).layer(Flaky {
+    let client = layer.layer(p.classify_layer().layer(Flaky {
         run: 100,
         calls: Arc::clone(&calls),
     }));

@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{Counting, get, hyper_client};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use rebound::classify::ClassifyLayer;
 use rebound::{ErrorKind, Policy, ResilienceLayer};
 use rebound_testkit::{Body, TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
@@ -50,7 +49,7 @@ async fn seed_server() -> TestServer {
 
 /// Classification alone: one attempt per call, as classify sees it.
 fn classify_only(policy: &Policy) -> rebound::classify::Classify<common::HyperClient> {
-    ClassifyLayer::new(policy).layer(hyper_client())
+    policy.classify_layer().layer(hyper_client())
 }
 
 #[tokio::test]
@@ -161,7 +160,7 @@ async fn a_huge_error_body_is_read_only_up_to_the_cap() {
         "[classify]\nretryable = [500]\n[error_body]\nmax_bytes = \"64KiB\"\n",
     )
     .unwrap();
-    let client = ClassifyLayer::new(&policy).layer(counting_client);
+    let client = policy.classify_layer().layer(counting_client);
 
     let error = client.oneshot(get(&server.url("/big"))).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::RetriesExhausted);

@@ -547,10 +547,9 @@ async fn terminal_and_unsupported_are_never_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn classify_alone_bounds_an_attempt() {
-    use rebound::classify::ClassifyLayer;
     let run = |text: &'static str| async move {
         let policy = Policy::from_toml_str(text).unwrap();
-        let client = ClassifyLayer::new(&policy).layer(Scripted::new([Step::Hang]));
+        let client = policy.classify_layer().layer(Scripted::new([Step::Hang]));
         let started = Instant::now();
         let error = client.oneshot(request(Method::GET)).await.unwrap_err();
         (started.elapsed(), error)

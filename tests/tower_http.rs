@@ -19,7 +19,8 @@ async fn trace_layer_reports_rebound_classes() {
     let failures: Arc<Mutex<Vec<PolicyFailure>>> = Arc::default();
     let seen = Arc::clone(&failures);
     let layer = TraceLayer::new(
-        PolicyClassifier::new(&Policy::preset("connio").unwrap()).into_make_classifier(),
+        PolicyClassifier::new(Policy::preset("connio").unwrap().classify_settings())
+            .into_make_classifier(),
     )
     .on_failure(
         move |failure: PolicyFailure, _latency: Duration, _span: &tracing::Span| {

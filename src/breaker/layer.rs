@@ -3,12 +3,19 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::registry::Registry;
-use super::{BreakerHandle, CircuitBreaker};
-use crate::Policy;
+use super::{BreakerHandle, BreakerSettings, CircuitBreaker};
 use crate::rng::SharedRng;
 
-/// Wraps a service in [`CircuitBreaker`], with the settings of a policy.
-/// Clones of the layer, and every service it wraps, share their breakers.
+/// Wraps a service in [`CircuitBreaker`]. Clones of the layer, and every
+/// service it wraps, share their breakers.
+///
+/// ```
+/// use rebound::breaker::{BreakerSettings, CircuitBreakerLayer};
+///
+/// let layer = CircuitBreakerLayer::new(BreakerSettings::builder().consecutive_failures(5).build()?);
+/// assert!(layer.handle().is_enabled());
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
 #[derive(Clone)]
 pub struct CircuitBreakerLayer {
     registry: Option<Arc<Registry>>,
@@ -23,27 +30,17 @@ impl std::fmt::Debug for CircuitBreakerLayer {
 }
 
 impl CircuitBreakerLayer {
-    /// Breakers as `policy` sets them (none when its `enabled = false`).
-    pub fn new(policy: &Policy) -> Self {
-        CircuitBreakerLayer::build(policy, SharedRng::from_entropy().next_u64())
+    /// Breakers as `settings` say (none when they are not enabled).
+    pub fn new(settings: BreakerSettings) -> Self {
+        CircuitBreakerLayer::with_seed(settings, SharedRng::from_entropy().next_u64())
     }
 
     /// Like [`new`](Self::new), with the jitter of grown open times drawn
     /// from a generator seeded with `seed`.
-    pub fn with_seed(policy: &Policy, seed: u64) -> Self {
-        CircuitBreakerLayer::build(policy, seed)
-    }
-
-    fn build(policy: &Policy, seed: u64) -> Self {
-        let config = policy.breaker_config();
-        let registry = config.enabled.then(|| {
-            Arc::new(Registry::new(
-                config.settings,
-                config.scope,
-                config.max_hosts,
-                seed,
-            ))
-        });
+    pub fn with_seed(settings: BreakerSettings, seed: u64) -> Self {
+        let registry = settings
+            .enabled
+            .then(|| Arc::new(Registry::new(settings, seed)));
         CircuitBreakerLayer { registry }
     }
 

@@ -44,6 +44,7 @@ mod future;
 mod handle;
 mod layer;
 mod registry;
+mod settings;
 mod state;
 
 use std::sync::Arc;
@@ -60,17 +61,9 @@ pub use future::ResponseFuture;
 pub use handle::{BreakerHandle, BreakerSnapshot};
 pub use layer::CircuitBreakerLayer;
 pub use registry::Scope;
-pub(crate) use state::BreakerSettings;
+pub(crate) use settings::RawBreaker;
+pub use settings::{BreakerBuilder, BreakerSettings};
 pub use state::{BreakerCounters, BreakerState};
-
-/// What the breaker layer takes from a policy.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct BreakerConfig {
-    pub(crate) enabled: bool,
-    pub(crate) scope: Scope,
-    pub(crate) max_hosts: usize,
-    pub(crate) settings: BreakerSettings,
-}
 
 /// Rejects calls to failing hosts; see the [module docs](self).
 #[derive(Clone)]

@@ -13,7 +13,8 @@ use super::state::{
 use crate::rng::SharedRng;
 
 /// Which calls share a breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// One breaker per scheme, host and port.
     Host,
@@ -221,12 +222,8 @@ impl std::fmt::Write for StackKey {
 }
 
 impl Registry {
-    pub(crate) fn new(
-        settings: BreakerSettings,
-        scope: Scope,
-        max_hosts: usize,
-        seed: u64,
-    ) -> Self {
+    pub(crate) fn new(settings: BreakerSettings, seed: u64) -> Self {
+        let (scope, max_hosts) = (settings.scope, settings.max_hosts);
         let seeds = SharedRng::seeded(seed);
         let hosts = Hosts {
             by_key: HashMap::with_hasher(FastHash(seeds.next_u64())),
@@ -484,6 +481,7 @@ mod tests {
             max_open_for: Duration::from_secs(1),
             half_open_probes: 1,
             count_throttling: false,
+            ..BreakerSettings::default()
         }
     }
 
@@ -507,7 +505,14 @@ mod tests {
 
     #[test]
     fn hosts_get_their_own_breakers_and_long_keys_work() {
-        let r = Registry::new(settings(), Scope::Host, 8, 1);
+        let r = Registry::new(
+            BreakerSettings {
+                scope: Scope::Host,
+                max_hosts: 8,
+                ..settings()
+            },
+            1,
+        );
         let a = r.cell(&"http://a.example/".parse().unwrap());
         let b = r.cell(&"http://b.example/".parse().unwrap());
         let a_again = r.cell(&"http://A.EXAMPLE:80/other".parse().unwrap());
@@ -521,7 +526,14 @@ mod tests {
 
     #[test]
     fn a_flood_of_hosts_is_bounded_and_open_breakers_are_kept() {
-        let r = Registry::new(settings(), Scope::Host, 16, 1);
+        let r = Registry::new(
+            BreakerSettings {
+                scope: Scope::Host,
+                max_hosts: 16,
+                ..settings()
+            },
+            1,
+        );
         let failing = r.cell(&"http://failing.example/".parse().unwrap());
         failing.force(true);
         for i in 0..10_000 {
@@ -546,7 +558,14 @@ mod tests {
 
     #[test]
     fn a_spelling_of_an_evicted_host_finds_its_new_breaker() {
-        let r = Registry::new(settings(), Scope::Host, 2, 1);
+        let r = Registry::new(
+            BreakerSettings {
+                scope: Scope::Host,
+                max_hosts: 2,
+                ..settings()
+            },
+            1,
+        );
         let a: Uri = "http://A.example/".parse().unwrap();
         let first = r.cell(&a);
         r.cell(&"http://b.example/".parse().unwrap());
@@ -564,7 +583,14 @@ mod tests {
 
     #[test]
     fn the_hand_evicts_idle_breakers_before_used_ones() {
-        let r = Registry::new(settings(), Scope::Host, 4, 1);
+        let r = Registry::new(
+            BreakerSettings {
+                scope: Scope::Host,
+                max_hosts: 4,
+                ..settings()
+            },
+            1,
+        );
         let uris: Vec<Uri> = (0..4)
             .map(|i| format!("http://h{i}.example/").parse().unwrap())
             .collect();
@@ -582,7 +608,14 @@ mod tests {
 
     #[test]
     fn global_scope_shares_one() {
-        let r = Registry::new(settings(), Scope::Global, 8, 1);
+        let r = Registry::new(
+            BreakerSettings {
+                scope: Scope::Global,
+                max_hosts: 8,
+                ..settings()
+            },
+            1,
+        );
         let a = r.cell(&"http://a.example/".parse().unwrap());
         let b = r.cell(&"https://b.example/".parse().unwrap());
         assert!(Arc::ptr_eq(&a, &b));
@@ -607,8 +640,16 @@ mod alias_tests {
             max_open_for: Duration::from_secs(1),
             half_open_probes: 1,
             count_throttling: false,
+            ..BreakerSettings::default()
         };
-        let r = Registry::new(settings, Scope::Host, 4, 9);
+        let r = Registry::new(
+            BreakerSettings {
+                scope: Scope::Host,
+                max_hosts: 4,
+                ..settings
+            },
+            9,
+        );
         let first = r.cell(&"http://api.example/".parse().unwrap());
         for spelling in [
             "http://API.example/",

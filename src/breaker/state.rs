@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub(crate) use super::settings::BreakerSettings;
+
 /// The state of one breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BreakerState {
@@ -34,29 +36,6 @@ impl BreakerState {
             BreakerState::ForcedClosed => "forced_closed",
         }
     }
-}
-
-/// The settings of every breaker of a layer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct BreakerSettings {
-    /// Trip after this many failures in a row; 0 turns this trigger off.
-    pub(crate) consecutive_failures: u32,
-    /// Trip when this share of the window failed; 0 turns this trigger off.
-    pub(crate) failure_rate: f64,
-    /// How many of the latest calls the failure rate is taken over.
-    pub(crate) window: u32,
-    /// The failure rate counts only once the window holds this many calls.
-    pub(crate) min_calls: u32,
-    /// A success slower than this counts as a failure.
-    pub(crate) slow_call_duration: Option<Duration>,
-    /// How long the first trip keeps the breaker open.
-    pub(crate) open_for: Duration,
-    /// The longest a repeated trip keeps it open.
-    pub(crate) max_open_for: Duration,
-    /// How many probes a half-open breaker lets through.
-    pub(crate) half_open_probes: u32,
-    /// Whether 429 counts as a failure.
-    pub(crate) count_throttling: bool,
 }
 
 /// What one call says about the host.

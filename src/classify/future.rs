@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::{ClassifySettings, parse_api_errors};
-use crate::deadline::call_deadline;
+use crate::deadline::{Timeouts, call_deadline};
 use crate::error::{BoxError, Error, ErrorKind, ResponseFailure};
 use crate::retry_after::retry_after_of;
 use crate::status::StatusClass;
@@ -37,6 +37,7 @@ pin_project! {
         // for this attempt's own timeout.
         timer_is_deadline: bool,
         settings: Arc<ClassifySettings>,
+        timeouts: Timeouts,
     }
 }
 
@@ -54,6 +55,7 @@ impl<F, RB> ResponseFuture<F, RB> {
     pub(crate) fn new(
         future: F,
         settings: Arc<ClassifySettings>,
+        timeouts: Timeouts,
         deadline: Option<Instant>,
     ) -> Self {
         ResponseFuture {
@@ -62,6 +64,7 @@ impl<F, RB> ResponseFuture<F, RB> {
             deadline,
             timer_is_deadline: false,
             settings,
+            timeouts,
         }
     }
 }
@@ -93,7 +96,7 @@ where
                             status: parts.status,
                             class,
                             retry_after: retry_after_of(&parts.headers),
-                            max: this.settings.error_body_max_bytes,
+                            max: this.settings.error_body.max_bytes(),
                             buf: BytesMut::new(),
                             truncated: false,
                         };
@@ -113,11 +116,10 @@ where
             }
             // Waiting: on the response head, or on the rest of an error body.
             if !this.timer.is_armed() {
-                let settings: &ClassifySettings = this.settings;
                 let now = Instant::now();
-                let attempt_end = now + settings.attempt_timeout;
+                let attempt_end = now + this.timeouts.attempt();
                 // A first attempt starts the call: its end is the call's.
-                let call_end = call_deadline(now, settings.total_timeout, *this.deadline);
+                let call_end = call_deadline(now, this.timeouts.total(), *this.deadline);
                 *this.timer_is_deadline = call_end <= attempt_end;
                 this.timer.as_mut().arm(attempt_end.min(call_end));
             }
@@ -126,7 +128,7 @@ where
             let error = if *this.timer_is_deadline {
                 Error::new(ErrorKind::DeadlineExceeded)
             } else {
-                Error::attempt_timed_out(this.settings.attempt_timeout)
+                Error::attempt_timed_out(this.timeouts.attempt())
             };
             return Poll::Ready(Err(error));
         }

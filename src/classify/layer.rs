@@ -3,21 +3,42 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::{Classify, ClassifySettings};
-use crate::Policy;
+use crate::deadline::Timeouts;
 
-/// Wraps a client in [`Classify`], with the status table and error-body cap of
-/// a policy.
+/// Wraps a client in [`Classify`].
+///
+/// ```
+/// use std::time::Duration;
+/// use rebound::classify::{ClassifyLayer, ClassifySettings};
+/// use rebound::Timeouts;
+///
+/// let settings = ClassifySettings::builder().retryable([429, 500]).build()?;
+/// let layer = ClassifyLayer::new(settings)
+///     .timeouts(Timeouts::new(Duration::from_secs(2), Duration::from_secs(10))?);
+/// # let _ = layer;
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClassifyLayer {
     settings: Arc<ClassifySettings>,
+    timeouts: Timeouts,
 }
 
 impl ClassifyLayer {
-    /// A layer that classifies under `policy`.
-    pub fn new(policy: &Policy) -> Self {
+    /// A layer that classifies under `settings`, with the default
+    /// [`Timeouts`].
+    pub fn new(settings: impl Into<Arc<ClassifySettings>>) -> Self {
         ClassifyLayer {
-            settings: policy.classify_settings(),
+            settings: settings.into(),
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// The same layer, with each attempt bounded by `timeouts.attempt()` and
+    /// a first attempt by the whole call's `timeouts.total()` too.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 }
 
@@ -25,6 +46,6 @@ impl<S> Layer<S> for ClassifyLayer {
     type Service = Classify<S>;
 
     fn layer(&self, inner: S) -> Classify<S> {
-        Classify::from_settings(inner, Arc::clone(&self.settings))
+        Classify::new(inner, Arc::clone(&self.settings), self.timeouts)
     }
 }

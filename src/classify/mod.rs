@@ -25,7 +25,8 @@
 //! # use http::{Request, Response, StatusCode};
 //! # use http_body_util::Full;
 //! # use bytes::Bytes;
-//! use rebound::{classify::ClassifyLayer, ErrorKind, Policy};
+//! use rebound::classify::{ClassifyLayer, ClassifySettings};
+//! use rebound::ErrorKind;
 //! use tower::{Layer, Service, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -36,8 +37,11 @@
 //!         Response::builder().status(404).body(Full::new(Bytes::from(body))).unwrap(),
 //!     )
 //! });
-//! let policy = Policy::preset("connio")?;
-//! let mut client = ClassifyLayer::new(&policy).layer(client);
+//! let settings = ClassifySettings::builder()
+//!     .retryable([429, 500])
+//!     .terminal([400, 404])
+//!     .build()?;
+//! let mut client = ClassifyLayer::new(settings).layer(client);
 //!
 //! let request = Request::get("http://api.example/devices/1").body(Full::default())?;
 //! let error = client.ready().await?.call(request).await.unwrap_err();
@@ -51,51 +55,47 @@
 mod error_body;
 mod future;
 mod layer;
+mod settings;
 #[cfg(feature = "tower-http")]
 mod tower_http;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::deadline::CallDeadline;
+use crate::deadline::{CallDeadline, Timeouts};
 use crate::error::{BoxError, Error};
 
 pub use error_body::parse_api_errors;
 pub use future::ResponseFuture;
 pub use layer::ClassifyLayer;
+pub use settings::{ClassifyBuilder, ClassifySettings, ErrorBodySettings};
+pub(crate) use settings::{RawClassify, RawErrorBody};
 // The vocabulary classify speaks, defined on the ground floor for every layer.
 pub use crate::retry_after::parse_retry_after;
 pub use crate::status::{Classifier, StatusClass, UnknownClass};
 #[cfg(feature = "tower-http")]
 pub use tower_http::{PolicyClassifier, PolicyFailure};
 
-/// What the classify layer takes from a policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ClassifySettings {
-    pub(crate) classifier: Classifier,
-    pub(crate) error_body_max_bytes: usize,
-    /// `timeouts.attempt`: the most one attempt may take, the response head
-    /// and the error-body read.
-    pub(crate) attempt_timeout: Duration,
-    /// `timeouts.total`: an attempt with no [`CallDeadline`] (a first attempt)
-    /// ends by this too.
-    pub(crate) total_timeout: Duration,
-}
-
 /// Classifies the responses of the inner service; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Classify<S> {
     inner: S,
     settings: Arc<ClassifySettings>,
+    timeouts: Timeouts,
 }
 
 impl<S> Classify<S> {
-    pub(crate) fn from_settings(inner: S, settings: Arc<ClassifySettings>) -> Self {
-        Classify { inner, settings }
+    /// Classifies the responses of `inner` under `settings`, each attempt
+    /// bounded by `timeouts`.
+    pub fn new(inner: S, settings: Arc<ClassifySettings>, timeouts: Timeouts) -> Self {
+        Classify {
+            inner,
+            settings,
+            timeouts,
+        }
     }
 
     /// The inner service.
@@ -136,6 +136,7 @@ where
         ResponseFuture::new(
             self.inner.call(request),
             Arc::clone(&self.settings),
+            self.timeouts,
             deadline,
         )
     }

@@ -8,8 +8,8 @@ use tower_http::classify::{
     ClassifiedResponse, ClassifyResponse, NeverClassifyEos, SharedClassifier,
 };
 
-use super::{ClassifySettings, StatusClass};
-use crate::Policy;
+use super::ClassifySettings;
+use crate::status::{Classifier, StatusClass};
 
 /// A tower-http classifier that judges responses as a rebound policy does:
 /// `success` and `pollable` statuses succeed, every other class fails with
@@ -23,12 +23,13 @@ use crate::Policy;
 /// use tower_http::trace::TraceLayer;
 ///
 /// let policy = Policy::preset("connio").unwrap();
-/// let layer = TraceLayer::new(PolicyClassifier::new(&policy).into_make_classifier());
+/// let classifier = PolicyClassifier::new(policy.classify_settings());
+/// let layer = TraceLayer::new(classifier.into_make_classifier());
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone)]
 pub struct PolicyClassifier {
-    settings: Arc<ClassifySettings>,
+    classifier: Arc<Classifier>,
 }
 
 /// Why [`PolicyClassifier`] judged a response or an error a failure.
@@ -52,10 +53,10 @@ impl fmt::Display for PolicyFailure {
 }
 
 impl PolicyClassifier {
-    /// A classifier with `policy`'s status table.
-    pub fn new(policy: &Policy) -> Self {
+    /// A classifier with the status table of `settings`.
+    pub fn new(settings: &ClassifySettings) -> Self {
         PolicyClassifier {
-            settings: policy.classify_settings(),
+            classifier: Arc::clone(settings.classifier()),
         }
     }
 
@@ -74,7 +75,7 @@ impl ClassifyResponse for PolicyClassifier {
         response: &Response<B>,
     ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
         let status = response.status();
-        let class = self.settings.classifier.classify(status);
+        let class = self.classifier.classify(status);
         if class.passes_through() {
             ClassifiedResponse::Ready(Ok(()))
         } else {

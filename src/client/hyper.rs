@@ -22,7 +22,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower_layer::Layer;
 
-use crate::{Policy, Resilience, ResilienceLayer};
+use crate::config::Policy;
+use crate::stack::{Resilience, ResilienceLayer};
 
 /// hyper-util's client over plain http, in the rebound stack.
 pub type HyperClient<B = Full<Bytes>> = Resilience<Client<HttpConnector, B>>;

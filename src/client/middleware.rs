@@ -12,9 +12,10 @@ use reqwest_middleware::{Middleware, Next};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::config::Policy;
 use crate::error::BoxError;
 use crate::retry::ReplayBody;
-use crate::{Policy, ResilienceLayer};
+use crate::stack::ResilienceLayer;
 
 /// A reqwest-middleware middleware that runs each request through the rebound
 /// stack of a policy: the rest of the middleware chain (and reqwest itself)

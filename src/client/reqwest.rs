@@ -8,8 +8,9 @@ use bytes::Bytes;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::config::Policy;
 use crate::error::BoxError;
-use crate::{Policy, Resilience, ResilienceLayer};
+use crate::stack::{Resilience, ResilienceLayer};
 
 /// `reqwest::Client` as a `Service<http::Request<B>>` answering
 /// `http::Response<reqwest::Body>`, whose body streams. Errors are reqwest's

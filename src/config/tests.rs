@@ -1,6 +1,7 @@
 use super::*;
 use crate::classify::StatusClass::{self, *};
 use crate::retry::{Backoff, Jitter};
+use std::time::Duration;
 
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap()
@@ -66,7 +67,11 @@ fn shipped_files_load_and_match_the_presets() {
         assert_eq!(from_file.retry, preset.retry, "{name}");
         assert_eq!(from_file.breaker, preset.breaker, "{name}");
         assert_eq!(from_file.poll, preset.poll, "{name}");
-        assert_eq!(preset.error_body_max_bytes(), DEFAULT_ERROR_BODY_MAX_BYTES);
+        assert_eq!(preset.timeouts, from_file.timeouts, "{name}");
+        assert_eq!(
+            preset.error_body_max_bytes(),
+            ErrorBodySettings::DEFAULT_MAX_BYTES
+        );
     }
 }
 
@@ -269,8 +274,8 @@ fn the_presets_spell_out_the_defaults() {
     assert_eq!(empty.breaker, connio.breaker);
     assert_eq!(empty.poll, connio.poll);
     assert_eq!(connio.max_attempts(), 4);
-    assert_eq!(connio.classify.attempt_timeout, Duration::from_secs(10));
-    assert_eq!(connio.retry.total_timeout, Duration::from_secs(60));
+    assert_eq!(connio.timeouts.attempt(), Duration::from_secs(10));
+    assert_eq!(connio.timeouts.total(), Duration::from_secs(60));
 }
 
 #[test]
@@ -309,8 +314,8 @@ total = "5m"
         r.backoff,
         Backoff::constant(Duration::from_millis(250), Jitter::None)
     );
-    assert_eq!(policy.classify.attempt_timeout, Duration::from_secs(2));
-    assert_eq!(r.total_timeout, Duration::from_secs(300));
+    assert_eq!(policy.timeouts.attempt(), Duration::from_secs(2));
+    assert_eq!(policy.timeouts.total(), Duration::from_secs(300));
     assert_eq!(policy.budget().available(), 3.0);
 }
 
@@ -452,7 +457,7 @@ max_hosts = 10
     assert!(!b.enabled);
     assert_eq!(b.scope, crate::breaker::Scope::Global);
     assert_eq!(b.max_hosts, 10);
-    let s = b.settings;
+    let s = b;
     assert_eq!(
         (
             s.consecutive_failures,
@@ -473,7 +478,6 @@ max_hosts = 10
         Policy::from_toml_str("")
             .unwrap()
             .breaker
-            .settings
             .slow_call_duration,
         None
     );

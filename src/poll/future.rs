@@ -87,7 +87,7 @@ struct Polling<S> {
 }
 
 pin_project! {
-    /// The future of a [`Poll`](super::Poll) call. A response that is not
+    /// The future of a [`Polling`](super::Polling) call. A response that is not
     /// pollable is returned as soon as it arrives; polling is a state machine
     /// of its own, with one timer and no task.
     pub struct ResponseFuture<S, B>
@@ -205,7 +205,7 @@ where
                             .span
                             .record("http.response.status_code", status.as_u16());
                     }
-                    if this.shared.classify.classifier.classify(status) != StatusClass::Pollable {
+                    if this.shared.classifier.classify(status) != StatusClass::Pollable {
                         *this.phase = Phase::Done;
                         if polls > 0 {
                             let attempts = CallInfo::of(&response).attempts();
@@ -271,14 +271,15 @@ where
                         .unwrap_or_else(|| settings.interval_before(polls + 1));
                     let resume = now + wait;
                     let polling_for = resume.saturating_duration_since(started);
-                    let ending =
-                        if polls >= settings.max_polls || polling_for > settings.max_duration {
-                            Some(ErrorKind::PollTimeout)
-                        } else if resume >= call_deadline(started, settings.total_timeout, None) {
-                            Some(ErrorKind::DeadlineExceeded)
-                        } else {
-                            None
-                        };
+                    let ending = if polls >= settings.max_polls
+                        || polling_for > settings.max_duration
+                    {
+                        Some(ErrorKind::PollTimeout)
+                    } else if resume >= call_deadline(started, this.shared.timeouts.total(), None) {
+                        Some(ErrorKind::DeadlineExceeded)
+                    } else {
+                        None
+                    };
                     if let Some(kind) = ending {
                         *this.phase = Phase::Done;
                         let detail = format!(
@@ -318,8 +319,7 @@ where
                     // The whole call's deadline bounds each poll, its
                     // attempts and its retries too.
                     if let Some(started) = state.started {
-                        let deadline =
-                            call_deadline(started, this.shared.settings.total_timeout, None);
+                        let deadline = call_deadline(started, this.shared.timeouts.total(), None);
                         request.extensions_mut().insert(CallDeadline(deadline));
                     }
                     polling.polls += 1;
@@ -393,22 +393,14 @@ fn status_request<B: Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn settings(forward_credentials: bool) -> PollSettings {
-        PollSettings {
-            on_accepted: OnAccepted::Succeed,
-            location_headers: vec![HeaderName::from_static("location")],
-            interval: Duration::from_secs(1),
-            multiplier: 1.0,
-            max_interval: Duration::from_secs(1),
-            max_polls: 3,
-            max_duration: Duration::from_secs(60),
-            allowed_origins: vec![],
-            forward_credentials,
-            secret_headers: vec![HeaderName::from_static("x-api-key")],
-            total_timeout: Duration::from_secs(60),
-        }
+        PollSettings::builder()
+            .location_headers(vec![HeaderName::from_static("location")])
+            .forward_credentials(forward_credentials)
+            .secret_headers(vec![HeaderName::from_static("x-api-key")])
+            .build()
+            .unwrap()
     }
 
     fn head() -> RequestHead {

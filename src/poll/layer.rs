@@ -2,35 +2,59 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{Poll, PollSettings};
-use crate::Policy;
-use crate::classify::ClassifySettings;
+use super::{PollSettings, Polling};
+use crate::deadline::Timeouts;
+use crate::status::Classifier;
 
-/// Wraps a service in [`Poll`], with the `[poll]` settings of a policy.
+/// Wraps a service in [`Polling`].
+///
+/// `classifier` says which statuses are pollable: the same table the classify
+/// layer below uses.
+///
+/// ```
+/// use rebound::classify::ClassifySettings;
+/// use rebound::poll::{PollSettings, PollingLayer};
+///
+/// let classify = ClassifySettings::builder().pollable([202]).build()?;
+/// let layer = PollingLayer::new(PollSettings::default(), classify.classifier().clone());
+/// # let _ = layer;
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
 #[derive(Debug, Clone)]
-pub struct PollLayer {
+pub struct PollingLayer {
     settings: Arc<PollSettings>,
-    classify: Arc<ClassifySettings>,
+    classifier: Arc<Classifier>,
+    timeouts: Timeouts,
 }
 
-impl PollLayer {
-    /// A layer that polls as `policy` says.
-    pub fn new(policy: &Policy) -> Self {
-        PollLayer {
-            settings: policy.poll_settings(),
-            classify: policy.classify_settings(),
+impl PollingLayer {
+    /// A layer that polls as `settings` say, the operations whose statuses
+    /// `classifier` calls pollable, with the default [`Timeouts`].
+    pub fn new(settings: impl Into<Arc<PollSettings>>, classifier: Arc<Classifier>) -> Self {
+        PollingLayer {
+            settings: settings.into(),
+            classifier,
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// The same layer, with the whole call (the request and every poll)
+    /// bounded by `timeouts.total()`.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 }
 
-impl<S: Clone> Layer<S> for PollLayer {
-    type Service = Poll<S>;
+impl<S: Clone> Layer<S> for PollingLayer {
+    type Service = Polling<S>;
 
-    fn layer(&self, inner: S) -> Poll<S> {
-        Poll::from_settings(
+    fn layer(&self, inner: S) -> Polling<S> {
+        Polling::from_parts(
             inner,
             Arc::clone(&self.settings),
-            Arc::clone(&self.classify),
+            Arc::clone(&self.classifier),
+            self.timeouts,
         )
     }
 }

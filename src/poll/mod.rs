@@ -36,23 +36,30 @@
 mod future;
 mod layer;
 mod location;
+mod settings;
 
 use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll};
-use std::time::Duration;
 
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use tower_service::Service;
 
-use crate::classify::ClassifySettings;
+use crate::deadline::Timeouts;
 use crate::error::Error;
+use crate::status::Classifier;
 
 pub use future::ResponseFuture;
-pub use layer::PollLayer;
-pub use location::{Origin, Refusal, Target, resolve_status_url};
+pub use layer::PollingLayer;
+pub use location::{Origin, Refusal, Target};
+// Public for the fuzz targets and property tests, not for users.
+#[doc(hidden)]
+pub use location::resolve_status_url;
+pub(crate) use settings::RawPoll;
+pub use settings::{PollBuilder, PollSettings};
 
 /// What to do with a `202 Accepted` that names no status URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnAccepted {
     /// Return the 202 as it is: outcome `accepted`.
     Succeed,
@@ -60,76 +67,49 @@ pub enum OnAccepted {
     Error,
 }
 
-/// What the poll layer takes from a policy.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PollSettings {
-    pub(crate) on_accepted: OnAccepted,
-    pub(crate) location_headers: Vec<HeaderName>,
-    pub(crate) interval: Duration,
-    pub(crate) multiplier: f64,
-    pub(crate) max_interval: Duration,
-    pub(crate) max_polls: u32,
-    pub(crate) max_duration: Duration,
-    pub(crate) allowed_origins: Vec<Origin>,
-    pub(crate) forward_credentials: bool,
-    pub(crate) secret_headers: Vec<HeaderName>,
-    pub(crate) total_timeout: Duration,
-}
-
-impl PollSettings {
-    /// The wait before poll number `poll` (1 for the first) when the server
-    /// did not say.
-    pub(crate) fn interval_before(&self, poll: u32) -> Duration {
-        let exponent = poll.saturating_sub(1).min(1_000) as i32;
-        let seconds = self.interval.as_secs_f64() * self.multiplier.powi(exponent);
-        if seconds >= self.max_interval.as_secs_f64() {
-            self.max_interval
-        } else {
-            Duration::try_from_secs_f64(seconds).unwrap_or(self.max_interval)
-        }
-    }
-}
-
 /// Follows `202 Accepted` operations; see the [module docs](self).
 ///
 /// Status requests are sent by a clone of the inner service as it was when
 /// it was wrapped, taken only when polling starts.
 #[derive(Debug, Clone)]
-pub struct Poll<S> {
+pub struct Polling<S> {
     inner: S,
     shared: Arc<Shared<S>>,
 }
 
-/// What every call of one [`Poll`] service shares: the clone of the inner
+/// What every call of one [`Polling`] service shares: the clone of the inner
 /// service that sends status requests, and the settings.
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
     spare: S,
     settings: Arc<PollSettings>,
-    classify: Arc<ClassifySettings>,
+    classifier: Arc<Classifier>,
+    timeouts: Timeouts,
 }
 
-impl<S> Poll<S> {
-    pub(crate) fn from_settings(
+impl<S> Polling<S> {
+    pub(crate) fn from_parts(
         inner: S,
         settings: Arc<PollSettings>,
-        classify: Arc<ClassifySettings>,
+        classifier: Arc<Classifier>,
+        timeouts: Timeouts,
     ) -> Self
     where
         S: Clone,
     {
-        Poll {
+        Polling {
             shared: Arc::new(Shared {
                 spare: inner.clone(),
                 settings,
-                classify,
+                classifier,
+                timeouts,
             }),
             inner,
         }
     }
 }
 
-impl<S> Poll<S> {
+impl<S> Polling<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -146,7 +126,7 @@ impl<S> Poll<S> {
     }
 }
 
-impl<S, B, RB> Service<Request<B>> for Poll<S>
+impl<S, B, RB> Service<Request<B>> for Polling<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     B: Default,
@@ -175,22 +155,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn intervals_grow_to_the_cap() {
-        let s = PollSettings {
-            on_accepted: OnAccepted::Succeed,
-            location_headers: vec![],
-            interval: Duration::from_millis(500),
-            multiplier: 2.0,
-            max_interval: Duration::from_secs(3),
-            max_polls: 10,
-            max_duration: Duration::from_secs(60),
-            allowed_origins: vec![],
-            forward_credentials: false,
-            secret_headers: vec![],
-            total_timeout: Duration::from_secs(60),
-        };
+        let s = PollSettings::builder()
+            .interval(Duration::from_millis(500))
+            .multiplier(2.0)
+            .max_interval(Duration::from_secs(3))
+            .build()
+            .unwrap();
         let ms: Vec<u128> = (1..=6).map(|n| s.interval_before(n).as_millis()).collect();
         assert_eq!(ms, [500, 1000, 2000, 3000, 3000, 3000]);
         assert_eq!(s.interval_before(u32::MAX), Duration::from_secs(3));

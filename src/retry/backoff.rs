@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::rng::between;
+use crate::settings::{self, SettingsError};
 
 /// How the wait is randomised around the base delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,6 +67,27 @@ impl Backoff {
             max: max.max(initial),
             jitter,
         }
+    }
+
+    /// Whether the schedule is within the bounds a policy allows: a base of
+    /// at most 1 minute, a multiplier of 1 to 10, a cap of at most 10
+    /// minutes, a proportional factor of 0 to 1.
+    pub(crate) fn check(&self) -> Result<(), SettingsError> {
+        settings::duration(
+            "retry.backoff.initial",
+            self.initial,
+            Duration::ZERO..=Duration::from_secs(60),
+        )?;
+        settings::number("retry.backoff.multiplier", self.multiplier, 1.0..=10.0)?;
+        settings::duration(
+            "retry.backoff.max",
+            self.max,
+            Duration::ZERO..=Duration::from_secs(600),
+        )?;
+        if let Jitter::Proportional(factor) = self.jitter {
+            settings::number("retry.backoff.jitter_factor", factor, 0.0..=1.0)?;
+        }
+        Ok(())
     }
 
     /// The largest wait this schedule can ask for.

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::settings::{self, SettingsError};
+
 /// Why a retry is wanted, which sets its price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryCause {
@@ -24,6 +26,44 @@ pub struct BudgetSettings {
     pub transient_cost: f64,
     /// Tokens a retry after throttling takes.
     pub throttling_cost: f64,
+}
+
+impl BudgetSettings {
+    /// Whether every value is within the bounds a policy allows: a capacity
+    /// of 0 to 10,000, a refill of 0 to 100, costs of 0.001 to 1,000.
+    pub(crate) fn check(&self) -> Result<(), SettingsError> {
+        settings::number("retry.budget.capacity", self.capacity, 0.0..=10_000.0)?;
+        settings::number(
+            "retry.budget.success_refill",
+            self.success_refill,
+            0.0..=100.0,
+        )?;
+        settings::number(
+            "retry.budget.transient_cost",
+            self.transient_cost,
+            0.001..=1000.0,
+        )?;
+        settings::number(
+            "retry.budget.throttling_cost",
+            self.throttling_cost,
+            0.001..=1000.0,
+        )?;
+        Ok(())
+    }
+}
+
+impl Default for BudgetSettings {
+    /// 20 retries in reserve, 0.2 put back by each success, one token per
+    /// retry.
+    fn default() -> Self {
+        BudgetSettings {
+            enabled: true,
+            capacity: 20.0,
+            success_refill: 0.2,
+            transient_cost: 1.0,
+            throttling_cost: 1.0,
+        }
+    }
 }
 
 const MILLI: f64 = 1000.0;

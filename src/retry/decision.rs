@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::budget::{Budget, RetryCause};
 use super::{NonIdempotent, RetrySettings};
-use crate::Error;
+use crate::error::Error;
 
 /// What the retry layer knows about the request being retried.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +169,7 @@ mod tests {
             non_idempotent: NonIdempotent::Safe,
             add_idempotency_key: false,
             buffer_max: 1024,
-            total_timeout: Duration::from_secs(60),
+            budget: BudgetSettings::default(),
         }
     }
 
@@ -223,7 +223,7 @@ mod tests {
             settings,
             &budget(10.0),
             now,
-            Some(now + settings.total_timeout),
+            Some(now + Duration::from_secs(60)),
             || replayable,
             || settings.backoff.delay(facts.attempts, Duration::ZERO, 0),
         )

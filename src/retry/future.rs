@@ -17,6 +17,7 @@ use super::replay::{ReplayBody, Template};
 use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
+use crate::status::StatusClass;
 use crate::timer::Timer;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -214,7 +215,7 @@ where
                         now,
                         Some(call_deadline(
                             started,
-                            settings.total_timeout,
+                            shared.timeouts.total(),
                             *this.outer_deadline,
                         )),
                         || template.as_ref().is_some_and(Template::is_replayable),
@@ -264,7 +265,7 @@ where
                 Phase::Readying => {
                     let deadline = call_deadline(
                         this.started.unwrap_or_else(Instant::now),
-                        this.shared.settings.total_timeout,
+                        this.shared.timeouts.total(),
                         *this.outer_deadline,
                     );
                     let spare = &**this.spare;
@@ -373,10 +374,13 @@ fn record_response<RB>(span: &Span, response: &Response<RB>, shared: &Shared) {
     }
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
-    span.record(
-        "rebound.class",
-        shared.classify.classifier.classify(status).as_str(),
-    );
+    let class = shared
+        .classifier
+        .as_ref()
+        .map_or(StatusClass::Success, |classifier| {
+            classifier.classify(status)
+        });
+    span.record("rebound.class", class.as_str());
 }
 
 fn record_error(span: &Span, error: &Error) {

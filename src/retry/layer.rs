@@ -2,38 +2,77 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{Retry, Shared};
-use crate::Policy;
+use super::{Budget, Retry, RetrySettings, Shared};
+use crate::deadline::Timeouts;
 use crate::rng::SharedRng;
+use crate::status::Classifier;
 
-/// Wraps a service in [`Retry`], with the retry settings, timeouts and budget
-/// of a policy. Clones share the budget and the jitter generator.
+/// Wraps a service in [`Retry`]. Clones share the budget and the jitter
+/// generator.
+///
+/// ```
+/// use std::time::Duration;
+/// use rebound::retry::{RetryLayer, RetrySettings};
+/// use rebound::Timeouts;
+///
+/// let layer = RetryLayer::new(RetrySettings::builder().max_attempts(3).build()?)
+///     .timeouts(Timeouts::new(Duration::from_secs(2), Duration::from_secs(20))?);
+/// assert_eq!(layer.budget().settings().capacity, 20.0);
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryLayer {
-    shared: Arc<Shared>,
+    settings: Arc<RetrySettings>,
+    budget: Arc<Budget>,
+    classifier: Option<Arc<Classifier>>,
+    timeouts: Timeouts,
+    jitter: Arc<SharedRng>,
 }
 
 impl RetryLayer {
-    /// A layer that retries under `policy`, sharing the policy's budget.
-    pub fn new(policy: &Policy) -> Self {
-        RetryLayer::build(policy, SharedRng::from_entropy())
-    }
-
-    /// Like [`new`](Self::new), with jitter drawn from a generator seeded with
-    /// `seed`: the same seed gives the same waits, for tests and simulations.
-    pub fn with_seed(policy: &Policy, seed: u64) -> Self {
-        RetryLayer::build(policy, SharedRng::seeded(seed))
-    }
-
-    fn build(policy: &Policy, jitter: SharedRng) -> Self {
+    /// A layer that retries under `settings`, with a budget of its own made
+    /// from `settings.budget()`, and the default [`Timeouts`].
+    pub fn new(settings: impl Into<Arc<RetrySettings>>) -> Self {
+        let settings = settings.into();
         RetryLayer {
-            shared: Arc::new(Shared {
-                settings: policy.retry_settings(),
-                budget: policy.budget(),
-                classify: policy.classify_settings(),
-                jitter,
-            }),
+            budget: Arc::new(Budget::new(settings.budget())),
+            settings,
+            classifier: None,
+            timeouts: Timeouts::default(),
+            jitter: Arc::new(SharedRng::from_entropy()),
         }
+    }
+
+    /// The same layer, drawing on `budget`, which other layers may share.
+    pub fn budget_from(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The same layer, with the whole call (attempts and waits) bounded by
+    /// `timeouts.total()`.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The same layer, naming in each attempt's span the class of a response
+    /// that passed through (success or pollable) by `classifier`.
+    pub fn classifier(mut self, classifier: Arc<Classifier>) -> Self {
+        self.classifier = Some(classifier);
+        self
+    }
+
+    /// The same layer, with jitter drawn from a generator seeded with `seed`:
+    /// the same seed gives the same waits, for tests and simulations.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.jitter = Arc::new(SharedRng::seeded(seed));
+        self
+    }
+
+    /// The budget this layer's retries draw on.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 }
 
@@ -44,7 +83,13 @@ impl<S: Clone> Layer<S> for RetryLayer {
         Retry {
             spare: Arc::new(inner.clone()),
             inner,
-            shared: Arc::clone(&self.shared),
+            shared: Arc::new(Shared {
+                settings: Arc::clone(&self.settings),
+                budget: Arc::clone(&self.budget),
+                classifier: self.classifier.clone(),
+                timeouts: self.timeouts,
+                jitter: Arc::clone(&self.jitter),
+            }),
         }
     }
 }

@@ -31,7 +31,7 @@
 //! `retry_after`), and each refusal an event naming it.
 //!
 //! Time comes from `tokio::time`, so tests run on paused time, and jitter
-//! from a seedable generator ([`RetryLayer::with_seed`]). The response future
+//! from a seedable generator ([`RetryLayer::seed`]). The response future
 //! is a hand-written state machine rather than a boxed `async` block: the
 //! success path allocates nothing but the copy of the request kept for a
 //! replay.
@@ -43,26 +43,30 @@ mod future;
 mod key;
 mod layer;
 mod replay;
+mod settings;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::classify::ClassifySettings;
+use crate::deadline::Timeouts;
 use crate::error::Error;
+use crate::status::Classifier;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{Budget, BudgetSettings, RetryCause};
 pub use future::ResponseFuture;
 pub use layer::RetryLayer;
 pub use replay::{Buffered, NotReplayable, ReplayBody};
+pub(crate) use settings::RawRetry;
+pub use settings::{RetryBuilder, RetrySettings};
 
 /// Whether requests with a non-idempotent method (POST, PATCH, ...) may be
 /// retried after a failure that may have reached the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NonIdempotent {
     /// Only when it is known to be safe: an `Idempotency-Key`, a 429, a refused
     /// connection.
@@ -71,25 +75,16 @@ pub enum NonIdempotent {
     Always,
 }
 
-/// What the retry layer takes from a policy.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RetrySettings {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) max_retry_after: Duration,
-    pub(crate) non_idempotent: NonIdempotent,
-    pub(crate) add_idempotency_key: bool,
-    pub(crate) buffer_max: usize,
-    pub(crate) total_timeout: Duration,
-}
-
 /// What every clone of one retry layer shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) settings: Arc<RetrySettings>,
     pub(crate) budget: Arc<Budget>,
-    pub(crate) classify: Arc<ClassifySettings>,
-    pub(crate) jitter: crate::rng::SharedRng,
+    /// Names the class of a response that passed through, in the attempt's
+    /// span; without it, such an attempt is named a success.
+    pub(crate) classifier: Option<Arc<Classifier>>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) jitter: Arc<crate::rng::SharedRng>,
 }
 
 /// Retries failed attempts of the inner service; see the [module docs](self).

@@ -7,10 +7,10 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use crate::classify::ClassifySettings;
 use crate::error::Error;
 use crate::info::CallInfo;
 use crate::outcome::Outcome;
+use crate::status::Classifier;
 
 pin_project! {
     /// The future of a [`Trace`](super::Trace) call: polls the inner future
@@ -19,17 +19,17 @@ pin_project! {
         #[pin]
         inner: F,
         span: Span,
-        settings: Option<Arc<ClassifySettings>>,
+        classifier: Option<Arc<Classifier>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     #[inline(always)]
-    pub(super) fn new(inner: F, span: Span, settings: Option<Arc<ClassifySettings>>) -> Self {
+    pub(super) fn new(inner: F, span: Span, classifier: Option<Arc<Classifier>>) -> Self {
         ResponseFuture {
             inner,
             span,
-            settings,
+            classifier,
         }
     }
 }
@@ -45,18 +45,18 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
-        if let Some(settings) = this.settings {
-            record(this.span, &result, settings);
+        if let Some(classifier) = this.classifier {
+            record(this.span, &result, classifier);
         }
         Poll::Ready(result)
     }
 }
 
-fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, settings: &ClassifySettings) {
+fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, classifier: &Classifier) {
     match result {
         Ok(response) => {
             let status = response.status();
-            let outcome = Outcome::of_response(settings.classifier.classify(status));
+            let outcome = Outcome::of_response(classifier.classify(status));
             let info = CallInfo::of(response);
             span.record("http.response.status_code", status.as_u16());
             span.record("rebound.outcome", outcome.as_str());

@@ -3,22 +3,32 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::Trace;
-use crate::Policy;
-use crate::classify::ClassifySettings;
+use crate::status::Classifier;
 
-/// Wraps a service in [`Trace`]. The policy tells the layer which responses
-/// are `accepted` rather than `success`.
+/// Wraps a service in [`Trace`].
+///
+/// `classifier` tells the layer which responses are `accepted` (pollable,
+/// returned as they are) rather than `success`: the same table the classify
+/// layer below uses.
+///
+/// ```
+/// use rebound::classify::ClassifySettings;
+/// use rebound::trace::TraceLayer;
+///
+/// let classify = ClassifySettings::builder().pollable([202]).build()?;
+/// let layer = TraceLayer::new(classify.classifier().clone());
+/// # let _ = layer;
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
-    settings: Arc<ClassifySettings>,
+    classifier: Arc<Classifier>,
 }
 
 impl TraceLayer {
-    /// A layer that records outcomes as `policy` names them.
-    pub fn new(policy: &Policy) -> Self {
-        TraceLayer {
-            settings: policy.classify_settings(),
-        }
+    /// A layer that names outcomes by `classifier`.
+    pub fn new(classifier: Arc<Classifier>) -> Self {
+        TraceLayer { classifier }
     }
 }
 
@@ -28,7 +38,7 @@ impl<S> Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Trace<S> {
         Trace {
             inner,
-            settings: Arc::clone(&self.settings),
+            classifier: Arc::clone(&self.classifier),
         }
     }
 }

@@ -28,8 +28,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Uri};
 use tower_service::Service;
 
-use crate::classify::ClassifySettings;
 use crate::error::Error;
+use crate::status::Classifier;
 
 pub use future::ResponseFuture;
 pub use layer::TraceLayer;
@@ -38,7 +38,7 @@ pub use layer::TraceLayer;
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
-    settings: Arc<ClassifySettings>,
+    classifier: Arc<Classifier>,
 }
 
 impl<S> Trace<S> {
@@ -78,8 +78,8 @@ where
             self.inner.call(request)
         };
         // The policy is needed only to name the outcome in the span.
-        let settings = (!span.is_disabled()).then(|| Arc::clone(&self.settings));
-        ResponseFuture::new(future, span, settings)
+        let classifier = (!span.is_disabled()).then(|| Arc::clone(&self.classifier));
+        ResponseFuture::new(future, span, classifier)
     }
 }
 

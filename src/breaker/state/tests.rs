@@ -17,6 +17,7 @@ fn settings() -> BreakerSettings {
         max_open_for: 8000 * MS,
         half_open_probes: 2,
         count_throttling: false,
+        ..BreakerSettings::default()
     }
 }
 
@@ -456,6 +457,7 @@ fn breaker_settings() -> impl Strategy<Value = BreakerSettings> {
                 max_open_for: Duration::from_secs(open_secs * u64::from(growth)),
                 half_open_probes,
                 count_throttling: false,
+                ..BreakerSettings::default()
             },
         )
 }

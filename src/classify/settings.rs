@@ -1,0 +1,400 @@
+//! What the classify layer is told: the status table (`[classify]`) and how
+//! much of an error body it reads (`[error_body]`).
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::settings::{self, SettingsError};
+use crate::status::{Classifier, FIRST_STATUS, LAST_STATUS, StatusClass};
+use crate::units::ByteSize;
+
+/// The status table of a policy and its error-body settings.
+///
+/// Statuses listed for a class take that class; the others take the fallback
+/// of their hundred (by default `1xx` and `4xx` terminal, `2xx` and `3xx`
+/// success, `5xx` retryable). Built with [`ClassifySettings::builder`], from a
+/// policy file's `[classify]` and `[error_body]`, or with serde from a
+/// `[classify]` table.
+///
+/// ```
+/// use http::StatusCode;
+/// use rebound::classify::{ClassifySettings, StatusClass};
+///
+/// let settings = ClassifySettings::builder()
+///     .retryable([429, 500])
+///     .pollable([202])
+///     .unsupported([503])
+///     .build()?;
+/// assert_eq!(settings.classify(StatusCode::SERVICE_UNAVAILABLE), StatusClass::Unsupported);
+/// assert_eq!(settings.classify(StatusCode::BAD_GATEWAY), StatusClass::Retryable);
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawClassify")]
+pub struct ClassifySettings {
+    pub(crate) classifier: Arc<Classifier>,
+    pub(crate) error_body: ErrorBodySettings,
+}
+
+impl ClassifySettings {
+    /// A builder with no listed statuses, the default fallbacks and the
+    /// default error-body settings.
+    pub fn builder() -> ClassifyBuilder {
+        ClassifyBuilder::default()
+    }
+
+    /// The class of `status`.
+    pub fn classify(&self, status: StatusCode) -> StatusClass {
+        self.classifier.classify(status)
+    }
+
+    /// The status table, shared by the layers that name the class of a
+    /// response.
+    pub fn classifier(&self) -> &Arc<Classifier> {
+        &self.classifier
+    }
+
+    /// How error bodies are read.
+    pub fn error_body(&self) -> &ErrorBodySettings {
+        &self.error_body
+    }
+}
+
+impl Default for ClassifySettings {
+    fn default() -> Self {
+        ClassifySettings::builder()
+            .build()
+            .expect("the defaults are within bounds")
+    }
+}
+
+/// Builds [`ClassifySettings`]; see there.
+#[derive(Debug, Clone)]
+pub struct ClassifyBuilder {
+    lists: [Vec<u16>; 5],
+    fallback: [StatusClass; 5],
+    bad_hundred: Option<u8>,
+    error_body: ErrorBodySettings,
+}
+
+impl Default for ClassifyBuilder {
+    fn default() -> Self {
+        ClassifyBuilder {
+            lists: Default::default(),
+            fallback: DEFAULT_FALLBACK,
+            bad_hundred: None,
+            error_body: ErrorBodySettings::default(),
+        }
+    }
+}
+
+/// The class of unlisted statuses, by hundred (`1xx` first).
+const DEFAULT_FALLBACK: [StatusClass; 5] = [
+    StatusClass::Terminal,
+    StatusClass::Success,
+    StatusClass::Success,
+    StatusClass::Terminal,
+    StatusClass::Retryable,
+];
+
+impl ClassifyBuilder {
+    /// The statuses of `class` (`classify.success`, `classify.retryable`, ...),
+    /// replacing any listed for it before. Each must be from 100 to 599, and
+    /// a status belongs to one class.
+    pub fn statuses(mut self, class: StatusClass, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.lists[class_index(class)] = statuses.into_iter().collect();
+        self
+    }
+
+    /// The statuses that are a success (`classify.success`).
+    pub fn success(self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.statuses(StatusClass::Success, statuses)
+    }
+
+    /// The statuses worth another attempt (`classify.retryable`).
+    pub fn retryable(self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.statuses(StatusClass::Retryable, statuses)
+    }
+
+    /// The statuses of an operation that goes on (`classify.pollable`).
+    pub fn pollable(self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.statuses(StatusClass::Pollable, statuses)
+    }
+
+    /// The statuses of a request that is wrong (`classify.terminal`).
+    pub fn terminal(self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.statuses(StatusClass::Terminal, statuses)
+    }
+
+    /// The statuses of a feature that does not exist
+    /// (`classify.unsupported`).
+    pub fn unsupported(self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.statuses(StatusClass::Unsupported, statuses)
+    }
+
+    /// The class of the statuses of hundred `hundred` (1 for `1xx` to 5 for
+    /// `5xx`) that no list names (`classify.fallback`).
+    pub fn fallback(mut self, hundred: u8, class: StatusClass) -> Self {
+        if let Some(slot) = usize::from(hundred)
+            .checked_sub(1)
+            .and_then(|i| self.fallback.get_mut(i))
+        {
+            *slot = class;
+        } else {
+            self.bad_hundred = Some(hundred);
+        }
+        self
+    }
+
+    /// How error bodies are read (`[error_body]`).
+    pub fn error_body(mut self, error_body: ErrorBodySettings) -> Self {
+        self.error_body = error_body;
+        self
+    }
+
+    /// The settings, or the first value out of bounds.
+    pub fn build(self) -> Result<ClassifySettings, SettingsError> {
+        if let Some(hundred) = self.bad_hundred {
+            return Err(SettingsError::new(
+                "classify.fallback",
+                format!("no such hundred {hundred}: expected 1 (1xx) to 5 (5xx)"),
+            ));
+        }
+        let mut listed: Vec<(u16, StatusClass)> = Vec::new();
+        for class in StatusClass::ALL {
+            let key = list_key(class);
+            for (index, &status) in self.lists[class_index(class)].iter().enumerate() {
+                if !(FIRST_STATUS..=LAST_STATUS).contains(&status) {
+                    return Err(SettingsError::new(
+                        key,
+                        format!(
+                            "invalid status {status} in {key}: expected a status code from {FIRST_STATUS} to {LAST_STATUS}"
+                        ),
+                    )
+                    .at_index(index));
+                }
+                if let Some(&(_, earlier)) = listed.iter().find(|(s, _)| *s == status) {
+                    let message = if earlier == class {
+                        format!("status {status} is listed twice in {key}")
+                    } else {
+                        format!(
+                            "status {status} is listed in both {} and {key}: a status belongs to one class",
+                            list_key(earlier)
+                        )
+                    };
+                    return Err(SettingsError::new(key, message).at_index(index));
+                }
+                listed.push((status, class));
+            }
+        }
+        Ok(ClassifySettings {
+            classifier: Arc::new(Classifier::new(self.fallback, listed)),
+            error_body: self.error_body,
+        })
+    }
+}
+
+fn class_index(class: StatusClass) -> usize {
+    StatusClass::ALL
+        .iter()
+        .position(|c| *c == class)
+        .unwrap_or(0)
+}
+
+fn list_key(class: StatusClass) -> &'static str {
+    match class {
+        StatusClass::Success => "classify.success",
+        StatusClass::Retryable => "classify.retryable",
+        StatusClass::Pollable => "classify.pollable",
+        StatusClass::Terminal => "classify.terminal",
+        StatusClass::Unsupported => "classify.unsupported",
+    }
+}
+
+/// How much of an error body classify reads: a policy's `[error_body]`.
+///
+/// ```
+/// use rebound::classify::ErrorBodySettings;
+///
+/// let settings = ErrorBodySettings::new(4096)?;
+/// assert_eq!(settings.max_bytes(), 4096);
+/// assert!(ErrorBodySettings::new(1 << 30).is_err());
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawErrorBody")]
+pub struct ErrorBodySettings {
+    max_bytes: usize,
+}
+
+impl ErrorBodySettings {
+    /// The default cap on the bytes read from an error body: 64 KiB.
+    pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
+    /// The largest cap: 16 MiB.
+    pub const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+    /// Reads at most `max_bytes` of each error body (0 to 16 MiB).
+    pub fn new(max_bytes: usize) -> Result<Self, SettingsError> {
+        Ok(ErrorBodySettings {
+            max_bytes: settings::bounded(
+                "error_body.max_bytes",
+                max_bytes,
+                0..=Self::MAX_MAX_BYTES,
+                |n| format!("{n} bytes"),
+            )?,
+        })
+    }
+
+    /// The most bytes of an error body that are read.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+}
+
+impl Default for ErrorBodySettings {
+    fn default() -> Self {
+        ErrorBodySettings {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// `[error_body]` as a file writes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawErrorBody {
+    pub(crate) max_bytes: Option<ByteSize>,
+}
+
+impl TryFrom<RawErrorBody> for ErrorBodySettings {
+    type Error = SettingsError;
+
+    fn try_from(raw: RawErrorBody) -> Result<Self, SettingsError> {
+        match raw.max_bytes {
+            None => Ok(ErrorBodySettings::default()),
+            Some(ByteSize(n)) => ErrorBodySettings::new(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
+}
+
+/// `[classify]` as a file writes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClassify {
+    #[serde(default)]
+    pub(crate) success: Vec<i64>,
+    #[serde(default)]
+    pub(crate) retryable: Vec<i64>,
+    #[serde(default)]
+    pub(crate) pollable: Vec<i64>,
+    #[serde(default)]
+    pub(crate) terminal: Vec<i64>,
+    #[serde(default)]
+    pub(crate) unsupported: Vec<i64>,
+    #[serde(default)]
+    pub(crate) fallback: RawFallback,
+}
+
+impl RawClassify {
+    /// The builder these lists make, before the error-body settings.
+    pub(crate) fn builder(self) -> Result<ClassifyBuilder, SettingsError> {
+        let fallback = self.fallback.by_hundred();
+        let mut builder = ClassifySettings::builder();
+        for (class, list) in [
+            (StatusClass::Success, self.success),
+            (StatusClass::Retryable, self.retryable),
+            (StatusClass::Pollable, self.pollable),
+            (StatusClass::Terminal, self.terminal),
+            (StatusClass::Unsupported, self.unsupported),
+        ] {
+            let key = list_key(class);
+            let statuses = list
+                .into_iter()
+                .enumerate()
+                .map(|(index, n)| {
+                    u16::try_from(n).map_err(|_| {
+                        SettingsError::new(
+                            key,
+                            format!(
+                                "invalid status {n} in {key}: expected a status code from {FIRST_STATUS} to {LAST_STATUS}"
+                            ),
+                        )
+                        .at_index(index)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            builder = builder.statuses(class, statuses);
+        }
+        for (i, class) in fallback.into_iter().enumerate() {
+            builder = builder.fallback(i as u8 + 1, class);
+        }
+        Ok(builder)
+    }
+}
+
+impl TryFrom<RawClassify> for ClassifySettings {
+    type Error = SettingsError;
+
+    fn try_from(raw: RawClassify) -> Result<Self, SettingsError> {
+        raw.builder()?.build()
+    }
+}
+
+/// The class of the statuses a policy does not list, by hundred.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFallback {
+    #[serde(rename = "1xx", default = "terminal")]
+    informational: StatusClass,
+    #[serde(rename = "2xx", default = "success")]
+    successful: StatusClass,
+    #[serde(rename = "3xx", default = "success")]
+    redirection: StatusClass,
+    #[serde(rename = "4xx", default = "terminal")]
+    client_error: StatusClass,
+    #[serde(rename = "5xx", default = "retryable")]
+    server_error: StatusClass,
+}
+
+impl Default for RawFallback {
+    fn default() -> Self {
+        let [
+            informational,
+            successful,
+            redirection,
+            client_error,
+            server_error,
+        ] = DEFAULT_FALLBACK;
+        RawFallback {
+            informational,
+            successful,
+            redirection,
+            client_error,
+            server_error,
+        }
+    }
+}
+
+impl RawFallback {
+    fn by_hundred(&self) -> [StatusClass; 5] {
+        [
+            self.informational,
+            self.successful,
+            self.redirection,
+            self.client_error,
+            self.server_error,
+        ]
+    }
+}
+
+fn terminal() -> StatusClass {
+    StatusClass::Terminal
+}
+fn success() -> StatusClass {
+    StatusClass::Success
+}
+fn retryable() -> StatusClass {
+    StatusClass::Retryable
+}

@@ -1,0 +1,222 @@
+//! Each layer's settings built in code, from a policy file and through serde
+//! are the same settings, checked the same way.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use rebound::breaker::BreakerSettings;
+use rebound::classify::{ClassifySettings, ErrorBodySettings, StatusClass};
+use rebound::poll::PollSettings;
+use rebound::retry::{Backoff, Jitter, RetrySettings};
+use rebound::{Policy, SettingsError, Timeouts};
+
+/// The `connio` preset, written in code with no TOML.
+fn connio_in_code() -> Result<Policy, SettingsError> {
+    Ok(Policy::default()
+        .with_classify(
+            ClassifySettings::builder()
+                .success([200])
+                .pollable([202])
+                .terminal([400, 401, 403, 404, 406, 409])
+                .retryable([429, 500])
+                .unsupported([503])
+                .error_body(ErrorBodySettings::new(64 * 1024)?)
+                .build()?,
+        )
+        .with_retry(
+            RetrySettings::builder()
+                .max_attempts(4)
+                .backoff(Backoff::exponential(
+                    Duration::from_millis(100),
+                    2.0,
+                    Duration::from_secs(5),
+                    Jitter::Full,
+                ))
+                .build()?,
+        )
+        .with_breaker(
+            BreakerSettings::builder()
+                .consecutive_failures(10)
+                .open_for(Duration::from_secs(5))
+                .max_open_for(Duration::from_secs(10))
+                .build()?,
+        )
+        .with_poll(
+            PollSettings::builder()
+                .interval(Duration::from_secs(1))
+                .multiplier(1.5)
+                .build()?,
+        )
+        .with_timeouts(Timeouts::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        )?))
+}
+
+#[test]
+fn a_policy_built_in_code_equals_the_preset() {
+    let code = connio_in_code().unwrap();
+    let file = Policy::preset("connio").unwrap();
+    for status in 100..=599 {
+        let status = StatusCode::from_u16(status).unwrap();
+        assert_eq!(code.classify(status), file.classify(status), "{status}");
+    }
+    assert_eq!(code.classify_settings(), file.classify_settings());
+    assert_eq!(code.retry_settings(), file.retry_settings());
+    assert_eq!(code.breaker_settings(), file.breaker_settings());
+    assert_eq!(code.poll_settings(), file.poll_settings());
+    assert_eq!(code.timeouts(), file.timeouts());
+}
+
+#[test]
+fn serde_loads_the_same_policy_as_toml() {
+    // Any serde format, as figment or config-rs would hand it over.
+    let json = serde_json::json!({
+        "classify": {"retryable": [429, 500], "pollable": [202], "unsupported": [503]},
+        "error_body": {"max_bytes": "8KiB"},
+        "retry": {"max_attempts": 3, "backoff": {"initial": "200ms", "jitter": "none"}},
+        "timeouts": {"attempt": "2s", "total": "30s"},
+        "circuit_breaker": {"consecutive_failures": 5, "scope": "global"},
+        "poll": {"interval": "500ms", "allowed_origins": ["https://ops.example"]},
+    });
+    let from_json: Policy = serde_json::from_value(json).unwrap();
+    let from_toml = Policy::from_toml_str(
+        r#"
+[classify]
+retryable = [429, 500]
+pollable = [202]
+unsupported = [503]
+[error_body]
+max_bytes = "8KiB"
+[retry]
+max_attempts = 3
+[retry.backoff]
+initial = "200ms"
+jitter = "none"
+[timeouts]
+attempt = "2s"
+total = "30s"
+[circuit_breaker]
+consecutive_failures = 5
+scope = "global"
+[poll]
+interval = "500ms"
+allowed_origins = ["https://ops.example"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(from_json.classify_settings(), from_toml.classify_settings());
+    assert_eq!(from_json.retry_settings(), from_toml.retry_settings());
+    assert_eq!(from_json.breaker_settings(), from_toml.breaker_settings());
+    assert_eq!(from_json.poll_settings(), from_toml.poll_settings());
+    assert_eq!(from_json.timeouts(), from_toml.timeouts());
+    assert_eq!(
+        from_json.classify(StatusCode::SERVICE_UNAVAILABLE),
+        StatusClass::Unsupported
+    );
+
+    // One section alone deserializes too.
+    let retry: RetrySettings =
+        serde_json::from_value(serde_json::json!({"max_attempts": 2})).unwrap();
+    assert_eq!(retry.max_attempts(), 2);
+}
+
+#[test]
+fn serde_errors_name_the_key() {
+    let cases = [
+        (
+            serde_json::json!({"retry": {"max_attempts": 0}}),
+            "retry.max_attempts is out of bounds: expected 1 to 10",
+        ),
+        (
+            serde_json::json!({"classify": {"retryable": [700]}}),
+            "invalid status 700 in classify.retryable",
+        ),
+        (
+            serde_json::json!({"circuit_breaker": {"window": 10, "min_calls": 11}}),
+            "circuit_breaker.min_calls is out of bounds: expected 1 to 10",
+        ),
+        (
+            serde_json::json!({"poll": {"allowed_origins": ["ops.example"]}}),
+            "invalid origin \"ops.example\" in poll.allowed_origins",
+        ),
+        (
+            serde_json::json!({"retry": {"max_attempts": 2, "typo": 1}}),
+            "unknown field `typo`",
+        ),
+    ];
+    for (json, needle) in cases {
+        let error = serde_json::from_value::<Policy>(json.clone()).unwrap_err();
+        assert!(error.to_string().contains(needle), "{json}: {error}");
+    }
+}
+
+#[test]
+fn code_and_files_are_checked_the_same_way() {
+    // The same mistake, made in a file and in code, gives the same message.
+    let cases: [(&str, Result<(), SettingsError>); 6] = [
+        (
+            "[retry]\nmax_attempts = 11\n",
+            RetrySettings::builder().max_attempts(11).build().map(drop),
+        ),
+        (
+            "[retry.backoff]\nmultiplier = 20\n",
+            RetrySettings::builder()
+                .backoff(Backoff::exponential(
+                    Duration::from_millis(100),
+                    20.0,
+                    Duration::from_secs(5),
+                    Jitter::Full,
+                ))
+                .build()
+                .map(drop),
+        ),
+        (
+            "[classify]\nretryable = [500]\nterminal = [500]\n",
+            ClassifySettings::builder()
+                .retryable([500])
+                .terminal([500])
+                .build()
+                .map(drop),
+        ),
+        (
+            "[circuit_breaker]\nopen_for = \"0ms\"\n",
+            BreakerSettings::builder()
+                .open_for(Duration::ZERO)
+                .build()
+                .map(drop),
+        ),
+        (
+            "[poll]\nmax_polls = 0\n",
+            PollSettings::builder().max_polls(0).build().map(drop),
+        ),
+        (
+            "[timeouts]\ntotal = \"2h\"\n",
+            Timeouts::new(Duration::from_secs(10), Duration::from_secs(7200)).map(drop),
+        ),
+    ];
+    for (text, in_code) in cases {
+        let from_file = Policy::from_toml_str(text).unwrap_err();
+        let in_code = in_code.unwrap_err();
+        assert_eq!(from_file.message(), in_code.message(), "{text}");
+        // The file's error points at the line of the value.
+        assert!(from_file.line().is_some(), "{from_file}");
+    }
+}
+
+#[test]
+fn a_backoff_from_code_is_held_to_the_file_bounds() {
+    let policy = Policy::preset("connio").unwrap();
+    let too_long = Backoff::constant(Duration::from_secs(120), Jitter::None);
+    let error = policy.with_backoff(too_long).unwrap_err();
+    assert_eq!(error.key(), "retry.backoff.initial");
+    let fine = Backoff::constant(Duration::from_secs(1), Jitter::None);
+    assert_eq!(
+        policy
+            .with_backoff(fine)
+            .unwrap()
+            .retry_settings()
+            .backoff(),
+        fine
+    );
+}
