@@ -67,6 +67,7 @@ mod error;
 mod info;
 mod outcome;
 pub mod poll;
+mod ready;
 pub mod retry;
 mod retry_after;
 mod rng;
@@ -84,7 +85,7 @@ pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind};
 pub use info::CallInfo;
 pub use outcome::Outcome;
 pub use settings::SettingsError;
-pub use stack::{Resilience, ResilienceLayer};
+pub use stack::{Resilience, ResilienceLayer, ResponseFuture};
 
 // The README's examples compile as part of the test suite.
 #[cfg(all(doctest, feature = "hyper"))]

@@ -1,6 +1,10 @@
 //! The whole stack, assembled from a policy.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 use http::{Request, Response};
 use tower_layer::Layer;
@@ -10,11 +14,13 @@ use crate::breaker::{BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
 use crate::classify::{Classify, ClassifyLayer};
 use crate::config::Policy;
 use crate::error::{BoxError, Error};
-use crate::poll::{Polling, PollingLayer};
+use crate::poll::{self, Polling, PollingLayer};
 use crate::retry::{ReplayBody, Retry, RetryLayer};
-use crate::trace::{Trace, TraceLayer};
+use crate::trace::{self, Trace, TraceLayer};
 
-type Stack<S> = Trace<Polling<Retry<CircuitBreaker<Classify<S>>>>>;
+/// The layers under the poll layer.
+type Inner<S> = Retry<CircuitBreaker<Classify<S>>>;
+type Stack<S> = Trace<Polling<Inner<S>>>;
 
 /// Builds the whole rebound stack around a client, in the order of the
 /// design: trace, poll, retry, breaker, classify, then the client.
@@ -147,6 +153,10 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
 }
 
 /// A client wrapped in the rebound stack; built by [`ResilienceLayer`].
+///
+/// There is no `get_mut`: the retry and poll layers send their second
+/// requests through clones of the client made when the stack was built, which
+/// a change made through it would not reach.
 #[derive(Debug, Clone)]
 pub struct Resilience<S> {
     inner: Stack<S>,
@@ -156,11 +166,6 @@ impl<S> Resilience<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
         self.inner.get_ref().get_ref().get_ref().get_ref().get_ref()
-    }
-
-    /// The wrapped client, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut().get_mut().get_mut().get_mut().get_mut()
     }
 
     /// Unwraps the client.
@@ -183,9 +188,7 @@ where
 {
     type Response = Response<RB>;
     type Error = Error;
-    // The stack's own future, not a newtype around it: a wrapper would cost a
-    // move of the whole future on every call.
-    type Future = <Stack<S> as Service<Request<B>>>::Future;
+    type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -193,6 +196,35 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.inner.call(request)
+        ResponseFuture {
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Resilience`] call: a type of its own, so that the
+    /// layers inside may change without changing it.
+    pub struct ResponseFuture<S, B>
+    where
+        Inner<S>: Service<Request<B>>,
+    {
+        #[pin]
+        inner: trace::ResponseFuture<poll::ResponseFuture<Inner<S>, B>>,
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody + Default,
+    RB: http_body::Body,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
     }
 }

@@ -32,10 +32,6 @@ impl Timer {
         }
     }
 
-    pub(crate) fn disarm(mut self: Pin<&mut Self>) {
-        self.set(Timer::Idle);
-    }
-
     /// Ready once an armed timer has fired; an idle timer never fires.
     pub(crate) fn poll_fired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.project() {

@@ -16,6 +16,7 @@ use super::{OnAccepted, PollSettings, Shared};
 use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
+use crate::ready::ready_clone;
 use crate::retry_after::retry_after_of;
 use crate::span::UrlWithoutQuery;
 use crate::status::StatusClass;
@@ -75,11 +76,11 @@ struct PollState<S> {
     started: Option<Instant>,
     /// Made when the first status URL arrives: the polling path allocates, a
     /// call that is not polled does not carry it.
-    polling: Option<Box<Polling<S>>>,
+    polling: Option<Box<Operation<S>>>,
 }
 
 /// An operation being polled.
-struct Polling<S> {
+struct Operation<S> {
     service: Option<S>,
     polls: u32,
     target: Target,
@@ -96,7 +97,8 @@ pin_project! {
     {
         #[pin]
         step: Step<S::Future>,
-        phase: Phase,
+        // What the call keeps in case it must poll; `None` when it never
+        // can (no header to read a status URL from).
         state: Option<PollState<S>>,
         shared: Arc<Shared<S>>,
         _body: PhantomData<fn() -> B>,
@@ -104,19 +106,15 @@ pin_project! {
 }
 
 pin_project! {
+    /// Where the call is: the request or a poll in flight, the wait before
+    /// the next poll, or the service getting ready to send it.
     #[project = StepProj]
     enum Step<F> {
         Calling { #[pin] future: F },
         Waiting { #[pin] timer: Timer },
+        Readying,
+        Done,
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Calling,
-    Waiting,
-    Readying,
-    Done,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -126,7 +124,6 @@ where
     pub(crate) fn new(first: S::Future, shared: Arc<Shared<S>>, head: RequestHead) -> Self {
         ResponseFuture {
             step: Step::Calling { future: first },
-            phase: Phase::Calling,
             state: Some(PollState {
                 head,
                 started: None,
@@ -140,7 +137,6 @@ where
     pub(crate) fn without_polling(first: S::Future, shared: Arc<Shared<S>>) -> Self {
         ResponseFuture {
             step: Step::Calling { future: first },
-            phase: Phase::Calling,
             state: None,
             shared,
             _body: PhantomData,
@@ -168,11 +164,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> TaskPoll<Self::Output> {
         let mut this = self.project();
         loop {
-            match *this.phase {
-                Phase::Calling => {
-                    let StepProj::Calling { future } = this.step.as_mut().project() else {
-                        unreachable!("a request is in flight while the phase is Calling");
-                    };
+            match this.step.as_mut().project() {
+                StepProj::Calling { future } => {
                     let polling = this.state.as_ref().and_then(|s| s.polling.as_deref());
                     let polled = match polling {
                         Some(polling) => {
@@ -190,7 +183,7 @@ where
                             return TaskPoll::Pending;
                         }
                         TaskPoll::Ready(Err(error)) => {
-                            *this.phase = Phase::Done;
+                            this.step.set(Step::Done);
                             if let Some(polling) = polling {
                                 crate::span::record_error_fields(&polling.span, &error);
                                 return TaskPoll::Ready(Err(error.with_polls(polls)));
@@ -206,7 +199,7 @@ where
                             .record("http.response.status_code", status.as_u16());
                     }
                     if this.shared.classifier.classify(status) != StatusClass::Pollable {
-                        *this.phase = Phase::Done;
+                        this.step.set(Step::Done);
                         if polls > 0 {
                             let attempts = CallInfo::of(&response).attempts();
                             response
@@ -217,7 +210,7 @@ where
                     }
                     let settings = &this.shared.settings;
                     let Some(state) = this.state.as_mut() else {
-                        *this.phase = Phase::Done;
+                        this.step.set(Step::Done);
                         return TaskPoll::Ready(accepted(response, settings));
                     };
                     // The operation goes on: where, and after how long?
@@ -239,7 +232,7 @@ where
                             Ok(target) => match state.polling.as_mut() {
                                 Some(polling) => polling.target = target,
                                 None => {
-                                    state.polling = Some(Box::new(Polling {
+                                    state.polling = Some(Box::new(Operation {
                                         service: None,
                                         polls: 0,
                                         target,
@@ -248,7 +241,7 @@ where
                                 }
                             },
                             Err(refusal) => {
-                                *this.phase = Phase::Done;
+                                this.step.set(Step::Done);
                                 tracing::warn!(reason = %refusal, "status url refused");
                                 return TaskPoll::Ready(Err(poll_error(
                                     ErrorKind::PollRefused,
@@ -260,7 +253,7 @@ where
                         // A later answer may leave the URL out: keep polling it.
                         None if state.polling.is_some() => {}
                         None => {
-                            *this.phase = Phase::Done;
+                            this.step.set(Step::Done);
                             return TaskPoll::Ready(accepted(response, settings));
                         }
                     }
@@ -281,7 +274,7 @@ where
                         None
                     };
                     if let Some(kind) = ending {
-                        *this.phase = Phase::Done;
+                        this.step.set(Step::Done);
                         let detail = format!(
                             "the operation was still going after {polls} polls and {}ms",
                             now.saturating_duration_since(started).as_millis()
@@ -293,32 +286,37 @@ where
                     if let StepProj::Waiting { timer } = this.step.as_mut().project() {
                         timer.arm(now + wait);
                     }
-                    *this.phase = Phase::Waiting;
                 }
-                Phase::Waiting => {
-                    if let StepProj::Waiting { timer } = this.step.as_mut().project() {
-                        ready!(timer.poll_fired(cx));
-                    }
-                    *this.phase = Phase::Readying;
+                StepProj::Waiting { timer } => {
+                    ready!(timer.poll_fired(cx));
+                    this.step.set(Step::Readying);
                 }
-                Phase::Readying => {
-                    let Some(state) = this.state.as_mut() else {
-                        unreachable!("polling has its state");
+                StepProj::Readying => {
+                    // Waiting and readying come only after a status URL, so
+                    // the call kept what polling needs.
+                    let Some(PollState {
+                        head,
+                        started,
+                        polling: Some(polling),
+                    }) = this.state.as_mut()
+                    else {
+                        this.step.set(Step::Done);
+                        return TaskPoll::Ready(Err(Error::new(ErrorKind::PollRefused)));
                     };
-                    let Some(polling) = state.polling.as_deref_mut() else {
-                        unreachable!("a poll is sent only with a target");
-                    };
-                    let spare = &this.shared.spare;
-                    let service = polling.service.get_or_insert_with(|| spare.clone());
-                    if let Err(error) = ready!(service.poll_ready(cx)) {
-                        *this.phase = Phase::Done;
-                        return TaskPoll::Ready(Err(error.with_polls(polling.polls)));
-                    }
+                    let service =
+                        match ready!(ready_clone(&mut polling.service, &this.shared.spare, cx)) {
+                            Ok(service) => service,
+                            Err(error) => {
+                                let polls = polling.polls;
+                                this.step.set(Step::Done);
+                                return TaskPoll::Ready(Err(error.with_polls(polls)));
+                            }
+                        };
                     let mut request: Request<B> =
-                        status_request(&state.head, &polling.target, &this.shared.settings);
+                        status_request(head, &polling.target, &this.shared.settings);
                     // The whole call's deadline bounds each poll, its
                     // attempts and its retries too.
-                    if let Some(started) = state.started {
+                    if let Some(started) = *started {
                         let deadline = call_deadline(started, this.shared.timeouts.total(), None);
                         request.extensions_mut().insert(CallDeadline(deadline));
                     }
@@ -336,9 +334,8 @@ where
                         service.call(request)
                     };
                     this.step.set(Step::Calling { future });
-                    *this.phase = Phase::Calling;
                 }
-                Phase::Done => panic!("poll::ResponseFuture polled after completion"),
+                StepProj::Done => panic!("poll::ResponseFuture polled after completion"),
             }
         }
     }

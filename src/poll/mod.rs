@@ -70,7 +70,9 @@ pub enum OnAccepted {
 /// Follows `202 Accepted` operations; see the [module docs](self).
 ///
 /// Status requests are sent by a clone of the inner service as it was when
-/// it was wrapped, taken only when polling starts.
+/// it was wrapped, taken only when polling starts. Since that clone is out of
+/// reach, there is no `get_mut`: a change made through it would reach first
+/// requests only.
 #[derive(Debug, Clone)]
 pub struct Polling<S> {
     inner: S,
@@ -113,11 +115,6 @@ impl<S> Polling<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
     }
 
     /// Unwraps the inner service.

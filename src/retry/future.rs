@@ -17,6 +17,7 @@ use super::replay::{ReplayBody, Template};
 use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
+use crate::ready::ready_clone;
 use crate::status::StatusClass;
 use crate::timer::Timer;
 
@@ -29,11 +30,8 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        // The attempt in flight, or the wait before the next one: never both,
-        // so they share their room.
         #[pin]
-        attempt: Attempt<S::Future>,
-        phase: Phase,
+        state: State<S::Future>,
         // The service that sends the retries, cloned from `spare` when the
         // first retry is due.
         service: Option<S>,
@@ -55,25 +53,19 @@ pin_project! {
 }
 
 pin_project! {
-    #[project = AttemptProj]
-    enum Attempt<F> {
+    /// Where the loop is. The attempt in flight and the timers are never
+    /// needed at once, so they share their room.
+    #[project = StateProj]
+    enum State<F> {
+        /// An attempt is in flight. Its timeouts are classify's business.
         Running { #[pin] future: F },
-        // The wait before the next attempt, or, while the service gets ready,
-        // the end of the call.
+        /// Waiting before the next attempt.
         Waiting { #[pin] timer: Timer },
+        /// The service is getting ready for the next attempt; the timer, when
+        /// armed, is the end of the call.
+        Readying { #[pin] timer: Timer },
+        Done,
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// An attempt is in flight. Its timeouts are classify's business.
-    Running,
-    /// Waiting before the next attempt.
-    Waiting,
-    /// The service is getting ready for the next attempt; the timer, when
-    /// armed, is the end of the call.
-    Readying,
-    Done,
 }
 
 impl<S, B, RB> ResponseFuture<S, B>
@@ -120,8 +112,7 @@ where
             service.call(request)
         };
         ResponseFuture {
-            attempt: Attempt::Running { future },
-            phase: Phase::Running,
+            state: State::Running { future },
             service: None,
             spare,
             template,
@@ -147,11 +138,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match *this.phase {
-                Phase::Running => {
-                    let AttemptProj::Running { future } = this.attempt.as_mut().project() else {
-                        unreachable!("an attempt runs while the phase is Running");
-                    };
+            match this.state.as_mut().project() {
+                StateProj::Running { future } => {
                     let polled = {
                         let _entered = this.span.enter();
                         future.poll(cx)
@@ -164,7 +152,7 @@ where
                                 let info = CallInfo::new(this.facts.attempts, 0);
                                 response.extensions_mut().insert(info);
                             }
-                            *this.phase = Phase::Done;
+                            this.state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(Err(error)) => error,
@@ -182,7 +170,7 @@ where
                     record_error(this.span, &error);
                     if error.kind() == ErrorKind::DeadlineExceeded {
                         // Classify cut the attempt at the end of the call.
-                        *this.phase = Phase::Done;
+                        this.state.set(State::Done);
                         let error = match this.last_error.take() {
                             Some(last) => last.with_kind(ErrorKind::DeadlineExceeded),
                             None => error,
@@ -197,7 +185,7 @@ where
                             // The server answered, and not with a failure.
                             this.shared.budget.deposit();
                         }
-                        *this.phase = Phase::Done;
+                        this.state.set(State::Done);
                         return Poll::Ready(Err(error));
                     }
                     let now = Instant::now();
@@ -227,7 +215,7 @@ where
                     );
                     match decision {
                         Decision::Stop(refusal) => {
-                            *this.phase = Phase::Done;
+                            this.state.set(State::Done);
                             return Poll::Ready(Err(refuse(error, refusal, shared, this.facts)));
                         }
                         Decision::Retry { delay, reason } => {
@@ -241,61 +229,51 @@ where
                             );
                             *this.previous_delay = delay;
                             *this.last_error = Some(error);
-                            this.attempt.set(Attempt::Waiting { timer: Timer::Idle });
                             if delay.is_zero() {
-                                *this.phase = Phase::Readying;
+                                this.state.set(State::Readying { timer: Timer::Idle });
                             } else {
-                                if let AttemptProj::Waiting { timer } =
-                                    this.attempt.as_mut().project()
+                                this.state.set(State::Waiting { timer: Timer::Idle });
+                                if let StateProj::Waiting { timer } = this.state.as_mut().project()
                                 {
                                     timer.arm(now + delay);
                                 }
-                                *this.phase = Phase::Waiting;
                             }
                         }
                     }
                 }
-                Phase::Waiting => {
-                    if let AttemptProj::Waiting { mut timer } = this.attempt.as_mut().project() {
-                        ready!(timer.as_mut().poll_fired(cx));
-                        timer.disarm();
-                    }
-                    *this.phase = Phase::Readying;
+                StateProj::Waiting { timer } => {
+                    ready!(timer.poll_fired(cx));
+                    this.state.set(State::Readying { timer: Timer::Idle });
                 }
-                Phase::Readying => {
+                StateProj::Readying { mut timer } => {
                     let deadline = call_deadline(
                         this.started.unwrap_or_else(Instant::now),
                         this.shared.timeouts.total(),
                         *this.outer_deadline,
                     );
-                    let spare = &**this.spare;
-                    let service = this.service.get_or_insert_with(|| spare.clone());
-                    match service.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {}
+                    let service = match ready_clone(this.service, this.spare, cx) {
+                        Poll::Ready(Ok(service)) => service,
                         Poll::Ready(Err(error)) => {
-                            *this.phase = Phase::Done;
-                            return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
+                            let attempts = this.facts.attempts;
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(error.with_attempts(attempts)));
                         }
                         Poll::Pending => {
-                            if let AttemptProj::Waiting { mut timer } =
-                                this.attempt.as_mut().project()
-                            {
-                                if !timer.is_armed() {
-                                    timer.as_mut().arm(deadline);
-                                }
-                                ready!(timer.poll_fired(cx));
+                            if !timer.is_armed() {
+                                timer.as_mut().arm(deadline);
                             }
-                            *this.phase = Phase::Done;
+                            ready!(timer.poll_fired(cx));
+                            this.state.set(State::Done);
                             let error = deadline_error(this.last_error.take());
                             return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
                         }
-                    }
+                    };
                     // The copy is made only now, when it is sent: a retry that
                     // is never sent copies nothing.
                     let Some(mut request) = this.template.as_ref().and_then(Template::request)
                     else {
                         // The body outgrew its recording since the decision.
-                        *this.phase = Phase::Done;
+                        this.state.set(State::Done);
                         let error = this.last_error.take().map_or_else(
                             || Error::new(ErrorKind::Transport),
                             |e| {
@@ -314,10 +292,9 @@ where
                         let _entered = this.span.enter();
                         service.call(request)
                     };
-                    this.attempt.set(Attempt::Running { future });
-                    *this.phase = Phase::Running;
+                    this.state.set(State::Running { future });
                 }
-                Phase::Done => panic!("retry::ResponseFuture polled after completion"),
+                StateProj::Done => panic!("retry::ResponseFuture polled after completion"),
             }
         }
     }

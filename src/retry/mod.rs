@@ -91,7 +91,9 @@ pub(crate) struct Shared {
 ///
 /// A retry is sent by a clone of the inner service as it was when it was
 /// wrapped, taken only when a retry is due: a call that succeeds at once
-/// clones nothing but a reference count.
+/// clones nothing but a reference count. Since that clone is out of reach,
+/// there is no `get_mut`: a change made through it would reach first
+/// attempts only.
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
     inner: S,
@@ -103,11 +105,6 @@ impl<S> Retry<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
     }
 
     /// Unwraps the inner service.
