@@ -18,7 +18,14 @@
 //!
 //! [`ResilienceLayer::new`] assembles the stack from a [`Policy`]; each layer
 //! is also a Tower `Layer` of its own, in its own module ([`trace`], [`poll`],
-//! [`retry`], [`breaker`], [`classify`]), for hand-made stacks. The [`client`]
+//! [`retry`], [`breaker`], [`classify`]), for hand-made stacks. A policy is a
+//! plain collection of the layers' settings types
+//! ([`ClassifySettings`](classify::ClassifySettings),
+//! [`RetrySettings`](retry::RetrySettings),
+//! [`BreakerSettings`](breaker::BreakerSettings),
+//! [`PollSettings`](poll::PollSettings), [`Timeouts`]): loaded from a TOML
+//! file, deserialized with serde, or built in code, every value checked the
+//! same way ([`SettingsError`] names the key it refuses). The [`client`]
 //! module puts the clients people already use in the stack: hyper-util's
 //! (`client::hyper`), reqwest's (feature `reqwest`), and a reqwest-middleware
 //! middleware (feature `reqwest-middleware`). The stack needs a Tokio runtime

@@ -11,8 +11,8 @@ use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
-use super::{ClassifySettings, parse_api_errors};
-use crate::deadline::{Timeouts, call_deadline};
+use super::{Shared, parse_api_errors};
+use crate::deadline::call_deadline;
 use crate::error::{BoxError, Error, ErrorKind, ResponseFailure};
 use crate::retry_after::retry_after_of;
 use crate::status::StatusClass;
@@ -36,8 +36,7 @@ pin_project! {
         // Whether the timer stands for the end of the whole call rather than
         // for this attempt's own timeout.
         timer_is_deadline: bool,
-        settings: Arc<ClassifySettings>,
-        timeouts: Timeouts,
+        shared: Arc<Shared>,
     }
 }
 
@@ -52,19 +51,13 @@ pin_project! {
 
 impl<F, RB> ResponseFuture<F, RB> {
     #[inline(always)]
-    pub(crate) fn new(
-        future: F,
-        settings: Arc<ClassifySettings>,
-        timeouts: Timeouts,
-        deadline: Option<Instant>,
-    ) -> Self {
+    pub(crate) fn new(future: F, shared: Arc<Shared>, deadline: Option<Instant>) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             timer: Timer::Idle,
             deadline,
             timer_is_deadline: false,
-            settings,
-            timeouts,
+            shared,
         }
     }
 }
@@ -85,7 +78,7 @@ where
                 StateProj::Calling { future } => match future.poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Ok(response)) => {
-                        let class = this.settings.classifier.classify(response.status());
+                        let class = this.shared.settings.classifier.classify(response.status());
                         if class.passes_through() {
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(response));
@@ -96,7 +89,7 @@ where
                             status: parts.status,
                             class,
                             retry_after: retry_after_of(&parts.headers),
-                            max: this.settings.error_body.max_bytes(),
+                            max: this.shared.settings.error_body.max_bytes(),
                             buf: BytesMut::new(),
                             truncated: false,
                         };
@@ -117,9 +110,9 @@ where
             // Waiting: on the response head, or on the rest of an error body.
             if !this.timer.is_armed() {
                 let now = Instant::now();
-                let attempt_end = now + this.timeouts.attempt();
+                let attempt_end = now + this.shared.timeouts.attempt();
                 // A first attempt starts the call: its end is the call's.
-                let call_end = call_deadline(now, this.timeouts.total(), *this.deadline);
+                let call_end = call_deadline(now, this.shared.timeouts.total(), *this.deadline);
                 *this.timer_is_deadline = call_end <= attempt_end;
                 this.timer.as_mut().arm(attempt_end.min(call_end));
             }
@@ -128,7 +121,7 @@ where
             let error = if *this.timer_is_deadline {
                 Error::new(ErrorKind::DeadlineExceeded)
             } else {
-                Error::attempt_timed_out(this.timeouts.attempt())
+                Error::attempt_timed_out(this.shared.timeouts.attempt())
             };
             return Poll::Ready(Err(error));
         }

@@ -46,6 +46,6 @@ impl<S> Layer<S> for ClassifyLayer {
     type Service = Classify<S>;
 
     fn layer(&self, inner: S) -> Classify<S> {
-        Classify::new(inner, Arc::clone(&self.settings), self.timeouts)
+        Classify::new(inner, (*self.settings).clone(), self.timeouts)
     }
 }

@@ -83,18 +83,24 @@ pub use tower_http::{PolicyClassifier, PolicyFailure};
 #[derive(Debug, Clone)]
 pub struct Classify<S> {
     inner: S,
-    settings: Arc<ClassifySettings>,
-    timeouts: Timeouts,
+    shared: Arc<Shared>,
+}
+
+/// What every call of one [`Classify`] service reads, behind one pointer: a
+/// call's future carries one reference count for all of it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: ClassifySettings,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl<S> Classify<S> {
     /// Classifies the responses of `inner` under `settings`, each attempt
     /// bounded by `timeouts`.
-    pub fn new(inner: S, settings: Arc<ClassifySettings>, timeouts: Timeouts) -> Self {
+    pub fn new(inner: S, settings: ClassifySettings, timeouts: Timeouts) -> Self {
         Classify {
             inner,
-            settings,
-            timeouts,
+            shared: Arc::new(Shared { settings, timeouts }),
         }
     }
 
@@ -133,11 +139,6 @@ where
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let deadline = CallDeadline::of(&request);
-        ResponseFuture::new(
-            self.inner.call(request),
-            Arc::clone(&self.settings),
-            self.timeouts,
-            deadline,
-        )
+        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.shared), deadline)
     }
 }
