@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+mod call;
 pub mod classify;
 pub mod client;
 pub mod config;
@@ -86,6 +87,9 @@ mod timer;
 pub mod trace;
 mod units;
 
+pub use call::CallRequest;
+#[doc(hidden)]
+pub use call::{Call, CallContext};
 pub use config::{Policy, PolicyError};
 pub use deadline::Timeouts;
 pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind};

@@ -11,6 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::breaker::{BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
+use crate::call::{Call, CallContext, InStack};
 use crate::classify::{Classify, ClassifyLayer};
 use crate::config::Policy;
 use crate::error::{BoxError, Error};
@@ -19,8 +20,8 @@ use crate::retry::{ReplayBody, Retry, RetryLayer};
 use crate::trace::{self, Trace, TraceLayer};
 
 /// The layers under the poll layer.
-type Inner<S> = Retry<CircuitBreaker<Classify<S>>>;
-type Stack<S> = Trace<Polling<Inner<S>>>;
+type Inner<S> = InStack<Retry<InStack<CircuitBreaker<InStack<Classify<S>>>>>>;
+type Stack<S> = InStack<Trace<InStack<Polling<Inner<S>>>>>;
 
 /// Builds the whole rebound stack around a client, in the order of the
 /// design: trace, poll, retry, breaker, classify, then the client.
@@ -141,13 +142,12 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
     type Service = Resilience<S>;
 
     fn layer(&self, inner: S) -> Resilience<S> {
+        let classify = InStack(self.classify.layer(inner));
+        let breaker = InStack(self.breaker.layer(classify));
+        let retry = InStack(self.retry.layer(breaker));
+        let poll = InStack(self.poll.layer(retry));
         Resilience {
-            inner: self.trace.layer(
-                self.poll.layer(
-                    self.retry
-                        .layer(self.breaker.layer(self.classify.layer(inner))),
-                ),
-            ),
+            inner: InStack(self.trace.layer(poll)),
         }
     }
 }
@@ -165,17 +165,16 @@ pub struct Resilience<S> {
 impl<S> Resilience<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref().get_ref().get_ref().get_ref().get_ref()
+        let poll = self.inner.0.get_ref();
+        let breaker = poll.0.get_ref().0.get_ref();
+        breaker.0.get_ref().0.get_ref()
     }
 
     /// Unwraps the client.
     pub fn into_inner(self) -> S {
-        self.inner
-            .into_inner()
-            .into_inner()
-            .into_inner()
-            .into_inner()
-            .into_inner()
+        let poll = self.inner.0.into_inner();
+        let breaker = poll.0.into_inner().0.into_inner();
+        breaker.0.into_inner().0.into_inner()
     }
 }
 
@@ -191,13 +190,14 @@ where
     type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
+        Service::<Call<B>>::poll_ready(&mut self.inner, cx)
     }
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let call = Call::new(request, CallContext::default());
         ResponseFuture {
-            inner: self.inner.call(request),
+            inner: self.inner.call(call),
         }
     }
 }
@@ -207,10 +207,10 @@ pin_project! {
     /// layers inside may change without changing it.
     pub struct ResponseFuture<S, B>
     where
-        Inner<S>: Service<Request<B>>,
+        Inner<S>: Service<Call<B>>,
     {
         #[pin]
-        inner: trace::ResponseFuture<poll::ResponseFuture<Inner<S>, B>>,
+        inner: trace::ResponseFuture<poll::ResponseFuture<Inner<S>, Call<B>>>,
     }
 }
 

@@ -53,6 +53,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::call::{Call, CallRequest, InStack};
 use crate::error::Error;
 use registry::Registry;
 use state::{Admission, Transition};
@@ -99,6 +100,33 @@ impl<S> CircuitBreaker<S> {
     }
 }
 
+impl<S> CircuitBreaker<S> {
+    #[inline(always)]
+    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future>
+    where
+        R: CallRequest,
+        S: Service<R, Response = Response<RB>, Error = Error>,
+    {
+        let Some(registry) = &self.registry else {
+            return ResponseFuture::passed(self.inner.call(request));
+        };
+        let cell = registry.cell(request.request().uri());
+        let (admission, transition) = cell.admit();
+        if let Some(transition) = transition {
+            report(&cell.key, &transition);
+        }
+        match admission {
+            Admission::Admit(permit) => {
+                let future = self.inner.call(request);
+                ResponseFuture::admitted(future, cell, permit)
+            }
+            Admission::Reject { retry_in } => {
+                ResponseFuture::rejected(Error::circuit_open(retry_in))
+            }
+        }
+    }
+}
+
 impl<S, B, RB> Service<Request<B>> for CircuitBreaker<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error>,
@@ -115,23 +143,25 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let Some(registry) = &self.registry else {
-            return ResponseFuture::passed(self.inner.call(request));
-        };
-        let cell = registry.cell(request.uri());
-        let (admission, transition) = cell.admit();
-        if let Some(transition) = transition {
-            report(&cell.key, &transition);
-        }
-        match admission {
-            Admission::Admit(permit) => {
-                let future = self.inner.call(request);
-                ResponseFuture::admitted(future, cell, permit)
-            }
-            Admission::Reject { retry_in } => {
-                ResponseFuture::rejected(Error::circuit_open(retry_in))
-            }
-        }
+        self.call_any(request)
+    }
+}
+
+impl<S, B, RB> Service<Call<B>> for InStack<CircuitBreaker<S>>
+where
+    S: Service<Call<B>, Response = Response<RB>, Error = Error>,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.0.inner.poll_ready(cx)
+    }
+
+    #[inline(always)]
+    fn call(&mut self, request: Call<B>) -> Self::Future {
+        self.0.call_any(request)
     }
 }
 

@@ -65,7 +65,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::deadline::{CallDeadline, Timeouts};
+use crate::call::{Call, CallRequest, InStack};
+use crate::deadline::Timeouts;
 use crate::error::{BoxError, Error};
 
 pub use error_body::parse_api_errors;
@@ -120,6 +121,19 @@ impl<S> Classify<S> {
     }
 }
 
+impl<S> Classify<S> {
+    #[inline(always)]
+    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future, RB>
+    where
+        R: CallRequest,
+        S: Service<Request<R::Body>, Response = Response<RB>>,
+    {
+        let deadline = request.context().deadline;
+        let request = request.into_request();
+        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.shared), deadline)
+    }
+}
+
 impl<S, B, RB> Service<Request<B>> for Classify<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
@@ -138,7 +152,26 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let deadline = CallDeadline::of(&request);
-        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.shared), deadline)
+        self.call_any(request)
+    }
+}
+
+impl<S, B, RB> Service<Call<B>> for InStack<Classify<S>>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    RB: http_body::Body,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Service::<Request<B>>::poll_ready(&mut self.0, cx)
+    }
+
+    #[inline(always)]
+    fn call(&mut self, request: Call<B>) -> Self::Future {
+        self.0.call_any(request)
     }
 }

@@ -13,7 +13,8 @@ use tracing::Span;
 
 use super::location::{Target, resolve_status_url};
 use super::{OnAccepted, PollSettings, Shared};
-use crate::deadline::{CallDeadline, call_deadline};
+use crate::call::{CallContext, CallRequest};
+use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
 use crate::ready::ready_clone;
@@ -27,14 +28,17 @@ pub(crate) struct RequestHead {
     uri: Uri,
     headers: HeaderMap,
     version: Version,
+    context: CallContext,
 }
 
 impl RequestHead {
-    pub(crate) fn of<B>(request: &Request<B>) -> Self {
+    pub(crate) fn of<R: CallRequest>(call: &R) -> Self {
+        let request = call.request();
         RequestHead {
             uri: request.uri().clone(),
             headers: request.headers().clone(),
             version: request.version(),
+            context: call.context(),
         }
     }
 }
@@ -91,9 +95,10 @@ pin_project! {
     /// The future of a [`Polling`](super::Polling) call. A response that is not
     /// pollable is returned as soon as it arrives; polling is a state machine
     /// of its own, with one timer and no task.
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, R>
     where
-        S: Service<Request<B>>,
+        R: CallRequest,
+        S: Service<R>,
     {
         #[pin]
         step: Step<S::Future>,
@@ -101,7 +106,7 @@ pin_project! {
         // can (no header to read a status URL from).
         state: Option<PollState<S>>,
         shared: Arc<Shared<S>>,
-        _body: PhantomData<fn() -> B>,
+        _request: PhantomData<fn() -> R>,
     }
 }
 
@@ -117,9 +122,10 @@ pin_project! {
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, R> ResponseFuture<S, R>
 where
-    S: Service<Request<B>>,
+    R: CallRequest,
+    S: Service<R>,
 {
     pub(crate) fn new(first: S::Future, shared: Arc<Shared<S>>, head: RequestHead) -> Self {
         ResponseFuture {
@@ -130,7 +136,7 @@ where
                 polling: None,
             }),
             shared,
-            _body: PhantomData,
+            _request: PhantomData,
         }
     }
 
@@ -139,7 +145,7 @@ where
             step: Step::Calling { future: first },
             state: None,
             shared,
-            _body: PhantomData,
+            _request: PhantomData,
         }
     }
 }
@@ -153,10 +159,11 @@ fn poll_error(kind: ErrorKind, polls: u32, detail: Option<String>) -> Error {
     }
 }
 
-impl<S, B, RB> Future for ResponseFuture<S, B>
+impl<S, R, RB> Future for ResponseFuture<S, R>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
-    B: Default,
+    R: CallRequest,
+    R::Body: Default,
+    S: Service<R, Response = Response<RB>, Error = Error> + Clone,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -312,14 +319,18 @@ where
                                 return TaskPoll::Ready(Err(error.with_polls(polls)));
                             }
                         };
-                    let mut request: Request<B> =
-                        status_request(head, &polling.target, &this.shared.settings);
+                    let request = status_request(head, &polling.target, &this.shared.settings);
                     // The whole call's deadline bounds each poll, its
                     // attempts and its retries too.
-                    if let Some(started) = *started {
-                        let deadline = call_deadline(started, this.shared.timeouts.total(), None);
-                        request.extensions_mut().insert(CallDeadline(deadline));
-                    }
+                    let context = match *started {
+                        Some(started) => head.context.with_deadline(call_deadline(
+                            started,
+                            this.shared.timeouts.total(),
+                            head.context.deadline,
+                        )),
+                        None => head.context,
+                    };
+                    let request = R::from_parts(request, context);
                     polling.polls += 1;
                     polling.span = tracing::info_span!(
                         "rebound.poll",

@@ -44,6 +44,7 @@ use std::task::{Context, Poll as TaskPoll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::call::{Call, CallRequest, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -123,21 +124,13 @@ impl<S> Polling<S> {
     }
 }
 
-impl<S, B, RB> Service<Request<B>> for Polling<S>
-where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
-    B: Default,
-{
-    type Response = Response<RB>;
-    type Error = Error;
-    type Future = ResponseFuture<S, B>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> TaskPoll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
-    }
-
+impl<S> Polling<S> {
     #[inline(always)]
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call_any<R>(&mut self, request: R) -> ResponseFuture<S, R>
+    where
+        R: CallRequest,
+        S: Service<R>,
+    {
         let shared = Arc::clone(&self.shared);
         if shared.settings.location_headers.is_empty() {
             // No status URL can ever be followed: nothing to keep.
@@ -146,6 +139,44 @@ where
         let head = future::RequestHead::of(&request);
         let first = self.inner.call(request);
         ResponseFuture::new(first, shared, head)
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Polling<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
+    B: Default,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, Request<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> TaskPoll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline(always)]
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.call_any(request)
+    }
+}
+
+impl<S, B, RB> Service<Call<B>> for InStack<Polling<S>>
+where
+    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
+    B: Default,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, Call<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> TaskPoll<Result<(), Error>> {
+        self.0.inner.poll_ready(cx)
+    }
+
+    #[inline(always)]
+    fn call(&mut self, request: Call<B>) -> Self::Future {
+        self.0.call_any(request)
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -14,7 +14,8 @@ use super::Shared;
 use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
-use crate::deadline::{CallDeadline, call_deadline};
+use crate::call::{CallContext, CallRequest};
+use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
 use crate::ready::ready_clone;
@@ -26,9 +27,10 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pin_project! {
     /// The future of a [`Retry`](super::Retry) call: the retry loop as a state
     /// machine, so that a call that succeeds at once allocates nothing.
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, R>
     where
-        S: Service<Request<B>>,
+        R: CallRequest,
+        S: Service<R>,
     {
         #[pin]
         state: State<S::Future>,
@@ -37,15 +39,15 @@ pin_project! {
         service: Option<S>,
         spare: Arc<S>,
         // An unsent copy of the request, from which each retry is made.
-        template: Option<Template<B>>,
+        template: Option<Template<R::Body>>,
         shared: Arc<Shared>,
         facts: RequestFacts,
         // When the call started; read at the first moment it matters, so that
         // an answer that is ready at once reads no clock.
         started: Option<Instant>,
-        // The end of an enclosing call (a poll of an operation), when the
-        // request carries one: no retry may go past it.
-        outer_deadline: Option<Instant>,
+        // The route and the end of an enclosing call (a poll of an
+        // operation), when the request carries one: no retry may go past it.
+        context: CallContext,
         previous_delay: Duration,
         last_error: Option<Error>,
         span: Span,
@@ -68,19 +70,16 @@ pin_project! {
     }
 }
 
-impl<S, B, RB> ResponseFuture<S, B>
+impl<S, R, RB> ResponseFuture<S, R>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
-    B: ReplayBody,
+    R: CallRequest,
+    R::Body: ReplayBody,
+    S: Service<R, Response = Response<RB>, Error = Error> + Clone,
 {
     #[inline(always)]
-    pub(crate) fn new(
-        service: &mut S,
-        mut request: Request<B>,
-        spare: Arc<S>,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub(crate) fn new(service: &mut S, mut call: R, spare: Arc<S>, shared: Arc<Shared>) -> Self {
         let settings = &shared.settings;
+        let request = call.request_mut();
         let idempotent = is_idempotent(request.method());
         // Looked up only where it matters: a retry of an idempotent request
         // is safe with or without a key.
@@ -100,16 +99,16 @@ where
             has_idempotency_key,
             attempts: 1,
         };
-        let outer_deadline = CallDeadline::of(&request);
+        let context = call.context();
         let template = if settings.max_attempts > 1 {
-            Template::of(&request)
+            Template::of(call.request())
         } else {
             None
         };
         let span = attempt_span(0);
         let future = {
             let _entered = span.enter();
-            service.call(request)
+            service.call(call)
         };
         ResponseFuture {
             state: State::Running { future },
@@ -119,7 +118,7 @@ where
             shared,
             facts,
             started: None,
-            outer_deadline,
+            context,
             previous_delay: Duration::ZERO,
             last_error: None,
             span,
@@ -127,10 +126,11 @@ where
     }
 }
 
-impl<S, B, RB> Future for ResponseFuture<S, B>
+impl<S, R, RB> Future for ResponseFuture<S, R>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
-    B: ReplayBody,
+    R: CallRequest,
+    R::Body: ReplayBody,
+    S: Service<R, Response = Response<RB>, Error = Error> + Clone,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -204,7 +204,7 @@ where
                         Some(call_deadline(
                             started,
                             shared.timeouts.total(),
-                            *this.outer_deadline,
+                            this.context.deadline,
                         )),
                         || template.as_ref().is_some_and(Template::is_replayable),
                         || {
@@ -249,7 +249,7 @@ where
                     let deadline = call_deadline(
                         this.started.unwrap_or_else(Instant::now),
                         this.shared.timeouts.total(),
-                        *this.outer_deadline,
+                        this.context.deadline,
                     );
                     let service = match ready_clone(this.service, this.spare, cx) {
                         Poll::Ready(Ok(service)) => service,
@@ -270,8 +270,7 @@ where
                     };
                     // The copy is made only now, when it is sent: a retry that
                     // is never sent copies nothing.
-                    let Some(mut request) = this.template.as_ref().and_then(Template::request)
-                    else {
+                    let Some(request) = this.template.as_ref().and_then(Template::request) else {
                         // The body outgrew its recording since the decision.
                         this.state.set(State::Done);
                         let error = this.last_error.take().map_or_else(
@@ -285,7 +284,7 @@ where
                         return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
                     };
                     // No attempt may outlive the call: classify ends it by then.
-                    request.extensions_mut().insert(CallDeadline(deadline));
+                    let request = R::from_parts(request, this.context.with_deadline(deadline));
                     *this.span = attempt_span(this.facts.attempts);
                     this.facts.attempts += 1;
                     let future = {

@@ -51,6 +51,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::call::{Call, CallRequest, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -113,6 +114,23 @@ impl<S> Retry<S> {
     }
 }
 
+impl<S> Retry<S> {
+    #[inline(always)]
+    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R>
+    where
+        R: CallRequest,
+        R::Body: ReplayBody,
+        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+    {
+        ResponseFuture::new(
+            &mut self.inner,
+            request,
+            Arc::clone(&self.spare),
+            Arc::clone(&self.shared),
+        )
+    }
+}
+
 impl<S, B, RB> Service<Request<B>> for Retry<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
@@ -120,7 +138,7 @@ where
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, Request<B>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -128,11 +146,25 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ResponseFuture::new(
-            &mut self.inner,
-            request,
-            Arc::clone(&self.spare),
-            Arc::clone(&self.shared),
-        )
+        self.call_any(request)
+    }
+}
+
+impl<S, B, RB> Service<Call<B>> for InStack<Retry<S>>
+where
+    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
+    B: ReplayBody,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, Call<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.0.inner.poll_ready(cx)
+    }
+
+    #[inline(always)]
+    fn call(&mut self, request: Call<B>) -> Self::Future {
+        self.0.call_any(request)
     }
 }

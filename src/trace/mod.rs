@@ -28,6 +28,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Uri};
 use tower_service::Service;
 
+use crate::call::{Call, CallRequest, InStack};
 use crate::error::Error;
 use crate::status::Classifier;
 
@@ -58,6 +59,24 @@ impl<S> Trace<S> {
     }
 }
 
+impl<S> Trace<S> {
+    #[inline(always)]
+    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future>
+    where
+        R: CallRequest,
+        S: Service<R, Response = Response<RB>, Error = Error>,
+    {
+        let span = call_span(request.request().method(), request.request().uri());
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        // The policy is needed only to name the outcome in the span.
+        let classifier = (!span.is_disabled()).then(|| Arc::clone(&self.classifier));
+        ResponseFuture::new(future, span, classifier)
+    }
+}
+
 impl<S, B, RB> Service<Request<B>> for Trace<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error>,
@@ -72,14 +91,25 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let span = call_span(request.method(), request.uri());
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        // The policy is needed only to name the outcome in the span.
-        let classifier = (!span.is_disabled()).then(|| Arc::clone(&self.classifier));
-        ResponseFuture::new(future, span, classifier)
+        self.call_any(request)
+    }
+}
+
+impl<S, B, RB> Service<Call<B>> for InStack<Trace<S>>
+where
+    S: Service<Call<B>, Response = Response<RB>, Error = Error>,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.0.inner.poll_ready(cx)
+    }
+
+    #[inline(always)]
+    fn call(&mut self, request: Call<B>) -> Self::Future {
+        self.0.call_any(request)
     }
 }
 

@@ -1,0 +1,157 @@
+//! A request on its way down the layers, with what its call decided before
+//! the first attempt.
+//!
+//! Each layer is a Tower layer of its own and takes plain `http::Request`s.
+//! Inside a stack that [`ResilienceLayer`](crate::ResilienceLayer) assembled,
+//! the layers pass a [`Call`] instead: the request, plus the route the call
+//! took and the end of the whole call. Every layer of the call reads them
+//! there, without a lookup, an allocation or a shared counter; retries and
+//! status requests carry them on. A plain request carries its deadline (set
+//! by a layer above for the requests after the first) in an extension, and
+//! takes the policy's own settings.
+
+use http::Request;
+use tokio::time::Instant;
+
+use crate::deadline::CallDeadline;
+
+/// What a call decided before its first attempt, carried by every request it
+/// sends.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// The index of the route the call took: 0 for the policy's own
+    /// sections, `n` for its `n`-th route.
+    pub(crate) route: usize,
+    /// When the call must end, once a layer has worked it out.
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl CallContext {
+    pub(crate) fn with_deadline(self, deadline: Instant) -> Self {
+        CallContext {
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+}
+
+/// A request as rebound's layers pass it down: an `http::Request`, or, inside
+/// a stack built by [`ResilienceLayer`](crate::ResilienceLayer), a [`Call`].
+///
+/// Sealed: implemented by those two types only.
+pub trait CallRequest: sealed::Sealed + Sized {
+    /// The type of the request's body.
+    type Body;
+
+    #[doc(hidden)]
+    fn request(&self) -> &Request<Self::Body>;
+
+    #[doc(hidden)]
+    fn request_mut(&mut self) -> &mut Request<Self::Body>;
+
+    #[doc(hidden)]
+    fn context(&self) -> CallContext;
+
+    #[doc(hidden)]
+    fn from_parts(request: Request<Self::Body>, context: CallContext) -> Self;
+
+    #[doc(hidden)]
+    fn into_request(self) -> Request<Self::Body>;
+}
+
+impl<B> CallRequest for Request<B> {
+    type Body = B;
+
+    #[inline(always)]
+    fn request(&self) -> &Request<B> {
+        self
+    }
+
+    #[inline(always)]
+    fn request_mut(&mut self) -> &mut Request<B> {
+        self
+    }
+
+    #[inline(always)]
+    fn context(&self) -> CallContext {
+        CallContext {
+            route: 0,
+            deadline: CallDeadline::of(self),
+        }
+    }
+
+    fn from_parts(mut request: Request<B>, context: CallContext) -> Self {
+        // A plain request has nowhere else to carry the deadline.
+        if let Some(deadline) = context.deadline {
+            request.extensions_mut().insert(CallDeadline(deadline));
+        }
+        request
+    }
+
+    #[inline(always)]
+    fn into_request(self) -> Request<B> {
+        self
+    }
+}
+
+/// A request inside a stack built by
+/// [`ResilienceLayer`](crate::ResilienceLayer): the request, the route its
+/// call took and the end of the call.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Call<B> {
+    request: Request<B>,
+    context: CallContext,
+}
+
+impl<B> Call<B> {
+    pub(crate) fn new(request: Request<B>, context: CallContext) -> Self {
+        Call { request, context }
+    }
+}
+
+impl<B> CallRequest for Call<B> {
+    type Body = B;
+
+    #[inline(always)]
+    fn request(&self) -> &Request<B> {
+        &self.request
+    }
+
+    #[inline(always)]
+    fn request_mut(&mut self) -> &mut Request<B> {
+        &mut self.request
+    }
+
+    #[inline(always)]
+    fn context(&self) -> CallContext {
+        self.context
+    }
+
+    #[inline(always)]
+    fn from_parts(request: Request<B>, context: CallContext) -> Self {
+        Call { request, context }
+    }
+
+    #[inline(always)]
+    fn into_request(self) -> Request<B> {
+        self.request
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<B> Sealed for http::Request<B> {}
+    impl<B> Sealed for super::Call<B> {}
+}
+
+/// A layer's service inside a stack built by
+/// [`ResilienceLayer`](crate::ResilienceLayer), where requests are [`Call`]s.
+///
+/// The layers' own services take `http::Request`s only, so that a stack
+/// made by hand infers its request type as Tower users expect; this wrapper
+/// gives the same service the assembled stack's request type.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct InStack<T>(pub(crate) T);
