@@ -27,6 +27,12 @@ pub struct CallContext {
     pub(crate) deadline: Option<Instant>,
 }
 
+/// The entry of `routes` for route `index`: the first (the policy's own)
+/// when there is none for it.
+pub(crate) fn route<T>(routes: &[T], index: usize) -> &T {
+    routes.get(index).unwrap_or(&routes[0])
+}
+
 impl CallContext {
     pub(crate) fn with_deadline(self, deadline: Instant) -> Self {
         CallContext {

@@ -79,6 +79,7 @@ mod ready;
 pub mod retry;
 mod retry_after;
 mod rng;
+pub mod route;
 mod settings;
 mod span;
 mod stack;

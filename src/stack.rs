@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -17,6 +18,7 @@ use crate::config::Policy;
 use crate::error::{BoxError, Error};
 use crate::poll::{self, Polling, PollingLayer};
 use crate::retry::{ReplayBody, Retry, RetryLayer};
+use crate::route::{RouteRequest, RouteTable};
 use crate::trace::{self, Trace, TraceLayer};
 
 /// The layers under the poll layer.
@@ -92,6 +94,9 @@ type Stack<S> = InStack<Trace<InStack<Polling<Inner<S>>>>>;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ResilienceLayer {
+    /// How each call picks its route; `None` for a policy without routes,
+    /// which then spends nothing on it.
+    routes: Option<Arc<RouteTable>>,
     trace: TraceLayer,
     poll: PollingLayer,
     retry: RetryLayer,
@@ -118,16 +123,17 @@ impl ResilienceLayer {
     }
 
     fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>) -> Self {
-        let retry = policy.retry_layer();
+        let (trace, poll, retry, classify) = policy.routed_layers();
         ResilienceLayer {
-            trace: policy.trace_layer(),
-            poll: policy.polling_layer(),
+            routes: policy.route_table(),
+            trace,
+            poll,
             retry: match seed {
                 Some(seed) => retry.seed(seed),
                 None => retry,
             },
             breaker,
-            classify: policy.classify_layer(),
+            classify,
         }
     }
 
@@ -147,6 +153,7 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
         let retry = InStack(self.retry.layer(breaker));
         let poll = InStack(self.poll.layer(retry));
         Resilience {
+            routes: self.routes.clone(),
             inner: InStack(self.trace.layer(poll)),
         }
     }
@@ -159,6 +166,7 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
 /// a change made through it would not reach.
 #[derive(Debug, Clone)]
 pub struct Resilience<S> {
+    routes: Option<Arc<RouteTable>>,
     inner: Stack<S>,
 }
 
@@ -195,7 +203,16 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let call = Call::new(request, CallContext::default());
+        let mut context = CallContext::default();
+        if let Some(routes) = &self.routes {
+            context.route = routes.select(&RouteRequest {
+                method: request.method(),
+                uri: request.uri(),
+                headers: request.headers(),
+                extensions: request.extensions(),
+            });
+        }
+        let call = Call::new(request, context);
         ResponseFuture {
             inner: self.inner.call(call),
         }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{Classify, ClassifySettings};
+use super::{Classify, ClassifySettings, Shared};
 use crate::deadline::Timeouts;
 
 /// Wraps a client in [`Classify`].
@@ -22,6 +22,8 @@ use crate::deadline::Timeouts;
 pub struct ClassifyLayer {
     settings: Arc<ClassifySettings>,
     timeouts: Timeouts,
+    /// The settings of each route of a policy, after its own.
+    routes: Vec<(Arc<ClassifySettings>, Timeouts)>,
 }
 
 impl ClassifyLayer {
@@ -31,6 +33,7 @@ impl ClassifyLayer {
         ClassifyLayer {
             settings: settings.into(),
             timeouts: Timeouts::default(),
+            routes: Vec::new(),
         }
     }
 
@@ -40,12 +43,27 @@ impl ClassifyLayer {
         self.timeouts = timeouts;
         self
     }
+
+    /// The same layer, with the settings of a policy's routes after its own.
+    pub(crate) fn routes(mut self, routes: Vec<(Arc<ClassifySettings>, Timeouts)>) -> Self {
+        self.routes = routes;
+        self
+    }
 }
 
 impl<S> Layer<S> for ClassifyLayer {
     type Service = Classify<S>;
 
     fn layer(&self, inner: S) -> Classify<S> {
-        Classify::new(inner, (*self.settings).clone(), self.timeouts)
+        let shared = |settings: &ClassifySettings, timeouts| {
+            Arc::new(Shared {
+                settings: settings.clone(),
+                timeouts,
+            })
+        };
+        let routes: Arc<[Arc<Shared>]> = std::iter::once(shared(&self.settings, self.timeouts))
+            .chain(self.routes.iter().map(|(s, t)| shared(s, *t)))
+            .collect();
+        Classify::with_routes(inner, routes)
     }
 }

@@ -65,7 +65,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, InStack};
+use crate::call::{self, Call, CallRequest, InStack};
 use crate::deadline::Timeouts;
 use crate::error::{BoxError, Error};
 
@@ -84,7 +84,8 @@ pub use tower_http::{PolicyClassifier, PolicyFailure};
 #[derive(Debug, Clone)]
 pub struct Classify<S> {
     inner: S,
-    shared: Arc<Shared>,
+    /// Per route: the policy's own settings first.
+    routes: Arc<[Arc<Shared>]>,
 }
 
 /// What every call of one [`Classify`] service reads, behind one pointer: a
@@ -101,7 +102,7 @@ impl<S> Classify<S> {
     pub fn new(inner: S, settings: ClassifySettings, timeouts: Timeouts) -> Self {
         Classify {
             inner,
-            shared: Arc::new(Shared { settings, timeouts }),
+            routes: Arc::new([Arc::new(Shared { settings, timeouts })]),
         }
     }
 
@@ -122,15 +123,22 @@ impl<S> Classify<S> {
 }
 
 impl<S> Classify<S> {
+    /// The same service, with the settings of each route of a policy after
+    /// its own.
+    pub(crate) fn with_routes(inner: S, routes: Arc<[Arc<Shared>]>) -> Self {
+        Classify { inner, routes }
+    }
+
     #[inline(always)]
     fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future, RB>
     where
         R: CallRequest,
         S: Service<Request<R::Body>, Response = Response<RB>>,
     {
-        let deadline = request.context().deadline;
+        let context = request.context();
+        let shared = Arc::clone(call::route(&self.routes, context.route));
         let request = request.into_request();
-        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.shared), deadline)
+        ResponseFuture::new(self.inner.call(request), shared, context.deadline)
     }
 }
 

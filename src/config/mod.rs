@@ -17,6 +17,7 @@
 //! bounds, and every error names the file, line and column.
 
 mod error;
+mod routes;
 mod schema;
 
 use std::path::Path;
@@ -28,14 +29,16 @@ use serde::Deserialize;
 use crate::breaker::{BreakerSettings, CircuitBreakerLayer};
 use crate::classify::{ClassifyLayer, ClassifySettings, ErrorBodySettings};
 use crate::deadline::Timeouts;
-use crate::poll::{PollSettings, PollingLayer};
+use crate::poll::{PollRoute, PollSettings, PollingLayer};
 use crate::retry::{Backoff, Budget, Buffered, RetryLayer, RetrySettings};
+use crate::route::{RouteRequest, RouteTable, Selector};
 use crate::settings::SettingsError;
 use crate::status::StatusClass;
-use crate::trace::TraceLayer;
+use crate::trace::{TraceLayer, TraceRoute};
 use schema::RawPolicy;
 
 pub use error::PolicyError;
+pub use routes::Route;
 
 /// The largest policy file [`Policy::from_path`] reads: 1 MiB.
 pub const MAX_POLICY_FILE_BYTES: u64 = 1024 * 1024;
@@ -79,8 +82,8 @@ const PRESETS: [(&str, &str); 2] = [
 /// assert_eq!(policy.max_attempts(), 3);
 /// # Ok::<_, rebound::SettingsError>(())
 /// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "RawPolicy")]
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "toml::Table")]
 pub struct Policy {
     classify: Arc<ClassifySettings>,
     retry: Arc<RetrySettings>,
@@ -88,6 +91,23 @@ pub struct Policy {
     breaker: BreakerSettings,
     poll: Arc<PollSettings>,
     timeouts: Timeouts,
+    routes: Arc<[Route]>,
+    selector: Option<Selector>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("classify", &self.classify)
+            .field("retry", &self.retry)
+            .field("budget", &self.budget)
+            .field("breaker", &self.breaker)
+            .field("poll", &self.poll)
+            .field("timeouts", &self.timeouts)
+            .field("routes", &self.routes)
+            .field("selector", &self.selector.is_some())
+            .finish()
+    }
 }
 
 impl Default for Policy {
@@ -120,6 +140,8 @@ impl Policy {
             breaker,
             poll: Arc::new(poll),
             timeouts,
+            routes: Arc::new([]),
+            selector: None,
         }
     }
 
@@ -205,6 +227,55 @@ impl Policy {
         Ok(self.clone().with_retry(retry))
     }
 
+    /// This policy with one more route, after those it has. Fails when an
+    /// earlier route takes every request this one would.
+    pub fn with_route(mut self, route: Route) -> Result<Policy, SettingsError> {
+        if let Some(earlier) = self
+            .routes
+            .iter()
+            .position(|r| r.matcher.shadows(&route.matcher))
+        {
+            let index = self.routes.len();
+            return Err(SettingsError::new(
+                format!("routes.{index}"),
+                format!(
+                    "route {index} can never match: route {earlier} before it takes every request it would"
+                ),
+            ));
+        }
+        let mut routes = self.routes.to_vec();
+        routes.push(route);
+        self.routes = routes.into();
+        Ok(self)
+    }
+
+    /// This policy choosing routes by `selector` first: it sees each request
+    /// (but its body) once, before the first attempt, and answers the index
+    /// of a route (0 for the first) or `None` to let the routes' matchers
+    /// choose.
+    pub fn with_selector(
+        mut self,
+        selector: impl Fn(&RouteRequest<'_>) -> Option<usize> + Send + Sync + 'static,
+    ) -> Policy {
+        self.selector = Some(Arc::new(selector));
+        self
+    }
+
+    /// The routes, in the order they are tried.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// How calls choose their route; `None` when there are no routes.
+    pub(crate) fn route_table(&self) -> Option<Arc<RouteTable>> {
+        (!self.routes.is_empty()).then(|| {
+            Arc::new(RouteTable::new(
+                self.routes.iter().map(|r| r.matcher.clone()).collect(),
+                self.selector.clone(),
+            ))
+        })
+    }
+
     /// The status table and error-body settings (`[classify]`,
     /// `[error_body]`).
     pub fn classify_settings(&self) -> &Arc<ClassifySettings> {
@@ -264,6 +335,47 @@ impl Policy {
         ClassifyLayer::new(Arc::clone(&self.classify)).timeouts(self.timeouts)
     }
 
+    /// The layers of this policy, each knowing the settings of every route,
+    /// for the stack `ResilienceLayer` builds.
+    pub(crate) fn routed_layers(&self) -> (TraceLayer, PollingLayer, RetryLayer, ClassifyLayer) {
+        let routes = &self.routes;
+        let trace = self
+            .trace_layer()
+            .routes(routes.iter().enumerate().map(|(i, r)| TraceRoute {
+                classifier: Arc::clone(r.classify.classifier()),
+                name: Arc::from(r.name.clone().unwrap_or_else(|| i.to_string())),
+            }));
+        let poll = self.polling_layer().routes(
+            routes
+                .iter()
+                .map(|r| PollRoute {
+                    settings: Arc::clone(&r.poll),
+                    classifier: Arc::clone(r.classify.classifier()),
+                    timeouts: r.timeouts,
+                })
+                .collect(),
+        );
+        let retry = self.retry_layer().routes(
+            routes
+                .iter()
+                .map(|r| {
+                    (
+                        Arc::clone(&r.retry),
+                        Arc::clone(r.classify.classifier()),
+                        r.timeouts,
+                    )
+                })
+                .collect(),
+        );
+        let classify = self.classify_layer().routes(
+            routes
+                .iter()
+                .map(|r| (Arc::clone(&r.classify), r.timeouts))
+                .collect(),
+        );
+        (trace, poll, retry, classify)
+    }
+
     /// The breaker layer of this policy, with breakers of its own.
     pub fn breaker_layer(&self) -> CircuitBreakerLayer {
         CircuitBreakerLayer::new(self.breaker)
@@ -292,16 +404,38 @@ impl Policy {
     }
 
     fn parse(origin: &str, text: &str) -> Result<Policy, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+        let toml_error = |e: toml::de::Error| {
             let message = e.message().trim().replace('\n', "; ");
             match e.span() {
                 Some(span) => PolicyError::at(origin, text, span, message),
                 None => PolicyError::new(origin, message),
             }
-        })?;
-        Policy::try_from(raw).map_err(|e| match schema::span_of(text, e.key(), e.index()) {
+        };
+        // The typed form first, for errors at the line of an unknown key or
+        // a value of the wrong type; then the document, for the routes.
+        let _: RawPolicy = toml::from_str(text).map_err(toml_error)?;
+        let document: toml::Table = toml::from_str(text).map_err(toml_error)?;
+        Policy::try_from(document).map_err(|e| match schema::span_of(text, e.key(), e.index()) {
             Some(span) => PolicyError::at(origin, text, span, e.message()),
             None => PolicyError::new(origin, e.message()),
+        })
+    }
+}
+
+impl TryFrom<toml::Table> for Policy {
+    type Error = SettingsError;
+
+    /// A whole policy document, in any serde format: its own sections, then
+    /// its routes over them.
+    fn try_from(document: toml::Table) -> Result<Self, SettingsError> {
+        let raw: RawPolicy = toml::Value::Table(document.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| SettingsError::new("", e.message().trim().to_owned()))?;
+        let policy = Policy::try_from(raw)?;
+        let routes = routes::routes_of(&document)?;
+        Ok(Policy {
+            routes: routes.into(),
+            ..policy
         })
     }
 }

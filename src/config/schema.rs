@@ -28,6 +28,29 @@ pub(crate) struct RawPolicy {
     pub(crate) circuit_breaker: RawBreaker,
     #[serde(default)]
     pub(crate) poll: RawPoll,
+    // Checked here, read from the document by `routes.rs`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) routes: Vec<RawRoute>,
+}
+
+/// One `[[routes]]` table: checked here for unknown keys and wrong types,
+/// read in `routes.rs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the fields are read from the document, not from here
+pub(crate) struct RawRoute {
+    name: Option<String>,
+    host: Option<String>,
+    path_prefix: Option<String>,
+    methods: Option<Vec<String>>,
+    classify: Option<RawClassify>,
+    error_body: Option<RawErrorBody>,
+    retry: Option<RawRetry>,
+    timeouts: Option<RawTimeouts>,
+    poll: Option<RawPoll>,
+    // Refused with a reason by `routes.rs`.
+    circuit_breaker: Option<toml::Value>,
 }
 
 /// The byte range of the value at `key` (dotted, as `retry.backoff.max`) in
@@ -39,14 +62,30 @@ pub(crate) fn span_of(text: &str, key: &str, index: Option<usize>) -> Option<Ran
     let mut table = root.get_ref();
     let mut found: Option<Range<usize>> = None;
     let segments: Vec<&str> = key.split('.').collect();
-    for (i, segment) in segments.iter().enumerate() {
-        let Some((name, value)) = table.iter().find(|(k, _)| k.get_ref() == segment) else {
+    let mut i = 0;
+    while i < segments.len() {
+        let segment = segments[i];
+        let Some((name, mut value)) = table.iter().find(|(k, _)| k.get_ref() == segment) else {
             return found;
         };
-        let last = i + 1 == segments.len();
+        let mut here = name.span();
+        // `routes.2.retry`: element 2 of the list of routes.
+        if let (DeValue::Array(items), Some(n)) = (
+            value.get_ref(),
+            segments.get(i + 1).and_then(|s| s.parse::<usize>().ok()),
+        ) {
+            let Some(item) = items.get(n) else {
+                return Some(value.span());
+            };
+            here = item.span();
+            value = item;
+            i += 1;
+        }
+        i += 1;
+        let last = i == segments.len();
         match value.get_ref() {
             DeValue::Table(inner) if !last => {
-                found = Some(name.span());
+                found = Some(here);
                 table = inner;
             }
             DeValue::Array(items) if last => {

@@ -13,7 +13,7 @@ use tracing::Span;
 
 use super::location::{Target, resolve_status_url};
 use super::{OnAccepted, PollSettings, Shared};
-use crate::call::{CallContext, CallRequest};
+use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
@@ -106,6 +106,8 @@ pin_project! {
         // can (no header to read a status URL from).
         state: Option<PollState<S>>,
         shared: Arc<Shared<S>>,
+        // The call's route, which says how to poll.
+        route: usize,
         _request: PhantomData<fn() -> R>,
     }
 }
@@ -130,6 +132,7 @@ where
     pub(crate) fn new(first: S::Future, shared: Arc<Shared<S>>, head: RequestHead) -> Self {
         ResponseFuture {
             step: Step::Calling { future: first },
+            route: head.context.route,
             state: Some(PollState {
                 head,
                 started: None,
@@ -140,11 +143,12 @@ where
         }
     }
 
-    pub(crate) fn without_polling(first: S::Future, shared: Arc<Shared<S>>) -> Self {
+    pub(crate) fn without_polling(first: S::Future, shared: Arc<Shared<S>>, route: usize) -> Self {
         ResponseFuture {
             step: Step::Calling { future: first },
             state: None,
             shared,
+            route,
             _request: PhantomData,
         }
     }
@@ -205,7 +209,8 @@ where
                             .span
                             .record("http.response.status_code", status.as_u16());
                     }
-                    if this.shared.classifier.classify(status) != StatusClass::Pollable {
+                    let route = call::route(&this.shared.routes, *this.route);
+                    if route.classifier.classify(status) != StatusClass::Pollable {
                         this.step.set(Step::Done);
                         if polls > 0 {
                             let attempts = CallInfo::of(&response).attempts();
@@ -215,7 +220,7 @@ where
                         }
                         return TaskPoll::Ready(Ok(response));
                     }
-                    let settings = &this.shared.settings;
+                    let settings = &route.settings;
                     let Some(state) = this.state.as_mut() else {
                         this.step.set(Step::Done);
                         return TaskPoll::Ready(accepted(response, settings));
@@ -271,15 +276,14 @@ where
                         .unwrap_or_else(|| settings.interval_before(polls + 1));
                     let resume = now + wait;
                     let polling_for = resume.saturating_duration_since(started);
-                    let ending = if polls >= settings.max_polls
-                        || polling_for > settings.max_duration
-                    {
-                        Some(ErrorKind::PollTimeout)
-                    } else if resume >= call_deadline(started, this.shared.timeouts.total(), None) {
-                        Some(ErrorKind::DeadlineExceeded)
-                    } else {
-                        None
-                    };
+                    let ending =
+                        if polls >= settings.max_polls || polling_for > settings.max_duration {
+                            Some(ErrorKind::PollTimeout)
+                        } else if resume >= call_deadline(started, route.timeouts.total(), None) {
+                            Some(ErrorKind::DeadlineExceeded)
+                        } else {
+                            None
+                        };
                     if let Some(kind) = ending {
                         this.step.set(Step::Done);
                         let detail = format!(
@@ -319,13 +323,14 @@ where
                                 return TaskPoll::Ready(Err(error.with_polls(polls)));
                             }
                         };
-                    let request = status_request(head, &polling.target, &this.shared.settings);
+                    let route = call::route(&this.shared.routes, *this.route);
+                    let request = status_request(head, &polling.target, &route.settings);
                     // The whole call's deadline bounds each poll, its
                     // attempts and its retries too.
                     let context = match *started {
                         Some(started) => head.context.with_deadline(call_deadline(
                             started,
-                            this.shared.timeouts.total(),
+                            route.timeouts.total(),
                             head.context.deadline,
                         )),
                         None => head.context,

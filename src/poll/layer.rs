@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{PollSettings, Polling};
+use super::{PollRoute, PollSettings, Polling};
 use crate::deadline::Timeouts;
 use crate::status::Classifier;
 
@@ -25,6 +25,8 @@ pub struct PollingLayer {
     settings: Arc<PollSettings>,
     classifier: Arc<Classifier>,
     timeouts: Timeouts,
+    /// The settings of each route of a policy, after its own.
+    routes: Vec<PollRoute>,
 }
 
 impl PollingLayer {
@@ -35,6 +37,7 @@ impl PollingLayer {
             settings: settings.into(),
             classifier,
             timeouts: Timeouts::default(),
+            routes: Vec::new(),
         }
     }
 
@@ -44,17 +47,26 @@ impl PollingLayer {
         self.timeouts = timeouts;
         self
     }
+
+    /// The same layer, with the settings of a policy's routes after its own.
+    pub(crate) fn routes(mut self, routes: Vec<PollRoute>) -> Self {
+        self.routes = routes;
+        self
+    }
 }
 
 impl<S: Clone> Layer<S> for PollingLayer {
     type Service = Polling<S>;
 
     fn layer(&self, inner: S) -> Polling<S> {
-        Polling::from_parts(
-            inner,
-            Arc::clone(&self.settings),
-            Arc::clone(&self.classifier),
-            self.timeouts,
-        )
+        let own = PollRoute {
+            settings: Arc::clone(&self.settings),
+            classifier: Arc::clone(&self.classifier),
+            timeouts: self.timeouts,
+        };
+        let routes = std::iter::once(own)
+            .chain(self.routes.iter().cloned())
+            .collect();
+        Polling::from_routes(inner, routes)
     }
 }

@@ -44,7 +44,7 @@ use std::task::{Context, Poll as TaskPoll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, InStack};
+use crate::call::{self, Call, CallRequest, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -85,27 +85,27 @@ pub struct Polling<S> {
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
     spare: S,
-    settings: Arc<PollSettings>,
-    classifier: Arc<Classifier>,
-    timeouts: Timeouts,
+    /// Per route: the policy's own settings first.
+    routes: Box<[PollRoute]>,
+}
+
+/// What one route says about polling.
+#[derive(Debug, Clone)]
+pub(crate) struct PollRoute {
+    pub(crate) settings: Arc<PollSettings>,
+    pub(crate) classifier: Arc<Classifier>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl<S> Polling<S> {
-    pub(crate) fn from_parts(
-        inner: S,
-        settings: Arc<PollSettings>,
-        classifier: Arc<Classifier>,
-        timeouts: Timeouts,
-    ) -> Self
+    pub(crate) fn from_routes(inner: S, routes: Box<[PollRoute]>) -> Self
     where
         S: Clone,
     {
         Polling {
             shared: Arc::new(Shared {
                 spare: inner.clone(),
-                settings,
-                classifier,
-                timeouts,
+                routes,
             }),
             inner,
         }
@@ -132,9 +132,14 @@ impl<S> Polling<S> {
         S: Service<R>,
     {
         let shared = Arc::clone(&self.shared);
-        if shared.settings.location_headers.is_empty() {
+        let route = request.context().route;
+        if call::route(&shared.routes, route)
+            .settings
+            .location_headers
+            .is_empty()
+        {
             // No status URL can ever be followed: nothing to keep.
-            return ResponseFuture::without_polling(self.inner.call(request), shared);
+            return ResponseFuture::without_polling(self.inner.call(request), shared, route);
         }
         let head = future::RequestHead::of(&request);
         let first = self.inner.call(request);

@@ -27,7 +27,12 @@ pub struct RetryLayer {
     classifier: Option<Arc<Classifier>>,
     timeouts: Timeouts,
     jitter: Arc<SharedRng>,
+    /// The settings of each route of a policy, after its own.
+    routes: Vec<RouteRetry>,
 }
+
+/// What a route changes of the retry layer.
+pub(crate) type RouteRetry = (Arc<RetrySettings>, Arc<Classifier>, Timeouts);
 
 impl RetryLayer {
     /// A layer that retries under `settings`, with a budget of its own made
@@ -40,6 +45,7 @@ impl RetryLayer {
             classifier: None,
             timeouts: Timeouts::default(),
             jitter: Arc::new(SharedRng::from_entropy()),
+            routes: Vec::new(),
         }
     }
 
@@ -70,6 +76,12 @@ impl RetryLayer {
         self
     }
 
+    /// The same layer, with the settings of a policy's routes after its own.
+    pub(crate) fn routes(mut self, routes: Vec<RouteRetry>) -> Self {
+        self.routes = routes;
+        self
+    }
+
     /// The budget this layer's retries draw on.
     pub fn budget(&self) -> &Arc<Budget> {
         &self.budget
@@ -80,16 +92,25 @@ impl<S: Clone> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
+        let shared = |settings: &Arc<RetrySettings>, classifier, timeouts| {
+            Arc::new(Shared {
+                settings: Arc::clone(settings),
+                budget: Arc::clone(&self.budget),
+                classifier,
+                timeouts,
+                jitter: Arc::clone(&self.jitter),
+            })
+        };
+        let own = shared(&self.settings, self.classifier.clone(), self.timeouts);
+        let routes: Arc<[Arc<Shared>]> = std::iter::once(own)
+            .chain(self.routes.iter().map(|(settings, classifier, timeouts)| {
+                shared(settings, Some(Arc::clone(classifier)), *timeouts)
+            }))
+            .collect();
         Retry {
             spare: Arc::new(inner.clone()),
             inner,
-            shared: Arc::new(Shared {
-                settings: Arc::clone(&self.settings),
-                budget: Arc::clone(&self.budget),
-                classifier: self.classifier.clone(),
-                timeouts: self.timeouts,
-                jitter: Arc::clone(&self.jitter),
-            }),
+            routes,
         }
     }
 }

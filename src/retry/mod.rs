@@ -51,7 +51,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, InStack};
+use crate::call::{self, Call, CallRequest, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -99,7 +99,8 @@ pub(crate) struct Shared {
 pub struct Retry<S> {
     inner: S,
     spare: Arc<S>,
-    shared: Arc<Shared>,
+    /// Per route: the policy's own settings first.
+    routes: Arc<[Arc<Shared>]>,
 }
 
 impl<S> Retry<S> {
@@ -122,12 +123,8 @@ impl<S> Retry<S> {
         R::Body: ReplayBody,
         S: Service<R, Response = Response<RB>, Error = Error> + Clone,
     {
-        ResponseFuture::new(
-            &mut self.inner,
-            request,
-            Arc::clone(&self.spare),
-            Arc::clone(&self.shared),
-        )
+        let shared = Arc::clone(call::route(&self.routes, request.context().route));
+        ResponseFuture::new(&mut self.inner, request, Arc::clone(&self.spare), shared)
     }
 }
 

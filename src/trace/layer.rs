@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::Trace;
+use super::{Trace, TraceRoute};
 use crate::status::Classifier;
 
 /// Wraps a service in [`Trace`].
@@ -22,13 +22,26 @@ use crate::status::Classifier;
 /// ```
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
-    classifier: Arc<Classifier>,
+    routes: Vec<TraceRoute>,
 }
 
 impl TraceLayer {
     /// A layer that names outcomes by `classifier`.
     pub fn new(classifier: Arc<Classifier>) -> Self {
-        TraceLayer { classifier }
+        TraceLayer {
+            routes: vec![TraceRoute {
+                classifier,
+                name: Arc::from(""),
+            }],
+        }
+    }
+
+    /// The same layer, naming the outcomes and routes of a policy's routes
+    /// after its own.
+    pub(crate) fn routes(mut self, routes: impl IntoIterator<Item = TraceRoute>) -> Self {
+        self.routes.truncate(1);
+        self.routes.extend(routes);
+        self
     }
 }
 
@@ -38,7 +51,7 @@ impl<S> Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Trace<S> {
         Trace {
             inner,
-            classifier: Arc::clone(&self.classifier),
+            routes: self.routes.iter().cloned().collect(),
         }
     }
 }

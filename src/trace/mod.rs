@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Uri};
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, InStack};
+use crate::call::{self, Call, CallRequest, InStack};
 use crate::error::Error;
 use crate::status::Classifier;
 
@@ -39,7 +39,16 @@ pub use layer::TraceLayer;
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
-    classifier: Arc<Classifier>,
+    /// Per route: the policy's own first.
+    routes: Arc<[TraceRoute]>,
+}
+
+/// What the span of a call on one route says.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceRoute {
+    pub(crate) classifier: Arc<Classifier>,
+    /// The route's `name`, or its place in the policy's list.
+    pub(crate) name: Arc<str>,
 }
 
 impl<S> Trace<S> {
@@ -67,12 +76,17 @@ impl<S> Trace<S> {
         S: Service<R, Response = Response<RB>, Error = Error>,
     {
         let span = call_span(request.request().method(), request.request().uri());
+        let route = request.context().route;
+        let own = call::route(&self.routes, route);
+        if route > 0 && !span.is_disabled() {
+            span.record("rebound.route", &*own.name);
+        }
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
         };
         // The policy is needed only to name the outcome in the span.
-        let classifier = (!span.is_disabled()).then(|| Arc::clone(&self.classifier));
+        let classifier = (!span.is_disabled()).then(|| Arc::clone(&own.classifier));
         ResponseFuture::new(future, span, classifier)
     }
 }
@@ -125,6 +139,7 @@ fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
         rebound.outcome = tracing::field::Empty,
+        rebound.route = tracing::field::Empty,
         rebound.error_codes = tracing::field::Empty,
         rebound.attempts = tracing::field::Empty,
         rebound.polls = tracing::field::Empty,
