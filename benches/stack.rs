@@ -23,7 +23,8 @@
 //! busy 2-core one). For a figure that does not, count instructions:
 //! `STACK_LOOP=NAME` makes the bench binary run 200,000 calls of one service
 //! and exit, for `valgrind --tool=callgrind`. Ready path: `bare`, `tower_retry`,
-//! `tower_timeout`, `classify`, `breaker`, `retry`, `resilience`; pending
+//! `tower_timeout`, `classify`, `breaker`, `retry`, `resilience`,
+//! `resilience_routes` (50 routes, none taken); pending
 //! path: `bare_pending`, `tower_retry_pending`, `tower_timeout_pending`,
 //! `resilience_pending` (these count the runtime's scheduling too, the same
 //! for each).
@@ -43,6 +44,8 @@ use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use http::Request;
 use http_body_util::Full;
+use rebound::config::Route;
+use rebound::route::RouteMatch;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::Answer;
 use std::hint::black_box;
@@ -227,6 +230,11 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
     let mut stacked = ResilienceLayer::new(policy.clone()).layer(Answer::new(200, "{}"));
     group.bench_function("resilience_200", |b| b.iter(|| call_once(&mut stacked)));
 
+    let mut routed = ResilienceLayer::new(fifty_routes(&policy)).layer(Answer::new(200, "{}"));
+    group.bench_function("resilience_50_routes_200", |b| {
+        b.iter(|| call_once(&mut routed))
+    });
+
     let mut retry = policy.trace_layer().layer(
         policy
             .retry_layer()
@@ -329,6 +337,7 @@ fn print_ratios() {
         ("resilience_200", "bare_200"),
         ("resilience_200", "tower_retry_200"),
         ("resilience_200", "tower_retry_timeout_200"),
+        ("resilience_50_routes_200", "resilience_200"),
         ("trace_retry_classify_200", "tower_retry_200"),
         ("classify_200", "bare_200"),
         ("breaker_closed_200", "bare_200"),
@@ -358,6 +367,29 @@ fn print_ratios() {
             _ => println!("  {name}: no estimate saved (was it filtered out?)"),
         }
     }
+    if let (Some(routed), Some(plain)) = (
+        mean_ns("resilience_50_routes_200"),
+        mean_ns("resilience_200"),
+    ) {
+        println!(
+            "  choosing among 50 routes adds {:.1} ns to a call",
+            routed - plain
+        );
+    }
+}
+
+/// The policy with 50 routes, none of which takes the bench's request (each
+/// names another host): every call tries them all and takes the policy's
+/// own settings.
+fn fifty_routes(policy: &Policy) -> Policy {
+    (0..50).fold(policy.clone(), |routed, i| {
+        let matcher = RouteMatch::new()
+            .host(&format!("api{i}.example.org"))
+            .and_then(|m| m.path_prefix("/devices"))
+            .expect("valid patterns");
+        let route = Route::new(matcher.methods([http::Method::GET]), &routed);
+        routed.with_route(route).expect("no route shadows another")
+    })
 }
 
 /// Runs 200,000 calls of one service, for instruction counts under callgrind.
@@ -392,6 +424,7 @@ fn run_loop(name: &str, rt: &Runtime) {
                 .layer(policy.classify_layer().layer(answer())),
         ),
         "resilience" => spin(ResilienceLayer::new(policy).layer(answer())),
+        "resilience_routes" => spin(ResilienceLayer::new(fifty_routes(&policy)).layer(answer())),
         "bare_pending" => spin_pending(rt, Yielding(answer())),
         "tower_retry_pending" => spin_pending(
             rt,

@@ -8,11 +8,13 @@
 //! (its retries and status requests included) uses it. The retry budget and
 //! the circuit breakers belong to the policy and are shared by all routes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Uri};
 
+use crate::hash::FastHash;
 use crate::settings::SettingsError;
 
 /// Which requests a route takes: every condition given must hold.
@@ -171,6 +173,23 @@ impl RouteMatch {
     }
 }
 
+/// The host of `uri` as written (without userinfo, port or IPv6 brackets),
+/// found with one pass over the authority's bytes.
+fn host_of(uri: &Uri) -> Option<&[u8]> {
+    let authority = uri.authority()?.as_str().as_bytes();
+    let start = authority
+        .iter()
+        .rposition(|b| *b == b'@')
+        .map_or(0, |at| at + 1);
+    let host = &authority[start..];
+    if let Some(rest) = host.strip_prefix(b"[") {
+        let end = rest.iter().position(|b| *b == b']')?;
+        return Some(&rest[..end]);
+    }
+    let end = host.iter().position(|b| *b == b':').unwrap_or(host.len());
+    Some(&host[..end])
+}
+
 /// Whether `path` is `prefix` or under it, segment by segment.
 fn under(path: &str, prefix: &str) -> bool {
     prefix.is_empty()
@@ -199,10 +218,18 @@ pub struct RouteRequest<'a> {
 pub type Selector = Arc<dyn Fn(&RouteRequest<'_>) -> Option<usize> + Send + Sync>;
 
 /// How a stack picks the route of each call, once, before its first attempt.
-#[derive(Clone, Default)]
+///
+/// Routes that name an exact host are indexed by it, so that a call tries
+/// only the routes for its own host and those that name none (or a wildcard),
+/// in order: choosing among many routes for many hosts costs a hash lookup,
+/// not a scan.
+#[derive(Clone)]
 pub(crate) struct RouteTable {
     matchers: Vec<RouteMatch>,
     selector: Option<Selector>,
+    by_host: HashMap<Box<[u8]>, Box<[usize]>, FastHash>,
+    /// The routes that name no exact host.
+    general: Box<[usize]>,
 }
 
 impl fmt::Debug for RouteTable {
@@ -214,9 +241,41 @@ impl fmt::Debug for RouteTable {
     }
 }
 
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable::new(Vec::new(), None)
+    }
+}
+
+/// The longest host name DNS allows; a longer one matches no exact host.
+const MAX_HOST: usize = 255;
+
 impl RouteTable {
     pub(crate) fn new(matchers: Vec<RouteMatch>, selector: Option<Selector>) -> Self {
-        RouteTable { matchers, selector }
+        let mut by_host: HashMap<Box<[u8]>, Vec<usize>, FastHash> =
+            // The keys are the policy's, not the network's: a fixed seed will do.
+            HashMap::with_hasher(FastHash(0x5eed_0f7a_b1e5));
+        let mut general = Vec::new();
+        for (i, matcher) in matchers.iter().enumerate() {
+            match &matcher.host {
+                Some(HostPattern::Exact(host)) => {
+                    by_host.entry(host.as_bytes().into()).or_default().push(i)
+                }
+                _ => general.push(i),
+            }
+        }
+        let mut indexed = HashMap::with_capacity_and_hasher(by_host.len(), *by_host.hasher());
+        indexed.extend(
+            by_host
+                .into_iter()
+                .map(|(host, routes)| (host, routes.into_boxed_slice())),
+        );
+        RouteTable {
+            matchers,
+            selector,
+            by_host: indexed,
+            general: general.into_boxed_slice(),
+        }
     }
 
     /// The route of a request: 0 for the policy's own settings, `n` for its
@@ -229,10 +288,44 @@ impl RouteTable {
                 }
             }
         }
-        self.matchers
-            .iter()
-            .position(|m| m.matches(request.method, request.uri))
-            .map_or(0, |i| i + 1)
+        let exact: &[usize] = match host_of(request.uri) {
+            Some(host) if !self.by_host.is_empty() => {
+                let found = if host.iter().any(u8::is_ascii_uppercase) {
+                    let mut lower = [0u8; MAX_HOST];
+                    lower.get_mut(..host.len()).and_then(|buffer| {
+                        buffer.copy_from_slice(host);
+                        buffer.make_ascii_lowercase();
+                        self.by_host.get(&*buffer)
+                    })
+                } else {
+                    self.by_host.get(host)
+                };
+                found.map_or(&[], |routes| routes)
+            }
+            _ => &[],
+        };
+        if self.general.is_empty() {
+            return exact
+                .iter()
+                .find(|&&i| self.matchers[i].matches(request.method, request.uri))
+                .map_or(0, |i| i + 1);
+        }
+        // The two lists, merged in the routes' order: the first match wins.
+        let (mut e, mut g) = (exact.iter().peekable(), self.general.iter().peekable());
+        loop {
+            let next = match (e.peek(), g.peek()) {
+                (Some(&&a), Some(&&b)) if a < b => e.next(),
+                (Some(_), Some(_)) => g.next(),
+                (Some(_), None) => e.next(),
+                (None, Some(_)) => g.next(),
+                (None, None) => return 0,
+            };
+            if let Some(&i) = next {
+                if self.matchers[i].matches(request.method, request.uri) {
+                    return i + 1;
+                }
+            }
+        }
     }
 }
 
@@ -345,5 +438,28 @@ mod tests {
         );
         assert_eq!(select(&chosen, "http://h/a/x"), 2);
         assert_eq!(select(&chosen, "http://h/a/y"), 1);
+
+        // Exact hosts are looked up, in any case, and keep their order with
+        // the routes that name no exact host.
+        let hosts = RouteTable::new(
+            vec![
+                RouteMatch::new()
+                    .host("b.example")
+                    .unwrap()
+                    .path_prefix("/x")
+                    .unwrap(),
+                RouteMatch::new().path_prefix("/x").unwrap(),
+                RouteMatch::new().host("b.example").unwrap(),
+                RouteMatch::new().host("*.example").unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(select(&hosts, "http://B.Example/x/1"), 1);
+        assert_eq!(select(&hosts, "http://c.example/x/1"), 2);
+        assert_eq!(select(&hosts, "http://b.example/y"), 3);
+        assert_eq!(select(&hosts, "http://c.example/y"), 4);
+        assert_eq!(select(&hosts, "http://c.other/y"), 0);
+        let long = format!("http://{}.example/y", "a".repeat(300));
+        assert_eq!(select(&hosts, &long), 4);
     }
 }

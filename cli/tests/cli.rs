@@ -320,6 +320,55 @@ fn check_validates_each_file_and_stops_at_the_first_invalid() {
     assert_eq!(rebound(&["check"]).status.code(), Some(2));
 }
 
+#[test]
+fn check_points_at_route_mistakes() {
+    let dir = temp_dir("check-routes");
+    let cases = [
+        (
+            "shadowed.toml",
+            "[[routes]]\npath_prefix = \"/v3\"\n\n[[routes]]\npath_prefix = \"/v3/exports\"\n",
+            "4:1: route 1 can never match",
+        ),
+        (
+            "glob.toml",
+            "[[routes]]\nhost = \"api.*.example\"\n",
+            "2:8: invalid host pattern",
+        ),
+        (
+            "unknown.toml",
+            "[[routes]]\nhost = \"api.example\"\nretries = 2\n",
+            "3:1: unknown field `retries`",
+        ),
+        (
+            "breaker.toml",
+            "[[routes]]\nhost = \"api.example\"\n[routes.circuit_breaker]\nenabled = false\n",
+            "3:",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let output = rebound(&["check", path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(&format!("{}:{expected}", path.display())),
+            "{name}: {stderr}"
+        );
+    }
+    let good = dir.join("routes.toml");
+    std::fs::write(
+        &good,
+        "[[routes]]\nname = \"exports\"\nhost = \"api.example\"\npath_prefix = \"/v3/exports\"\n\
+         methods = [\"POST\"]\n[routes.timeouts]\ntotal = \"5m\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        rebound(&["check", good.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_log_shows_the_call_span() {
     let server = seed_server().await;
