@@ -10,11 +10,11 @@ use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
-use super::Shared;
 use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
-use crate::call::{CallContext, CallRequest};
+use super::{RetryRoute, Shared};
+use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
@@ -34,13 +34,12 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // The service that sends the retries, cloned from `spare` when the
-        // first retry is due.
+        // The service that sends the retries, cloned from the shared spare
+        // when the first retry is due.
         service: Option<S>,
-        spare: Arc<S>,
         // An unsent copy of the request, from which each retry is made.
         template: Option<Template<R::Body>>,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<S>>,
         facts: RequestFacts,
         // When the call started; read at the first moment it matters, so that
         // an answer that is ready at once reads no clock.
@@ -77,8 +76,8 @@ where
     S: Service<R, Response = Response<RB>, Error = Error> + Clone,
 {
     #[inline(always)]
-    pub(crate) fn new(service: &mut S, mut call: R, spare: Arc<S>, shared: Arc<Shared>) -> Self {
-        let settings = &shared.settings;
+    pub(crate) fn new(service: &mut S, mut call: R, shared: Arc<Shared<S>>) -> Self {
+        let settings = &call::route(&shared.routes, call.context().route).settings;
         let request = call.request_mut();
         let idempotent = is_idempotent(request.method());
         // Looked up only where it matters: a retry of an idempotent request
@@ -113,7 +112,6 @@ where
         ResponseFuture {
             state: State::Running { future },
             service: None,
-            spare,
             template,
             shared,
             facts,
@@ -146,8 +144,9 @@ where
                     };
                     let error = match polled {
                         Poll::Ready(Ok(mut response)) => {
-                            this.shared.budget.deposit();
-                            record_response(this.span, &response, this.shared);
+                            let route = call::route(&this.shared.routes, this.context.route);
+                            route.budget.deposit();
+                            record_response(this.span, &response, route);
                             if this.facts.attempts > 1 {
                                 let info = CallInfo::new(this.facts.attempts, 0);
                                 response.extensions_mut().insert(info);
@@ -183,7 +182,9 @@ where
                         // costs no more than a success.
                         if error.class().is_some() {
                             // The server answered, and not with a failure.
-                            this.shared.budget.deposit();
+                            call::route(&this.shared.routes, this.context.route)
+                                .budget
+                                .deposit();
                         }
                         this.state.set(State::Done);
                         return Poll::Ready(Err(error));
@@ -191,7 +192,7 @@ where
                     let now = Instant::now();
                     let started = *this.started.get_or_insert(now);
                     let template = &*this.template;
-                    let shared = &**this.shared;
+                    let shared = call::route(&this.shared.routes, this.context.route);
                     let settings = &shared.settings;
                     let retry = this.facts.attempts;
                     let previous = *this.previous_delay;
@@ -248,10 +249,12 @@ where
                 StateProj::Readying { mut timer } => {
                     let deadline = call_deadline(
                         this.started.unwrap_or_else(Instant::now),
-                        this.shared.timeouts.total(),
+                        call::route(&this.shared.routes, this.context.route)
+                            .timeouts
+                            .total(),
                         this.context.deadline,
                     );
-                    let service = match ready_clone(this.service, this.spare, cx) {
+                    let service = match ready_clone(this.service, &this.shared.spare, cx) {
                         Poll::Ready(Ok(service)) => service,
                         Poll::Ready(Err(error)) => {
                             let attempts = this.facts.attempts;
@@ -307,7 +310,7 @@ fn deadline_error(last: Option<Error>) -> Error {
 }
 
 /// The error a refused retry ends the call with, and the event that says why.
-fn refuse(error: Error, refusal: Refusal, shared: &Shared, facts: &RequestFacts) -> Error {
+fn refuse(error: Error, refusal: Refusal, shared: &RetryRoute, facts: &RequestFacts) -> Error {
     if refusal != Refusal::NotRetryable {
         tracing::info!(
             attempt = facts.attempts,
@@ -344,7 +347,7 @@ fn attempt_span(resend_count: u32) -> Span {
     )
 }
 
-fn record_response<RB>(span: &Span, response: &Response<RB>, shared: &Shared) {
+fn record_response<RB>(span: &Span, response: &Response<RB>, shared: &RetryRoute) {
     if span.is_disabled() {
         return;
     }

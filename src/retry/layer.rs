@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{Budget, Retry, RetrySettings, Shared};
+use super::{Budget, Retry, RetryRoute, RetrySettings, Shared};
 use crate::deadline::Timeouts;
 use crate::rng::SharedRng;
 use crate::status::Classifier;
@@ -92,25 +92,25 @@ impl<S: Clone> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
-        let shared = |settings: &Arc<RetrySettings>, classifier, timeouts| {
-            Arc::new(Shared {
-                settings: Arc::clone(settings),
-                budget: Arc::clone(&self.budget),
-                classifier,
-                timeouts,
-                jitter: Arc::clone(&self.jitter),
-            })
+        let route = |settings: &Arc<RetrySettings>, classifier, timeouts| RetryRoute {
+            settings: Arc::clone(settings),
+            budget: Arc::clone(&self.budget),
+            classifier,
+            timeouts,
+            jitter: Arc::clone(&self.jitter),
         };
-        let own = shared(&self.settings, self.classifier.clone(), self.timeouts);
-        let routes: Arc<[Arc<Shared>]> = std::iter::once(own)
+        let own = route(&self.settings, self.classifier.clone(), self.timeouts);
+        let routes = std::iter::once(own)
             .chain(self.routes.iter().map(|(settings, classifier, timeouts)| {
-                shared(settings, Some(Arc::clone(classifier)), *timeouts)
+                route(settings, Some(Arc::clone(classifier)), *timeouts)
             }))
             .collect();
         Retry {
-            spare: Arc::new(inner.clone()),
+            shared: Arc::new(Shared {
+                spare: inner.clone(),
+                routes,
+            }),
             inner,
-            routes,
         }
     }
 }

@@ -51,7 +51,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{self, Call, CallRequest, InStack};
+use crate::call::{Call, CallRequest, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -76,9 +76,18 @@ pub enum NonIdempotent {
     Always,
 }
 
-/// What every clone of one retry layer shares.
+/// What every call of one [`Retry`] service shares, behind one pointer: the
+/// clone of the inner service that sends retries, and each route's settings
+/// (the policy's own first).
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct Shared<S> {
+    pub(crate) spare: S,
+    pub(crate) routes: Box<[RetryRoute]>,
+}
+
+/// What one route says about retrying.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryRoute {
     pub(crate) settings: Arc<RetrySettings>,
     pub(crate) budget: Arc<Budget>,
     /// Names the class of a response that passed through, in the attempt's
@@ -98,9 +107,7 @@ pub(crate) struct Shared {
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
     inner: S,
-    spare: Arc<S>,
-    /// Per route: the policy's own settings first.
-    routes: Arc<[Arc<Shared>]>,
+    shared: Arc<Shared<S>>,
 }
 
 impl<S> Retry<S> {
@@ -123,8 +130,7 @@ impl<S> Retry<S> {
         R::Body: ReplayBody,
         S: Service<R, Response = Response<RB>, Error = Error> + Clone,
     {
-        let shared = Arc::clone(call::route(&self.routes, request.context().route));
-        ResponseFuture::new(&mut self.inner, request, Arc::clone(&self.spare), shared)
+        ResponseFuture::new(&mut self.inner, request, Arc::clone(&self.shared))
     }
 }
 
