@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use rebound::breaker::BreakerSettings;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::Answer;
 use tower::{Layer, Service};
@@ -87,6 +88,12 @@ fn main() {
     let rounds = if quick { 1 } else { 3 };
     let stack =
         ResilienceLayer::new(Policy::preset("connio").unwrap()).layer(Answer::new(200, "{}"));
+    let no_breaker = ResilienceLayer::new(
+        Policy::preset("connio")
+            .unwrap()
+            .with_breaker(BreakerSettings::builder().enabled(false).build().unwrap()),
+    )
+    .layer(Answer::new(200, "{}"));
     let bare = Answer::new(200, "{}");
     println!(
         "{:<12} {:>14} {:>14} {:>8}",
@@ -99,6 +106,11 @@ fn main() {
                 "rebound",
                 per_thread(&stack, 1, run),
                 per_thread(&stack, 2, run),
+            ),
+            (
+                "no breaker",
+                per_thread(&no_breaker, 1, run),
+                per_thread(&no_breaker, 2, run),
             ),
         ] {
             println!(
