@@ -370,6 +370,41 @@ fn check_points_at_route_mistakes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_applies_a_route() {
+    let server = flaky_server().await;
+    let dir = temp_dir("route");
+    let policy = dir.join("routes.toml");
+    std::fs::write(
+        &policy,
+        "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 4\n\
+         [retry.backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\n\
+         [[routes]]\nname = \"once\"\npath_prefix = \"/flaky/3/once\"\n[routes.retry]\nmax_attempts = 1\n",
+    )
+    .unwrap();
+    let policy = policy.display().to_string();
+    for (path, outcome, attempts) in [
+        ("/flaky/3/once", "retries_exhausted", 1),
+        ("/flaky/3/other", "success", 4),
+    ] {
+        let output = rebound_async(vec![
+            "request".into(),
+            "--report".into(),
+            "json".into(),
+            "-p".into(),
+            policy.clone(),
+            server.url(path),
+        ])
+        .await;
+        let r = report(&output);
+        assert_eq!(
+            (r["outcome"].as_str(), r["attempts"].as_u64()),
+            (Some(outcome), Some(attempts)),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_log_shows_the_call_span() {
     let server = seed_server().await;
     let url = server.url("/nope");
