@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -176,41 +175,15 @@ async fn routes_in_code_and_a_selector_by_header() {
     assert_eq!(count(&seen, "GET /v3/once/b"), 2);
 }
 
-/// Everything the fmt subscriber writes, kept.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_call_span_names_the_route() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = common::Captured::default();
+    let _guard = captured.install(tracing_subscriber::fmt::format::FmtSpan::CLOSE);
     let (server, _) = server().await;
     let client = ResilienceLayer::new(Policy::from_toml_str(POLICY).unwrap()).layer(hyper_client());
     let _ = client.clone().oneshot(post(&server.url("/v3/a"))).await;
     let _ = client.oneshot(get(&server.url("/v3/b"))).await;
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let closes: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("}: rebound::trace: close"))

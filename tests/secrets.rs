@@ -2,39 +2,18 @@
 //! a query string never appears in any span, event, `Debug` or `Display` that
 //! rebound produces, whatever the call goes through.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
 use bytes::Bytes;
+use common::Captured;
 use http::Request;
 use http_body_util::Full;
 use rebound::{Policy, ResilienceLayer};
 use rebound_testkit::{Scripted, Step};
 use tower::{Layer, ServiceExt};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 const CANARY: &str = "c4n4ry-5ecr3t";
-
-/// Everything the fmt subscriber writes, kept.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 fn request(method: &str, path: &str) -> Request<Full<Bytes>> {
     Request::builder()
@@ -53,13 +32,7 @@ fn request(method: &str, path: &str) -> Request<Full<Bytes>> {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_canary_never_appears() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(FmtSpan::FULL);
 
     let policy = Policy::from_toml_str(
         "[classify]\nsuccess = [200]\npollable = [202]\nretryable = [500]\nterminal = [404]\n\
@@ -136,7 +109,7 @@ async fn the_canary_never_appears() {
         }
     }
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("rebound.call"),
         "the subscriber saw the calls:\n{logs}"
@@ -181,13 +154,7 @@ async fn the_canary_never_appears_through_the_real_clients() {
     use tokio::io::AsyncReadExt;
 
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(FmtSpan::FULL);
 
     // A server error whose headers echo the URL it was sent.
     let failing = TestServer::start(|request| async move {
@@ -276,7 +243,7 @@ async fn the_canary_never_appears_through_the_real_clients() {
     // rebound's own events and the fields of its spans; the clients' own
     // logs are theirs (hyper-util's pool names the authority, userinfo
     // included, at DEBUG and TRACE).
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let ours: Vec<&str> = logs
         .lines()
         .filter(|line| line.contains(": rebound::"))
