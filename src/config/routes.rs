@@ -155,13 +155,11 @@ pub(crate) fn routes_of(document: &Table) -> Result<Vec<Route>, SettingsError> {
                 "a route must be a table",
             ));
         };
-        for forbidden in ["circuit_breaker"] {
-            if entry.contains_key(forbidden) {
-                return Err(SettingsError::new(
-                    key(forbidden),
-                    "a route cannot set circuit_breaker: the breakers belong to the policy, one per host, whatever the route",
-                ));
-            }
+        if entry.contains_key("circuit_breaker") {
+            return Err(SettingsError::new(
+                key("circuit_breaker"),
+                "a route cannot set circuit_breaker: the breakers belong to the policy, one per host, whatever the route",
+            ));
         }
         if let Some(Value::Table(retry)) = entry.get("retry") {
             if retry.contains_key("budget") {
