@@ -220,3 +220,28 @@ fn a_backoff_from_code_is_held_to_the_file_bounds() {
         fine
     );
 }
+
+#[test]
+fn serde_loads_routes_too() {
+    let json = serde_json::json!({
+        "retry": {"max_attempts": 4},
+        "routes": [
+            {"name": "writes", "methods": ["POST"], "retry": {"max_attempts": 2}},
+            {"host": "*.example.com", "timeouts": {"total": "5m"}},
+        ],
+    });
+    let policy: Policy = serde_json::from_value(json).unwrap();
+    let routes = policy.routes();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0].name(), Some("writes"));
+    assert_eq!(routes[0].retry_settings().max_attempts(), 2);
+    assert_eq!(routes[1].retry_settings().max_attempts(), 4);
+    assert_eq!(routes[1].timeouts().total(), Duration::from_secs(300));
+
+    let bad = serde_json::json!({"routes": [{"host": "a b"}]});
+    let error = serde_json::from_value::<Policy>(bad).unwrap_err();
+    assert!(
+        error.to_string().contains("invalid host pattern"),
+        "{error}"
+    );
+}
