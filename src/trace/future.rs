@@ -52,7 +52,12 @@ where
     }
 }
 
-fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, classifier: &Classifier) {
+/// What the call span records when the call ends.
+pub(crate) fn record<RB>(
+    span: &Span,
+    result: &Result<Response<RB>, Error>,
+    classifier: &Classifier,
+) {
     match result {
         Ok(response) => {
             let status = response.status();

@@ -38,6 +38,11 @@ impl TraceLayer {
 
     /// The same layer, naming the outcomes and routes of a policy's routes
     /// after its own.
+    /// What the call span says of each route, the policy's own first.
+    pub(crate) fn route_names(&self) -> Arc<[TraceRoute]> {
+        self.routes.iter().cloned().collect()
+    }
+
     pub(crate) fn routes(mut self, routes: impl IntoIterator<Item = TraceRoute>) -> Self {
         self.routes.truncate(1);
         self.routes.extend(routes);

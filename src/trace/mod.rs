@@ -28,11 +28,12 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Uri};
 use tower_service::Service;
 
-use crate::call::{self, Call, CallRequest, InStack};
+use crate::call::{self, CallRequest};
 use crate::error::Error;
 use crate::status::Classifier;
 
 pub use future::ResponseFuture;
+pub(crate) use future::record;
 pub use layer::TraceLayer;
 
 /// Opens a span for each call of the inner service; see the [module docs](self).
@@ -75,20 +76,31 @@ impl<S> Trace<S> {
         R: CallRequest,
         S: Service<R, Response = Response<RB>, Error = Error>,
     {
-        let span = call_span(request.request().method(), request.request().uri());
-        let route = request.context().route;
-        let own = call::route(&self.routes, route);
-        if route > 0 && !span.is_disabled() {
-            span.record("rebound.route", &*own.name);
-        }
+        let (span, classifier) = open(&request, &self.routes);
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
         };
-        // The policy is needed only to name the outcome in the span.
-        let classifier = (!span.is_disabled()).then(|| Arc::clone(&own.classifier));
         ResponseFuture::new(future, span, classifier)
     }
+}
+
+/// The span of a call, with its route named, and what names its outcome at
+/// the end (only when someone listens).
+#[inline(always)]
+pub(crate) fn open<R: CallRequest>(
+    request: &R,
+    routes: &[TraceRoute],
+) -> (tracing::Span, Option<Arc<Classifier>>) {
+    let span = call_span(request.request().method(), request.request().uri());
+    let route = request.context().route;
+    let own = call::route(routes, route);
+    if route > 0 && !span.is_disabled() {
+        span.record("rebound.route", &*own.name);
+    }
+    // The policy is needed only to name the outcome in the span.
+    let classifier = (!span.is_disabled()).then(|| Arc::clone(&own.classifier));
+    (span, classifier)
 }
 
 impl<S, B, RB> Service<Request<B>> for Trace<S>
@@ -106,24 +118,6 @@ where
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.call_any(request)
-    }
-}
-
-impl<S, B, RB> Service<Call<B>> for InStack<Trace<S>>
-where
-    S: Service<Call<B>, Response = Response<RB>, Error = Error>,
-{
-    type Response = Response<RB>;
-    type Error = Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.0.inner.poll_ready(cx)
-    }
-
-    #[inline(always)]
-    fn call(&mut self, request: Call<B>) -> Self::Future {
-        self.0.call_any(request)
     }
 }
 
