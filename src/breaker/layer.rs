@@ -57,6 +57,7 @@ impl<S> Layer<S> for CircuitBreakerLayer {
         CircuitBreaker {
             inner,
             registry: self.registry.clone(),
+            last: None,
         }
     }
 }

@@ -55,7 +55,7 @@ use tower_service::Service;
 
 use crate::call::{Call, CallRequest, InStack};
 use crate::error::Error;
-use registry::Registry;
+use registry::{LastHost, Registry};
 use state::{Admission, Transition};
 
 pub use future::ResponseFuture;
@@ -72,6 +72,9 @@ pub struct CircuitBreaker<S> {
     inner: S,
     /// `None` when the policy turns breaking off: calls pass straight through.
     registry: Option<Arc<Registry>>,
+    /// The breaker of the host this service called last: a client that calls
+    /// one host finds its breaker without the registry's lock.
+    last: Option<LastHost>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
@@ -110,7 +113,7 @@ impl<S> CircuitBreaker<S> {
         let Some(registry) = &self.registry else {
             return ResponseFuture::passed(self.inner.call(request));
         };
-        let cell = registry.cell(request.request().uri());
+        let cell = registry.cell_via(request.request().uri(), &mut self.last);
         let (admission, transition) = cell.admit();
         if let Some(transition) = transition {
             report(&cell.key, &transition);

@@ -177,6 +177,25 @@ fn alias_map<'a>(
     }
 }
 
+/// The longest authority a service remembers as its last host.
+const LAST_HOST_BYTES: usize = 62;
+
+/// The breaker of the host a service called last, by the scheme and the
+/// authority as the request spelled them.
+#[derive(Clone)]
+pub(crate) struct LastHost {
+    https: bool,
+    len: u8,
+    spelling: [u8; LAST_HOST_BYTES],
+    cell: Arc<Cell>,
+}
+
+impl LastHost {
+    fn spelling(&self) -> &[u8] {
+        &self.spelling[..usize::from(self.len)]
+    }
+}
+
 /// Keys longer than this are built on the heap; others on the stack.
 const INLINE_KEY: usize = 256;
 
@@ -267,6 +286,46 @@ impl Registry {
             }
         }
         self.cell_slow(uri)
+    }
+
+    /// The breaker for `uri`, from `last` when the request goes where the
+    /// previous one through the same service went: one comparison of the
+    /// authority as spelled, no lock. A miss looks in the registry and
+    /// remembers the answer.
+    #[inline]
+    pub(crate) fn cell_via(&self, uri: &Uri, last: &mut Option<LastHost>) -> Arc<Cell> {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return self.cell(uri);
+        };
+        let https = *scheme == http::uri::Scheme::HTTPS;
+        if !https && *scheme != http::uri::Scheme::HTTP {
+            return self.cell(uri);
+        }
+        let authority = authority.as_str().as_bytes();
+        if let Some(last) = last.as_ref() {
+            if last.https == https
+                && last.spelling() == authority
+                && !last.cell.evicted.load(Ordering::Relaxed)
+            {
+                if !last.cell.used.load(Ordering::Relaxed) {
+                    last.cell.used.store(true, Ordering::Relaxed);
+                }
+                return Arc::clone(&last.cell);
+            }
+        }
+        let cell = self.cell(uri);
+        // Userinfo is never kept (credentials stay out of long-lived state).
+        if authority.len() <= LAST_HOST_BYTES && !authority.contains(&b'@') {
+            let mut spelling = [0u8; LAST_HOST_BYTES];
+            spelling[..authority.len()].copy_from_slice(authority);
+            *last = Some(LastHost {
+                https,
+                len: authority.len() as u8,
+                spelling,
+                cell: Arc::clone(&cell),
+            });
+        }
+        cell
     }
 
     #[cold]
@@ -551,6 +610,35 @@ mod tests {
         r.cell(&"http://new1.example/".parse().unwrap());
         assert!(r.find("http://h1.example:80").is_some());
         assert!(r.find("http://h2.example:80").is_none());
+    }
+
+    #[test]
+    fn the_last_host_is_found_without_the_registry_and_follows_evictions() {
+        let r = Registry::new(
+            BreakerSettings {
+                max_hosts: 1,
+                ..settings()
+            },
+            1,
+        );
+        let mut last = None;
+        let a: Uri = "http://a.example/x".parse().unwrap();
+        let first = r.cell_via(&a, &mut last);
+        assert!(last.is_some());
+        assert!(Arc::ptr_eq(&first, &r.cell_via(&a, &mut last)));
+        // Another scheme is another breaker, even for the same spelling.
+        let https: Uri = "https://a.example/x".parse().unwrap();
+        let other = r.cell_via(&https, &mut last);
+        assert!(!Arc::ptr_eq(&first, &other));
+        // With one breaker kept, that evicted the first: the remembered
+        // breaker is not used again.
+        let again = r.cell_via(&a, &mut last);
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert!(Arc::ptr_eq(&again, &r.find("http://a.example:80").unwrap()));
+        // Userinfo is never remembered.
+        let mut fresh = None;
+        r.cell_via(&"http://u:secret@b.example/".parse().unwrap(), &mut fresh);
+        assert!(fresh.is_none());
     }
 
     #[test]
