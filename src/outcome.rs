@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::ErrorKind;
-use crate::classify::StatusClass;
+use crate::error::ErrorKind;
+use crate::status::StatusClass;
 
 /// How a call ended: exactly one outcome per call.
 ///
