@@ -10,7 +10,7 @@
 //! by a layer above for the requests after the first) in an extension, and
 //! takes the policy's own settings.
 
-use http::Request;
+use http::{HeaderMap, Request, Response, Uri, Version};
 use tokio::time::Instant;
 
 use crate::deadline::CallDeadline;
@@ -50,6 +50,18 @@ pub trait CallRequest: sealed::Sealed + Sized {
     /// The type of the request's body.
     type Body;
 
+    /// Whether this is the request type of an assembled stack.
+    #[doc(hidden)]
+    const IN_STACK: bool;
+
+    /// What a layer that keeps the request's head answers with: the
+    /// response alone, or, in an assembled stack, with the head handed over.
+    #[doc(hidden)]
+    type Answer<RB>;
+
+    #[doc(hidden)]
+    fn answer<RB>(response: Response<RB>, head: impl FnOnce() -> Option<Head>) -> Self::Answer<RB>;
+
     #[doc(hidden)]
     fn request(&self) -> &Request<Self::Body>;
 
@@ -68,6 +80,13 @@ pub trait CallRequest: sealed::Sealed + Sized {
 
 impl<B> CallRequest for Request<B> {
     type Body = B;
+    const IN_STACK: bool = false;
+    type Answer<RB> = Response<RB>;
+
+    #[inline(always)]
+    fn answer<RB>(response: Response<RB>, _: impl FnOnce() -> Option<Head>) -> Response<RB> {
+        response
+    }
 
     #[inline(always)]
     fn request(&self) -> &Request<B> {
@@ -119,6 +138,16 @@ impl<B> Call<B> {
 
 impl<B> CallRequest for Call<B> {
     type Body = B;
+    const IN_STACK: bool = true;
+    type Answer<RB> = Handover<RB>;
+
+    #[inline(always)]
+    fn answer<RB>(response: Response<RB>, head: impl FnOnce() -> Option<Head>) -> Handover<RB> {
+        Handover {
+            response,
+            head: head(),
+        }
+    }
 
     #[inline(always)]
     fn request(&self) -> &Request<B> {
@@ -150,6 +179,10 @@ mod sealed {
     pub trait Sealed {}
     impl<B> Sealed for http::Request<B> {}
     impl<B> Sealed for super::Call<B> {}
+
+    pub trait SealedAnswer {}
+    impl<RB> SealedAnswer for http::Response<RB> {}
+    impl<RB> SealedAnswer for super::Handover<RB> {}
 }
 
 /// A layer's service inside a stack built by
@@ -161,3 +194,52 @@ mod sealed {
 #[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct InStack<T>(pub(crate) T);
+
+/// What a status request needs of the original request: handed by the retry
+/// layer to the poll layer above it in an assembled stack, so that a call
+/// copies the request's head once.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Head {
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) version: Version,
+}
+
+/// A response inside an assembled stack, with the head of the request the
+/// retry layer kept.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Handover<RB> {
+    pub(crate) response: Response<RB>,
+    pub(crate) head: Option<Head>,
+}
+
+/// A response as the poll layer receives it: plain, or handed over with the
+/// request's head.
+#[doc(hidden)]
+pub trait Answer: sealed::SealedAnswer {
+    /// The response body.
+    type Body;
+
+    #[doc(hidden)]
+    fn split(self) -> (Response<Self::Body>, Option<Head>);
+}
+
+impl<RB> Answer for Response<RB> {
+    type Body = RB;
+
+    #[inline(always)]
+    fn split(self) -> (Response<RB>, Option<Head>) {
+        (self, None)
+    }
+}
+
+impl<RB> Answer for Handover<RB> {
+    type Body = RB;
+
+    #[inline(always)]
+    fn split(self) -> (Response<RB>, Option<Head>) {
+        (self.response, self.head)
+    }
+}

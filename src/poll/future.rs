@@ -13,7 +13,7 @@ use tracing::Span;
 
 use super::location::{Target, resolve_status_url};
 use super::{OnAccepted, PollSettings, Shared};
-use crate::call::{self, CallContext, CallRequest};
+use crate::call::{self, Answer, CallContext, CallRequest, Head};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
@@ -28,17 +28,24 @@ pub(crate) struct RequestHead {
     uri: Uri,
     headers: HeaderMap,
     version: Version,
-    context: CallContext,
 }
 
 impl RequestHead {
-    pub(crate) fn of<R: CallRequest>(call: &R) -> Self {
-        let request = call.request();
+    pub(crate) fn of<B>(request: &Request<B>) -> Self {
         RequestHead {
             uri: request.uri().clone(),
             headers: request.headers().clone(),
             version: request.version(),
-            context: call.context(),
+        }
+    }
+}
+
+impl From<Head> for RequestHead {
+    fn from(head: Head) -> Self {
+        RequestHead {
+            uri: head.uri,
+            headers: head.headers,
+            version: head.version,
         }
     }
 }
@@ -76,7 +83,10 @@ const CREDENTIALS: [HeaderName; 3] = [
 
 /// What a call keeps in case it must poll.
 struct PollState<S> {
-    head: RequestHead,
+    /// Copied before the request is sent, or, in an assembled stack, handed
+    /// over by the retry layer with the first answer.
+    head: Option<RequestHead>,
+    context: CallContext,
     started: Option<Instant>,
     /// Made when the first status URL arrives: the polling path allocates, a
     /// call that is not polled does not carry it.
@@ -129,12 +139,18 @@ where
     R: CallRequest,
     S: Service<R>,
 {
-    pub(crate) fn new(first: S::Future, shared: Arc<Shared<S>>, head: RequestHead) -> Self {
+    pub(crate) fn new(
+        first: S::Future,
+        shared: Arc<Shared<S>>,
+        head: Option<RequestHead>,
+        context: CallContext,
+    ) -> Self {
         ResponseFuture {
             step: Step::Calling { future: first },
-            route: head.context.route,
+            route: context.route,
             state: Some(PollState {
                 head,
+                context,
                 started: None,
                 polling: None,
             }),
@@ -163,11 +179,12 @@ fn poll_error(kind: ErrorKind, polls: u32, detail: Option<String>) -> Error {
     }
 }
 
-impl<S, R, RB> Future for ResponseFuture<S, R>
+impl<S, R, A, RB> Future for ResponseFuture<S, R>
 where
     R: CallRequest,
     R::Body: Default,
-    S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+    S: Service<R, Response = A, Error = Error> + Clone,
+    A: Answer<Body = RB>,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -186,7 +203,7 @@ where
                         None => future.poll(cx),
                     };
                     let polls = polling.map_or(0, |p| p.polls);
-                    let mut response = match polled {
+                    let response = match polled {
                         TaskPoll::Pending => {
                             if let Some(state) = this.state.as_mut() {
                                 state.started.get_or_insert_with(Instant::now);
@@ -201,8 +218,9 @@ where
                             }
                             return TaskPoll::Ready(Err(error));
                         }
-                        TaskPoll::Ready(Ok(response)) => response,
+                        TaskPoll::Ready(Ok(answer)) => answer.split(),
                     };
+                    let (mut response, handed) = response;
                     let status = response.status();
                     if let Some(polling) = polling {
                         polling
@@ -221,7 +239,18 @@ where
                         return TaskPoll::Ready(Ok(response));
                     }
                     let settings = &route.settings;
-                    let Some(state) = this.state.as_mut() else {
+                    if let (Some(state), Some(head)) = (this.state.as_mut(), handed) {
+                        state.head.get_or_insert_with(|| head.into());
+                    }
+                    // Without the request's head no status request can be
+                    // made: the 202 is what the call has.
+                    let Some(PollState {
+                        head: Some(head),
+                        polling,
+                        started,
+                        ..
+                    }) = this.state.as_mut()
+                    else {
                         this.step.set(Step::Done);
                         return TaskPoll::Ready(accepted(response, settings));
                     };
@@ -233,18 +262,17 @@ where
                     match found {
                         // RFC 9110: relative to the URL that answered.
                         Some(value) => match resolve_status_url(
-                            &state.head.uri,
-                            state
-                                .polling
+                            &head.uri,
+                            polling
                                 .as_ref()
-                                .map_or(&state.head.uri, |polling| polling.target.uri()),
+                                .map_or(&head.uri, |polling| polling.target.uri()),
                             value.as_bytes(),
                             &settings.allowed_origins,
                         ) {
-                            Ok(target) => match state.polling.as_mut() {
+                            Ok(target) => match polling.as_mut() {
                                 Some(polling) => polling.target = target,
                                 None => {
-                                    state.polling = Some(Box::new(Operation {
+                                    *polling = Some(Box::new(Operation {
                                         service: None,
                                         polls: 0,
                                         target,
@@ -263,14 +291,14 @@ where
                             }
                         },
                         // A later answer may leave the URL out: keep polling it.
-                        None if state.polling.is_some() => {}
+                        None if polling.is_some() => {}
                         None => {
                             this.step.set(Step::Done);
                             return TaskPoll::Ready(accepted(response, settings));
                         }
                     }
                     let now = Instant::now();
-                    let started = *state.started.get_or_insert(now);
+                    let started = *started.get_or_insert(now);
                     let wait = retry_after_of(response.headers())
                         .map(|asked| asked.min(settings.max_interval))
                         .unwrap_or_else(|| settings.interval_before(polls + 1));
@@ -306,7 +334,8 @@ where
                     // Waiting and readying come only after a status URL, so
                     // the call kept what polling needs.
                     let Some(PollState {
-                        head,
+                        head: Some(head),
+                        context,
                         started,
                         polling: Some(polling),
                     }) = this.state.as_mut()
@@ -328,12 +357,12 @@ where
                     // The whole call's deadline bounds each poll, its
                     // attempts and its retries too.
                     let context = match *started {
-                        Some(started) => head.context.with_deadline(call_deadline(
+                        Some(started) => context.with_deadline(call_deadline(
                             started,
                             route.timeouts.total(),
-                            head.context.deadline,
+                            context.deadline,
                         )),
-                        None => head.context,
+                        None => *context,
                     };
                     let request = R::from_parts(request, context);
                     polling.polls += 1;

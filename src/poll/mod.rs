@@ -44,7 +44,7 @@ use std::task::{Context, Poll as TaskPoll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{self, Call, CallRequest, InStack};
+use crate::call::{self, Call, CallRequest, Handover, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -132,18 +132,24 @@ impl<S> Polling<S> {
         S: Service<R>,
     {
         let shared = Arc::clone(&self.shared);
-        let route = request.context().route;
-        if call::route(&shared.routes, route)
+        let context = request.context();
+        if call::route(&shared.routes, context.route)
             .settings
             .location_headers
             .is_empty()
         {
             // No status URL can ever be followed: nothing to keep.
-            return ResponseFuture::without_polling(self.inner.call(request), shared, route);
+            return ResponseFuture::without_polling(
+                self.inner.call(request),
+                shared,
+                context.route,
+            );
         }
-        let head = future::RequestHead::of(&request);
+        // In an assembled stack the retry layer below keeps the request's
+        // head and hands it over with the answer: no copy here.
+        let head = (!R::IN_STACK).then(|| future::RequestHead::of(request.request()));
         let first = self.inner.call(request);
-        ResponseFuture::new(first, shared, head)
+        ResponseFuture::new(first, shared, head, context)
     }
 }
 
@@ -168,7 +174,7 @@ where
 
 impl<S, B, RB> Service<Call<B>> for InStack<Polling<S>>
 where
-    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
+    S: Service<Call<B>, Response = Handover<RB>, Error = Error> + Clone,
     B: Default,
 {
     type Response = Response<RB>;

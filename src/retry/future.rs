@@ -99,8 +99,10 @@ where
             attempts: 1,
         };
         let context = call.context();
-        let template = if settings.max_attempts > 1 {
-            Template::of(call.request())
+        // Inside an assembled stack the template is always kept: the poll
+        // layer above takes its head rather than copying the request again.
+        let template = if settings.max_attempts > 1 || R::IN_STACK {
+            Some(Template::of(call.request()))
         } else {
             None
         };
@@ -130,7 +132,7 @@ where
     R::Body: ReplayBody,
     S: Service<R, Response = Response<RB>, Error = Error> + Clone,
 {
-    type Output = Result<Response<RB>, Error>;
+    type Output = Result<R::Answer<RB>, Error>;
 
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -152,7 +154,10 @@ where
                                 response.extensions_mut().insert(info);
                             }
                             this.state.set(State::Done);
-                            return Poll::Ready(Ok(response));
+                            let template = this.template;
+                            let answer =
+                                R::answer(response, || template.take().map(Template::into_head));
+                            return Poll::Ready(Ok(answer));
                         }
                         Poll::Ready(Err(error)) => error,
                         Poll::Pending => {

@@ -51,7 +51,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, InStack};
+use crate::call::{Call, CallRequest, Handover, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -158,7 +158,9 @@ where
     S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
     B: ReplayBody,
 {
-    type Response = Response<RB>;
+    // The answer comes with the head of the request the layer kept, for the
+    // poll layer above.
+    type Response = Handover<RB>;
     type Error = Error;
     type Future = ResponseFuture<S, Call<B>>;
 

@@ -16,6 +16,7 @@ use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Empty, Full};
 
+use crate::call::Head;
 use crate::error::BoxError;
 
 /// A request body that may be sent again.
@@ -46,43 +47,54 @@ impl ReplayBody for String {
 /// An unsent copy of a request, from which every retry is made.
 ///
 /// Kept field by field: copying a request's head into a new `Request` would
-/// first build and then drop a default head, on every call.
+/// first build and then drop a default head, on every call. The body is
+/// `None` when it cannot be sent again; the head is still kept, for the
+/// status requests of the poll layer above, which it hands the head to.
 pub(crate) struct Template<B> {
     method: http::Method,
     uri: http::Uri,
     version: http::Version,
     headers: http::HeaderMap,
     extensions: http::Extensions,
-    body: B,
+    body: Option<B>,
 }
 
 impl<B: ReplayBody> Template<B> {
-    /// A template of `request`, or `None` when its body cannot be replayed.
-    pub(crate) fn of(request: &Request<B>) -> Option<Template<B>> {
-        Some(Template {
-            body: request.body().try_clone()?,
+    /// A template of `request`.
+    pub(crate) fn of(request: &Request<B>) -> Template<B> {
+        Template {
+            body: request.body().try_clone(),
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
             headers: request.headers().clone(),
             extensions: request.extensions().clone(),
-        })
+        }
     }
 
     /// Whether a copy can still be made.
     pub(crate) fn is_replayable(&self) -> bool {
-        self.body.try_clone().is_some()
+        self.body.as_ref().and_then(ReplayBody::try_clone).is_some()
     }
 
     /// A copy of the request for another attempt.
     pub(crate) fn request(&self) -> Option<Request<B>> {
-        let mut request = Request::new(self.body.try_clone()?);
+        let mut request = Request::new(self.body.as_ref()?.try_clone()?);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
         *request.extensions_mut() = self.extensions.clone();
         Some(request)
+    }
+
+    /// The head, for the poll layer: moved, not copied.
+    pub(crate) fn into_head(self) -> Head {
+        Head {
+            uri: self.uri,
+            headers: self.headers,
+            version: self.version,
+        }
     }
 }
 
@@ -349,7 +361,7 @@ mod tests {
             .header("idempotency-key", "k")
             .body(Full::new(Bytes::from_static(b"body")))
             .unwrap();
-        let copy = Template::of(&request).unwrap().request().unwrap();
+        let copy = Template::of(&request).request().unwrap();
         assert_eq!(copy.method(), "POST");
         assert_eq!(copy.uri(), request.uri());
         assert_eq!(copy.headers(), request.headers());
