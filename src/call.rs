@@ -83,22 +83,22 @@ impl<B> CallRequest for Request<B> {
     const IN_STACK: bool = false;
     type Answer<RB> = Response<RB>;
 
-    #[inline(always)]
+    #[inline]
     fn answer<RB>(response: Response<RB>, _: impl FnOnce() -> Option<Head>) -> Response<RB> {
         response
     }
 
-    #[inline(always)]
+    #[inline]
     fn request(&self) -> &Request<B> {
         self
     }
 
-    #[inline(always)]
+    #[inline]
     fn request_mut(&mut self) -> &mut Request<B> {
         self
     }
 
-    #[inline(always)]
+    #[inline]
     fn context(&self) -> CallContext {
         CallContext {
             route: 0,
@@ -114,7 +114,7 @@ impl<B> CallRequest for Request<B> {
         request
     }
 
-    #[inline(always)]
+    #[inline]
     fn into_request(self) -> Request<B> {
         self
     }
@@ -141,7 +141,7 @@ impl<B> CallRequest for Call<B> {
     const IN_STACK: bool = true;
     type Answer<RB> = Handover<RB>;
 
-    #[inline(always)]
+    #[inline]
     fn answer<RB>(response: Response<RB>, head: impl FnOnce() -> Option<Head>) -> Handover<RB> {
         Handover {
             response,
@@ -149,27 +149,27 @@ impl<B> CallRequest for Call<B> {
         }
     }
 
-    #[inline(always)]
+    #[inline]
     fn request(&self) -> &Request<B> {
         &self.request
     }
 
-    #[inline(always)]
+    #[inline]
     fn request_mut(&mut self) -> &mut Request<B> {
         &mut self.request
     }
 
-    #[inline(always)]
+    #[inline]
     fn context(&self) -> CallContext {
         self.context
     }
 
-    #[inline(always)]
+    #[inline]
     fn from_parts(request: Request<B>, context: CallContext) -> Self {
         Call { request, context }
     }
 
-    #[inline(always)]
+    #[inline]
     fn into_request(self) -> Request<B> {
         self.request
     }
@@ -229,7 +229,7 @@ pub trait Answer: sealed::SealedAnswer {
 impl<RB> Answer for Response<RB> {
     type Body = RB;
 
-    #[inline(always)]
+    #[inline]
     fn split(self) -> (Response<RB>, Option<Head>) {
         (self, None)
     }
@@ -238,7 +238,7 @@ impl<RB> Answer for Response<RB> {
 impl<RB> Answer for Handover<RB> {
     type Body = RB;
 
-    #[inline(always)]
+    #[inline]
     fn split(self) -> (Response<RB>, Option<Head>) {
         (self.response, self.head)
     }

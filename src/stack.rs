@@ -208,7 +208,7 @@ where
         Service::<Call<B>>::poll_ready(&mut self.inner, cx)
     }
 
-    #[inline(always)]
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let mut context = CallContext::default();
         if let Some(routes) = &self.routes {
@@ -256,7 +256,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
-    #[inline(always)]
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();

@@ -133,6 +133,8 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
+    // Forced, with the breaker layer's other forced inlines: 119 and 139
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {

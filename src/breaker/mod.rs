@@ -104,6 +104,8 @@ impl<S> CircuitBreaker<S> {
 }
 
 impl<S> CircuitBreaker<S> {
+    // Forced, with the breaker layer's other forced inlines: 119 and 139
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future>
     where
@@ -144,6 +146,8 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Forced, with the breaker layer's other forced inlines: 119 and 139
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.call_any(request)
@@ -162,6 +166,8 @@ where
         self.0.inner.poll_ready(cx)
     }
 
+    // Forced, with the breaker layer's other forced inlines: 119 and 139
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Call<B>) -> Self::Future {
         self.0.call_any(request)

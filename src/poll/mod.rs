@@ -125,6 +125,8 @@ impl<S> Polling<S> {
 }
 
 impl<S> Polling<S> {
+    // Forced, with the poll layer's other forced inlines: 89 and 80
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call_any<R>(&mut self, request: R) -> ResponseFuture<S, R>
     where
@@ -166,6 +168,8 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Forced, with the poll layer's other forced inlines: 89 and 80
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.call_any(request)
@@ -185,6 +189,8 @@ where
         self.0.inner.poll_ready(cx)
     }
 
+    // Forced, with the poll layer's other forced inlines: 89 and 80
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Call<B>) -> Self::Future {
         self.0.call_any(request)

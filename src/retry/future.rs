@@ -75,6 +75,8 @@ where
     R::Body: ReplayBody,
     S: Service<R, Response = Response<RB>, Error = Error> + Clone,
 {
+    // Forced, with the retry layer's other forced inlines: 53 and 39
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     pub(crate) fn new(service: &mut S, mut call: R, shared: Arc<Shared<S>>) -> Self {
         let settings = &call::route(&shared.routes, call.context().route).settings;
@@ -134,6 +136,8 @@ where
 {
     type Output = Result<R::Answer<RB>, Error>;
 
+    // Forced, with the retry layer's other forced inlines: 53 and 39
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();

@@ -123,6 +123,8 @@ impl<S> Retry<S> {
 }
 
 impl<S> Retry<S> {
+    // Forced, with the retry layer's other forced inlines: 53 and 39
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R>
     where
@@ -147,6 +149,8 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Forced, with the retry layer's other forced inlines: 53 and 39
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.call_any(request)
@@ -168,6 +172,8 @@ where
         self.0.inner.poll_ready(cx)
     }
 
+    // Forced, with the retry layer's other forced inlines: 53 and 39
+    // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Call<B>) -> Self::Future {
         self.0.call_any(request)

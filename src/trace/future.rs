@@ -24,7 +24,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    #[inline(always)]
+    #[inline]
     pub(super) fn new(inner: F, span: Span, classifier: Option<Arc<Classifier>>) -> Self {
         ResponseFuture {
             inner,
@@ -40,7 +40,7 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
-    #[inline(always)]
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();

@@ -70,7 +70,7 @@ impl<S> Trace<S> {
 }
 
 impl<S> Trace<S> {
-    #[inline(always)]
+    #[inline]
     fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future>
     where
         R: CallRequest,
@@ -87,7 +87,7 @@ impl<S> Trace<S> {
 
 /// The span of a call, with its route named, and what names its outcome at
 /// the end (only when someone listens).
-#[inline(always)]
+#[inline]
 pub(crate) fn open<R: CallRequest>(
     request: &R,
     routes: &[TraceRoute],
@@ -115,7 +115,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline(always)]
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.call_any(request)
     }
