@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use tracing::Span;
 
@@ -259,11 +259,6 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
-        let result = ready!(this.inner.poll(cx));
-        if let Some(classifier) = this.classifier {
-            trace::record(this.span, &result, classifier);
-        }
-        Poll::Ready(result)
+        trace::poll_in_span(this.inner, this.span, this.classifier.as_deref(), cx)
     }
 }

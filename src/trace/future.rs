@@ -43,21 +43,35 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
-        let result = ready!(this.inner.poll(cx));
-        if let Some(classifier) = this.classifier {
-            record(this.span, &result, classifier);
-        }
-        Poll::Ready(result)
+        poll_in_span(this.inner, this.span, this.classifier.as_deref(), cx)
     }
 }
 
-/// What the call span records when the call ends.
-pub(crate) fn record<RB>(
+/// Polls a call's future inside its span, and records the outcome in the
+/// span when it ends: the trace layer's future and the stack's own both do
+/// this.
+// Forced: a plain #[inline] costs the whole stack 6 and 9 more instructions
+// per call, ready and pending path (STACK_LOOP).
+#[inline(always)]
+pub(crate) fn poll_in_span<F, RB>(
+    inner: Pin<&mut F>,
     span: &Span,
-    result: &Result<Response<RB>, Error>,
-    classifier: &Classifier,
-) {
+    classifier: Option<&Classifier>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<RB>, Error>>
+where
+    F: Future<Output = Result<Response<RB>, Error>>,
+{
+    let _entered = span.enter();
+    let result = ready!(inner.poll(cx));
+    if let Some(classifier) = classifier {
+        record(span, &result, classifier);
+    }
+    Poll::Ready(result)
+}
+
+/// What the call span records when the call ends.
+fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, classifier: &Classifier) {
     match result {
         Ok(response) => {
             let status = response.status();

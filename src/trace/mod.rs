@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::status::Classifier;
 
 pub use future::ResponseFuture;
-pub(crate) use future::record;
+pub(crate) use future::poll_in_span;
 pub use layer::TraceLayer;
 
 /// Opens a span for each call of the inner service; see the [module docs](self).
