@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -154,6 +155,7 @@ struct Inner {
     detail: Option<Cow<'static, str>>,
     connect: bool,
     source: Option<BoxError>,
+    rule: Option<Arc<str>>,
 }
 
 /// The parts of an error response that classify extracts.
@@ -163,6 +165,8 @@ pub(crate) struct ResponseFailure {
     pub(crate) body: Bytes,
     pub(crate) body_truncated: bool,
     pub(crate) retry_after: Option<Duration>,
+    /// The rule that decided the class (its label), or `None` for the table.
+    pub(crate) rule: Option<Arc<str>>,
 }
 
 impl Error {
@@ -186,6 +190,7 @@ impl Error {
             detail: None,
             connect: false,
             source: None,
+            rule: None,
         }
     }
 
@@ -217,6 +222,7 @@ impl Error {
         inner.body = failure.body;
         inner.body_truncated = failure.body_truncated;
         inner.retry_after = failure.retry_after;
+        inner.rule = failure.rule;
         Error::from_inner(inner)
     }
 
@@ -251,6 +257,13 @@ impl Error {
     /// The class of the last response, when a response was received.
     pub fn class(&self) -> Option<StatusClass> {
         self.inner.class
+    }
+
+    /// The rule of the policy's status table that decided the class of the
+    /// last response: its name, or `#` and its index. `None` when the status
+    /// table decided, or no response was received.
+    pub fn rule(&self) -> Option<&str> {
+        self.inner.rule.as_deref()
     }
 
     /// The HTTP status of the last response, when one was received.

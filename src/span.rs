@@ -4,10 +4,11 @@
 
 use std::fmt;
 
-use http::Uri;
+use http::{HeaderMap, StatusCode, Uri};
 use tracing::Span;
 
 use crate::error::Error;
+use crate::status::{Classifier, RuleInput, StatusClass};
 
 /// Records what an error says on a span with OpenTelemetry's fields:
 /// `http.response.status_code`, `error.type` (the status code of an error
@@ -22,6 +23,9 @@ pub(crate) fn record_error_fields(span: &Span, error: &Error) {
             span.record("error.type", error.kind().as_str());
         }
     }
+    if error.status().is_some() {
+        record_decision(span, error.rule());
+    }
     let mut codes = error.error_codes();
     if let Some(first) = codes.next() {
         let joined = codes.fold(first.to_owned(), |mut all, code| {
@@ -31,6 +35,35 @@ pub(crate) fn record_error_fields(span: &Span, error: &Error) {
         });
         span.record("rebound.error_codes", joined.as_str());
     }
+}
+
+/// Records what decided the class of a response: `rebound.decided_by` is
+/// `"rule"` or `"table"`, and `rebound.rule` names the rule.
+pub(crate) fn record_decision(span: &Span, rule: Option<&str>) {
+    match rule {
+        Some(rule) => {
+            span.record("rebound.decided_by", "rule");
+            span.record("rebound.rule", rule);
+        }
+        None => {
+            span.record("rebound.decided_by", "table");
+        }
+    }
+}
+
+/// The class of a response head under `classifier`, and the label of the
+/// rule that decided it.
+pub(crate) fn decide_head<'c>(
+    classifier: &'c Classifier,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> (StatusClass, Option<&'c str>) {
+    let decision = classifier.decide(&RuleInput::new(status, headers));
+    let rule = decision
+        .rule()
+        .and_then(|i| classifier.rule_label(i))
+        .map(|label| &**label);
+    (decision.class(), rule)
 }
 
 /// Writes a URI without its userinfo and query string, which may hold secrets.

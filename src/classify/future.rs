@@ -5,7 +5,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use super::{Shared, parse_api_errors};
 use crate::deadline::call_deadline;
-use crate::error::{BoxError, Error, ErrorKind, ResponseFailure};
+use crate::error::{ApiError, BoxError, Error, ErrorKind, ResponseFailure};
 use crate::retry_after::retry_after_of;
-use crate::status::StatusClass;
+use crate::status::{Classifier, Decision, RuleInput};
 use crate::timer::Timer;
 
 pin_project! {
@@ -82,8 +82,14 @@ where
                 StateProj::Calling { future } => match future.poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Ok(response)) => {
-                        let class = this.shared.settings.classifier.classify(response.status());
-                        if class.passes_through() {
+                        let classifier = &this.shared.settings.classifier;
+                        let decision = if classifier.rules().is_empty() {
+                            Decision::new(classifier.classify(response.status()), None)
+                        } else {
+                            classifier
+                                .decide(&RuleInput::new(response.status(), response.headers()))
+                        };
+                        if decision.class().passes_through() {
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
@@ -91,8 +97,10 @@ where
                         let read = ErrorBodyRead {
                             body,
                             status: parts.status,
-                            class,
                             retry_after: retry_after_of(&parts.headers),
+                            headers: parts.headers,
+                            decision,
+                            classifier: Arc::clone(classifier),
                             max: this.shared.settings.error_body.max_bytes(),
                             buf: BytesMut::new(),
                             truncated: false,
@@ -138,7 +146,11 @@ pin_project! {
         #[pin]
         body: RB,
         status: StatusCode,
-        class: StatusClass,
+        headers: HeaderMap,
+        // The class of the head; rules that read error codes may change it
+        // once the body is read.
+        decision: Decision,
+        classifier: Arc<Classifier>,
         retry_after: Option<Duration>,
         max: usize,
         buf: BytesMut,
@@ -179,12 +191,27 @@ impl<RB: Body> ErrorBodyRead<RB> {
             }
         }
         let body = std::mem::take(this.buf).freeze();
+        let api_errors = parse_api_errors(&body);
+        let mut decision = *this.decision;
+        if this.classifier.reads_codes() {
+            let codes: Vec<&str> = api_errors.iter().filter_map(ApiError::code).collect();
+            let input = RuleInput::new(*this.status, this.headers).with_codes(&codes);
+            decision = this.classifier.decide(&input);
+        }
         let failure = ResponseFailure {
-            api_errors: parse_api_errors(&body),
+            api_errors,
             body,
             body_truncated: *this.truncated,
             retry_after: *this.retry_after,
+            rule: decision
+                .rule()
+                .and_then(|i| this.classifier.rule_label(i))
+                .cloned(),
         };
-        Poll::Ready(Error::from_response(*this.status, *this.class, failure))
+        Poll::Ready(Error::from_response(
+            *this.status,
+            decision.class(),
+            failure,
+        ))
     }
 }

@@ -76,7 +76,7 @@ pub use settings::{ClassifyBuilder, ClassifySettings, ErrorBodySettings};
 pub(crate) use settings::{RawClassify, RawErrorBody};
 // The vocabulary classify speaks, defined on the ground floor for every layer.
 pub use crate::retry_after::parse_retry_after;
-pub use crate::status::{Classifier, StatusClass, UnknownClass};
+pub use crate::status::{Classifier, Decision, Rule, RuleInput, StatusClass, UnknownClass};
 #[cfg(feature = "tower-http")]
 pub use tower_http::{PolicyClassifier, PolicyFailure};
 

@@ -7,7 +7,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::settings::{self, SettingsError};
-use crate::status::{Classifier, FIRST_STATUS, LAST_STATUS, StatusClass};
+use crate::status::{Classifier, FIRST_STATUS, LAST_STATUS, Rule, StatusClass};
 use crate::units::ByteSize;
 
 /// The status table of a policy and its error-body settings.
@@ -76,6 +76,7 @@ pub struct ClassifyBuilder {
     lists: [Vec<u16>; 5],
     fallback: [StatusClass; 5],
     bad_hundred: Option<u8>,
+    rules: Vec<Rule>,
     error_body: ErrorBodySettings,
 }
 
@@ -85,6 +86,7 @@ impl Default for ClassifyBuilder {
             lists: Default::default(),
             fallback: DEFAULT_FALLBACK,
             bad_hundred: None,
+            rules: Vec::new(),
             error_body: ErrorBodySettings::default(),
         }
     }
@@ -148,6 +150,13 @@ impl ClassifyBuilder {
         self
     }
 
+    /// One more rule, tried after those added before it and before the
+    /// status lists (`[[classify.rules]]`); see [`Rule`].
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
     /// How error bodies are read (`[error_body]`).
     pub fn error_body(mut self, error_body: ErrorBodySettings) -> Self {
         self.error_body = error_body;
@@ -189,8 +198,11 @@ impl ClassifyBuilder {
                 listed.push((status, class));
             }
         }
+        for (i, rule) in self.rules.iter().enumerate() {
+            rule.check(&format!("classify.rules.{i}"))?;
+        }
         Ok(ClassifySettings {
-            classifier: Arc::new(Classifier::new(self.fallback, listed)),
+            classifier: Arc::new(Classifier::new(self.fallback, listed).with_rules(self.rules)),
             error_body: self.error_body,
         })
     }
@@ -295,6 +307,78 @@ pub(crate) struct RawClassify {
     pub(crate) unsupported: Vec<i64>,
     #[serde(default)]
     pub(crate) fallback: RawFallback,
+    #[serde(default)]
+    pub(crate) rules: Vec<RawRule>,
+}
+
+/// One `[[classify.rules]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    name: Option<String>,
+    status: Option<OneOrMany<i64>>,
+    code: Option<OneOrMany<String>>,
+    header: Option<String>,
+    class: StatusClass,
+}
+
+/// A value written alone or as a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+impl RawRule {
+    fn to_rule(self, i: usize) -> Result<Rule, SettingsError> {
+        let key = |rest: &str| format!("classify.rules.{i}.{rest}");
+        let mut rule = Rule::new(self.class);
+        if let Some(name) = &self.name {
+            rule = rule.named(name);
+        }
+        if let Some(statuses) = self.status {
+            let statuses = statuses
+                .into_vec()
+                .into_iter()
+                .enumerate()
+                .map(|(index, n)| {
+                    u16::try_from(n).map_err(|_| {
+                        SettingsError::new(
+                            key("status"),
+                            format!(
+                                "invalid status {n} in a rule: expected a status code from {FIRST_STATUS} to {LAST_STATUS}"
+                            ),
+                        )
+                        .at_index(index)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rule = rule.status(statuses);
+        }
+        if let Some(codes) = self.code {
+            rule = rule.code(codes.into_vec());
+        }
+        if let Some(header) = &self.header {
+            let (name, value) = header.split_once(':').ok_or_else(|| {
+                SettingsError::new(
+                    key("header"),
+                    format!("invalid header {header:?} in a rule: expected \"Name: value\""),
+                )
+            })?;
+            rule = rule.header(name.trim(), value.trim());
+        }
+        Ok(rule)
+    }
 }
 
 impl RawClassify {
@@ -329,6 +413,9 @@ impl RawClassify {
         }
         for (i, class) in fallback.into_iter().enumerate() {
             builder = builder.fallback(i as u8 + 1, class);
+        }
+        for (i, rule) in self.rules.into_iter().enumerate() {
+            builder = builder.rule(rule.to_rule(i)?);
         }
         Ok(builder)
     }

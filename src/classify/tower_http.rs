@@ -75,7 +75,7 @@ impl ClassifyResponse for PolicyClassifier {
         response: &Response<B>,
     ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
         let status = response.status();
-        let class = self.classifier.classify(status);
+        let class = self.classifier.classify_head(status, response.headers());
         if class.passes_through() {
             ClassifiedResponse::Ready(Ok(()))
         } else {

@@ -17,8 +17,11 @@
 //! bounds, and every error names the file, line and column.
 
 mod error;
+mod extends;
+mod merge;
 mod routes;
 mod schema;
+mod warnings;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,14 +38,19 @@ use crate::route::{RouteRequest, RouteTable, Selector};
 use crate::settings::SettingsError;
 use crate::status::StatusClass;
 use crate::trace::{TraceLayer, TraceRoute};
+use extends::{Origin, Resolved, Source};
 use schema::RawPolicy;
 
 pub use error::PolicyError;
+pub use extends::MAX_CHAIN;
 pub use routes::Route;
+pub use warnings::PolicyWarning;
 
 /// The largest policy file [`Policy::from_path`] reads: 1 MiB.
 pub const MAX_POLICY_FILE_BYTES: u64 = 1024 * 1024;
 
+/// The presets a file can extend by name, besides `none` (the base of
+/// every chain: [`extends::NONE`]).
 const PRESETS: [(&str, &str); 2] = [
     ("connio", include_str!("../../policies/connio.toml")),
     ("standard", include_str!("../../policies/standard.toml")),
@@ -111,17 +119,11 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Default for Policy {
-    /// Every layer's defaults: the status table's fallbacks alone (no status
-    /// listed), 4 attempts, breakers per host, polling from
-    /// `Operation-Location` or `Location`, 10 s per attempt and 60 s per call.
+    /// The `standard` preset, the policy of a file with nothing in it: 202
+    /// pollable, 408, 429 and 5xx retryable but 501 and 505, 4 attempts,
+    /// breakers per host, 10 s per attempt and 60 s per call.
     fn default() -> Self {
-        Policy::from_parts(
-            ClassifySettings::default(),
-            RetrySettings::default(),
-            BreakerSettings::default(),
-            PollSettings::default(),
-            Timeouts::default(),
-        )
+        Policy::preset("standard").expect("the standard preset is valid")
     }
 }
 
@@ -145,22 +147,58 @@ impl Policy {
         }
     }
 
-    /// Loads a policy from TOML text. Errors name the origin `<string>`.
+    /// Loads a policy from TOML text. Errors name the origin `<string>`; a
+    /// file it `extends` is found from the current directory.
     pub fn from_toml_str(text: &str) -> Result<Policy, PolicyError> {
-        Policy::parse("<string>", text)
+        Policy::parse(
+            Origin {
+                name: "<string>",
+                path: None,
+            },
+            text,
+        )
     }
 
-    /// Loads a policy from a TOML file. Errors name the file.
+    /// Loads a policy from a TOML file, with the files it `extends`. Errors
+    /// name the file.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
-        let path = path.as_ref();
-        let origin = path.display().to_string();
-        let text = read_bounded(path).map_err(|e| PolicyError::new(&origin, e))?;
-        Policy::parse(&origin, &text)
+        Ok(Policy::load(path)?.policy)
     }
 
-    /// One of the shipped presets: `"connio"` (the seed API's status table) or
-    /// `"standard"` (ordinary HTTP semantics).
+    /// Loads a policy file as [`Policy::from_path`] does, keeping what
+    /// `rebound check` shows of it: the warnings, and the policy written out
+    /// whole.
+    pub fn load(path: impl AsRef<Path>) -> Result<LoadedPolicy, PolicyError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = read_bounded(path).map_err(|e| PolicyError::new(&name, e))?;
+        let origin = Origin {
+            name: &name,
+            path: Some(path),
+        };
+        let resolved = extends::resolve(origin, &text)?;
+        let policy = Policy::from_resolved(&resolved)?;
+        let warnings = warnings::of(&policy, &resolved);
+        Ok(LoadedPolicy {
+            policy,
+            warnings,
+            document: resolved.document,
+        })
+    }
+
+    /// One of the shipped presets: `"connio"` (the seed API's status table),
+    /// `"standard"` (ordinary HTTP semantics, also [`Policy::default`]) or
+    /// `"none"` (every layer's own defaults, no status listed).
     pub fn preset(name: &str) -> Result<Policy, PolicyError> {
+        if name == "none" {
+            return Policy::parse(
+                Origin {
+                    name: "preset none",
+                    path: None,
+                },
+                extends::NONE,
+            );
+        }
         let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             PolicyError::new(
                 name,
@@ -170,12 +208,20 @@ impl Policy {
                 ),
             )
         })?;
-        Policy::parse(&format!("preset {name}"), text)
+        Policy::parse(
+            Origin {
+                name: &format!("preset {name}"),
+                path: None,
+            },
+            text,
+        )
     }
 
     /// The names of the shipped presets.
     pub fn preset_names() -> Vec<&'static str> {
-        PRESETS.iter().map(|(name, _)| *name).collect()
+        let mut names: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
+        names.push("none");
+        names
     }
 
     /// This policy with another status table and error-body settings.
@@ -403,31 +449,20 @@ impl Policy {
         TraceLayer::new(Arc::clone(self.classify.classifier()))
     }
 
-    fn parse(origin: &str, text: &str) -> Result<Policy, PolicyError> {
-        let toml_error = |e: toml::de::Error| {
-            let message = e.message().trim().replace('\n', "; ");
-            match e.span() {
-                Some(span) => PolicyError::at(origin, text, span, message),
-                None => PolicyError::new(origin, message),
-            }
-        };
-        // The typed form first, for errors at the line of an unknown key or
-        // a value of the wrong type; then the document, for the routes.
-        let _: RawPolicy = toml::from_str(text).map_err(toml_error)?;
-        let document: toml::Table = toml::from_str(text).map_err(toml_error)?;
-        Policy::try_from(document).map_err(|e| match schema::span_of(text, e.key(), e.index()) {
-            Some(span) => PolicyError::at(origin, text, span, e.message()),
-            None => PolicyError::new(origin, e.message()),
-        })
+    fn parse(origin: Origin<'_>, text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_resolved(&extends::resolve(origin, text)?)
     }
-}
 
-impl TryFrom<toml::Table> for Policy {
-    type Error = SettingsError;
+    /// The policy of a resolved chain; a mistake is pointed at in the first
+    /// text of the chain that writes its key (the file's own before its
+    /// bases'), else at the nearest table the file wrote on the way.
+    fn from_resolved(resolved: &Resolved) -> Result<Policy, PolicyError> {
+        Policy::from_document(resolved.document.clone()).map_err(|e| locate(&resolved.sources, &e))
+    }
 
-    /// A whole policy document, in any serde format: its own sections, then
+    /// A whole document, its bases laid under it: its own sections, then
     /// its routes over them.
-    fn try_from(document: toml::Table) -> Result<Self, SettingsError> {
+    fn from_document(document: toml::Table) -> Result<Policy, SettingsError> {
         let raw: RawPolicy = toml::Value::Table(document.clone())
             .try_into()
             .map_err(|e: toml::de::Error| SettingsError::new("", e.message().trim().to_owned()))?;
@@ -437,6 +472,73 @@ impl TryFrom<toml::Table> for Policy {
             routes: routes.into(),
             ..policy
         })
+    }
+}
+
+/// `error` at the first text of `sources` that writes its key.
+fn locate(sources: &[Source], error: &SettingsError) -> PolicyError {
+    let exact = sources.iter().find_map(|source| {
+        schema::exact_span_of(&source.text, error.key(), error.index())
+            .map(|span| PolicyError::at(&source.origin, &source.text, span, error.message()))
+    });
+    exact.unwrap_or_else(|| {
+        let first = &sources[0];
+        match schema::span_of(&first.text, error.key(), error.index()) {
+            Some(span) => PolicyError::at(&first.origin, &first.text, span, error.message()),
+            None => PolicyError::new(&first.origin, error.message()),
+        }
+    })
+}
+
+/// A policy file as loaded, with what a check of it shows; see
+/// [`Policy::load`].
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    policy: Policy,
+    warnings: Vec<PolicyWarning>,
+    document: toml::Table,
+}
+
+impl LoadedPolicy {
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The policy.
+    pub fn into_policy(self) -> Policy {
+        self.policy
+    }
+
+    /// What is valid but probably wrong in the file, each at its line and
+    /// column.
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
+    }
+
+    /// The policy written out whole, its bases resolved: a TOML file
+    /// (`extends = "none"`) that loads to the same policy.
+    pub fn effective_toml(&self) -> String {
+        let mut document = toml::Table::new();
+        document.insert("extends".to_owned(), toml::Value::String("none".to_owned()));
+        document.extend(self.document.clone());
+        let body = toml::to_string_pretty(&document).unwrap_or_default();
+        format!(
+            "# The effective policy: every base laid under the file, each key at its value.\n{body}"
+        )
+    }
+}
+
+impl TryFrom<toml::Table> for Policy {
+    type Error = SettingsError;
+
+    /// A whole policy document, in any serde format, laid over the preset its
+    /// `extends` names (`standard` when it names none).
+    fn try_from(document: toml::Table) -> Result<Self, SettingsError> {
+        let _: RawPolicy = toml::Value::Table(document.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| SettingsError::new("", e.message().trim().to_owned()))?;
+        Policy::from_document(extends::resolve_document(document)?)
     }
 }
 
@@ -470,5 +572,7 @@ fn read_bounded(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+#[cfg(test)]
+mod extends_tests;
 #[cfg(test)]
 mod tests;

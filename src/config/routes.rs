@@ -13,6 +13,7 @@ use http::Method;
 use toml::{Table, Value};
 
 use super::Policy;
+use super::merge::merge;
 use crate::classify::ClassifySettings;
 use crate::deadline::Timeouts;
 use crate::poll::PollSettings;
@@ -126,15 +127,6 @@ impl Route {
 /// The sections a route may override, key by key.
 const ROUTE_SECTIONS: [&str; 5] = ["classify", "error_body", "retry", "timeouts", "poll"];
 
-/// The class lists of `[classify]`.
-const CLASS_LISTS: [&str; 5] = [
-    "success",
-    "retryable",
-    "pollable",
-    "terminal",
-    "unsupported",
-];
-
 /// The routes of a whole policy document.
 pub(crate) fn routes_of(document: &Table) -> Result<Vec<Route>, SettingsError> {
     let Some(list) = document.get("routes") else {
@@ -182,10 +174,7 @@ pub(crate) fn routes_of(document: &Table) -> Result<Vec<Route>, SettingsError> {
                     .entry(section.to_owned())
                     .or_insert_with(|| Value::Table(Table::new()));
                 if let Value::Table(into) = into {
-                    if section == "classify" {
-                        leave_other_classes(into, overrides);
-                    }
-                    merge(into, overrides);
+                    merge(section, into, overrides);
                 }
             }
         }
@@ -262,37 +251,4 @@ fn matcher_of(entry: &Table, i: usize) -> Result<RouteMatch, SettingsError> {
         matcher = matcher.methods(parsed);
     }
     Ok(matcher)
-}
-
-/// Takes out of `base`'s class lists every status that `overrides` lists:
-/// a status a route moves to another class leaves its old one.
-fn leave_other_classes(base: &mut Table, overrides: &Table) {
-    let moved: Vec<i64> = CLASS_LISTS
-        .iter()
-        .filter_map(|class| overrides.get(*class))
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(Value::as_integer)
-        .collect();
-    for class in CLASS_LISTS {
-        if overrides.contains_key(class) {
-            continue;
-        }
-        if let Some(Value::Array(list)) = base.get_mut(class) {
-            list.retain(|status| status.as_integer().is_none_or(|s| !moved.contains(&s)));
-        }
-    }
-}
-
-/// Lays `overrides` over `into`, key by key; tables merge, anything else
-/// (lists included) replaces.
-fn merge(into: &mut Table, overrides: &Table) {
-    for (key, value) in overrides {
-        match (into.get_mut(key), value) {
-            (Some(Value::Table(inner)), Value::Table(over)) => merge(inner, over),
-            _ => {
-                into.insert(key.clone(), value.clone());
-            }
-        }
-    }
 }

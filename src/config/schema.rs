@@ -16,6 +16,10 @@ use crate::retry::RawRetry;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPolicy {
+    // Read by `extends.rs`; here for its type and as a known key.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) extends: Option<String>,
     #[serde(default)]
     pub(crate) classify: RawClassify,
     #[serde(default)]
@@ -58,15 +62,41 @@ pub(crate) struct RawRoute {
 /// write (the mistake is in a default it contradicts) points at the nearest
 /// table it wrote on the way.
 pub(crate) fn span_of(text: &str, key: &str, index: Option<usize>) -> Option<Range<usize>> {
-    let root = DeTable::parse(text).ok()?;
+    match locate(text, key, index) {
+        Located::Exact(span) | Located::Nearest(span) => Some(span),
+        Located::Nowhere => None,
+    }
+}
+
+/// The byte range of the value at `key` when `text` writes that very key.
+pub(crate) fn exact_span_of(text: &str, key: &str, index: Option<usize>) -> Option<Range<usize>> {
+    match locate(text, key, index) {
+        Located::Exact(span) => Some(span),
+        Located::Nearest(_) | Located::Nowhere => None,
+    }
+}
+
+enum Located {
+    /// The key itself.
+    Exact(Range<usize>),
+    /// The nearest table on the way to a key the text does not write.
+    Nearest(Range<usize>),
+    Nowhere,
+}
+
+fn locate(text: &str, key: &str, index: Option<usize>) -> Located {
+    let Ok(root) = DeTable::parse(text) else {
+        return Located::Nowhere;
+    };
     let mut table = root.get_ref();
     let mut found: Option<Range<usize>> = None;
+    let nearest = |found: Option<Range<usize>>| found.map_or(Located::Nowhere, Located::Nearest);
     let segments: Vec<&str> = key.split('.').collect();
     let mut i = 0;
     while i < segments.len() {
         let segment = segments[i];
         let Some((name, mut value)) = table.iter().find(|(k, _)| k.get_ref() == segment) else {
-            return found;
+            return nearest(found);
         };
         let mut here = name.span();
         // `routes.2.retry`: element 2 of the list of routes.
@@ -75,7 +105,7 @@ pub(crate) fn span_of(text: &str, key: &str, index: Option<usize>) -> Option<Ran
             segments.get(i + 1).and_then(|s| s.parse::<usize>().ok()),
         ) {
             let Some(item) = items.get(n) else {
-                return Some(value.span());
+                return Located::Nearest(value.span());
             };
             here = item.span();
             value = item;
@@ -89,15 +119,15 @@ pub(crate) fn span_of(text: &str, key: &str, index: Option<usize>) -> Option<Ran
                 table = inner;
             }
             DeValue::Array(items) if last => {
-                return Some(
+                return Located::Exact(
                     index
                         .and_then(|i| items.get(i))
                         .map_or(value.span(), |item| item.span()),
                 );
             }
-            _ if last => return Some(value.span()),
-            _ => return found,
+            _ if last => return Located::Exact(value.span()),
+            _ => return nearest(found),
         }
     }
-    found
+    nearest(found)
 }

@@ -76,8 +76,27 @@ fn shipped_files_load_and_match_the_presets() {
 }
 
 #[test]
-fn an_empty_policy_takes_the_defaults() {
+fn an_empty_policy_is_the_standard_preset() {
     let policy = Policy::from_toml_str("").unwrap();
+    let standard = Policy::preset("standard").unwrap();
+    for code in 100..=599 {
+        assert_eq!(
+            policy.classify(status(code)),
+            standard_expected(code),
+            "{code}"
+        );
+    }
+    assert_eq!(policy.classify, standard.classify);
+    assert_eq!(policy.retry, standard.retry);
+    assert_eq!(Policy::default().classify, standard.classify);
+}
+
+#[test]
+fn an_empty_policy_over_none_takes_the_defaults() {
+    let policy = Policy::from_toml_str("extends = \"none\"").unwrap();
+    assert_eq!(policy.classify, Policy::preset("none").unwrap().classify);
+    assert_eq!(*policy.classify, ClassifySettings::default());
+    assert_eq!(policy.classify(status(202)), Success);
     assert_eq!(policy.classify(status(204)), Success);
     assert_eq!(policy.classify(status(302)), Success);
     assert_eq!(policy.classify(status(429)), Terminal);
@@ -88,7 +107,7 @@ fn an_empty_policy_takes_the_defaults() {
 #[test]
 fn fallbacks_and_sizes_can_be_set() {
     let policy = Policy::from_toml_str(
-        "[classify]\nsuccess = [404]\n[classify.fallback]\n5xx = \"terminal\"\n3xx = \"terminal\"\n\
+        "extends = \"none\"\n[classify]\nsuccess = [404]\n[classify.fallback]\n5xx = \"terminal\"\n3xx = \"terminal\"\n\
          [error_body]\nmax_bytes = \"1MiB\"\n",
     )
     .unwrap();
@@ -266,13 +285,17 @@ fn unknown_presets_list_the_known_ones() {
 
 #[test]
 fn the_presets_spell_out_the_defaults() {
-    // A policy that leaves [retry] and [timeouts] out gets what the presets
-    // write down.
-    let empty = Policy::from_toml_str("").unwrap();
+    // The `none` base writes down each layer's own defaults, and the presets
+    // keep them outside [classify].
+    let none = Policy::preset("none").unwrap();
     let connio = Policy::preset("connio").unwrap();
-    assert_eq!(empty.retry, connio.retry);
-    assert_eq!(empty.breaker, connio.breaker);
-    assert_eq!(empty.poll, connio.poll);
+    assert_eq!(*none.retry, RetrySettings::default());
+    assert_eq!(none.breaker, BreakerSettings::default());
+    assert_eq!(*none.poll, PollSettings::default());
+    assert_eq!(none.timeouts, Timeouts::default());
+    assert_eq!(none.retry, connio.retry);
+    assert_eq!(none.breaker, connio.breaker);
+    assert_eq!(none.poll, connio.poll);
     assert_eq!(connio.max_attempts(), 4);
     assert_eq!(connio.timeouts.attempt(), Duration::from_secs(10));
     assert_eq!(connio.timeouts.total(), Duration::from_secs(60));

@@ -230,7 +230,9 @@ where
                             .record("http.response.status_code", status.as_u16());
                     }
                     let route = call::route(&this.shared.routes, *this.route);
-                    if route.classifier.classify(status) != StatusClass::Pollable {
+                    if route.classifier.classify_head(status, response.headers())
+                        != StatusClass::Pollable
+                    {
                         this.step.set(Step::Done);
                         if polls > 0 {
                             let attempts = CallInfo::of(&response).attempts();

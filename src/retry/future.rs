@@ -351,6 +351,8 @@ fn attempt_span(resend_count: u32) -> Span {
         http.request.resend_count = resend_count,
         http.response.status_code = tracing::field::Empty,
         rebound.class = tracing::field::Empty,
+        rebound.decided_by = tracing::field::Empty,
+        rebound.rule = tracing::field::Empty,
         rebound.error_codes = tracing::field::Empty,
         error.type = tracing::field::Empty,
     )
@@ -362,13 +364,13 @@ fn record_response<RB>(span: &Span, response: &Response<RB>, shared: &RetryRoute
     }
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
-    let class = shared
-        .classifier
-        .as_ref()
-        .map_or(StatusClass::Success, |classifier| {
-            classifier.classify(status)
-        });
+    let Some(classifier) = shared.classifier.as_ref() else {
+        span.record("rebound.class", StatusClass::Success.as_str());
+        return;
+    };
+    let (class, rule) = crate::span::decide_head(classifier, status, response.headers());
     span.record("rebound.class", class.as_str());
+    crate::span::record_decision(span, rule);
 }
 
 fn record_error(span: &Span, error: &Error) {

@@ -75,7 +75,9 @@ fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, classifier: &Cl
     match result {
         Ok(response) => {
             let status = response.status();
-            let outcome = Outcome::of_response(classifier.classify(status));
+            let (class, rule) = crate::span::decide_head(classifier, status, response.headers());
+            crate::span::record_decision(span, rule);
+            let outcome = Outcome::of_response(class);
             let info = CallInfo::of(response);
             span.record("http.response.status_code", status.as_u16());
             span.record("rebound.outcome", outcome.as_str());

@@ -134,6 +134,8 @@ fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
         error.type = tracing::field::Empty,
         rebound.outcome = tracing::field::Empty,
         rebound.route = tracing::field::Empty,
+        rebound.decided_by = tracing::field::Empty,
+        rebound.rule = tracing::field::Empty,
         rebound.error_codes = tracing::field::Empty,
         rebound.attempts = tracing::field::Empty,
         rebound.polls = tracing::field::Empty,

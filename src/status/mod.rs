@@ -1,9 +1,15 @@
-//! The status table: which class each HTTP status belongs to under a policy.
+//! The status table: which class each HTTP status belongs to under a policy,
+//! and the rules tried before it.
+
+mod rule;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
+
+pub use rule::{Decision, Rule, RuleInput};
 
 /// The class of a response status under a policy.
 ///
@@ -88,7 +94,8 @@ pub(crate) const FIRST_STATUS: u16 = 100;
 pub(crate) const LAST_STATUS: u16 = 599;
 const SPAN: usize = (LAST_STATUS - FIRST_STATUS + 1) as usize;
 
-/// A complete map from status code to [`StatusClass`], built from a policy.
+/// A complete map from status code to [`StatusClass`], built from a policy,
+/// and the [`Rule`]s tried before it.
 ///
 /// A lookup is one array index. Statuses the policy does not list take the
 /// fallback of their hundred (`1xx` … `5xx`); statuses from 600 up, which HTTP
@@ -96,6 +103,10 @@ const SPAN: usize = (LAST_STATUS - FIRST_STATUS + 1) as usize;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Classifier {
     table: [StatusClass; SPAN],
+    rules: Box<[Rule]>,
+    /// Each rule's name, or `#` and its index: what spans and errors record.
+    labels: Box<[Arc<str>]>,
+    reads_codes: bool,
 }
 
 impl Classifier {
@@ -115,15 +126,87 @@ impl Classifier {
                 *slot = class;
             }
         }
-        Classifier { table }
+        Classifier {
+            table,
+            rules: Box::new([]),
+            labels: Box::new([]),
+            reads_codes: false,
+        }
     }
 
-    /// The class of `status`.
+    /// The same table with `rules` tried before it, in order.
+    pub(crate) fn with_rules(mut self, rules: Vec<Rule>) -> Self {
+        self.labels = rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| Arc::from(rule.name().map_or_else(|| format!("#{i}"), str::to_owned)))
+            .collect();
+        self.reads_codes = rules.iter().any(Rule::reads_codes);
+        self.rules = rules.into();
+        self
+    }
+
+    /// The class of `status` in the table, rules aside.
     pub fn classify(&self, status: StatusCode) -> StatusClass {
         self.table
             .get(usize::from(status.as_u16().wrapping_sub(FIRST_STATUS)))
             .copied()
             .unwrap_or(StatusClass::Terminal)
+    }
+
+    /// The class of a response head: the first rule that matches, else the
+    /// table. Rules that need error codes wait for the body; see [`Rule`].
+    #[inline]
+    pub fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> StatusClass {
+        if self.rules.is_empty() {
+            self.classify(status)
+        } else {
+            self.decide(&RuleInput::new(status, headers)).class()
+        }
+    }
+
+    /// The class of a response, and which rule decided it (or the table).
+    pub fn decide(&self, input: &RuleInput<'_>) -> Decision {
+        self.rules
+            .iter()
+            .enumerate()
+            .find_map(|(i, rule)| {
+                rule.decide(input)
+                    .map(|class| Decision::new(class, Some(i)))
+            })
+            .unwrap_or_else(|| Decision::new(self.classify(input.status()), None))
+    }
+
+    /// The rules, in the order they are tried.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The name of rule `index`, when it has one.
+    pub fn rule_name(&self, index: usize) -> Option<&str> {
+        self.rules.get(index).and_then(Rule::name)
+    }
+
+    /// What spans and errors record of rule `index`: its name, or `#index`.
+    pub(crate) fn rule_label(&self, index: usize) -> Option<&Arc<str>> {
+        self.labels.get(index)
+    }
+
+    /// Whether a rule reads error codes, so that an error body must be
+    /// decided on again once read.
+    pub(crate) fn reads_codes(&self) -> bool {
+        self.reads_codes
+    }
+
+    /// Whether a rule may yield `class`.
+    pub(crate) fn rules_yield(&self, class: StatusClass) -> bool {
+        self.rules.iter().any(|rule| rule.may_yield(class))
+    }
+
+    /// Whether any response can take `class`: a status of the table, or a
+    /// rule.
+    pub(crate) fn can_yield(&self, class: StatusClass) -> bool {
+        self.table.contains(&class) || self.rules_yield(class)
     }
 }
 
@@ -140,6 +223,10 @@ impl fmt::Debug for Classifier {
                 start = i;
             }
         }
-        list.finish()
+        list.finish()?;
+        if !self.rules.is_empty() {
+            write!(f, " rules: {:?}", self.rules)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,211 @@
+//! What is valid in a policy but probably wrong: `rebound check`'s warnings.
+
+use std::fmt;
+
+use http::StatusCode;
+
+use super::Policy;
+use super::error::line_and_column;
+use super::extends::Resolved;
+use super::schema::exact_span_of;
+use crate::classify::ClassifySettings;
+use crate::deadline::Timeouts;
+use crate::retry::RetrySettings;
+use crate::status::StatusClass;
+
+/// A policy that loads but probably does not do what its author meant, at
+/// the line and column that makes it so.
+///
+/// Displays as `FILE:LINE:COL: warning: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyWarning {
+    origin: String,
+    location: (usize, usize),
+    message: String,
+}
+
+impl PolicyWarning {
+    /// The file the warning is about.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The line, counting from 1.
+    pub fn line(&self) -> usize {
+        self.location.0
+    }
+
+    /// The column, counting characters from 1.
+    pub fn column(&self) -> usize {
+        self.location.1
+    }
+
+    /// What is probably wrong, and what to write instead.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for PolicyWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (line, column) = self.location;
+        write!(
+            f,
+            "{}:{line}:{column}: warning: {}",
+            self.origin, self.message
+        )
+    }
+}
+
+/// One warning before it is placed: its message and the keys that make it
+/// so, the likeliest first.
+struct Finding {
+    message: String,
+    keys: Vec<(String, Option<usize>)>,
+}
+
+/// The warnings of a loaded policy: its own sections, then each route where
+/// it differs from them.
+pub(crate) fn of(policy: &Policy, resolved: &Resolved) -> Vec<PolicyWarning> {
+    let Some(first) = resolved.sources.first() else {
+        return Vec::new();
+    };
+    let writes_poll =
+        |prefix: &str| exact_span_of(&first.text, &format!("{prefix}poll"), None).is_some();
+    let own = findings(
+        "",
+        policy.classify_settings(),
+        policy.retry_settings(),
+        policy.timeouts(),
+        writes_poll(""),
+        Some(policy),
+    );
+    let mut all: Vec<Finding> = Vec::new();
+    for (i, route) in policy.routes().iter().enumerate() {
+        let prefix = format!("routes.{i}.");
+        let found = findings(
+            &prefix,
+            route.classify_settings(),
+            route.retry_settings(),
+            route.timeouts(),
+            writes_poll(&prefix),
+            None,
+        );
+        all.extend(
+            found
+                .into_iter()
+                .filter(|f| !own.iter().any(|o| o.message == f.message))
+                .map(|mut f| {
+                    f.message = format!("route {i}: {}", f.message);
+                    f.keys.push((format!("routes.{i}"), None));
+                    f
+                }),
+        );
+    }
+    own.into_iter()
+        .chain(all)
+        .map(|finding| place(finding, &first.origin, &first.text))
+        .collect()
+}
+
+fn findings(
+    prefix: &str,
+    classify: &ClassifySettings,
+    retry: &RetrySettings,
+    timeouts: Timeouts,
+    writes_poll: bool,
+    policy: Option<&Policy>,
+) -> Vec<Finding> {
+    let key = |k: &str| (format!("{prefix}{k}"), None);
+    let classifier = classify.classifier();
+    let mut found = Vec::new();
+    let throttled = classifier.classify(StatusCode::TOO_MANY_REQUESTS);
+    if throttled != StatusClass::Retryable && !classifier.rules_yield(StatusClass::Retryable) {
+        found.push(Finding {
+            message: format!(
+                "429 Too Many Requests is {throttled}, so a throttled call is never retried: list 429 in classify.retryable"
+            ),
+            keys: vec![
+                key(&format!("classify.{throttled}")),
+                key("classify"),
+                key("extends"),
+            ],
+        });
+    }
+    if writes_poll && !classifier.can_yield(StatusClass::Pollable) {
+        found.push(Finding {
+            message: "[poll] is set but no status is pollable, so nothing is ever polled: list 202 in classify.pollable".to_owned(),
+            keys: vec![key("poll")],
+        });
+    }
+    let attempts = retry.max_attempts();
+    if attempts > 1 && !classifier.can_yield(StatusClass::Retryable) {
+        found.push(Finding {
+            message: format!(
+                "retry.max_attempts is {attempts} but no status is retryable, so no call is ever retried"
+            ),
+            keys: vec![key("retry.max_attempts"), key("retry"), key("extends")],
+        });
+    }
+    if let Some(policy) = policy {
+        if attempts > 1 && !retry.budget().enabled && !policy.breaker_settings().enabled() {
+            found.push(Finding {
+                message: format!(
+                    "both the retry budget and the circuit breaker are off with retry.max_attempts = {attempts}: an outage turns every call into {attempts} requests (a retry storm); enable one"
+                ),
+                keys: vec![
+                    key("retry.budget.enabled"),
+                    key("circuit_breaker.enabled"),
+                    key("retry"),
+                ],
+            });
+        }
+    }
+    if timeouts.attempt() > timeouts.total() {
+        found.push(Finding {
+            message: format!(
+                "timeouts.attempt ({:?}) is longer than timeouts.total ({:?}): every attempt is cut at the total",
+                timeouts.attempt(),
+                timeouts.total()
+            ),
+            keys: vec![key("timeouts.attempt"), key("timeouts.total"), key("timeouts")],
+        });
+    }
+    found
+}
+
+/// The warning at the first of its keys the file writes, else at the file's
+/// first line.
+fn place(finding: Finding, origin: &str, text: &str) -> PolicyWarning {
+    let document: toml::Table = toml::from_str(text).unwrap_or_default();
+    let span = finding.keys.iter().find_map(|(key, index)| {
+        // A class list: at the status the warning is about, when it is there.
+        let index = index.or_else(|| position_of_429(&document, key));
+        exact_span_of(text, key, index)
+    });
+    PolicyWarning {
+        origin: origin.to_owned(),
+        location: span.map_or((1, 1), |span| line_and_column(text, span.start)),
+        message: finding.message,
+    }
+}
+
+/// Where 429 stands in the list at `key` (dotted, list indices as numbers).
+fn position_of_429(document: &toml::Table, key: &str) -> Option<usize> {
+    let mut value: Option<&toml::Value> = None;
+    let mut table = document;
+    for segment in key.split('.') {
+        let next = match value {
+            Some(toml::Value::Array(items)) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => table.get(segment)?,
+        };
+        if let toml::Value::Table(inner) = next {
+            table = inner;
+        }
+        value = Some(next);
+    }
+    value?
+        .as_array()?
+        .iter()
+        .position(|v| v.as_integer() == Some(429))
+}

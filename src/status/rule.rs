@@ -1,0 +1,361 @@
+//! Rules: classes decided by more than the status, before the status table.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::{FIRST_STATUS, LAST_STATUS, StatusClass};
+use crate::settings::SettingsError;
+
+/// What a rule sees of a response.
+///
+/// The error codes are there only once the body has been read, which
+/// happens for a response the rules before and the status table class as a
+/// failure; see [`Rule`].
+#[derive(Debug, Clone, Copy)]
+pub struct RuleInput<'a> {
+    status: StatusCode,
+    headers: &'a HeaderMap,
+    codes: Option<&'a [&'a str]>,
+}
+
+impl<'a> RuleInput<'a> {
+    /// A response head, its body not read.
+    pub fn new(status: StatusCode, headers: &'a HeaderMap) -> Self {
+        RuleInput {
+            status,
+            headers,
+            codes: None,
+        }
+    }
+
+    /// The same response with the error codes its body carried.
+    pub fn with_codes(mut self, codes: &'a [&'a str]) -> Self {
+        self.codes = Some(codes);
+        self
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+
+    /// The error codes of the body, in order; `None` before it is read.
+    pub fn codes(&self) -> Option<&'a [&'a str]> {
+        self.codes
+    }
+}
+
+type Custom = Arc<dyn Fn(&RuleInput<'_>) -> Option<StatusClass> + Send + Sync>;
+
+/// A rule of a status table: when a response matches, the rule's class is
+/// its class, whatever the table says. Rules are tried in order, before the
+/// table; the first that matches decides.
+///
+/// A rule matches when every condition it names holds: the status is one of
+/// its statuses, the header has its value (exactly), the body carries one of
+/// its error codes. A rule that names error codes needs the body read: it is
+/// tried only on responses that the rules without codes and the table class
+/// as failures (retryable, terminal, unsupported), whose bodies are read
+/// anyway, up to `error_body.max_bytes`, so it costs no extra read. It can
+/// only yield a failure class: the body it read cannot be handed back as a
+/// success.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use rebound::classify::{ClassifySettings, Rule, RuleInput, StatusClass};
+///
+/// let settings = ClassifySettings::builder()
+///     .retryable([429, 500])
+///     .rule(Rule::new(StatusClass::Retryable).status([400]).code(["Throttled"]).named("throttled"))
+///     .rule(Rule::new(StatusClass::Terminal).status([200]).header("X-Status", "failed"))
+///     .build()?;
+/// let classifier = settings.classifier();
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-status", "failed".parse().unwrap());
+/// let head = RuleInput::new(StatusCode::OK, &headers);
+/// assert_eq!(classifier.decide(&head).class(), StatusClass::Terminal);
+///
+/// let none = HeaderMap::new();
+/// let codes = ["Throttled"];
+/// let read = RuleInput::new(StatusCode::BAD_REQUEST, &none).with_codes(&codes);
+/// let decision = classifier.decide(&read);
+/// assert_eq!(decision.class(), StatusClass::Retryable);
+/// assert_eq!(classifier.rule_name(decision.rule().unwrap()), Some("throttled"));
+/// # Ok::<_, rebound::SettingsError>(())
+/// ```
+#[derive(Clone)]
+pub struct Rule {
+    name: Option<Arc<str>>,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Match {
+        statuses: Vec<u16>,
+        codes: Vec<String>,
+        header: Option<Header>,
+        class: StatusClass,
+    },
+    Custom(Custom),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Header {
+    Parsed(HeaderName, HeaderValue),
+    Invalid(String),
+}
+
+impl Rule {
+    /// A rule that yields `class`; name at least one condition.
+    pub fn new(class: StatusClass) -> Rule {
+        Rule {
+            name: None,
+            kind: Kind::Match {
+                statuses: Vec::new(),
+                codes: Vec::new(),
+                header: None,
+                class,
+            },
+        }
+    }
+
+    /// A rule written as a function, for what the conditions cannot say. It
+    /// is called with the response head, and again with the error codes
+    /// when the body is read (then a success or pollable answer is passed
+    /// over: the body is no longer there to hand back). `None` leaves the
+    /// response to the next rule.
+    pub fn custom(
+        decide: impl Fn(&RuleInput<'_>) -> Option<StatusClass> + Send + Sync + 'static,
+    ) -> Rule {
+        Rule {
+            name: None,
+            kind: Kind::Custom(Arc::new(decide)),
+        }
+    }
+
+    /// The same rule with a name, for spans (`rebound.rule`) and warnings.
+    pub fn named(mut self, name: &str) -> Rule {
+        self.name = Some(Arc::from(name));
+        self
+    }
+
+    /// Matches only these statuses.
+    pub fn status(mut self, more: impl IntoIterator<Item = u16>) -> Rule {
+        if let Kind::Match { statuses, .. } = &mut self.kind {
+            statuses.extend(more);
+        }
+        self
+    }
+
+    /// Matches only a body that carries one of these error codes.
+    pub fn code<S: Into<String>>(mut self, more: impl IntoIterator<Item = S>) -> Rule {
+        if let Kind::Match { codes, .. } = &mut self.kind {
+            codes.extend(more.into_iter().map(Into::into));
+        }
+        self
+    }
+
+    /// Matches only a response with header `name` of exactly `value`.
+    pub fn header(mut self, name: &str, value: &str) -> Rule {
+        if let Kind::Match { header, .. } = &mut self.kind {
+            *header = Some(
+                match (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    (Ok(name), Ok(value)) => Header::Parsed(name, value),
+                    _ => Header::Invalid(format!("{name}: {value}")),
+                },
+            );
+        }
+        self
+    }
+
+    /// The rule's name, when it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether the rule looks at error codes (and so at the body).
+    pub(crate) fn reads_codes(&self) -> bool {
+        match &self.kind {
+            Kind::Match { codes, .. } => !codes.is_empty(),
+            Kind::Custom(_) => true,
+        }
+    }
+
+    /// Whether the rule can yield `class`; a function rule may yield any.
+    pub(crate) fn may_yield(&self, wanted: StatusClass) -> bool {
+        match &self.kind {
+            Kind::Match { class, .. } => *class == wanted,
+            Kind::Custom(_) => true,
+        }
+    }
+
+    /// The rule's class for `input`, when it matches.
+    pub(crate) fn decide(&self, input: &RuleInput<'_>) -> Option<StatusClass> {
+        match &self.kind {
+            Kind::Match {
+                statuses,
+                codes,
+                header,
+                class,
+            } => {
+                let status = statuses.is_empty() || statuses.contains(&input.status.as_u16());
+                let header = match header {
+                    None => true,
+                    Some(Header::Parsed(name, value)) => {
+                        input.headers.get_all(name).iter().any(|v| v == value)
+                    }
+                    Some(Header::Invalid(_)) => false,
+                };
+                let code = codes.is_empty()
+                    || input
+                        .codes
+                        .is_some_and(|got| got.iter().any(|c| codes.iter().any(|w| w == c)));
+                (status && header && code).then_some(*class)
+            }
+            Kind::Custom(decide) => {
+                decide(input).filter(|class| input.codes.is_none() || !class.passes_through())
+            }
+        }
+    }
+
+    /// The first thing wrong with the rule at `key` (such as
+    /// `classify.rules.2`).
+    pub(crate) fn check(&self, key: &str) -> Result<(), SettingsError> {
+        let Kind::Match {
+            statuses,
+            codes,
+            header,
+            class,
+        } = &self.kind
+        else {
+            return Ok(());
+        };
+        if statuses.is_empty() && codes.is_empty() && header.is_none() {
+            return Err(SettingsError::new(
+                key.to_owned(),
+                "a rule must name at least one of status, code and header: one without would take every response",
+            ));
+        }
+        for (index, &status) in statuses.iter().enumerate() {
+            if !(FIRST_STATUS..=LAST_STATUS).contains(&status) {
+                return Err(SettingsError::new(
+                    format!("{key}.status"),
+                    format!(
+                        "invalid status {status} in a rule: expected a status code from {FIRST_STATUS} to {LAST_STATUS}"
+                    ),
+                )
+                .at_index(index));
+            }
+        }
+        if let Some(Header::Invalid(text)) = header {
+            return Err(SettingsError::new(
+                format!("{key}.header"),
+                format!(
+                    "invalid header {text:?} in a rule: expected \"Name: value\" with a valid name and value"
+                ),
+            ));
+        }
+        if !codes.is_empty() && class.passes_through() {
+            return Err(SettingsError::new(
+                format!("{key}.class"),
+                format!(
+                    "a rule with error codes cannot yield {class}: codes are read from the body of a failure, which is not handed back; expected retryable, terminal or unsupported"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        self.name == other.name
+            && match (&self.kind, &other.kind) {
+                (
+                    Kind::Match {
+                        statuses,
+                        codes,
+                        header,
+                        class,
+                    },
+                    Kind::Match {
+                        statuses: s,
+                        codes: c,
+                        header: h,
+                        class: k,
+                    },
+                ) => statuses == s && codes == c && header == h && class == k,
+                (Kind::Custom(a), Kind::Custom(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Rule {}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("Rule");
+        if let Some(name) = &self.name {
+            out.field("name", name);
+        }
+        match &self.kind {
+            Kind::Match {
+                statuses,
+                codes,
+                header,
+                class,
+            } => {
+                if !statuses.is_empty() {
+                    out.field("status", statuses);
+                }
+                if !codes.is_empty() {
+                    out.field("code", codes);
+                }
+                if let Some(Header::Parsed(name, value)) = header {
+                    out.field("header", &format_args!("{name}: {value:?}"));
+                }
+                out.field("class", class);
+            }
+            Kind::Custom(_) => {
+                out.field("custom", &true);
+            }
+        }
+        out.finish()
+    }
+}
+
+/// Which class a response takes, and what decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    class: StatusClass,
+    rule: Option<usize>,
+}
+
+impl Decision {
+    pub(crate) fn new(class: StatusClass, rule: Option<usize>) -> Self {
+        Decision { class, rule }
+    }
+
+    /// The class.
+    pub fn class(&self) -> StatusClass {
+        self.class
+    }
+
+    /// The index of the rule that decided, or `None` for the status table.
+    pub fn rule(&self) -> Option<usize> {
+        self.rule
+    }
+}
