@@ -370,6 +370,116 @@ fn check_points_at_route_mistakes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_policy_retries_throttling_and_polls() {
+    let dir = temp_dir("partial");
+    let standard = dir.join("partial.toml");
+    std::fs::write(&standard, "[retry]\nmax_attempts = 3\n").unwrap();
+    let none = dir.join("none.toml");
+    std::fs::write(&none, "extends = \"none\"\n[retry]\nmax_attempts = 3\n").unwrap();
+    // (path, outcome, status, attempts, polls), each on a fresh server.
+    let cases = [
+        (
+            &standard,
+            [
+                ("/throttle", "success", 200, 2, 0),
+                ("/unavailable/a", "success", 200, 2, 0),
+                ("/write-once", "success", 200, 1, 1),
+            ],
+        ),
+        (
+            // As before bases: 429 terminal, 202 the answer.
+            &none,
+            [
+                ("/throttle", "terminal", 429, 1, 0),
+                ("/unavailable/a", "success", 200, 2, 0),
+                ("/write-once", "success", 202, 1, 0),
+            ],
+        ),
+    ];
+    for (policy, calls) in cases {
+        let server = flaky_server().await;
+        for (path, outcome, status, attempts, polls) in calls {
+            let output = rebound_async(vec![
+                "request".into(),
+                "--report".into(),
+                "json".into(),
+                "-p".into(),
+                policy.display().to_string(),
+                server.url(path),
+            ])
+            .await;
+            let r = report(&output);
+            assert_eq!(
+                (
+                    r["outcome"].as_str(),
+                    r["status"].as_u64(),
+                    r["attempts"].as_u64(),
+                    r["polls"].as_u64()
+                ),
+                (Some(outcome), Some(status), Some(attempts), Some(polls)),
+                "{} {path}",
+                policy.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn check_warns_and_prints_the_effective_policy() {
+    let dir = temp_dir("check-warnings");
+    let risky = dir.join("risky.toml");
+    std::fs::write(
+        &risky,
+        "[classify]\nterminal = [429]\n\n[timeouts]\ntotal = \"5s\"\nattempt = \"10s\"\n",
+    )
+    .unwrap();
+    let output = rebound(&["check", risky.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{}: ok\n", risky.display())
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}:2:13: warning: 429 Too Many Requests is terminal",
+            risky.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{}:6:11: warning: timeouts.attempt", risky.display())),
+        "{stderr}"
+    );
+    let denied = rebound(&["check", "--deny-warnings", risky.to_str().unwrap()]);
+    assert_eq!(denied.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&denied.stderr), stderr);
+
+    // --effective writes a whole policy that checks clean and resolves to itself.
+    let app = dir.join("app.toml");
+    std::fs::write(
+        &app,
+        "extends = \"connio\"\n[classify]\nretryable = [429, 500, 503]\n[retry]\nmax_attempts = 2\n",
+    )
+    .unwrap();
+    let output = rebound(&["check", "--effective", app.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stderr.is_empty());
+    let effective = String::from_utf8(output.stdout).unwrap();
+    assert!(effective.contains("extends = \"none\""), "{effective}");
+    assert!(effective.contains("max_attempts = 2"), "{effective}");
+    assert!(effective.contains("unsupported = []"), "{effective}");
+    let whole = dir.join("whole.toml");
+    std::fs::write(&whole, &effective).unwrap();
+    let again = rebound(&["check", "--effective", whole.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), effective);
+    let both = rebound(&["check", "--effective", app.to_str().unwrap(), whole.to_str().unwrap()]);
+    assert_eq!(both.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_applies_a_route() {
     let server = flaky_server().await;
     let dir = temp_dir("route");
@@ -468,6 +578,17 @@ async fn flaky_server() -> TestServer {
                         .insert("location", "/ops/1".parse().unwrap());
                     response
                 }
+                ["unavailable", _] if count == 1 => {
+                    api_error(503, &[("Unavailable", "Back soon")])
+                }
+                ["write-once"] => {
+                    let mut response = respond(202, "");
+                    response
+                        .headers_mut()
+                        .insert("location", "/ops-once".parse().unwrap());
+                    response
+                }
+                ["ops-once"] => respond(200, "{\"status\":\"done\"}"),
                 ["ops", "1"] if count <= 2 => respond(202, ""),
                 ["ops", "1"] => respond(200, "{\"status\":\"done\"}"),
                 ["stall"] => {
