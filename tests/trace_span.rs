@@ -362,3 +362,95 @@ async fn each_poll_is_a_child_span_and_the_call_counts_them() {
         "the status URL's query is not recorded"
     );
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn rules_decide_before_the_table_and_the_spans_say_which() {
+    use rebound::classify::{ClassifySettings, Rule, StatusClass};
+    use rebound_testkit::{Scripted, Step};
+
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let classify = ClassifySettings::builder()
+        .success([200])
+        .terminal([400, 404])
+        .retryable([429, 500])
+        .rule(
+            Rule::new(StatusClass::Retryable)
+                .status([400])
+                .code(["Throttled"])
+                .named("throttled"),
+        )
+        .rule(
+            Rule::new(StatusClass::Terminal)
+                .status([200])
+                .header("X-Status", "failed"),
+        )
+        .rule(Rule::custom(|input| {
+            (input.status() == 418).then_some(StatusClass::Retryable)
+        }))
+        .build()
+        .unwrap();
+    let policy = Policy::preset("connio").unwrap().with_classify(classify);
+    let script = Scripted::new([
+        Step::Respond {
+            status: 400,
+            headers: vec![],
+            body: bytes::Bytes::from_static(br#"[{"code":"Throttled"}]"#),
+        },
+        Step::status(418),
+        Step::with_header(200, "x-status", "failed"),
+        // The second call: the table decides.
+        Step::Respond {
+            status: 400,
+            headers: vec![],
+            body: bytes::Bytes::from_static(br#"[{"code":"Invalid"}]"#),
+        },
+    ]);
+    let client = ResilienceLayer::with_seed(policy, 7).layer(script.clone());
+    let error = client
+        .clone()
+        .oneshot(common::get("http://api.example/devices"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), rebound::ErrorKind::Terminal);
+    assert_eq!(error.status(), Some(http::StatusCode::OK));
+    assert_eq!(error.rule(), Some("#1"));
+    assert_eq!(error.attempts(), 3);
+    let error = client
+        .oneshot(common::get("http://api.example/devices"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.rule()),
+        (rebound::ErrorKind::Terminal, None)
+    );
+    assert_eq!(script.calls(), 4);
+
+    let attempts = capture.named("rebound.attempt");
+    let seen: Vec<(&str, &str, Option<&str>)> = attempts
+        .iter()
+        .map(|(_, f)| {
+            (
+                f["rebound.class"].as_str(),
+                f["rebound.decided_by"].as_str(),
+                f.get("rebound.rule").map(String::as_str),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("retryable", "rule", Some("throttled")),
+            ("retryable", "rule", Some("#2")),
+            ("terminal", "rule", Some("#1")),
+            ("terminal", "table", None),
+        ]
+    );
+    let calls = capture.named("rebound.call");
+    assert_eq!(calls[0].1["rebound.decided_by"], "rule");
+    assert_eq!(calls[0].1["rebound.rule"], "#1");
+    assert_eq!(calls[0].1["rebound.outcome"], "terminal");
+    assert_eq!(calls[1].1["rebound.decided_by"], "table");
+    assert!(!calls[1].1.contains_key("rebound.rule"));
+}

@@ -424,6 +424,49 @@ async fn a_partial_policy_retries_throttling_and_polls() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_in_the_file_retries_a_throttled_400() {
+    let dir = temp_dir("rules");
+    let policy = dir.join("rules.toml");
+    std::fs::write(
+        &policy,
+        "extends = \"connio\"\n[retry.backoff]\ninitial = \"10ms\"\n\
+         [[classify.rules]]\nname = \"throttled\"\nstatus = 400\ncode = \"Throttled\"\nclass = \"retryable\"\n",
+    )
+    .unwrap();
+    let server = flaky_server().await;
+    let run = |policy: String, url: String| {
+        rebound_async(vec![
+            "request".into(),
+            "--report".into(),
+            "json".into(),
+            "-p".into(),
+            policy,
+            url,
+        ])
+    };
+    let r = report(&run(policy.display().to_string(), server.url("/busy")).await);
+    assert_eq!(
+        (
+            r["outcome"].as_str(),
+            r["attempts"].as_u64(),
+            r["status"].as_u64()
+        ),
+        (Some("success"), Some(2), Some(200))
+    );
+    // Without the rule, the same answer is terminal.
+    let server = flaky_server().await;
+    let r = report(&run("connio".into(), server.url("/busy")).await);
+    assert_eq!(
+        (
+            r["outcome"].as_str(),
+            r["attempts"].as_u64(),
+            r["error_codes"].clone()
+        ),
+        (Some("terminal"), Some(1), serde_json::json!(["Throttled"]))
+    );
+}
+
 #[test]
 fn check_warns_and_prints_the_effective_policy() {
     let dir = temp_dir("check-warnings");
@@ -450,7 +493,10 @@ fn check_warns_and_prints_the_effective_policy() {
         "{stderr}"
     );
     assert!(
-        lines[1].starts_with(&format!("{}:6:11: warning: timeouts.attempt", risky.display())),
+        lines[1].starts_with(&format!(
+            "{}:6:11: warning: timeouts.attempt",
+            risky.display()
+        )),
         "{stderr}"
     );
     let denied = rebound(&["check", "--deny-warnings", risky.to_str().unwrap()]);
@@ -475,7 +521,12 @@ fn check_warns_and_prints_the_effective_policy() {
     std::fs::write(&whole, &effective).unwrap();
     let again = rebound(&["check", "--effective", whole.to_str().unwrap()]);
     assert_eq!(String::from_utf8_lossy(&again.stdout), effective);
-    let both = rebound(&["check", "--effective", app.to_str().unwrap(), whole.to_str().unwrap()]);
+    let both = rebound(&[
+        "check",
+        "--effective",
+        app.to_str().unwrap(),
+        whole.to_str().unwrap(),
+    ]);
     assert_eq!(both.status.code(), Some(2));
 }
 
@@ -578,9 +629,8 @@ async fn flaky_server() -> TestServer {
                         .insert("location", "/ops/1".parse().unwrap());
                     response
                 }
-                ["unavailable", _] if count == 1 => {
-                    api_error(503, &[("Unavailable", "Back soon")])
-                }
+                ["busy"] if count == 1 => api_error(400, &[("Throttled", "Busy")]),
+                ["unavailable", _] if count == 1 => api_error(503, &[("Unavailable", "Back soon")]),
                 ["write-once"] => {
                     let mut response = respond(202, "");
                     response

@@ -340,7 +340,7 @@ impl<T> OneOrMany<T> {
 }
 
 impl RawRule {
-    fn to_rule(self, i: usize) -> Result<Rule, SettingsError> {
+    fn into_rule(self, i: usize) -> Result<Rule, SettingsError> {
         let key = |rest: &str| format!("classify.rules.{i}.{rest}");
         let mut rule = Rule::new(self.class);
         if let Some(name) = &self.name {
@@ -415,7 +415,7 @@ impl RawClassify {
             builder = builder.fallback(i as u8 + 1, class);
         }
         for (i, rule) in self.rules.into_iter().enumerate() {
-            builder = builder.rule(rule.to_rule(i)?);
+            builder = builder.rule(rule.into_rule(i)?);
         }
         Ok(builder)
     }

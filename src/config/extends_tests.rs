@@ -451,3 +451,50 @@ fn rules_are_read_from_the_file_and_checked() {
     assert_eq!(line, 4, "{message}");
     assert!(message.contains("unknown field `when`"), "{message}");
 }
+
+#[test]
+fn a_default_that_follows_a_key_follows_the_file_over_a_base() {
+    // Over `standard` (max_interval 10 s, max_open_for 10 s), as in a file
+    // with no base: the limits follow the longer values.
+    let policy = Policy::from_toml_str(
+        "[poll]\ninterval = \"20s\"\n[circuit_breaker]\nopen_for = \"1m\"\n[retry.backoff]\ninitial = \"8s\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        policy.poll_settings().max_interval(),
+        std::time::Duration::from_secs(20)
+    );
+    assert_eq!(
+        policy.breaker_settings().max_open_for(),
+        std::time::Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn a_value_that_contradicts_the_base_is_shown_in_the_file() {
+    let error = Policy::from_toml_str("[poll]\ninterval = \"20s\"\nmax_interval = \"30m\"\n[circuit_breaker]\nmax_open_for = \"1s\"\n").unwrap_err();
+    assert_eq!(
+        (error.origin(), error.line(), error.column()),
+        ("<string>", Some(5), Some(16)),
+        "{error}"
+    );
+    assert!(
+        error
+            .message()
+            .starts_with("circuit_breaker.max_open_for is out of bounds"),
+        "{error}"
+    );
+    let dir = folder(
+        "contradicts",
+        &[
+            ("base.toml", "[circuit_breaker]\nopen_for = \"30s\"\n"),
+            (
+                "app.toml",
+                "extends = \"base.toml\"\n[circuit_breaker]\nmax_open_for = \"10s\"\n",
+            ),
+        ],
+    );
+    let error = Policy::from_path(dir.join("app.toml")).unwrap_err();
+    assert!(error.origin().ends_with("app.toml"), "{error}");
+    assert_eq!(error.line(), Some(3), "{error}");
+}

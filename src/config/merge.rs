@@ -12,9 +12,26 @@
 //!   whole `[retry.backoff]` (an exponential `initial` means nothing to a
 //!   constant backoff);
 //! - `retry.backoff.jitter` other than `"proportional"` drops the base's
-//!   `jitter_factor`.
+//!   `jitter_factor`;
+//! - a key whose default follows another's (`max_interval` is at least
+//!   `interval`, `max_open_for` at least `open_for`, `backoff.max` at least
+//!   `backoff.initial`, `min_calls` at most `window`) drops the base's value
+//!   when the file sets the other key past it without setting this one: the
+//!   default that follows the file's value takes its place, as it would in a
+//!   file with no base.
 
 use toml::{Table, Value};
+
+use crate::units::parse_duration;
+
+/// Keys whose default follows another key: (section, the key, the key that
+/// follows it, whether the follower is at least the key (else at most)).
+const FOLLOWERS: [(&str, &str, &str, bool); 4] = [
+    ("poll", "interval", "max_interval", true),
+    ("circuit_breaker", "open_for", "max_open_for", true),
+    ("circuit_breaker", "window", "min_calls", false),
+    ("retry.backoff", "initial", "max", true),
+];
 
 /// The class lists of `[classify]`.
 pub(crate) const CLASS_LISTS: [&str; 5] = [
@@ -49,6 +66,20 @@ pub(crate) fn merge(path: &str, into: &mut Table, over: &Table) {
         }
         _ => {}
     }
+    for (_, leader, follower, at_least) in FOLLOWERS.iter().filter(|f| f.0 == path) {
+        if over.contains_key(*follower) {
+            continue;
+        }
+        let (Some(lead), Some(follow)) = (
+            over.get(*leader).and_then(magnitude),
+            into.get(*follower).and_then(magnitude),
+        ) else {
+            continue;
+        };
+        if (*at_least && follow < lead) || (!*at_least && follow > lead) {
+            into.remove(*follower);
+        }
+    }
     for (key, value) in over {
         match (into.get_mut(key), value) {
             (Some(Value::Table(inner)), Value::Table(over)) => {
@@ -63,6 +94,16 @@ pub(crate) fn merge(path: &str, into: &mut Table, over: &Table) {
                 into.insert(key.clone(), value.clone());
             }
         }
+    }
+}
+
+/// A duration in seconds, or a count.
+fn magnitude(value: &Value) -> Option<f64> {
+    match value {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Float(x) => Some(*x),
+        Value::String(text) => parse_duration(text).map(|d| d.as_secs_f64()),
+        _ => None,
     }
 }
 
@@ -118,6 +159,28 @@ mod tests {
         assert_eq!(list("retryable"), 1);
         assert_eq!(list("unsupported"), 0);
         assert_eq!(list("pollable"), 1);
+    }
+
+    #[test]
+    fn a_default_that_follows_another_key_follows_the_file() {
+        let base = "[poll]\ninterval = \"1s\"\nmax_interval = \"10s\"\n\
+                    [circuit_breaker]\nwindow = 100\nmin_calls = 20\nopen_for = \"5s\"\nmax_open_for = \"30s\"\n";
+        let doc = merged(
+            base,
+            "[poll]\ninterval = \"20s\"\n[circuit_breaker]\nwindow = 10\nopen_for = \"10s\"\n",
+        );
+        assert!(!doc["poll"].as_table().unwrap().contains_key("max_interval"));
+        assert!(
+            !doc["circuit_breaker"]
+                .as_table()
+                .unwrap()
+                .contains_key("min_calls")
+        );
+        // Still above the file's value: the base's choice stands.
+        assert_eq!(doc["circuit_breaker"]["max_open_for"].as_str(), Some("30s"));
+        // Set by the file: never dropped.
+        let doc = merged(base, "[poll]\ninterval = \"20s\"\nmax_interval = \"15s\"\n");
+        assert_eq!(doc["poll"]["max_interval"].as_str(), Some("15s"));
     }
 
     #[test]

@@ -475,19 +475,38 @@ impl Policy {
     }
 }
 
-/// `error` at the first text of `sources` that writes its key.
+/// `error` at its key in the first text of `sources` (the file itself) when
+/// that text writes it. A key only a base writes is shown in the file, at
+/// the nearest table it wrote on the way (the mistake is the file's: its
+/// value contradicts the base's), with where the base sets it; else in the
+/// base.
 fn locate(sources: &[Source], error: &SettingsError) -> PolicyError {
-    let exact = sources.iter().find_map(|source| {
-        schema::exact_span_of(&source.text, error.key(), error.index())
-            .map(|span| PolicyError::at(&source.origin, &source.text, span, error.message()))
+    let first = &sources[0];
+    let (key, index) = (error.key(), error.index());
+    if let Some(span) = schema::exact_span_of(&first.text, key, index) {
+        return PolicyError::at(&first.origin, &first.text, span, error.message());
+    }
+    let in_base = sources[1..].iter().find_map(|source| {
+        schema::exact_span_of(&source.text, key, index).map(|span| (source, span))
     });
-    exact.unwrap_or_else(|| {
-        let first = &sources[0];
-        match schema::span_of(&first.text, error.key(), error.index()) {
-            Some(span) => PolicyError::at(&first.origin, &first.text, span, error.message()),
-            None => PolicyError::new(&first.origin, error.message()),
+    match (schema::span_of(&first.text, key, index), in_base) {
+        (Some(span), Some((base, base_span))) => {
+            let at = PolicyError::at(&base.origin, &base.text, base_span, "");
+            let message = format!(
+                "{} ({key} is set by {}:{}:{})",
+                error.message(),
+                at.origin(),
+                at.line().unwrap_or(1),
+                at.column().unwrap_or(1)
+            );
+            PolicyError::at(&first.origin, &first.text, span, message)
         }
-    })
+        (None, Some((base, span))) => {
+            PolicyError::at(&base.origin, &base.text, span, error.message())
+        }
+        (Some(span), None) => PolicyError::at(&first.origin, &first.text, span, error.message()),
+        (None, None) => PolicyError::new(&first.origin, error.message()),
+    }
 }
 
 /// A policy file as loaded, with what a check of it shows; see
