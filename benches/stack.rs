@@ -247,6 +247,26 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
     let mut classify = policy.classify_layer().layer(Answer::new(200, "{}"));
     group.bench_function("classify_200", |b| b.iter(|| call_once(&mut classify)));
 
+    // A code rule against the table, on the same error answer: the body is
+    // read and parsed either way; the rule adds the match on its codes.
+    let throttled = r#"[{"code":"Throttled","cause":"Slow down"}]"#;
+    let mut table_400 = policy.classify_layer().layer(Answer::new(400, throttled));
+    group.bench_function("classify_400_table", |b| {
+        b.iter(|| call_once(&mut table_400))
+    });
+    let mut rule_400 = with_rules(&policy)
+        .classify_layer()
+        .layer(Answer::new(400, throttled));
+    group.bench_function("classify_400_rule", |b| b.iter(|| call_once(&mut rule_400)));
+    // Head rules a success passes through: what rules cost a call they do
+    // not take.
+    let mut rules_200 = with_rules(&policy)
+        .classify_layer()
+        .layer(Answer::new(200, "{}"));
+    group.bench_function("classify_200_rules", |b| {
+        b.iter(|| call_once(&mut rules_200))
+    });
+
     let breaker = policy.breaker_layer();
     let mut closed = breaker.layer(policy.classify_layer().layer(Answer::new(200, "{}")));
     group.bench_function("breaker_closed_200", |b| b.iter(|| call_once(&mut closed)));
@@ -346,6 +366,8 @@ fn print_ratios() {
         ("breaker_open_rejected", "breaker_closed_200"),
         ("resilience_open_rejected", "resilience_200"),
         ("resilience_404_parsed", "bare_404"),
+        ("classify_400_rule", "classify_400_table"),
+        ("classify_200_rules", "classify_200"),
         ("tower_retry_200_pending", "bare_200_pending"),
         ("tower_retry_timeout_200_pending", "bare_200_pending"),
         ("classify_200_pending", "bare_200_pending"),
@@ -376,6 +398,31 @@ fn print_ratios() {
             routed - plain
         );
     }
+}
+
+/// `policy` with two rules before its table: a 400 whose code is
+/// `Throttled` is retryable, a 200 with `X-Status: failed` terminal.
+fn with_rules(policy: &Policy) -> Policy {
+    use rebound::classify::{ClassifySettings, Rule, StatusClass};
+    let classify = ClassifySettings::builder()
+        .success([200])
+        .pollable([202])
+        .terminal([400, 401, 403, 404, 406, 409])
+        .retryable([429, 500])
+        .unsupported([503])
+        .rule(
+            Rule::new(StatusClass::Terminal)
+                .status([200])
+                .header("x-status", "failed"),
+        )
+        .rule(
+            Rule::new(StatusClass::Retryable)
+                .status([400])
+                .code(["Throttled"]),
+        )
+        .build()
+        .expect("valid rules");
+    policy.clone().with_classify(classify)
 }
 
 /// The policy with 50 routes, none of which takes the bench's request (each

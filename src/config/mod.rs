@@ -12,6 +12,12 @@
 //! drift apart. `policies/README.md` documents every key, its default and its
 //! bounds.
 //!
+//! A file says only what differs from its base (`extends`: the `standard`
+//! preset when absent, `"connio"`, `"none"`, or another file, up to
+//! [`MAX_CHAIN`] deep), and [`Policy::load`] also returns what `rebound
+//! check` shows: [`PolicyWarning`]s for what is valid but probably wrong, and
+//! the policy written out whole.
+//!
 //! Loading is strict: unknown sections and keys are errors (a typo must not
 //! silently fall back to a default), every value is checked against its
 //! bounds, and every error names the file, line and column.
