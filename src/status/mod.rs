@@ -166,15 +166,37 @@ impl Classifier {
     }
 
     /// The class of a response, and which rule decided it (or the table).
+    ///
+    /// For a head ([`RuleInput::new`]): the first rule that matches, else the
+    /// table; rules that need error codes do not match yet. With the error
+    /// codes of a body read because the head's class was a failure
+    /// ([`RuleInput::with_codes`]): a rule before the one that decided the
+    /// head (all of them, when the table did) that now matches with a
+    /// failure class takes over; else the head's decision stands. This is
+    /// what the classify layer does.
     pub fn decide(&self, input: &RuleInput<'_>) -> Decision {
-        self.rules
+        let head = self
+            .rules
+            .iter()
+            .enumerate()
+            .find_map(|(i, rule)| {
+                rule.decide(&input.head())
+                    .map(|class| Decision::new(class, Some(i)))
+            })
+            .unwrap_or_else(|| Decision::new(self.classify(input.status()), None));
+        if input.codes().is_none() || head.class().passes_through() {
+            return head;
+        }
+        let before = head.rule().unwrap_or(self.rules.len());
+        self.rules[..before]
             .iter()
             .enumerate()
             .find_map(|(i, rule)| {
                 rule.decide(input)
+                    .filter(|class| !class.passes_through())
                     .map(|class| Decision::new(class, Some(i)))
             })
-            .unwrap_or_else(|| Decision::new(self.classify(input.status()), None))
+            .unwrap_or(head)
     }
 
     /// The rules, in the order they are tried.

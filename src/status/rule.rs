@@ -36,6 +36,14 @@ impl<'a> RuleInput<'a> {
         self
     }
 
+    /// The same response, its body not read.
+    pub(crate) fn head(&self) -> RuleInput<'a> {
+        RuleInput {
+            codes: None,
+            ..*self
+        }
+    }
+
     /// The response status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -129,10 +137,11 @@ impl Rule {
     }
 
     /// A rule written as a function, for what the conditions cannot say. It
-    /// is called with the response head, and again with the error codes
-    /// when the body is read (then a success or pollable answer is passed
-    /// over: the body is no longer there to hand back). `None` leaves the
-    /// response to the next rule.
+    /// is called with the response head; when the body of a failure is read
+    /// and the function comes before the rule that decided the head, it is
+    /// called again with the error codes (then a success or pollable answer
+    /// is passed over: the body is no longer there to hand back). `None`
+    /// leaves the response to the next rule.
     pub fn custom(
         decide: impl Fn(&RuleInput<'_>) -> Option<StatusClass> + Send + Sync + 'static,
     ) -> Rule {
@@ -357,5 +366,97 @@ impl Decision {
     /// The index of the rule that decided, or `None` for the status table.
     pub fn rule(&self) -> Option<usize> {
         self.rule
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Classifier;
+
+    fn classifier() -> Classifier {
+        let mut fallback = [StatusClass::Terminal; 5];
+        fallback[1] = StatusClass::Success;
+        fallback[2] = StatusClass::Success;
+        fallback[4] = StatusClass::Retryable;
+        Classifier::new(fallback, [(202, StatusClass::Pollable)]).with_rules(vec![
+            Rule::new(StatusClass::Retryable)
+                .status([400, 409])
+                .code(["Throttled"]),
+            Rule::new(StatusClass::Terminal)
+                .status([200])
+                .header("x-status", "failed"),
+            Rule::new(StatusClass::Unsupported).code(["Gone"]),
+            // A function that answers success to everything it sees with
+            // codes: passed over once the body is read.
+            Rule::custom(|input| {
+                if input.codes().is_some() {
+                    Some(StatusClass::Success)
+                } else {
+                    (input.status() == 418).then_some(StatusClass::Retryable)
+                }
+            }),
+            Rule::new(StatusClass::Pollable).header("x-status", "running"),
+        ])
+    }
+
+    #[test]
+    fn every_response_lands_in_one_class_and_a_read_body_never_passes_through() {
+        let classifier = classifier();
+        let codes: [&[&str]; 4] = [&[], &["Throttled"], &["Other", "Gone"], &["Other"]];
+        let mut decided_by_rule = 0;
+        for status in 100..=599u16 {
+            let status = StatusCode::from_u16(status).unwrap();
+            for header in [None, Some("failed"), Some("running")] {
+                let mut headers = HeaderMap::new();
+                if let Some(value) = header {
+                    headers.insert("x-status", HeaderValue::from_static(value));
+                }
+                let head = classifier.decide(&RuleInput::new(status, &headers));
+                assert_eq!(head, classifier.decide(&RuleInput::new(status, &headers)));
+                assert_eq!(
+                    head.class(),
+                    classifier.classify_head(status, &headers),
+                    "{status}"
+                );
+                if head.class().passes_through() {
+                    continue;
+                }
+                for codes in codes {
+                    let read =
+                        classifier.decide(&RuleInput::new(status, &headers).with_codes(codes));
+                    assert!(
+                        !read.class().passes_through(),
+                        "{status} {header:?} {codes:?}: {read:?}"
+                    );
+                    decided_by_rule += usize::from(read.rule().is_some());
+                    if codes.is_empty() || codes == ["Other"] {
+                        assert_eq!(read, head, "no code rule matched: {status} {header:?}");
+                    }
+                }
+            }
+        }
+        // The code rules did decide: 400 and 409 Throttled, and every failure
+        // that said Gone.
+        assert!(decided_by_rule > 500, "{decided_by_rule}");
+        let none = HeaderMap::new();
+        let read = classifier
+            .decide(&RuleInput::new(StatusCode::CONFLICT, &none).with_codes(&["Throttled"]));
+        assert_eq!(
+            (read.class(), read.rule()),
+            (StatusClass::Retryable, Some(0))
+        );
+        let head = classifier.decide(&RuleInput::new(StatusCode::IM_A_TEAPOT, &none));
+        assert_eq!(
+            (head.class(), head.rule()),
+            (StatusClass::Retryable, Some(3))
+        );
+        let mut running = HeaderMap::new();
+        running.insert("x-status", HeaderValue::from_static("running"));
+        let head = classifier.decide(&RuleInput::new(StatusCode::OK, &running));
+        assert_eq!(
+            (head.class(), head.rule()),
+            (StatusClass::Pollable, Some(4))
+        );
     }
 }
