@@ -203,7 +203,11 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
         Ok(response) => {
             let info = CallInfo::of(&response);
             let status = response.status();
-            let mut outcome = Outcome::of_response(policy.classify(status));
+            let class = policy
+                .classify_settings()
+                .classifier()
+                .classify_head(status, response.headers());
+            let mut outcome = Outcome::of_response(class);
             let mut body = response.into_body();
             while let Some(frame) = body.frame().await {
                 match frame {
