@@ -5,13 +5,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
-use super::{Shared, parse_api_errors};
+use super::{ErrorBodySettings, Shared, parse_error_body};
 use crate::deadline::call_deadline;
 use crate::error::{BoxError, Error, ErrorKind, ResponseFailure};
 use crate::retry_after::retry_after_of;
@@ -93,7 +93,7 @@ where
                             status: parts.status,
                             class,
                             retry_after: retry_after_of(&parts.headers),
-                            max: this.shared.settings.error_body.max_bytes(),
+                            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
                             buf: BytesMut::new(),
                             truncated: false,
                         };
@@ -104,7 +104,9 @@ where
                     }
                     Poll::Ready(Err(e)) => Poll::Ready(Error::transport(e.into())),
                 },
-                StateProj::Reading { read } => read.as_mut().poll_read(cx),
+                StateProj::Reading { read } => read
+                    .as_mut()
+                    .poll_read(cx, &this.shared.settings.error_body),
                 StateProj::Done => panic!("classify::ResponseFuture polled after completion"),
             };
             if let Poll::Ready(error) = polled {
@@ -140,17 +142,22 @@ pin_project! {
         status: StatusCode,
         class: StatusClass,
         retry_after: Option<Duration>,
-        max: usize,
+        // For the `auto` format, which reads problem details by their type.
+        content_type: Option<HeaderValue>,
         buf: BytesMut,
         truncated: bool,
     }
 }
 
 impl<RB: Body> ErrorBodyRead<RB> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Error> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        settings: &ErrorBodySettings,
+    ) -> Poll<Error> {
         let mut this = self.project();
         loop {
-            let room = *this.max - this.buf.len();
+            let room = settings.max_bytes() - this.buf.len();
             if room == 0 {
                 // Reading on to learn whether more follows would read past the
                 // cap; a body that has not announced its end counts as cut.
@@ -180,7 +187,7 @@ impl<RB: Body> ErrorBodyRead<RB> {
         }
         let body = std::mem::take(this.buf).freeze();
         let failure = ResponseFailure {
-            api_errors: parse_api_errors(&body),
+            api_errors: parse_error_body(settings, this.content_type.as_ref(), &body),
             body,
             body_truncated: *this.truncated,
             retry_after: *this.retry_after,

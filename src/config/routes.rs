@@ -185,6 +185,9 @@ pub(crate) fn routes_of(document: &Table) -> Result<Vec<Route>, SettingsError> {
                     if section == "classify" {
                         leave_other_classes(into, overrides);
                     }
+                    if section == "error_body" {
+                        leave_unread_fields(into, overrides);
+                    }
                     merge(into, overrides);
                 }
             }
@@ -281,6 +284,20 @@ fn leave_other_classes(base: &mut Table, overrides: &Table) {
         if let Some(Value::Array(list)) = base.get_mut(class) {
             list.retain(|status| status.as_integer().is_none_or(|s| !moved.contains(&s)));
         }
+    }
+}
+
+/// Takes the file's `[error_body.fields]` out of `base` when the route
+/// names a format that reads no pointers: the route could not otherwise
+/// choose `connio` or `problem` under a file that reads pointers.
+fn leave_unread_fields(base: &mut Table, overrides: &Table) {
+    // The names of `ErrorBodyFormat::Connio` and `ErrorBodyFormat::Problem`.
+    let reads_no_fields = matches!(
+        overrides.get("format").and_then(Value::as_str),
+        Some("connio" | "problem")
+    );
+    if reads_no_fields && !overrides.contains_key("fields") {
+        base.remove("fields");
     }
 }
 
