@@ -755,3 +755,29 @@ fn error_body_format_mistakes_point_at_the_line() {
         &["unknown field `status`", "more_info_url"],
     );
 }
+
+#[test]
+fn the_error_body_examples_of_the_policies_readme_read_their_bodies() {
+    // Each TOML example of the `[error_body]` section loads, and reads errors
+    // out of the JSON body the text before it shows.
+    let readme = include_str!("../../policies/README.md");
+    let start = readme.find("## `[error_body]`").unwrap();
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let chunks: Vec<&str> = section.split("```toml\n").collect();
+    assert_eq!(chunks.len(), 5, "four examples");
+    for pair in chunks.windows(2) {
+        let (before, block) = (pair[0], pair[1].split("```").next().unwrap());
+        let policy = Policy::from_toml_str(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        let body_start = before.rfind("`{").unwrap() + 1;
+        let body = &before[body_start..];
+        let body = &body[..body.find("}`").unwrap() + 1];
+        let errors = crate::classify::parse_error_body(
+            policy.classify_settings().error_body(),
+            None,
+            body.as_bytes(),
+        );
+        assert_eq!(errors.len(), 1, "{body}\n{block}");
+        assert!(errors[0].code().is_some(), "{body}\n{block}");
+    }
+}
