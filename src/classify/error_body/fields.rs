@@ -4,9 +4,9 @@
 //! Google's `{"error": {...}}`), and `[error_body.fields]` names where the
 //! error or the array of errors is and where each field is in one error.
 //! The body is walked as it is parsed, down the `errors` pointer, skipping
-//! every value beside it unread into memory; the elements of an array there
-//! are collected one by one, so that a body cut at the read cap keeps the
-//! complete errors before the cut, as the connio array does.
+//! the values beside it without building them in memory; the elements of an
+//! array there are collected one by one, so that a body cut at the read cap
+//! keeps the complete errors before the cut, as the connio array does.
 
 use std::fmt;
 
