@@ -180,6 +180,26 @@ const URL: &str = "http://api.example/devices/1";
 
 const NOT_FOUND: &str = r#"[{"code":"ResourceNotFound","cause":"Resource not found","message":"Requested endpoint is not valid.","moreInfoUrl":"https://docs.connio.com/v3/error/resourcenotfound"}]"#;
 
+/// The same error as a problem detail (RFC 9457).
+const NOT_FOUND_PROBLEM: &str = r#"{"type":"https://docs.connio.com/v3/error/resourcenotfound","title":"Resource not found","status":404,"detail":"Requested endpoint is not valid.","instance":"/devices/1"}"#;
+
+/// The same error in Google's envelope.
+const NOT_FOUND_GOOGLE: &str = r#"{"error":{"code":404,"message":"Requested endpoint is not valid.","status":"NOT_FOUND","details":[]}}"#;
+
+/// The `connio` preset reading error bodies in `format`, with `fields` (a
+/// `[error_body.fields]` table, or nothing) at its end.
+fn connio_reading(format: &str, fields: &str) -> Policy {
+    let text = include_str!("../policies/connio.toml").replace(
+        "[error_body]\n",
+        &format!("[error_body]\nformat = \"{format}\"\n"),
+    );
+    Policy::from_toml_str(&format!("{text}\n{fields}")).expect("a valid policy")
+}
+
+/// Google's errors.
+const GOOGLE_FIELDS: &str = "[error_body.fields]\nerrors = \"/error\"\ncode = \"/code\"\n\
+                             cause = \"/status\"\nmessage = \"/message\"\n";
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -291,6 +311,37 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
         b.iter(|| call_once(&mut stacked_404))
     });
 
+    // The other formats, named in the policy (the Answer sends no
+    // Content-Type), and Google's envelope under `auto`, which tries the
+    // connio shape first.
+    for (name, format, fields, body) in [
+        (
+            "resilience_404_problem_parsed",
+            "problem",
+            "",
+            NOT_FOUND_PROBLEM,
+        ),
+        (
+            "resilience_404_fields_parsed",
+            "fields",
+            GOOGLE_FIELDS,
+            NOT_FOUND_GOOGLE,
+        ),
+        (
+            "resilience_404_auto_fields_parsed",
+            "auto",
+            GOOGLE_FIELDS,
+            NOT_FOUND_GOOGLE,
+        ),
+    ] {
+        let policy = connio_reading(format, fields);
+        let error_body = policy.classify_settings().error_body();
+        let errors = rebound::classify::parse_error_body(error_body, None, body.as_bytes());
+        assert_eq!(errors.len(), 1, "{name} reads its error");
+        let mut stacked = ResilienceLayer::new(policy).layer(Answer::new(404, body));
+        group.bench_function(name, |b| b.iter(|| call_once(&mut stacked)));
+    }
+
     let answer = || Yielding(Answer::new(200, "{}"));
     bench_pending(&mut group, rt, "bare_200_pending", answer());
     bench_pending(
@@ -368,6 +419,12 @@ fn print_ratios() {
         ("resilience_404_parsed", "bare_404"),
         ("classify_400_rule", "classify_400_table"),
         ("classify_200_rules", "classify_200"),
+        ("resilience_404_problem_parsed", "resilience_404_parsed"),
+        ("resilience_404_fields_parsed", "resilience_404_parsed"),
+        (
+            "resilience_404_auto_fields_parsed",
+            "resilience_404_fields_parsed",
+        ),
         ("tower_retry_200_pending", "bare_200_pending"),
         ("tower_retry_timeout_200_pending", "bare_200_pending"),
         ("classify_200_pending", "bare_200_pending"),

@@ -87,14 +87,37 @@ impl fmt::Display for ErrorKind {
 /// One error reported by the API in a response body.
 ///
 /// The seed API sends a JSON array of objects with `code`, `cause`, `message`
-/// and `moreInfoUrl`. Each field is optional here: a server that leaves one
-/// out, or sends it with the wrong type, still yields the fields it got right.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// and `moreInfoUrl`; other APIs send RFC 9457 problem details or their own
+/// shapes, which [`ErrorBodySettings`](crate::classify::ErrorBodySettings)
+/// maps onto the same four fields. Each field is optional here: a server that
+/// leaves one out, or sends it with the wrong type, still yields the fields it
+/// got right.
+///
+/// A problem detail keeps the whole object it was read from, for the members
+/// the four fields leave out (`status`, `instance`, extensions): see
+/// [`members`](ApiError::members). `Debug` prints how many members there are,
+/// not their values, so that logging an error does not dump a large body.
+///
+/// ```
+/// use rebound::ApiError;
+///
+/// let mut members = serde_json::Map::new();
+/// members.insert("balance".into(), serde_json::json!(30));
+/// let error = ApiError::new(Some("out-of-credit".into()), None, None, None)
+///     .with_members(members);
+/// assert_eq!(error.code(), Some("out-of-credit"));
+/// assert_eq!(error.members().unwrap()["balance"], 30);
+/// assert!(format!("{error:?}").contains("members: 1"));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ApiError {
     code: Option<String>,
     cause: Option<String>,
     message: Option<String>,
     more_info_url: Option<String>,
+    // Boxed: most errors have none, and the four fields stay the bulk of
+    // the size.
+    members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ApiError {
@@ -110,7 +133,15 @@ impl ApiError {
             cause,
             message,
             more_info_url,
+            members: None,
         }
+    }
+
+    /// The same error, keeping `members`: the error object as the server sent
+    /// it.
+    pub fn with_members(mut self, members: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.members = Some(Box::new(members));
+        self
     }
 
     /// The machine-readable error code, such as `ResourceNotFound`.
@@ -131,6 +162,29 @@ impl ApiError {
     /// A link to the documentation of this error (`moreInfoUrl`).
     pub fn more_info_url(&self) -> Option<&str> {
         self.more_info_url.as_deref()
+    }
+
+    /// The error object as received, every member included, when the error
+    /// was read from a problem detail (RFC 9457): `status`, `instance` and
+    /// the API's extension members are here. `None` for the other formats.
+    pub fn members(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.members.as_deref()
+    }
+}
+
+impl fmt::Debug for ApiError {
+    // The members are counted, not printed: they are the server's text and
+    // can be as large as the body.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ApiError");
+        d.field("code", &self.code)
+            .field("cause", &self.cause)
+            .field("message", &self.message)
+            .field("more_info_url", &self.more_info_url);
+        if let Some(members) = &self.members {
+            d.field("members", &members.len());
+        }
+        d.finish()
     }
 }
 
@@ -683,6 +737,36 @@ mod tests {
         let debug = format!("{e:?}");
         assert!(!debug.contains("secret-echo"), "{debug}");
         assert!(debug.contains("body_len: 11"), "{debug}");
+    }
+
+    #[test]
+    fn debug_counts_the_members_of_an_api_error_and_prints_none() {
+        let mut members = serde_json::Map::new();
+        members.insert("instance".into(), "secret-instance".into());
+        members.insert(
+            "trace".into(),
+            serde_json::json!(["secret-frame", "secret-frame"]),
+        );
+        let api = ApiError::new(Some("urn:quota".into()), None, None, None).with_members(members);
+        assert_eq!(api.members().map(|m| m.len()), Some(2));
+        let e = Error::from_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusClass::Retryable,
+            ResponseFailure {
+                api_errors: vec![api.clone()],
+                ..ResponseFailure::default()
+            },
+        );
+        for debug in [format!("{api:?}"), format!("{e:?}")] {
+            assert!(!debug.contains("secret"), "{debug}");
+            assert!(debug.contains("members: 2"), "{debug}");
+            assert!(debug.contains("urn:quota"), "{debug}");
+        }
+        // Members are part of what an error is.
+        let bare = ApiError::new(Some("urn:quota".into()), None, None, None);
+        assert_ne!(api, bare);
+        assert_eq!(bare.members(), None);
+        assert!(!format!("{bare:?}").contains("members"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The classify layer against a real HTTP server on 127.0.0.1, through
-//! hyper-util's client: the seed API's status table, huge error bodies and a
-//! server that hangs up.
+//! hyper-util's client: the seed API's status table, each error-body format,
+//! huge error bodies and a server that hangs up.
 
 mod common;
 
@@ -255,4 +255,72 @@ async fn a_refused_connection_is_a_transport_error() {
         .and_then(|s| s.downcast_ref::<hyper_util::client::legacy::Error>())
         .expect("hyper-util's error");
     assert!(source.is_connect(), "{source:?}");
+}
+
+#[tokio::test]
+async fn each_error_body_format_over_http_and_a_cut_array_of_errors() {
+    // Twenty errors in an envelope, far more than the cap below lets in.
+    let many: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"code":"E{i}","message":"error number {i}"}}"#))
+        .collect();
+    let enveloped: &'static str = format!(r#"{{"errors":[{}]}}"#, many.join(",")).leak();
+    let server = TestServer::start(move |request| async move {
+        let (content_type, body) = match request.uri().path() {
+            "/problem" => (
+                "application/problem+json; charset=utf-8",
+                r#"{"type":"https://errors.example/gone","title":"Gone","status":410,"instance":"/x/1"}"#,
+            ),
+            "/problem-as-json" => (
+                "application/json",
+                r#"{"type":"https://errors.example/gone","title":"Gone","status":410}"#,
+            ),
+            "/connio" => ("application/json", r#"[{"code":"ResourceNotFound"}]"#),
+            _ => ("application/json", enveloped),
+        };
+        let mut response = respond(410, body);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
+        response
+    })
+    .await;
+    // 150 bytes end inside the fourth error: `..."error number 2"},{"code":"E3","me`.
+    let policy = Policy::from_toml_str(
+        "[classify]\nterminal = [410]\n[error_body]\nmax_bytes = 150\n\
+         [error_body.fields]\nerrors = \"/errors\"\ncode = \"/code\"\nmessage = \"/message\"\n",
+    )
+    .unwrap();
+    let call = |path: &'static str| {
+        let client = classify_only(&policy);
+        let url = server.url(path);
+        async move { client.oneshot(get(&url)).await.unwrap_err() }
+    };
+
+    let problem = call("/problem").await;
+    assert_eq!(
+        problem.error_codes().collect::<Vec<_>>(),
+        ["https://errors.example/gone"]
+    );
+    let api = &problem.api_errors()[0];
+    assert_eq!(api.cause(), Some("Gone"));
+    assert_eq!(api.members().unwrap()["instance"], "/x/1");
+    assert!(!problem.body_truncated());
+
+    // Served as plain JSON, a problem detail is neither connio's shape nor
+    // under the pointers: raw bytes only.
+    let plain = call("/problem-as-json").await;
+    assert!(plain.api_errors().is_empty());
+    assert!(!plain.body().is_empty());
+
+    let connio = call("/connio").await;
+    assert_eq!(
+        connio.error_codes().collect::<Vec<_>>(),
+        ["ResourceNotFound"]
+    );
+
+    let cut = call("/errors").await;
+    assert!(cut.body_truncated());
+    assert_eq!(cut.body().len(), 150);
+    assert_eq!(cut.error_codes().collect::<Vec<_>>(), ["E0", "E1", "E2"]);
+    assert_eq!(cut.api_errors()[2].message(), Some("error number 2"));
 }

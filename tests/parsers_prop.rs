@@ -9,12 +9,16 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use http::Uri;
+use http::{HeaderValue, Uri};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use rebound::Policy;
-use rebound::classify::{parse_api_errors, parse_retry_after};
+use rebound::classify::{
+    ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_api_errors, parse_error_body,
+    parse_retry_after,
+};
 use rebound::poll::{Origin, Refusal, Target, resolve_status_url};
+use serde_json::Value;
 
 const CASES: u32 = 2000;
 
@@ -143,6 +147,403 @@ fn a_cut_body_keeps_every_error_before_the_cut() {
         Ok(complete > 0)
     });
     assert_reached(reached, 0.5);
+}
+
+/// The formats that read more than the connio shape, each with the pointers
+/// it may read: Google's envelope.
+fn other_formats() -> [(ErrorBodySettings, Option<HeaderValue>); 4] {
+    let fields = ErrorFields::builder()
+        .errors("/error")
+        .code("/code")
+        .cause("/status")
+        .message("/message")
+        .build()
+        .unwrap();
+    let with = |format, fields: Option<&ErrorFields>| {
+        let builder = ErrorBodySettings::builder().format(format);
+        match fields {
+            Some(fields) => builder.fields(fields.clone()),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+    let problem_json = HeaderValue::from_static("application/problem+json");
+    [
+        (with(ErrorBodyFormat::Auto, Some(&fields)), None),
+        (
+            with(ErrorBodyFormat::Auto, Some(&fields)),
+            Some(problem_json),
+        ),
+        (with(ErrorBodyFormat::Problem, None), None),
+        (with(ErrorBodyFormat::Fields, Some(&fields)), None),
+    ]
+}
+
+/// An error object whose members have the names every format reads, with
+/// values of any type.
+fn error_object() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        Just("null".to_owned()),
+        Just("false".to_owned()),
+        Just("[]".to_owned()),
+        Just("{\"x\":[1]}".to_owned()),
+        "-?[0-9]{1,5}",
+        "\"[a-zA-Z:/. ]{0,12}\"",
+        Just("\"https://errors.example/e\"".to_owned()),
+    ];
+    let name = prop_oneof![
+        Just("code"),
+        Just("status"),
+        Just("message"),
+        Just("cause"),
+        Just("moreInfoUrl"),
+        Just("type"),
+        Just("title"),
+        Just("detail"),
+        Just("other"),
+    ];
+    proptest::collection::vec((name, value), 0..6).prop_map(|members| {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(name, value)| format!("\"{name}\":{value}"))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    })
+}
+
+/// `json_like` bodies, error objects alone (problem details) and in Google's
+/// envelope, whole or cut: each format is taken past its first byte.
+fn any_format_body() -> impl Strategy<Value = Vec<u8>> {
+    let body = prop_oneof![
+        json_like().prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        error_object(),
+        error_object().prop_map(|o| format!(r#"{{"error":{o}}}"#)),
+        proptest::collection::vec(error_object(), 0..4)
+            .prop_map(|o| format!(r#"{{"error":[{}]}}"#, o.join(","))),
+    ];
+    (body, any::<prop::sample::Index>(), any::<bool>()).prop_map(|(body, cut, whole)| {
+        let mut body = body.into_bytes();
+        if !whole {
+            body.truncate(cut.index(body.len() + 1));
+        }
+        body
+    })
+}
+
+#[test]
+fn every_format_never_panics_and_errors_carry_something() {
+    let formats = other_formats();
+    let reached = check(any_format_body(), |body| {
+        let mut found = false;
+        for (settings, content_type) in &formats {
+            let errors = parse_error_body(settings, content_type.as_ref(), &body);
+            for error in &errors {
+                prop_assert!(
+                    error.code().is_some()
+                        || error.cause().is_some()
+                        || error.message().is_some()
+                        || error.more_info_url().is_some()
+                );
+                // Only a problem detail keeps its object, and it always does.
+                let problem =
+                    settings.format() == ErrorBodyFormat::Problem || content_type.is_some();
+                prop_assert_eq!(error.members().is_some(), problem);
+            }
+            found |= !errors.is_empty();
+        }
+        Ok(found)
+    });
+    assert_reached(reached, 0.3);
+}
+
+/// One element of an array of errors: an error, or something to skip.
+#[derive(Debug, Clone)]
+enum Element {
+    Error(u32),
+    Number(i32),
+    Nested,
+    NoFields,
+}
+
+fn element() -> impl Strategy<Value = Element> {
+    prop_oneof![
+        6 => any::<u32>().prop_map(Element::Error),
+        1 => any::<i32>().prop_map(Element::Number),
+        1 => Just(Element::Nested),
+        1 => Just(Element::NoFields),
+    ]
+}
+
+#[test]
+fn a_cut_fields_array_keeps_exactly_the_errors_before_the_cut() {
+    // Keys that need `~1` and `~0` in the pointers, and an array at the end of
+    // an envelope that has other members before it.
+    let fields = ErrorFields::builder()
+        .errors("/data/err~1list")
+        .code("/c~0x/code")
+        .message("/msg")
+        .build()
+        .unwrap();
+    let settings = ErrorBodySettings::builder()
+        .format(ErrorBodyFormat::Fields)
+        .fields(fields)
+        .build()
+        .unwrap();
+    let strategy = (
+        proptest::collection::vec(element(), 1..16),
+        any::<prop::sample::Index>(),
+    );
+    let reached = check(strategy, |(elements, cut)| {
+        let mut body = String::from(
+            r#"{"meta":{"err/list":[{"c~x":{"code":"decoy"}}]},"data":{"n":[1,[2]],"err/list":["#,
+        );
+        // Where each error ends, and its code.
+        let mut ends: Vec<(usize, String)> = Vec::new();
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            match element {
+                Element::Error(n) => {
+                    body.push_str(&format!(r#"{{"c~x":{{"code":{n}}},"msg":"m{n}"}}"#));
+                    ends.push((body.len(), n.to_string()));
+                }
+                Element::Number(n) => body.push_str(&n.to_string()),
+                Element::Nested => body.push_str(r#"[{"c~x":{"code":"nested"}}]"#),
+                Element::NoFields => body.push_str(r#"{"code":"not here"}"#),
+            }
+        }
+        body.push_str("]}}");
+        let cut = cut.index(body.len() + 1);
+        let errors = parse_error_body(&settings, None, &body.as_bytes()[..cut]);
+        let expected: Vec<&str> = ends
+            .iter()
+            .filter(|(end, _)| *end <= cut)
+            .map(|(_, code)| code.as_str())
+            .collect();
+        let codes: Vec<&str> = errors.iter().filter_map(|e| e.code()).collect();
+        prop_assert_eq!(&codes, &expected);
+        for error in &errors {
+            let message = format!("m{}", error.code().unwrap());
+            prop_assert_eq!(error.message(), Some(message.as_str()));
+        }
+        Ok(!expected.is_empty() && expected.len() < ends.len())
+    });
+    // Many cuts land between the first error and the last.
+    assert_reached(reached, 0.3);
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        Just("error"),
+        Just("errors"),
+        Just("code"),
+        Just("a/b"),
+        Just("m~n"),
+        Just("0"),
+    ]
+    .prop_map(str::to_owned);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (-1000i64..1000).prop_map(Value::from),
+        "[a-z]{0,4}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(key.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn json_pointer(tokens: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        3 => Just("error"),
+        3 => Just("errors"),
+        3 => Just("code"),
+        2 => Just("a~1b"),
+        2 => Just("m~0n"),
+        2 => Just("0"),
+        2 => Just("1"),
+        1 => Just("01"),
+        1 => Just("-"),
+    ];
+    proptest::collection::vec(token, tokens)
+        .prop_map(|tokens| tokens.iter().map(|t| format!("/{t}")).collect::<String>())
+}
+
+/// `value` at the pointer of `tokens` (as written, escapes and all) inside a
+/// document of `noise`: objects keyed by the tokens (with `noise` beside),
+/// arrays for the tokens made of digits (with `noise` before).
+fn place(tokens: &[&str], value: Value, noise: &Value) -> Value {
+    let Some((token, rest)) = tokens.split_first() else {
+        return value;
+    };
+    let inner = place(rest, value, noise);
+    match token.parse::<usize>() {
+        // `01` too, which names no element: the walk must miss it.
+        Ok(index) => {
+            let mut items = vec![noise.clone(); index];
+            items.push(inner);
+            Value::Array(items)
+        }
+        _ => {
+            let key = token.replace("~1", "/").replace("~0", "~");
+            let mut object = serde_json::Map::new();
+            object.insert("noise".to_owned(), noise.clone());
+            object.insert(key, inner);
+            Value::Object(object)
+        }
+    }
+}
+
+fn tokens(pointer: &str) -> Vec<&str> {
+    pointer.split('/').skip(1).collect()
+}
+
+/// A document, the `errors` pointer and the `code` pointer: half the
+/// documents are built so that both pointers lead somewhere, half are
+/// random.
+fn document_and_pointers() -> impl Strategy<Value = (Value, String, String)> {
+    let leaf = prop_oneof![
+        3 => "[a-z]{0,4}".prop_map(Value::from),
+        3 => (-1000i64..1000).prop_map(Value::from),
+        1 => any::<bool>().prop_map(Value::from),
+        1 => Just(Value::Null),
+    ];
+    (
+        json_value(),
+        json_pointer(0..4),
+        json_pointer(1..4),
+        proptest::collection::vec(leaf, 1..4),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(noise, errors_at, code_at, codes, array, placed)| {
+            if !placed {
+                return (noise, errors_at, code_at);
+            }
+            let errors: Vec<Value> = codes
+                .into_iter()
+                .map(|code| place(&tokens(&code_at), code, &noise))
+                .collect();
+            let errors = match (array, errors.first()) {
+                (false, Some(first)) => first.clone(),
+                _ => Value::Array(errors),
+            };
+            (
+                place(&tokens(&errors_at), errors, &noise),
+                errors_at,
+                code_at,
+            )
+        })
+}
+
+#[test]
+fn the_fields_walk_agrees_with_serde_json_pointers() {
+    // The streaming walk against a model: the whole body parsed, then
+    // serde_json's own `Value::pointer`.
+    let reached = check(document_and_pointers(), |(document, errors_at, code_at)| {
+        let Ok(fields) = ErrorFields::builder()
+            .errors(errors_at.clone())
+            .code(code_at.clone())
+            .build()
+        else {
+            return Err(TestCaseError::fail("the generated pointers are valid"));
+        };
+        let settings = ErrorBodySettings::builder()
+            .format(ErrorBodyFormat::Fields)
+            .fields(fields)
+            .build()
+            .unwrap();
+        let body = serde_json::to_vec(&document).unwrap();
+        let codes: Vec<String> = parse_error_body(&settings, None, &body)
+            .iter()
+            .map(|e| e.code().unwrap().to_owned())
+            .collect();
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+            _ => None,
+        };
+        let code_of = |error: &Value| {
+            error
+                .is_object()
+                .then(|| error.pointer(&code_at).and_then(text))
+                .flatten()
+        };
+        let expected: Vec<String> = match document.pointer(&errors_at) {
+            Some(Value::Array(items)) => items.iter().filter_map(code_of).collect(),
+            Some(error) => code_of(error).into_iter().collect(),
+            None => Vec::new(),
+        };
+        prop_assert_eq!(
+            &codes,
+            &expected,
+            "{} at {} and {}",
+            document,
+            errors_at,
+            code_at
+        );
+        Ok(!expected.is_empty())
+    });
+    // About 0.3 reach errors; the rest check that the walk misses where the
+    // model does.
+    assert_reached(reached, 0.2);
+}
+
+#[test]
+fn problem_details_map_as_rfc_9457_says() {
+    let member = prop_oneof![
+        Just(None),
+        Just(Some(Value::Null)),
+        Just(Some(Value::from(42))),
+        Just(Some(Value::from(vec!["x"]))),
+        "[a-z]{0,6}".prop_map(|s| Some(Value::from(s))),
+        prop_oneof![
+            Just("https://errors.example/quota"),
+            Just("http://errors.example:8080/a?b"),
+            Just("urn:problem:x"),
+            Just("about:blank"),
+            Just("/relative/type"),
+        ]
+        .prop_map(|s| Some(Value::from(s))),
+    ];
+    let strategy = proptest::collection::vec(member, 5..=5);
+    let reached = check(strategy, |members| {
+        let names = ["type", "title", "detail", "code", "instance"];
+        let object: serde_json::Map<String, Value> = names
+            .iter()
+            .zip(&members)
+            .filter_map(|(name, value)| Some(((*name).to_owned(), value.clone()?)))
+            .collect();
+        let body = serde_json::to_vec(&object).unwrap();
+        let settings = ErrorBodySettings::builder()
+            .format(ErrorBodyFormat::Problem)
+            .build()
+            .unwrap();
+        let errors = parse_error_body(&settings, None, &body);
+        prop_assert_eq!(errors.len(), 1);
+        let error = &errors[0];
+        let string = |name: &str| object.get(name).and_then(Value::as_str);
+        let kind = string("type");
+        let code = match object.get("code") {
+            Some(Value::String(s)) => s.clone(),
+            Some(n @ Value::Number(_)) => n.to_string(),
+            _ => kind.unwrap_or("about:blank").to_owned(),
+        };
+        prop_assert_eq!(error.code(), Some(code.as_str()));
+        prop_assert_eq!(error.cause(), string("title"));
+        prop_assert_eq!(error.message(), string("detail"));
+        let link = kind.filter(|k| k.starts_with("http://") || k.starts_with("https://"));
+        prop_assert_eq!(error.more_info_url(), link);
+        prop_assert_eq!(error.members(), Some(&object));
+        Ok(true)
+    });
+    assert_reached(reached, 1.0);
 }
 
 #[test]

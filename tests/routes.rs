@@ -267,3 +267,32 @@ fn a_route_moves_a_status_to_another_class_and_keeps_the_rest() {
     );
     assert_eq!(route.retry_settings(), policy.retry_settings());
 }
+
+#[test]
+fn a_route_chooses_its_own_error_body_format() {
+    use rebound::classify::ErrorBodyFormat;
+    let policy = Policy::from_toml_str(
+        "[error_body]\nformat = \"fields\"\n[error_body.fields]\nerrors = \"/error\"\ncode = \"/code\"\n\
+         [[routes]]\npath_prefix = \"/problems\"\n[routes.error_body]\nformat = \"problem\"\n\
+         [[routes]]\npath_prefix = \"/auto\"\n[routes.error_body]\nformat = \"auto\"\n",
+    )
+    .unwrap();
+    let error_body = |i: usize| policy.routes()[i].classify_settings().error_body().clone();
+    // A format that reads no pointers leaves the file's behind...
+    assert_eq!(error_body(0).format(), ErrorBodyFormat::Problem);
+    assert_eq!(error_body(0).fields(), None);
+    // ...and one that reads them keeps them.
+    assert_eq!(error_body(1).format(), ErrorBodyFormat::Auto);
+    assert_eq!(error_body(1).fields().unwrap().errors(), "/error");
+    let file = policy.classify_settings().error_body();
+    assert_eq!(file.format(), ErrorBodyFormat::Fields);
+
+    // A route that names both contradicts itself, at its own line.
+    let error = Policy::from_toml_str(
+        "[[routes]]\npath_prefix = \"/x\"\n[routes.error_body]\nformat = \"connio\"\n\
+         [routes.error_body.fields]\ncode = \"/code\"\n",
+    )
+    .unwrap_err();
+    assert!(error.message().contains("is never read"), "{error}");
+    assert_eq!(error.line(), Some(5), "{error}");
+}

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use rebound::breaker::BreakerSettings;
-use rebound::classify::{ClassifySettings, ErrorBodySettings, StatusClass};
+use rebound::classify::{
+    ClassifySettings, ErrorBodyFormat, ErrorBodySettings, ErrorFields, StatusClass,
+};
 use rebound::poll::PollSettings;
 use rebound::retry::{Backoff, Jitter, RetrySettings};
 use rebound::{Policy, SettingsError, Timeouts};
@@ -73,7 +75,7 @@ fn serde_loads_the_same_policy_as_toml() {
     // Any serde format, as figment or config-rs would hand it over.
     let json = serde_json::json!({
         "classify": {"retryable": [429, 500], "pollable": [202], "unsupported": [503]},
-        "error_body": {"max_bytes": "8KiB"},
+        "error_body": {"max_bytes": "8KiB", "fields": {"errors": "/error", "code": "/code"}},
         "retry": {"max_attempts": 3, "backoff": {"initial": "200ms", "jitter": "none"}},
         "timeouts": {"attempt": "2s", "total": "30s"},
         "circuit_breaker": {"consecutive_failures": 5, "scope": "global"},
@@ -88,6 +90,9 @@ pollable = [202]
 unsupported = [503]
 [error_body]
 max_bytes = "8KiB"
+[error_body.fields]
+errors = "/error"
+code = "/code"
 [retry]
 max_attempts = 3
 [retry.backoff]
@@ -106,6 +111,8 @@ allowed_origins = ["https://ops.example"]
     )
     .unwrap();
     assert_eq!(from_json.classify_settings(), from_toml.classify_settings());
+    let fields = from_json.classify_settings().error_body().fields().unwrap();
+    assert_eq!((fields.errors(), fields.code()), ("/error", Some("/code")));
     assert_eq!(from_json.retry_settings(), from_toml.retry_settings());
     assert_eq!(from_json.breaker_settings(), from_toml.breaker_settings());
     assert_eq!(from_json.poll_settings(), from_toml.poll_settings());
@@ -144,6 +151,14 @@ fn serde_errors_name_the_key() {
             serde_json::json!({"retry": {"max_attempts": 2, "typo": 1}}),
             "unknown field `typo`",
         ),
+        (
+            serde_json::json!({"error_body": {"format": "problem", "fields": {"code": "/c"}}}),
+            "error_body.fields is never read with format = \"problem\"",
+        ),
+        (
+            serde_json::json!({"error_body": {"fields": {"code": "c"}}}),
+            "invalid JSON pointer \"c\" in error_body.fields.code",
+        ),
     ];
     for (json, needle) in cases {
         let error = serde_json::from_value::<Policy>(json.clone()).unwrap_err();
@@ -154,7 +169,7 @@ fn serde_errors_name_the_key() {
 #[test]
 fn code_and_files_are_checked_the_same_way() {
     // The same mistake, made in a file and in code, gives the same message.
-    let cases: [(&str, Result<(), SettingsError>); 6] = [
+    let cases: [(&str, Result<(), SettingsError>); 8] = [
         (
             "[retry]\nmax_attempts = 11\n",
             RetrySettings::builder().max_attempts(11).build().map(drop),
@@ -193,6 +208,21 @@ fn code_and_files_are_checked_the_same_way() {
         (
             "[timeouts]\ntotal = \"2h\"\n",
             Timeouts::new(Duration::from_secs(10), Duration::from_secs(7200)).map(drop),
+        ),
+        (
+            "[error_body]\nformat = \"fields\"\n",
+            ErrorBodySettings::builder()
+                .format(ErrorBodyFormat::Fields)
+                .build()
+                .map(drop),
+        ),
+        (
+            "[error_body.fields]\nerrors = \"/error\"\ncode = \"code\"\n",
+            ErrorFields::builder()
+                .errors("/error")
+                .code("code")
+                .build()
+                .map(drop),
         ),
     ];
     for (text, in_code) in cases {

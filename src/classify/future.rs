@@ -5,13 +5,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
-use super::{Shared, parse_api_errors};
+use super::{ErrorBodySettings, Shared, parse_error_body};
 use crate::deadline::call_deadline;
 use crate::error::{ApiError, BoxError, Error, ErrorKind, ResponseFailure};
 use crate::retry_after::retry_after_of;
@@ -101,7 +101,6 @@ where
                             headers: parts.headers,
                             decision,
                             classifier: Arc::clone(classifier),
-                            max: this.shared.settings.error_body.max_bytes(),
                             buf: BytesMut::new(),
                             truncated: false,
                         };
@@ -112,7 +111,9 @@ where
                     }
                     Poll::Ready(Err(e)) => Poll::Ready(Error::transport(e.into())),
                 },
-                StateProj::Reading { read } => read.as_mut().poll_read(cx),
+                StateProj::Reading { read } => read
+                    .as_mut()
+                    .poll_read(cx, &this.shared.settings.error_body),
                 StateProj::Done => panic!("classify::ResponseFuture polled after completion"),
             };
             if let Poll::Ready(error) = polled {
@@ -152,17 +153,20 @@ pin_project! {
         decision: Decision,
         classifier: Arc<Classifier>,
         retry_after: Option<Duration>,
-        max: usize,
         buf: BytesMut,
         truncated: bool,
     }
 }
 
 impl<RB: Body> ErrorBodyRead<RB> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Error> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        settings: &ErrorBodySettings,
+    ) -> Poll<Error> {
         let mut this = self.project();
         loop {
-            let room = *this.max - this.buf.len();
+            let room = settings.max_bytes() - this.buf.len();
             if room == 0 {
                 // Reading on to learn whether more follows would read past the
                 // cap; a body that has not announced its end counts as cut.
@@ -191,7 +195,7 @@ impl<RB: Body> ErrorBodyRead<RB> {
             }
         }
         let body = std::mem::take(this.buf).freeze();
-        let api_errors = parse_api_errors(&body);
+        let api_errors = parse_error_body(settings, this.headers.get(header::CONTENT_TYPE), &body);
         let mut decision = *this.decision;
         if this.classifier.reads_codes() {
             let codes: Vec<&str> = api_errors.iter().filter_map(ApiError::code).collect();

@@ -8,8 +8,9 @@
 //!   body still streaming: nothing is buffered or copied on the success path;
 //! - every other class becomes `Err(`[`Error`]`)`, carrying the
 //!   status, the API errors parsed from the body (read up to
-//!   `error_body.max_bytes` and never further), the capped raw body and the
-//!   `Retry-After` the server asked for;
+//!   `error_body.max_bytes` and never further, in the policy's
+//!   `error_body.format`: see [`parse_error_body`]), the capped raw body and
+//!   the `Retry-After` the server asked for;
 //! - a failure of the inner client becomes an error of kind
 //!   [`Transport`](crate::ErrorKind::Transport) that keeps the client's error as
 //!   its source;
@@ -69,11 +70,15 @@ use crate::call::{self, Call, CallRequest, InStack};
 use crate::deadline::Timeouts;
 use crate::error::{BoxError, Error};
 
-pub use error_body::parse_api_errors;
+pub(crate) use error_body::RawErrorBody;
+pub use error_body::{
+    ErrorBodyBuilder, ErrorBodyFormat, ErrorBodySettings, ErrorFields, ErrorFieldsBuilder,
+    parse_api_errors, parse_error_body,
+};
 pub use future::ResponseFuture;
 pub use layer::ClassifyLayer;
-pub use settings::{ClassifyBuilder, ClassifySettings, ErrorBodySettings};
-pub(crate) use settings::{RawClassify, RawErrorBody};
+pub(crate) use settings::RawClassify;
+pub use settings::{ClassifyBuilder, ClassifySettings};
 // The vocabulary classify speaks, defined on the ground floor for every layer.
 pub use crate::retry_after::parse_retry_after;
 pub use crate::status::{Classifier, Decision, Rule, RuleInput, StatusClass, UnknownClass};

@@ -1,14 +1,14 @@
-//! What the classify layer is told: the status table (`[classify]`) and how
-//! much of an error body it reads (`[error_body]`).
+//! What the classify layer is told: the status table (`[classify]`), with the
+//! error-body settings (`[error_body]`, in `error_body/settings.rs`) beside it.
 
 use std::sync::Arc;
 
 use http::StatusCode;
 use serde::Deserialize;
 
-use crate::settings::{self, SettingsError};
+use super::error_body::ErrorBodySettings;
+use crate::settings::SettingsError;
 use crate::status::{Classifier, FIRST_STATUS, LAST_STATUS, Rule, StatusClass};
-use crate::units::ByteSize;
 
 /// The status table of a policy and its error-body settings.
 ///
@@ -222,72 +222,6 @@ fn list_key(class: StatusClass) -> &'static str {
         StatusClass::Pollable => "classify.pollable",
         StatusClass::Terminal => "classify.terminal",
         StatusClass::Unsupported => "classify.unsupported",
-    }
-}
-
-/// How much of an error body classify reads: a policy's `[error_body]`.
-///
-/// ```
-/// use rebound::classify::ErrorBodySettings;
-///
-/// let settings = ErrorBodySettings::new(4096)?;
-/// assert_eq!(settings.max_bytes(), 4096);
-/// assert!(ErrorBodySettings::new(1 << 30).is_err());
-/// # Ok::<_, rebound::SettingsError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawErrorBody")]
-pub struct ErrorBodySettings {
-    max_bytes: usize,
-}
-
-impl ErrorBodySettings {
-    /// The default cap on the bytes read from an error body: 64 KiB.
-    pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
-    /// The largest cap: 16 MiB.
-    pub const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
-
-    /// Reads at most `max_bytes` of each error body (0 to 16 MiB).
-    pub fn new(max_bytes: usize) -> Result<Self, SettingsError> {
-        Ok(ErrorBodySettings {
-            max_bytes: settings::bounded(
-                "error_body.max_bytes",
-                max_bytes,
-                0..=Self::MAX_MAX_BYTES,
-                |n| format!("{n} bytes"),
-            )?,
-        })
-    }
-
-    /// The most bytes of an error body that are read.
-    pub fn max_bytes(&self) -> usize {
-        self.max_bytes
-    }
-}
-
-impl Default for ErrorBodySettings {
-    fn default() -> Self {
-        ErrorBodySettings {
-            max_bytes: Self::DEFAULT_MAX_BYTES,
-        }
-    }
-}
-
-/// `[error_body]` as a file writes it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawErrorBody {
-    pub(crate) max_bytes: Option<ByteSize>,
-}
-
-impl TryFrom<RawErrorBody> for ErrorBodySettings {
-    type Error = SettingsError;
-
-    fn try_from(raw: RawErrorBody) -> Result<Self, SettingsError> {
-        match raw.max_bytes {
-            None => Ok(ErrorBodySettings::default()),
-            Some(ByteSize(n)) => ErrorBodySettings::new(usize::try_from(n).unwrap_or(usize::MAX)),
-        }
     }
 }
 

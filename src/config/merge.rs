@@ -13,6 +13,8 @@
 //!   constant backoff);
 //! - `retry.backoff.jitter` other than `"proportional"` drops the base's
 //!   `jitter_factor`;
+//! - `error_body.format = "connio"` or `"problem"` drops the base's
+//!   `[error_body.fields]`, which those formats never read;
 //! - a key whose default follows another's (`max_interval` is at least
 //!   `interval`, `max_open_for` at least `open_for`, `backoff.max` at least
 //!   `backoff.initial`, `min_calls` at most `window`) drops the base's value
@@ -62,6 +64,17 @@ pub(crate) fn merge(path: &str, into: &mut Table, over: &Table) {
                 .is_some_and(|j| j.as_str() != Some("proportional"))
             {
                 into.remove("jitter_factor");
+            }
+        }
+        // A format that reads no pointers: the base's pointers would only
+        // contradict it.
+        "error_body" => {
+            let reads_no_fields = matches!(
+                over.get("format").and_then(Value::as_str),
+                Some("connio" | "problem")
+            );
+            if reads_no_fields && !over.contains_key("fields") {
+                into.remove("fields");
             }
         }
         _ => {}

@@ -686,3 +686,121 @@ fn proportional_jitter_is_written_in_the_file() {
         )
     );
 }
+
+#[test]
+fn error_body_formats_and_pointers_load() {
+    use crate::classify::ErrorBodyFormat;
+    let policy = Policy::from_toml_str(
+        "[error_body]\nformat = \"fields\"\n\n[error_body.fields]\nerrors = \"/error\"\n\
+         code = \"/code\"\ncause = \"/status\"\nmessage = \"/message\"\nmore_info_url = \"/a~1b\"\n",
+    )
+    .unwrap();
+    let error_body = policy.classify_settings().error_body();
+    assert_eq!(error_body.format(), ErrorBodyFormat::Fields);
+    let fields = error_body.fields().unwrap();
+    assert_eq!(fields.errors(), "/error");
+    assert_eq!(fields.code(), Some("/code"));
+    assert_eq!(fields.cause(), Some("/status"));
+    assert_eq!(fields.message(), Some("/message"));
+    assert_eq!(fields.more_info_url(), Some("/a~1b"));
+    for (name, format) in [
+        ("auto", ErrorBodyFormat::Auto),
+        ("connio", ErrorBodyFormat::Connio),
+        ("problem", ErrorBodyFormat::Problem),
+    ] {
+        let policy =
+            Policy::from_toml_str(&format!("[error_body]\nformat = \"{name}\"\n")).unwrap();
+        assert_eq!(policy.classify_settings().error_body().format(), format);
+    }
+    let default = Policy::from_toml_str("").unwrap();
+    assert_eq!(
+        default.classify_settings().error_body().format(),
+        ErrorBodyFormat::Auto
+    );
+    assert_eq!(default.classify_settings().error_body().fields(), None);
+}
+
+#[test]
+fn error_body_format_mistakes_point_at_the_line() {
+    assert_error(
+        "[error_body]\nformat = \"xml\"\n",
+        2,
+        10,
+        &[
+            "unknown variant `xml`",
+            "`auto`, `connio`, `problem`, `fields`",
+        ],
+    );
+    assert_error(
+        "[error_body]\nformat = \"fields\"\n[error_body.fields]\ncode = \"code\"\n",
+        4,
+        8,
+        &[
+            "invalid JSON pointer \"code\"",
+            "error_body.fields.code",
+            "\"/\"",
+        ],
+    );
+    assert_error(
+        "[error_body.fields]\ncode = \"/code\"\nmessage = \"/a~2\"\n",
+        3,
+        11,
+        &["error_body.fields.message", "\"~\" must be followed by 0"],
+    );
+    assert_error(
+        "[error_body]\nformat = \"connio\"\n\n[error_body.fields]\ncode = \"/code\"\n",
+        4,
+        1,
+        &["error_body.fields is never read", "format = \"connio\""],
+    );
+    assert_error(
+        "[error_body]\nformat = \"problem\"\nfields = { code = \"/code\" }\n",
+        3,
+        10,
+        &["error_body.fields is never read", "format = \"problem\""],
+    );
+    assert_error(
+        "[error_body]\nmax_bytes = \"8KiB\"\nformat = \"fields\"\n",
+        3,
+        10,
+        &["format = \"fields\" needs [error_body.fields]"],
+    );
+    assert_error(
+        "[error_body.fields]\nerrors = \"/error\"\n",
+        1,
+        1,
+        &["error_body.fields names no field"],
+    );
+    assert_error(
+        "[error_body.fields]\ncode = \"/code\"\nstatus = \"/status\"\n",
+        3,
+        1,
+        &["unknown field `status`", "more_info_url"],
+    );
+}
+
+#[test]
+fn the_error_body_examples_of_the_policies_readme_read_their_bodies() {
+    // Each TOML example of the `[error_body]` section loads, and reads errors
+    // out of the JSON body the text before it shows.
+    let readme = include_str!("../../policies/README.md");
+    let start = readme.find("## `[error_body]`").unwrap();
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let chunks: Vec<&str> = section.split("```toml\n").collect();
+    assert_eq!(chunks.len(), 5, "four examples");
+    for pair in chunks.windows(2) {
+        let (before, block) = (pair[0], pair[1].split("```").next().unwrap());
+        let policy = Policy::from_toml_str(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        let body_start = before.rfind("`{").unwrap() + 1;
+        let body = &before[body_start..];
+        let body = &body[..body.find("}`").unwrap() + 1];
+        let errors = crate::classify::parse_error_body(
+            policy.classify_settings().error_body(),
+            None,
+            body.as_bytes(),
+        );
+        assert_eq!(errors.len(), 1, "{body}\n{block}");
+        assert!(errors[0].code().is_some(), "{body}\n{block}");
+    }
+}

@@ -1,4 +1,4 @@
-//! Parsing the API's error bodies into [`ApiError`]s.
+//! The seed API's error bodies: `format = "connio"`.
 //!
 //! The seed API answers failures with a JSON array of
 //! `{"code", "cause", "message", "moreInfoUrl"}` objects, several per response.
@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::text_of;
 use crate::error::ApiError;
 
 /// Parses an error body into the API errors it carries.
@@ -92,15 +93,6 @@ fn api_error_from(value: &Value) -> Option<ApiError> {
         field("moreInfoUrl"),
     );
     (error != ApiError::default()).then_some(error)
-}
-
-fn text_of(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
 }
 
 #[cfg(test)]
