@@ -275,3 +275,29 @@ fn serde_loads_routes_too() {
         "{error}"
     );
 }
+
+#[test]
+fn every_policy_example_in_the_docs_loads() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut seen = 0;
+    for doc in ["README.md", "policies/README.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        let mut lines = text.lines().enumerate();
+        while let Some((start, line)) = lines.next() {
+            if line.trim() != "```toml" {
+                continue;
+            }
+            let block: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, l)| l)
+                .take_while(|l| l.trim() != "```")
+                .collect();
+            let block = block.join("\n");
+            if let Err(e) = Policy::from_toml_str(&block) {
+                panic!("{doc}:{}: the example does not load: {e}\n{block}", start + 1);
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 8, "only {seen} examples found");
+}
