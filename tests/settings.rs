@@ -294,7 +294,10 @@ fn every_policy_example_in_the_docs_loads() {
                 .collect();
             let block = block.join("\n");
             if let Err(e) = Policy::from_toml_str(&block) {
-                panic!("{doc}:{}: the example does not load: {e}\n{block}", start + 1);
+                panic!(
+                    "{doc}:{}: the example does not load: {e}\n{block}",
+                    start + 1
+                );
             }
             seen += 1;
         }

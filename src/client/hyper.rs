@@ -41,28 +41,62 @@ pub fn hyper(policy: Policy) -> HyperClient {
 pub type HttpsClient<B = Full<Bytes>> =
     Resilience<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>>;
 
+/// Which HTTP versions the https client speaks.
+#[cfg(feature = "rustls")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpVersions {
+    /// HTTP/1.1, and HTTP/2 where the server offers it in the TLS handshake
+    /// (ALPN); plain http is HTTP/1.1.
+    #[default]
+    Negotiate,
+    /// HTTP/1.1 only.
+    Http1Only,
+    /// HTTP/2 only, without asking first: over TLS and over plain http
+    /// (`h2c`), for servers known to speak it.
+    Http2PriorKnowledge,
+}
+
 /// A client for http and https, with TLS by rustls and the system's root
-/// certificates; fails when the system's roots cannot be read.
+/// certificates, speaking HTTP/2 where the server offers it; fails when the
+/// system's roots cannot be read.
 #[cfg(feature = "rustls")]
 pub fn hyper_https(policy: Policy) -> std::io::Result<HttpsClient> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()?
         .https_or_http()
         .enable_http1()
+        .enable_http2()
         .build();
     let client = Client::builder(TokioExecutor::new()).build(connector);
     Ok(ResilienceLayer::new(policy).layer(client))
 }
 
 /// Like [`hyper_https`], with a TLS configuration of your own: private
-/// certificate authorities, client certificates, pinned roots.
+/// certificate authorities, client certificates, pinned roots. HTTP/2 is
+/// negotiated by ALPN.
 #[cfg(feature = "rustls")]
 pub fn hyper_https_with(policy: Policy, tls: rustls::ClientConfig) -> HttpsClient {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_https_versions(policy, tls, HttpVersions::Negotiate)
+}
+
+/// Like [`hyper_https_with`], speaking the HTTP `versions` asked for.
+#[cfg(feature = "rustls")]
+pub fn hyper_https_versions(
+    policy: Policy,
+    tls: rustls::ClientConfig,
+    versions: HttpVersions,
+) -> HttpsClient {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = Client::builder(TokioExecutor::new()).build(connector);
-    ResilienceLayer::new(policy).layer(client)
+        .https_or_http();
+    let connector = match versions {
+        HttpVersions::Negotiate => builder.enable_http1().enable_http2().build(),
+        HttpVersions::Http1Only => builder.enable_http1().build(),
+        HttpVersions::Http2PriorKnowledge => builder.enable_http2().build(),
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    if versions == HttpVersions::Http2PriorKnowledge {
+        client.http2_only(true);
+    }
+    ResilienceLayer::new(policy).layer(client.build(connector))
 }

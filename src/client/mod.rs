@@ -22,7 +22,9 @@ mod middleware;
 mod reqwest;
 
 #[cfg(feature = "rustls")]
-pub use self::hyper::{HttpsClient, hyper_https, hyper_https_with};
+pub use self::hyper::{
+    HttpVersions, HttpsClient, hyper_https, hyper_https_versions, hyper_https_with,
+};
 #[cfg(feature = "hyper")]
 pub use self::hyper::{HyperClient, hyper};
 #[cfg(feature = "reqwest-middleware")]
