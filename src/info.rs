@@ -2,6 +2,18 @@
 
 use http::Response;
 
+/// The status URL whose answer ended a polled call: inserted into the
+/// extensions of a response that polls led to, beside its [`CallInfo`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalUrl(pub http::Uri);
+
+impl FinalUrl {
+    /// The URL recorded on `response`, when polls led to it.
+    pub fn of<B>(response: &Response<B>) -> Option<&http::Uri> {
+        response.extensions().get::<FinalUrl>().map(|url| &url.0)
+    }
+}
+
 /// How many attempts and polls a successful call took.
 ///
 /// Layers that repeat requests (retry, poll) insert it into the extensions of

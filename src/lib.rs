@@ -95,7 +95,7 @@ pub use call::{Call, CallContext};
 pub use config::{Policy, PolicyError};
 pub use deadline::Timeouts;
 pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind};
-pub use info::CallInfo;
+pub use info::{CallInfo, FinalUrl};
 pub use outcome::Outcome;
 pub use settings::SettingsError;
 pub use stack::{Resilience, ResilienceLayer, ResponseFuture};

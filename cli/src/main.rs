@@ -1,8 +1,11 @@
 //! `rebound`: HTTP requests under a rebound policy, and policy checks.
 
 mod check;
+mod client;
 mod demo;
+mod progress;
 mod request;
+mod units;
 
 use std::process::ExitCode;
 

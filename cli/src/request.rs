@@ -1,16 +1,18 @@
 //! `rebound request`: one request under a policy, with a machine-readable report.
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use rebound::{CallInfo, Outcome, Policy};
+use rebound::route::RouteRequest;
+use rebound::{CallInfo, FinalUrl, Outcome, Policy};
 use tower::ServiceExt;
 
+use crate::client::{Connect, ConnectArgs, tls_failure};
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 
 #[derive(Debug, Args)]
@@ -26,6 +28,20 @@ pub(crate) struct RequestArgs {
     data: Option<String>,
     #[command(flatten)]
     policy: PolicyArg,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Print the final response's status line and headers before its body
+    #[arg(short = 'i', long)]
+    include: bool,
+    /// Write the body to FILE instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// The most the whole call may take, waits included (30s, 1.5s, 2m; overrides timeouts.total)
+    #[arg(long = "max-time", value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    max_time: Option<Duration>,
+    /// Print each attempt, wait and poll to stderr as it happens
+    #[arg(short = 'v', long)]
+    verbose: bool,
     /// Write a report of the call to stderr as one line of JSON
     #[arg(long, value_enum, value_name = "FORMAT")]
     report: Option<ReportFormat>,
@@ -59,19 +75,43 @@ struct Report {
     polls: u32,
     error_codes: Vec<String>,
     elapsed_ms: u128,
+    /// When the policy has routes: the route's name (or index), or `None`
+    /// for the policy's own settings.
+    route: Option<Option<String>>,
+    /// The status URL that ended a polled call.
+    final_url: Option<String>,
 }
 
 impl Report {
+    fn failed_before_sending() -> Report {
+        Report {
+            outcome: Outcome::Transport,
+            status: None,
+            attempts: 0,
+            polls: 0,
+            error_codes: Vec::new(),
+            elapsed_ms: 0,
+            route: None,
+            final_url: None,
+        }
+    }
+
     fn to_json(&self) -> String {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "outcome": self.outcome.as_str(),
             "status": self.status,
             "attempts": self.attempts,
             "polls": self.polls,
             "error_codes": self.error_codes,
             "elapsed_ms": self.elapsed_ms,
-        })
-        .to_string()
+        });
+        if let Some(route) = &self.route {
+            json["route"] = route.as_deref().into();
+        }
+        if let Some(url) = &self.final_url {
+            json["final_url"] = url.as_str().into();
+        }
+        json.to_string()
     }
 }
 
@@ -87,6 +127,7 @@ pub(crate) fn run(args: RequestArgs) -> u8 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
+    let _progress = crate::progress::install(args.verbose);
     let report = runtime.block_on(send(prepared, args.report.is_none()));
     if args.report.is_some() {
         eprintln!("{}", report.to_json());
@@ -101,29 +142,36 @@ pub(crate) fn run(args: RequestArgs) -> u8 {
 struct Prepared {
     policy: Policy,
     request: Request<Full<Bytes>>,
+    connect: Connect,
+    include: bool,
+    output: Option<PathBuf>,
+    route: Option<Option<String>>,
 }
 
 /// Everything that can be wrong with the command line, found before sending.
 fn prepare(args: &RequestArgs) -> Result<Prepared, String> {
-    let policy = load_policy(&args.policy.policy)?;
+    let mut policy = load_policy(&args.policy.policy)?;
+    if let Some(total) = args.max_time {
+        policy = policy
+            .with_total_timeout(total)
+            .map_err(|e| format!("invalid --max-time: {e}"))?;
+    }
     let uri: Uri = args
         .url
         .parse()
         .map_err(|e| format!("invalid URL {:?}: {e}", args.url))?;
     match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => {}
-        Some("https") => {
-            return Err(format!(
-                "cannot request {:?}: this build of rebound speaks plain http only",
-                args.url
-            ));
-        }
+        Some("http" | "https") if uri.host().is_some() => {}
         _ => {
             return Err(format!(
-                "invalid URL {:?}: expected http://HOST/PATH",
+                "invalid URL {:?}: expected http://HOST/PATH or https://HOST/PATH",
                 args.url
             ));
         }
+    }
+    let connect = args.connect.check()?;
+    if let Some(output) = &args.output {
+        check_output(output)?;
     }
     let body = match &args.data {
         None => Bytes::new(),
@@ -149,7 +197,50 @@ fn prepare(args: &RequestArgs) -> Result<Prepared, String> {
     let request = request
         .body(Full::new(body))
         .map_err(|e| format!("invalid request: {e}"))?;
-    Ok(Prepared { policy, request })
+    let route = (!policy.routes().is_empty()).then(|| {
+        policy
+            .route_of(&RouteRequest {
+                method: request.method(),
+                uri: request.uri(),
+                headers: request.headers(),
+                extensions: request.extensions(),
+            })
+            .map(|i| {
+                policy.routes()[i]
+                    .name()
+                    .map_or_else(|| i.to_string(), str::to_owned)
+            })
+    });
+    Ok(Prepared {
+        policy,
+        request,
+        connect,
+        include: args.include,
+        output: args.output.clone(),
+        route,
+    })
+}
+
+/// `-o FILE` must name a file in a folder that exists.
+fn check_output(output: &Path) -> Result<(), String> {
+    let folder = match output.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(format!(
+            "cannot write -o {}: the folder {} does not exist",
+            output.display(),
+            folder.display()
+        ));
+    }
+    if output.is_dir() {
+        return Err(format!(
+            "cannot write -o {}: it is a folder",
+            output.display()
+        ));
+    }
+    Ok(())
 }
 
 /// A file path if one exists, else a preset name.
@@ -181,39 +272,61 @@ fn read_data(data: &str) -> Result<Bytes, String> {
 }
 
 async fn send(prepared: Prepared, explain: bool) -> Report {
-    let Prepared { policy, request } = prepared;
-    let client = match rebound::client::hyper_https(policy.clone()) {
+    let Prepared {
+        policy,
+        request,
+        connect,
+        include,
+        output,
+        route,
+    } = prepared;
+    let host = request.uri().host().unwrap_or_default().to_owned();
+    let https = request.uri().scheme_str() == Some("https");
+    let client = match connect.client(policy.clone(), https) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("rebound: cannot load the system's root certificates: {e}");
+            eprintln!("rebound: {e}");
             return Report {
-                outcome: Outcome::Transport,
-                status: None,
-                attempts: 0,
-                polls: 0,
-                error_codes: Vec::new(),
-                elapsed_ms: 0,
+                route,
+                ..Report::failed_before_sending()
             };
         }
     };
     let started = Instant::now();
-    let mut stdout = std::io::stdout().lock();
+    let mut out = match Output::open(output.as_deref()) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("rebound: {e}");
+            return Report {
+                route,
+                ..Report::failed_before_sending()
+            };
+        }
+    };
 
     let report = match client.oneshot(request).await {
         Ok(response) => {
             let info = CallInfo::of(&response);
+            let final_url = FinalUrl::of(&response).map(ToString::to_string);
             let status = response.status();
             let class = policy
                 .classify_settings()
                 .classifier()
                 .classify_head(status, response.headers());
             let mut outcome = Outcome::of_response(class);
+            if include {
+                out.write(&head_of(
+                    response.version(),
+                    status,
+                    Some(response.headers()),
+                ));
+            }
             let mut body = response.into_body();
             while let Some(frame) = body.frame().await {
                 match frame {
                     Ok(frame) => {
                         if let Some(data) = frame.data_ref() {
-                            if stdout.write_all(data).is_err() {
+                            if !out.write(data) {
                                 break;
                             }
                         }
@@ -234,12 +347,22 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 polls: info.polls(),
                 error_codes: Vec::new(),
                 elapsed_ms: started.elapsed().as_millis(),
+                route,
+                final_url,
             }
         }
         Err(error) => {
-            let _ = stdout.write_all(error.body());
+            if include {
+                if let Some(status) = error.status() {
+                    out.write(&head_of(http::Version::HTTP_11, status, None));
+                }
+            }
+            out.write(error.body());
             if explain {
-                eprintln!("rebound: {error}");
+                match tls_failure(&error, &host) {
+                    Some(words) => eprintln!("rebound: transport: {words}"),
+                    None => eprintln!("rebound: {error}"),
+                }
                 let mut source = std::error::Error::source(&error);
                 while let Some(cause) = source {
                     eprintln!("  caused by: {cause}");
@@ -253,9 +376,80 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 polls: error.polls(),
                 error_codes: error.error_codes().map(str::to_owned).collect(),
                 elapsed_ms: started.elapsed().as_millis(),
+                route,
+                final_url: None,
             }
         }
     };
-    let _ = stdout.flush();
+    out.finish();
     report
+}
+
+/// The status line and headers `-i` prints, as curl does.
+fn head_of(
+    version: http::Version,
+    status: http::StatusCode,
+    headers: Option<&http::HeaderMap>,
+) -> Vec<u8> {
+    let version = match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let mut head = format!(
+        "{version} {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in headers.into_iter().flatten() {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Where the body goes: stdout, or the `-o` file, created when the call
+/// starts.
+enum Output {
+    Stdout(std::io::StdoutLock<'static>),
+    File(std::io::BufWriter<std::fs::File>, PathBuf),
+}
+
+impl Output {
+    fn open(path: Option<&Path>) -> Result<Output, String> {
+        match path {
+            None => Ok(Output::Stdout(std::io::stdout().lock())),
+            Some(path) => std::fs::File::create(path)
+                .map(|file| Output::File(std::io::BufWriter::new(file), path.to_owned()))
+                .map_err(|e| format!("cannot write -o {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes `bytes`; false when the destination is gone.
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            Output::Stdout(out) => out.write_all(bytes).is_ok(),
+            Output::File(out, path) => match out.write_all(bytes) {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("rebound: cannot write -o {}: {e}", path.display());
+                    false
+                }
+            },
+        }
+    }
+
+    fn finish(mut self) {
+        let flushed = match &mut self {
+            Output::Stdout(out) => out.flush(),
+            Output::File(out, _) => out.flush(),
+        };
+        if let (Err(e), Output::File(_, path)) = (flushed, &self) {
+            eprintln!("rebound: cannot write -o {}: {e}", path.display());
+        }
+    }
 }

@@ -25,7 +25,9 @@ async fn rebound_async(args: Vec<String>) -> Output {
     .unwrap()
 }
 
-/// The report: exactly one JSON object on one line of stderr.
+/// The report: exactly one JSON object on one line of stderr, with exactly
+/// the contract's keys, and `route` (when the policy has routes) and
+/// `final_url` (after polls) when they apply.
 fn report(output: &Output) -> Value {
     let stderr = String::from_utf8(output.stderr.clone()).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();
@@ -36,6 +38,7 @@ fn report(output: &Output) -> Value {
         .unwrap()
         .keys()
         .map(String::as_str)
+        .filter(|k| !matches!(*k, "route" | "final_url"))
         .collect();
     keys.sort_unstable();
     assert_eq!(
@@ -50,6 +53,10 @@ fn report(output: &Output) -> Value {
         ]
     );
     assert!(value["elapsed_ms"].is_u64());
+    if let Some(url) = value.get("final_url") {
+        assert!(value["polls"].as_u64() > Some(0), "{value}");
+        assert!(url.as_str().unwrap().starts_with("http"), "{value}");
+    }
     value
 }
 
@@ -420,6 +427,13 @@ async fn a_partial_policy_retries_throttling_and_polls() {
                 "{} {path}",
                 policy.display()
             );
+            let final_url = (polls > 0).then(|| server.url("/ops-once"));
+            assert_eq!(
+                r.get("final_url").and_then(Value::as_str),
+                final_url.as_deref(),
+                "{path}"
+            );
+            assert!(r.get("route").is_none(), "no routes, no route key");
         }
     }
 }
@@ -562,6 +576,13 @@ async fn request_applies_a_route() {
             (Some(outcome), Some(attempts)),
             "{path}"
         );
+        // The policy has routes: the key is there, null for its own settings.
+        let route = if path == "/flaky/3/once" {
+            Value::from("once")
+        } else {
+            Value::Null
+        };
+        assert_eq!(r.get("route"), Some(&route), "{path}");
     }
 }
 

@@ -318,6 +318,32 @@ impl Policy {
         &self.routes
     }
 
+    /// The route a request would take (its index in [`routes`](Self::routes)),
+    /// or `None` for the policy's own settings. Stacks choose once per call;
+    /// this is for tools that report it.
+    pub fn route_of(&self, request: &RouteRequest<'_>) -> Option<usize> {
+        self.route_table()?.select(request).checked_sub(1)
+    }
+
+    /// This policy with every call bounded by `total`: its own
+    /// `timeouts.total` and every route's (as `rebound request --max-time`).
+    pub fn with_total_timeout(
+        mut self,
+        total: std::time::Duration,
+    ) -> Result<Policy, SettingsError> {
+        self.timeouts = Timeouts::new(self.timeouts.attempt(), total)?;
+        let routes: Result<Vec<Route>, SettingsError> = self
+            .routes
+            .iter()
+            .map(|route| {
+                let timeouts = Timeouts::new(route.timeouts.attempt(), total)?;
+                Ok(route.clone().with_timeouts(timeouts))
+            })
+            .collect();
+        self.routes = routes?.into();
+        Ok(self)
+    }
+
     /// How calls choose their route; `None` when there are no routes.
     pub(crate) fn route_table(&self) -> Option<Arc<RouteTable>> {
         (!self.routes.is_empty()).then(|| {

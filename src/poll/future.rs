@@ -16,7 +16,7 @@ use super::{OnAccepted, PollSettings, Shared};
 use crate::call::{self, Answer, CallContext, CallRequest, Head};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
-use crate::info::CallInfo;
+use crate::info::{CallInfo, FinalUrl};
 use crate::ready::ready_clone;
 use crate::retry_after::retry_after_of;
 use crate::span::UrlWithoutQuery;
@@ -236,9 +236,15 @@ where
                         this.step.set(Step::Done);
                         if polls > 0 {
                             let attempts = CallInfo::of(&response).attempts();
-                            response
-                                .extensions_mut()
-                                .insert(CallInfo::new(attempts, polls));
+                            let extensions = response.extensions_mut();
+                            extensions.insert(CallInfo::new(attempts, polls));
+                            if let Some(PollState {
+                                polling: Some(polling),
+                                ..
+                            }) = this.state.as_ref()
+                            {
+                                extensions.insert(FinalUrl(polling.target.uri().clone()));
+                            }
                         }
                         return TaskPoll::Ready(Ok(response));
                     }
@@ -324,6 +330,16 @@ where
                         );
                         return TaskPoll::Ready(Err(poll_error(kind, polls, Some(detail))));
                     }
+                    tracing::info!(
+                        poll = polls + 1,
+                        delay_ms = wait.as_millis() as u64,
+                        reason = if response.headers().contains_key(http::header::RETRY_AFTER) {
+                            "retry_after"
+                        } else {
+                            "interval"
+                        },
+                        "polling"
+                    );
                     drop(response);
                     this.step.set(Step::Waiting { timer: Timer::Idle });
                     if let StepProj::Waiting { timer } = this.step.as_mut().project() {

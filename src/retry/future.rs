@@ -231,6 +231,7 @@ where
                         Decision::Retry { delay, reason } => {
                             tracing::info!(
                                 attempt = this.facts.attempts,
+                                max_attempts = settings.max_attempts,
                                 delay_ms = delay.as_millis() as u64,
                                 reason = reason.as_str(),
                                 error.type = error.kind().as_str(),

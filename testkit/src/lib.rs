@@ -8,6 +8,11 @@
 
 pub mod seed;
 pub mod sim;
+#[cfg(feature = "tls")]
+mod tls;
+
+#[cfg(feature = "tls")]
+pub use tls::{TestCertificate, TlsOptions};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -158,6 +163,32 @@ pub type TestRequest = Request<Bytes>;
 type Handler =
     dyn Fn(TestRequest) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync;
 
+/// A hyper service that counts each request and hands it, its body read, to
+/// `handler`.
+fn counted_service(
+    handler: Arc<Handler>,
+    counter: Arc<AtomicUsize>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |request: Request<Incoming>| {
+        let handler = Arc::clone(&handler);
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, Infallible>(handler(Request::from_parts(parts, body)).await)
+        }
+    })
+}
+
 /// An HTTP server on 127.0.0.1 that stops when dropped.
 pub struct TestServer {
     addr: SocketAddr,
@@ -190,22 +221,8 @@ impl TestServer {
         let counter = Arc::clone(&requests);
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let server = TestServer::serve_raw(listener, move |stream| {
-            let handler = Arc::clone(&handler);
-            let counter = Arc::clone(&counter);
+            let service = counted_service(Arc::clone(&handler), Arc::clone(&counter));
             async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let handler = Arc::clone(&handler);
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        let (parts, body) = request.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
-                        Ok::<_, Infallible>(handler(Request::from_parts(parts, body)).await)
-                    }
-                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
