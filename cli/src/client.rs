@@ -174,15 +174,17 @@ impl ServerCertVerifier for AcceptAny {
 pub(crate) fn tls_failure(error: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
     let mut next = Some(error);
     while let Some(error) = next {
-        // An io::Error's `source` skips the error it wraps: look inside.
-        let inner = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        for candidate in [Some(error), inner].into_iter().flatten() {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+        // An io::Error's `source` skips the error it wraps (which may be
+        // another io::Error): look inside.
+        let mut candidate = Some(error);
+        while let Some(inner) = candidate {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
                 return Some(tls_words(tls, host));
             }
+            candidate = inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
         }
         next = error.source();
     }
@@ -192,7 +194,7 @@ pub(crate) fn tls_failure(error: &(dyn std::error::Error + 'static), host: &str)
 fn tls_words(error: &rustls::Error, host: &str) -> String {
     match error {
         rustls::Error::InvalidCertificate(cert) => match cert {
-            CertificateError::UnknownIssuer => format!(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
                 "the certificate of {host} is signed by an authority this machine does not trust (unknown issuer): trust it with --cacert FILE"
             ),
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {

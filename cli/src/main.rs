@@ -42,13 +42,44 @@ enum Command {
 
 fn main() -> ExitCode {
     install_tracing();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return ExitCode::from(usage_error(&error)),
+    };
     let code = match cli.command {
         Command::Request(args) => request::run(args),
         Command::Check(args) => check::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     ExitCode::from(code)
+}
+
+/// Prints `--help` and `--version` as clap writes them; any other mistake
+/// on the command line as one line (`rebound: ...`) with exit status 2.
+fn usage_error(error: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            if error.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_SUCCESS
+            }
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("invalid command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("rebound: {first} (see rebound --help)");
+            EXIT_USAGE
+        }
+    }
 }
 
 /// A runtime with its timer and I/O, or the exit status of a failure to make one.

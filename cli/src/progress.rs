@@ -66,6 +66,8 @@ struct SpanSeen {
     name: &'static str,
     opened: Instant,
     fields: Fields,
+    /// Whether its line was printed before it closed.
+    said: bool,
 }
 
 #[derive(Default)]
@@ -149,6 +151,7 @@ where
                     name,
                     opened: Instant::now(),
                     fields,
+                    said: false,
                 },
             );
         }
@@ -164,45 +167,16 @@ where
         let Some(seen) = self.spans.lock().ok().and_then(|mut s| s.remove(&id)) else {
             return;
         };
-        let took = seen.opened.elapsed().as_millis();
-        let f = &seen.fields;
-        let answer = match (f.get("http.response.status_code"), f.get("error.type")) {
-            (Some(status), _) => status.to_owned(),
-            (None, Some(error)) => error.to_owned(),
-            (None, None) => "no answer".to_owned(),
-        };
-        match seen.name {
-            "rebound.attempt" => {
-                let n = f.number("http.request.resend_count").unwrap_or(0) + 1;
-                let mut line = format!("attempt {n}: {answer}");
-                if let Some(class) = f.get("rebound.class") {
-                    let _ = write!(line, " ({class})");
-                }
-                if let Some(codes) = f.get("rebound.error_codes") {
-                    let _ = write!(line, " [{codes}]");
-                }
-                let _ = write!(line, " in {took} ms");
-                self.say(&line);
-            }
-            "rebound.poll" => {
-                let n = f.number("rebound.poll").unwrap_or(0);
-                self.say(&format!("poll {n}: {answer} in {took} ms"));
-            }
-            _ => {
-                self.clear();
-                let outcome = f.get("rebound.outcome").unwrap_or("unknown");
-                if outcome == "circuit_open" {
-                    let host = f.get("server.address").unwrap_or("the host");
-                    self.say(&format!(
-                        "the circuit breaker for {host} is open: the call was not sent"
-                    ));
-                }
-                self.say(&format!("call: {outcome} in {took} ms"));
-            }
+        if seen.said {
+            return;
         }
+        self.say_span(&seen);
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        // An attempt's end is recorded before the decision it leads to: say
+        // it first.
+        self.flush_attempts();
         let mut f = Fields::default();
         event.record(&mut f);
         let delay = Duration::from_millis(f.number("delay_ms").unwrap_or(0));
@@ -253,6 +227,69 @@ where
             }
             "status url refused" => self.say(&format!("status url refused: {reason}")),
             _ => {}
+        }
+    }
+}
+
+impl Progress {
+    /// Says the attempts that have ended (their answer is recorded) and
+    /// whose span is still open.
+    fn flush_attempts(&self) {
+        let Ok(mut spans) = self.spans.lock() else {
+            return;
+        };
+        let mut ended: Vec<&mut SpanSeen> = spans
+            .values_mut()
+            .filter(|s| {
+                s.name == "rebound.attempt"
+                    && !s.said
+                    && (s.fields.get("http.response.status_code").is_some()
+                        || s.fields.get("error.type").is_some())
+            })
+            .collect();
+        ended.sort_by_key(|s| s.opened);
+        for seen in ended {
+            seen.said = true;
+            self.say_span(seen);
+        }
+    }
+
+    fn say_span(&self, seen: &SpanSeen) {
+        let took = seen.opened.elapsed().as_millis();
+        let f = &seen.fields;
+        let answer = match (f.get("http.response.status_code"), f.get("error.type")) {
+            (Some(status), _) => status.to_owned(),
+            (None, Some(error)) => error.to_owned(),
+            (None, None) => "no answer".to_owned(),
+        };
+        match seen.name {
+            "rebound.attempt" => {
+                let n = f.number("http.request.resend_count").unwrap_or(0) + 1;
+                let mut line = format!("attempt {n}: {answer}");
+                if let Some(class) = f.get("rebound.class") {
+                    let _ = write!(line, " ({class})");
+                }
+                if let Some(codes) = f.get("rebound.error_codes") {
+                    let _ = write!(line, " [{codes}]");
+                }
+                let _ = write!(line, " in {took} ms");
+                self.say(&line);
+            }
+            "rebound.poll" => {
+                let n = f.number("rebound.poll").unwrap_or(0);
+                self.say(&format!("poll {n}: {answer} in {took} ms"));
+            }
+            _ => {
+                self.clear();
+                let outcome = f.get("rebound.outcome").unwrap_or("unknown");
+                if outcome == "circuit_open" {
+                    let host = f.get("server.address").unwrap_or("the host");
+                    self.say(&format!(
+                        "the circuit breaker for {host} is open: the call was not sent"
+                    ));
+                }
+                self.say(&format!("call: {outcome} in {took} ms"));
+            }
         }
     }
 }

@@ -37,7 +37,12 @@ pub(crate) struct RequestArgs {
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// The most the whole call may take, waits included (30s, 1.5s, 2m; overrides timeouts.total)
-    #[arg(long = "max-time", value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    #[arg(
+        long = "max-time",
+        value_name = "DURATION",
+        value_parser = crate::units::parse_duration,
+        allow_hyphen_values = true
+    )]
     max_time: Option<Duration>,
     /// Print each attempt, wait and poll to stderr as it happens
     #[arg(short = 'v', long)]

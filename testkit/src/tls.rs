@@ -106,8 +106,16 @@ impl TestServer {
 }
 
 fn server_config(options: &TlsOptions) -> (TestCertificate, rustls::ServerConfig) {
+    // Each certificate names itself apart, so that one never passes for
+    // another's issuer.
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut params =
         rcgen::CertificateParams::new(options.names.clone()).expect("valid certificate names");
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("rebound test {} {n}", std::process::id()),
+    );
     if options.expired {
         let now = std::time::SystemTime::now();
         let day = Duration::from_secs(24 * 3600);
