@@ -72,6 +72,7 @@ pub mod client;
 pub mod config;
 mod deadline;
 mod error;
+pub mod events;
 mod hash;
 mod info;
 mod outcome;

@@ -18,11 +18,12 @@ use crate::call::{Call, CallContext, InStack};
 use crate::classify::{Classify, ClassifyLayer};
 use crate::config::Policy;
 use crate::error::{BoxError, Error};
+use crate::events::Listeners;
 use crate::poll::{self, Polling, PollingLayer};
 use crate::retry::{ReplayBody, Retry, RetryLayer};
 use crate::route::{RouteRequest, RouteTable};
 use crate::status::Classifier;
-use crate::trace::{self, TraceLayer, TraceRoute};
+use crate::trace::{self, CallWatch, TraceLayer, TraceRoute};
 
 /// The layers under the poll layer.
 type Inner<S> = InStack<Retry<InStack<CircuitBreaker<InStack<Classify<S>>>>>>;
@@ -113,18 +114,15 @@ pub struct ResilienceLayer {
 impl ResilienceLayer {
     /// The stack for `policy`.
     pub fn new(policy: Policy) -> Self {
-        ResilienceLayer::build(
-            &policy,
-            CircuitBreakerLayer::new(*policy.breaker_settings()),
-            None,
-        )
+        ResilienceLayer::build(&policy, policy.breaker_layer(), None)
     }
 
     /// The stack for `policy`, with jitter drawn from generators seeded with
     /// `seed`, for tests and simulations that must repeat exactly.
     pub fn with_seed(policy: Policy, seed: u64) -> Self {
         let breaker =
-            CircuitBreakerLayer::with_seed(*policy.breaker_settings(), seed.rotate_left(32));
+            CircuitBreakerLayer::with_seed(*policy.breaker_settings(), seed.rotate_left(32))
+                .listeners_from(policy.listeners());
         ResilienceLayer::build(&policy, breaker, Some(seed))
     }
 
@@ -161,6 +159,7 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
         Resilience {
             routes: self.routes.clone(),
             trace: self.trace.route_names(),
+            listeners: self.trace.listeners().clone(),
             inner: poll,
         }
     }
@@ -176,6 +175,7 @@ pub struct Resilience<S> {
     routes: Option<Arc<RouteTable>>,
     /// What the call span says of each route.
     trace: Arc<[TraceRoute]>,
+    listeners: Listeners,
     inner: Stack<S>,
 }
 
@@ -221,6 +221,7 @@ where
         }
         let call = Call::new(request, context);
         let (span, classifier) = trace::open(&call, &self.trace);
+        let watch = CallWatch::start(&call, &self.trace, &self.listeners);
         let inner = {
             let _entered = span.enter();
             self.inner.call(call)
@@ -229,6 +230,7 @@ where
             inner,
             span,
             classifier,
+            watch,
         }
     }
 }
@@ -244,6 +246,7 @@ pin_project! {
         inner: poll::ResponseFuture<Inner<S>, Call<B>>,
         span: Span,
         classifier: Option<Arc<Classifier>>,
+        watch: Option<Box<CallWatch>>,
     }
 }
 
@@ -259,6 +262,12 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        trace::poll_in_span(this.inner, this.span, this.classifier.as_deref(), cx)
+        trace::poll_in_span(
+            this.inner,
+            this.span,
+            this.classifier.as_deref(),
+            this.watch,
+            cx,
+        )
     }
 }

@@ -445,7 +445,8 @@ async fn a_long_wait_shows_a_live_line_on_a_terminal_that_goes_when_the_call_end
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verbose_says_when_the_budget_or_the_breaker_refuses() {
-    let server = TestServer::start(|_| async { api_error(500, &[("InternalError", "Down")]) }).await;
+    let server =
+        TestServer::start(|_| async { api_error(500, &[("InternalError", "Down")]) }).await;
     let dir = temp_dir("refusals");
     let budget = dir.join("budget.toml");
     std::fs::write(
@@ -453,7 +454,14 @@ async fn verbose_says_when_the_budget_or_the_breaker_refuses() {
         "[retry.backoff]\ninitial = \"1ms\"\n[retry.budget]\ncapacity = 1\n[circuit_breaker]\nenabled = false\n",
     )
     .unwrap();
-    let output = run(&["request", "-v", "-p", budget.to_str().unwrap(), &server.url("/")]).await;
+    let output = run(&[
+        "request",
+        "-v",
+        "-p",
+        budget.to_str().unwrap(),
+        &server.url("/"),
+    ])
+    .await;
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("* not retrying: the retry budget refused another attempt\n"),
@@ -467,10 +475,20 @@ async fn verbose_says_when_the_budget_or_the_breaker_refuses() {
         "[retry.backoff]\ninitial = \"1ms\"\n[circuit_breaker]\nconsecutive_failures = 2\nmin_calls = 1\n",
     )
     .unwrap();
-    let output = run(&["request", "-v", "-p", breaker.to_str().unwrap(), &server.url("/")]).await;
+    let output = run(&[
+        "request",
+        "-v",
+        "-p",
+        breaker.to_str().unwrap(),
+        &server.url("/"),
+    ])
+    .await;
     let stderr = text(&output.stderr);
     assert!(stderr.contains("* circuit breaker for "), "{stderr}");
     assert!(stderr.contains(": closed -> open\n"), "{stderr}");
     assert!(stderr.contains("* call: circuit_open in "), "{stderr}");
-    assert!(stderr.contains("is open: the call was not sent"), "{stderr}");
+    assert!(
+        stderr.contains("is open: the call was not sent"),
+        "{stderr}"
+    );
 }

@@ -85,7 +85,7 @@ impl PermitGuard {
                 (verdict, ..) => verdict,
             };
             if let Some(transition) = cell.record(self.permit, verdict) {
-                report(&cell.key, &transition);
+                report(&cell, &transition);
             }
         }
     }

@@ -92,7 +92,7 @@ impl BreakerHandle {
         };
         let cell = registry.cell_for_key(&key_of(url));
         if let Some(transition) = act(&cell) {
-            report(&cell.key, &transition);
+            report(&cell, &transition);
         }
     }
 }

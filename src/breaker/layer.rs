@@ -4,6 +4,7 @@ use tower_layer::Layer;
 
 use super::registry::Registry;
 use super::{BreakerHandle, BreakerSettings, CircuitBreaker};
+use crate::events::{Listener, Listeners};
 use crate::rng::SharedRng;
 
 /// Wraps a service in [`CircuitBreaker`]. Clones of the layer, and every
@@ -19,6 +20,9 @@ use crate::rng::SharedRng;
 #[derive(Clone)]
 pub struct CircuitBreakerLayer {
     registry: Option<Arc<Registry>>,
+    settings: BreakerSettings,
+    seed: u64,
+    listeners: Listeners,
 }
 
 impl std::fmt::Debug for CircuitBreakerLayer {
@@ -38,10 +42,32 @@ impl CircuitBreakerLayer {
     /// Like [`new`](Self::new), with the jitter of grown open times drawn
     /// from a generator seeded with `seed`.
     pub fn with_seed(settings: BreakerSettings, seed: u64) -> Self {
+        CircuitBreakerLayer::build(settings, seed, Listeners::default())
+    }
+
+    fn build(settings: BreakerSettings, seed: u64, listeners: Listeners) -> Self {
         let registry = settings
             .enabled
-            .then(|| Arc::new(Registry::new(settings, seed)));
-        CircuitBreakerLayer { registry }
+            .then(|| Arc::new(Registry::new(settings, seed, listeners.clone())));
+        CircuitBreakerLayer {
+            registry,
+            settings,
+            seed,
+            listeners,
+        }
+    }
+
+    /// The same layer, telling `listener` of each change of state and each
+    /// call refused (after the listeners it has); see
+    /// [`events`](crate::events). The layer gets breakers of its own: set
+    /// listeners before taking a [`handle`](Self::handle).
+    pub fn listener(self, listener: impl Listener) -> Self {
+        let listeners = self.listeners.and(Arc::new(listener));
+        CircuitBreakerLayer::build(self.settings, self.seed, listeners)
+    }
+
+    pub(crate) fn listeners_from(self, listeners: &Listeners) -> Self {
+        CircuitBreakerLayer::build(self.settings, self.seed, listeners.clone())
     }
 
     /// A handle on this layer's breakers.

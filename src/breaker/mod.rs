@@ -55,7 +55,7 @@ use tower_service::Service;
 
 use crate::call::{Call, CallRequest, InStack};
 use crate::error::Error;
-use registry::{LastHost, Registry};
+use registry::{Cell, LastHost, Registry};
 use state::{Admission, Transition};
 
 pub use future::ResponseFuture;
@@ -118,7 +118,7 @@ impl<S> CircuitBreaker<S> {
         let cell = registry.cell_via(request.request().uri(), &mut self.last);
         let (admission, transition) = cell.admit();
         if let Some(transition) = transition {
-            report(&cell.key, &transition);
+            report(&cell, &transition);
         }
         match admission {
             Admission::Admit(permit) => {
@@ -126,6 +126,10 @@ impl<S> CircuitBreaker<S> {
                 ResponseFuture::admitted(future, cell, permit)
             }
             Admission::Reject { retry_in } => {
+                if cell.listeners.is_some() {
+                    let event = crate::events::BreakerRejected { key: &cell.key };
+                    cell.listeners.emit(|l| l.breaker_rejected(&event));
+                }
                 ResponseFuture::rejected(Error::circuit_open(retry_in))
             }
         }
@@ -174,8 +178,18 @@ where
     }
 }
 
-/// The event of a change of state: a warning when a breaker opens.
-pub(crate) fn report(key: &str, t: &Transition) {
+/// The events of a change of state: a `tracing` warning when a breaker
+/// opens (info otherwise), and the listeners' transition.
+pub(crate) fn report(cell: &Cell, t: &Transition) {
+    let key: &str = &cell.key;
+    if cell.listeners.is_some() {
+        let event = crate::events::BreakerTransition {
+            key,
+            from: t.from,
+            to: t.to,
+        };
+        cell.listeners.emit(|l| l.breaker_transition(&event));
+    }
     macro_rules! changed {
         ($level:ident) => {
             tracing::$level!(

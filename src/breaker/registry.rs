@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::state::{
     Admission, BreakerSettings, BreakerState, Permit, StateMachine, Transition, Verdict,
 };
+use crate::events::Listeners;
 use crate::hash::FastHash;
 use crate::rng::SharedRng;
 
@@ -43,13 +44,16 @@ pub(crate) struct Cell {
     evicted: AtomicBool,
     machine: Mutex<StateMachine>,
     rng: SharedRng,
+    /// Told of each change of state and each call refused.
+    pub(crate) listeners: Listeners,
 }
 
 impl Cell {
-    fn new(key: Box<str>, settings: BreakerSettings, seed: u64) -> Self {
+    fn new(key: Box<str>, settings: BreakerSettings, seed: u64, listeners: Listeners) -> Self {
         Cell {
             key,
             settings,
+            listeners,
             closed: AtomicBool::new(true),
             healthy: AtomicBool::new(false),
             quiet_successes: AtomicU64::new(0),
@@ -137,6 +141,7 @@ pub(crate) struct Registry {
     global: Arc<Cell>,
     hosts: RwLock<Hosts>,
     seeds: SharedRng,
+    listeners: Listeners,
 }
 
 /// The breakers by key, and a cache from the authority exactly as requests
@@ -242,7 +247,7 @@ impl std::fmt::Write for StackKey {
 }
 
 impl Registry {
-    pub(crate) fn new(settings: BreakerSettings, seed: u64) -> Self {
+    pub(crate) fn new(settings: BreakerSettings, seed: u64, listeners: Listeners) -> Self {
         let (scope, max_hosts) = (settings.scope, settings.max_hosts);
         let seeds = SharedRng::seeded(seed);
         let hosts = Hosts {
@@ -256,9 +261,15 @@ impl Registry {
             settings,
             scope,
             max_hosts: max_hosts.max(1),
-            global: Arc::new(Cell::new("global".into(), settings, seeds.next_u64())),
+            global: Arc::new(Cell::new(
+                "global".into(),
+                settings,
+                seeds.next_u64(),
+                listeners.clone(),
+            )),
             hosts: RwLock::new(hosts),
             seeds,
+            listeners,
         }
     }
 
@@ -399,7 +410,12 @@ impl Registry {
         if let Some(cell) = hosts.by_key.get(key) {
             return Arc::clone(cell);
         }
-        let cell = Arc::new(Cell::new(key.into(), self.settings, self.seeds.next_u64()));
+        let cell = Arc::new(Cell::new(
+            key.into(),
+            self.settings,
+            self.seeds.next_u64(),
+            self.listeners.clone(),
+        ));
         if hosts.ring.len() >= self.max_hosts {
             let slot = evict_one(&mut hosts);
             hosts.ring[slot] = Arc::clone(&cell);
@@ -518,6 +534,7 @@ mod tests {
                 ..settings()
             },
             1,
+            Listeners::default(),
         );
         let a = r.cell(&"http://a.example/".parse().unwrap());
         let b = r.cell(&"http://b.example/".parse().unwrap());
@@ -539,6 +556,7 @@ mod tests {
                 ..settings()
             },
             1,
+            Listeners::default(),
         );
         let failing = r.cell(&"http://failing.example/".parse().unwrap());
         failing.force(true);
@@ -571,6 +589,7 @@ mod tests {
                 ..settings()
             },
             1,
+            Listeners::default(),
         );
         let a: Uri = "http://A.example/".parse().unwrap();
         let first = r.cell(&a);
@@ -596,6 +615,7 @@ mod tests {
                 ..settings()
             },
             1,
+            Listeners::default(),
         );
         let uris: Vec<Uri> = (0..4)
             .map(|i| format!("http://h{i}.example/").parse().unwrap())
@@ -620,6 +640,7 @@ mod tests {
                 ..settings()
             },
             1,
+            Listeners::default(),
         );
         let mut last = None;
         let a: Uri = "http://a.example/x".parse().unwrap();
@@ -650,6 +671,7 @@ mod tests {
                 ..settings()
             },
             1,
+            Listeners::default(),
         );
         let a = r.cell(&"http://a.example/".parse().unwrap());
         let b = r.cell(&"https://b.example/".parse().unwrap());
@@ -684,6 +706,7 @@ mod alias_tests {
                 ..settings
             },
             9,
+            Listeners::default(),
         );
         let first = r.cell(&"http://api.example/".parse().unwrap());
         for spelling in [

@@ -38,6 +38,7 @@ use serde::Deserialize;
 use crate::breaker::{BreakerSettings, CircuitBreakerLayer};
 use crate::classify::{ClassifyLayer, ClassifySettings, ErrorBodySettings};
 use crate::deadline::Timeouts;
+use crate::events::{Listener, Listeners};
 use crate::poll::{PollRoute, PollSettings, PollingLayer};
 use crate::retry::{Backoff, Budget, Buffered, RetryLayer, RetrySettings};
 use crate::route::{RouteRequest, RouteTable, Selector};
@@ -107,6 +108,7 @@ pub struct Policy {
     timeouts: Timeouts,
     routes: Arc<[Route]>,
     selector: Option<Selector>,
+    listeners: Listeners,
 }
 
 impl std::fmt::Debug for Policy {
@@ -120,6 +122,7 @@ impl std::fmt::Debug for Policy {
             .field("timeouts", &self.timeouts)
             .field("routes", &self.routes)
             .field("selector", &self.selector.is_some())
+            .field("listeners", &self.listeners)
             .finish()
     }
 }
@@ -150,6 +153,7 @@ impl Policy {
             timeouts,
             routes: Arc::new([]),
             selector: None,
+            listeners: Listeners::default(),
         }
     }
 
@@ -313,6 +317,15 @@ impl Policy {
         self
     }
 
+    /// This policy telling `listener` of what its stacks do (after the
+    /// listeners it has): every layer built from it, and every stack
+    /// `ResilienceLayer` builds from it, calls it; see
+    /// [`events`](crate::events).
+    pub fn with_listener(mut self, listener: impl Listener) -> Policy {
+        self.listeners = self.listeners.and(Arc::new(listener));
+        self
+    }
+
     /// The routes, in the order they are tried.
     pub fn routes(&self) -> &[Route] {
         &self.routes
@@ -456,7 +469,12 @@ impl Policy {
 
     /// The breaker layer of this policy, with breakers of its own.
     pub fn breaker_layer(&self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::new(self.breaker)
+        CircuitBreakerLayer::new(self.breaker).listeners_from(&self.listeners)
+    }
+
+    /// The listeners of this policy.
+    pub(crate) fn listeners(&self) -> &Listeners {
+        &self.listeners
     }
 
     /// The retry layer of this policy, drawing on the policy's budget.
@@ -465,6 +483,7 @@ impl Policy {
             .budget_from(self.budget())
             .classifier(Arc::clone(self.classify.classifier()))
             .timeouts(self.timeouts)
+            .listeners_from(&self.listeners)
     }
 
     /// The poll layer of this policy.
@@ -474,11 +493,12 @@ impl Policy {
             Arc::clone(self.classify.classifier()),
         )
         .timeouts(self.timeouts)
+        .listeners_from(&self.listeners)
     }
 
     /// The trace layer of this policy.
     pub fn trace_layer(&self) -> TraceLayer {
-        TraceLayer::new(Arc::clone(self.classify.classifier()))
+        TraceLayer::new(Arc::clone(self.classify.classifier())).listeners_from(&self.listeners)
     }
 
     fn parse(origin: Origin<'_>, text: &str) -> Result<Policy, PolicyError> {

@@ -16,6 +16,7 @@ use super::{OnAccepted, PollSettings, Shared};
 use crate::call::{self, Answer, CallContext, CallRequest, Head};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
+use crate::events::{self, PollSent};
 use crate::info::{CallInfo, FinalUrl};
 use crate::ready::ready_clone;
 use crate::retry_after::retry_after_of;
@@ -386,6 +387,13 @@ where
                     };
                     let request = R::from_parts(request, context);
                     polling.polls += 1;
+                    if this.shared.listeners.is_some() {
+                        let event = PollSent {
+                            target: events::Target::new(&http::Method::GET, polling.target.uri()),
+                            poll: polling.polls,
+                        };
+                        this.shared.listeners.emit(|l| l.poll_sent(&event));
+                    }
                     polling.span = tracing::info_span!(
                         "rebound.poll",
                         rebound.poll = polling.polls,

@@ -4,6 +4,7 @@ use tower_layer::Layer;
 
 use super::{PollRoute, PollSettings, Polling};
 use crate::deadline::Timeouts;
+use crate::events::{Listener, Listeners};
 use crate::status::Classifier;
 
 /// Wraps a service in [`Polling`].
@@ -27,6 +28,7 @@ pub struct PollingLayer {
     timeouts: Timeouts,
     /// The settings of each route of a policy, after its own.
     routes: Vec<PollRoute>,
+    listeners: Listeners,
 }
 
 impl PollingLayer {
@@ -38,7 +40,20 @@ impl PollingLayer {
             classifier,
             timeouts: Timeouts::default(),
             routes: Vec::new(),
+            listeners: Listeners::default(),
         }
+    }
+
+    /// The same layer, telling `listener` of each status request it sends
+    /// (after the listeners it has); see [`events`](crate::events).
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = self.listeners.and(Arc::new(listener));
+        self
+    }
+
+    pub(crate) fn listeners_from(mut self, listeners: &Listeners) -> Self {
+        self.listeners = listeners.clone();
+        self
     }
 
     /// The same layer, with the whole call (the request and every poll)
@@ -67,6 +82,6 @@ impl<S: Clone> Layer<S> for PollingLayer {
         let routes = std::iter::once(own)
             .chain(self.routes.iter().cloned())
             .collect();
-        Polling::from_routes(inner, routes)
+        Polling::from_routes(inner, routes, self.listeners.clone())
     }
 }

@@ -87,6 +87,7 @@ pub(crate) struct Shared<S> {
     spare: S,
     /// Per route: the policy's own settings first.
     routes: Box<[PollRoute]>,
+    listeners: crate::events::Listeners,
 }
 
 /// What one route says about polling.
@@ -98,7 +99,11 @@ pub(crate) struct PollRoute {
 }
 
 impl<S> Polling<S> {
-    pub(crate) fn from_routes(inner: S, routes: Box<[PollRoute]>) -> Self
+    pub(crate) fn from_routes(
+        inner: S,
+        routes: Box<[PollRoute]>,
+        listeners: crate::events::Listeners,
+    ) -> Self
     where
         S: Clone,
     {
@@ -106,6 +111,7 @@ impl<S> Polling<S> {
             shared: Arc::new(Shared {
                 spare: inner.clone(),
                 routes,
+                listeners,
             }),
             inner,
         }

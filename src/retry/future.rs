@@ -10,13 +10,17 @@ use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
-use super::decision::{Decision, Refusal, RequestFacts, decide, is_idempotent};
+use super::decision::{Decision, DelayReason, Refusal, RequestFacts, decide, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
 use super::{RetryRoute, Shared};
 use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
+use crate::events::{
+    self, AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target,
+    WaitReason, retry_cause,
+};
 use crate::info::CallInfo;
 use crate::ready::ready_clone;
 use crate::status::StatusClass;
@@ -50,6 +54,22 @@ pin_project! {
         previous_delay: Duration,
         last_error: Option<Error>,
         span: Span,
+        // Where the request goes and when the attempt in flight started:
+        // kept only when someone listens for events.
+        watch: Option<Box<AttemptWatch>>,
+    }
+}
+
+/// What the events of a call's attempts say of it.
+struct AttemptWatch {
+    method: http::Method,
+    uri: http::Uri,
+    started: Instant,
+}
+
+impl AttemptWatch {
+    fn target(&self) -> Target<'_> {
+        Target::new(&self.method, &self.uri)
     }
 }
 
@@ -109,6 +129,19 @@ where
             None
         };
         let span = attempt_span(0);
+        let watch = shared.listeners.is_some().then(|| {
+            let watch = Box::new(AttemptWatch {
+                method: call.request().method().clone(),
+                uri: call.request().uri().clone(),
+                started: Instant::now(),
+            });
+            let event = AttemptStarted {
+                target: watch.target(),
+                attempt: 1,
+            };
+            shared.listeners.emit(|l| l.attempt_started(&event));
+            watch
+        });
         let future = {
             let _entered = span.enter();
             service.call(call)
@@ -124,6 +157,7 @@ where
             previous_delay: Duration::ZERO,
             last_error: None,
             span,
+            watch,
         }
     }
 }
@@ -153,6 +187,24 @@ where
                             let route = call::route(&this.shared.routes, this.context.route);
                             route.budget.deposit();
                             record_response(this.span, &response, route);
+                            if let Some(watch) = this.watch.as_deref() {
+                                let class = route.classifier.as_ref().map_or(
+                                    StatusClass::Success,
+                                    |classifier| {
+                                        classifier
+                                            .classify_head(response.status(), response.headers())
+                                    },
+                                );
+                                let event = AttemptEnded {
+                                    target: watch.target(),
+                                    attempt: this.facts.attempts,
+                                    status: Some(response.status()),
+                                    class: Some(class),
+                                    error: None,
+                                    duration: watch.started.elapsed(),
+                                };
+                                this.shared.listeners.emit(|l| l.attempt_ended(&event));
+                            }
                             if this.facts.attempts > 1 {
                                 let info = CallInfo::new(this.facts.attempts, 0);
                                 response.extensions_mut().insert(info);
@@ -176,6 +228,17 @@ where
                     };
                     let error = error.with_attempts(sent);
                     record_error(this.span, &error);
+                    if let Some(watch) = this.watch.as_deref() {
+                        let event = AttemptEnded {
+                            target: watch.target(),
+                            attempt: this.facts.attempts,
+                            status: error.status(),
+                            class: error.class(),
+                            error: Some(error.kind()),
+                            duration: watch.started.elapsed(),
+                        };
+                        this.shared.listeners.emit(|l| l.attempt_ended(&event));
+                    }
                     if error.kind() == ErrorKind::DeadlineExceeded {
                         // Classify cut the attempt at the end of the call.
                         this.state.set(State::Done);
@@ -226,9 +289,25 @@ where
                     match decision {
                         Decision::Stop(refusal) => {
                             this.state.set(State::Done);
+                            if let Some(watch) = this.watch.as_deref() {
+                                refused_event(&this.shared.listeners, watch, refusal, this.facts);
+                            }
                             return Poll::Ready(Err(refuse(error, refusal, shared, this.facts)));
                         }
                         Decision::Retry { delay, reason } => {
+                            if let Some(watch) = this.watch.as_deref() {
+                                let event = RetryScheduled {
+                                    target: watch.target(),
+                                    attempt: this.facts.attempts,
+                                    delay,
+                                    wait: match reason {
+                                        DelayReason::RetryAfter => WaitReason::RetryAfter,
+                                        DelayReason::Backoff => WaitReason::Backoff,
+                                    },
+                                    cause: retry_cause(&error),
+                                };
+                                this.shared.listeners.emit(|l| l.retry_scheduled(&event));
+                            }
                             tracing::info!(
                                 attempt = this.facts.attempts,
                                 max_attempts = settings.max_attempts,
@@ -300,6 +379,14 @@ where
                     let request = R::from_parts(request, this.context.with_deadline(deadline));
                     *this.span = attempt_span(this.facts.attempts);
                     this.facts.attempts += 1;
+                    if let Some(watch) = this.watch.as_deref_mut() {
+                        watch.started = Instant::now();
+                        let event = AttemptStarted {
+                            target: watch.target(),
+                            attempt: this.facts.attempts,
+                        };
+                        this.shared.listeners.emit(|l| l.attempt_started(&event));
+                    }
                     let future = {
                         let _entered = this.span.enter();
                         service.call(request)
@@ -310,6 +397,29 @@ where
             }
         }
     }
+}
+
+/// The event of a retry that was due and is not sent; refusals that mean
+/// no retry was due (not retryable, unsafe, attempts spent) are none.
+fn refused_event(
+    listeners: &Listeners,
+    watch: &AttemptWatch,
+    refusal: Refusal,
+    facts: &RequestFacts,
+) {
+    let refusal = match refusal {
+        Refusal::Budget => events::Refusal::Budget,
+        Refusal::Deadline => events::Refusal::Deadline,
+        Refusal::NotReplayable => events::Refusal::NotReplayable,
+        Refusal::RetryAfterTooLong { .. } => events::Refusal::RetryAfter,
+        Refusal::NotRetryable | Refusal::UnsafeMethod | Refusal::AttemptsExhausted => return,
+    };
+    let event = RetryRefused {
+        target: watch.target(),
+        attempt: facts.attempts,
+        refusal,
+    };
+    listeners.emit(|l| l.retry_refused(&event));
 }
 
 fn deadline_error(last: Option<Error>) -> Error {

@@ -4,6 +4,7 @@ use tower_layer::Layer;
 
 use super::{Budget, Retry, RetryRoute, RetrySettings, Shared};
 use crate::deadline::Timeouts;
+use crate::events::{Listener, Listeners};
 use crate::rng::SharedRng;
 use crate::status::Classifier;
 
@@ -29,6 +30,7 @@ pub struct RetryLayer {
     jitter: Arc<SharedRng>,
     /// The settings of each route of a policy, after its own.
     routes: Vec<RouteRetry>,
+    listeners: Listeners,
 }
 
 /// What a route changes of the retry layer.
@@ -46,7 +48,20 @@ impl RetryLayer {
             timeouts: Timeouts::default(),
             jitter: Arc::new(SharedRng::from_entropy()),
             routes: Vec::new(),
+            listeners: Listeners::default(),
         }
+    }
+
+    /// The same layer, telling `listener` of each attempt and each retry
+    /// decision (after the listeners it has); see [`events`](crate::events).
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = self.listeners.and(Arc::new(listener));
+        self
+    }
+
+    pub(crate) fn listeners_from(mut self, listeners: &Listeners) -> Self {
+        self.listeners = listeners.clone();
+        self
     }
 
     /// The same layer, drawing on `budget`, which other layers may share.
@@ -109,6 +124,7 @@ impl<S: Clone> Layer<S> for RetryLayer {
             shared: Arc::new(Shared {
                 spare: inner.clone(),
                 routes,
+                listeners: self.listeners.clone(),
             }),
             inner,
         }

@@ -83,6 +83,7 @@ pub enum NonIdempotent {
 pub(crate) struct Shared<S> {
     pub(crate) spare: S,
     pub(crate) routes: Box<[RetryRoute]>,
+    pub(crate) listeners: crate::events::Listeners,
 }
 
 /// What one route says about retrying.

@@ -7,10 +7,14 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tracing::Span;
 
+use crate::call::{self, CallRequest};
 use crate::error::Error;
+use crate::events::{CallEnded, Listeners, Target};
 use crate::info::CallInfo;
 use crate::outcome::Outcome;
 use crate::status::Classifier;
+
+use super::TraceRoute;
 
 pin_project! {
     /// The future of a [`Trace`](super::Trace) call: polls the inner future
@@ -20,17 +24,92 @@ pin_project! {
         inner: F,
         span: Span,
         classifier: Option<Arc<Classifier>>,
+        watch: Option<Box<CallWatch>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(super) fn new(inner: F, span: Span, classifier: Option<Arc<Classifier>>) -> Self {
+    pub(super) fn new(
+        inner: F,
+        span: Span,
+        classifier: Option<Arc<Classifier>>,
+        watch: Option<Box<CallWatch>>,
+    ) -> Self {
         ResponseFuture {
             inner,
             span,
             classifier,
+            watch,
         }
+    }
+}
+
+/// What the end of a call tells the listeners: kept, boxed, only when there
+/// are listeners.
+pub(crate) struct CallWatch {
+    listeners: Listeners,
+    method: http::Method,
+    uri: http::Uri,
+    started: tokio::time::Instant,
+    route: Option<Arc<str>>,
+    classifier: Arc<Classifier>,
+}
+
+impl CallWatch {
+    /// The watch of `request`'s call, when anyone listens.
+    #[inline]
+    pub(crate) fn start<R: CallRequest>(
+        request: &R,
+        routes: &[TraceRoute],
+        listeners: &Listeners,
+    ) -> Option<Box<CallWatch>> {
+        if !listeners.is_some() {
+            return None;
+        }
+        let index = request.context().route;
+        let route = call::route(routes, index);
+        Some(Box::new(CallWatch {
+            listeners: listeners.clone(),
+            method: request.request().method().clone(),
+            uri: request.request().uri().clone(),
+            started: tokio::time::Instant::now(),
+            route: (index > 0).then(|| Arc::clone(&route.name)),
+            classifier: Arc::clone(&route.classifier),
+        }))
+    }
+
+    fn end<RB>(self, result: &Result<Response<RB>, Error>) {
+        let (outcome, status, attempts, polls) = match result {
+            Ok(response) => {
+                let class = self
+                    .classifier
+                    .classify_head(response.status(), response.headers());
+                let info = CallInfo::of(response);
+                (
+                    Outcome::of_response(class),
+                    Some(response.status()),
+                    info.attempts(),
+                    info.polls(),
+                )
+            }
+            Err(error) => (
+                Outcome::from(error.kind()),
+                error.status(),
+                error.attempts(),
+                error.polls(),
+            ),
+        };
+        let event = CallEnded {
+            target: Target::new(&self.method, &self.uri),
+            outcome,
+            status,
+            attempts,
+            polls,
+            duration: self.started.elapsed(),
+            route: self.route.as_deref(),
+        };
+        self.listeners.emit(|l| l.call_ended(&event));
     }
 }
 
@@ -43,7 +122,13 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        poll_in_span(this.inner, this.span, this.classifier.as_deref(), cx)
+        poll_in_span(
+            this.inner,
+            this.span,
+            this.classifier.as_deref(),
+            this.watch,
+            cx,
+        )
     }
 }
 
@@ -57,6 +142,7 @@ pub(crate) fn poll_in_span<F, RB>(
     inner: Pin<&mut F>,
     span: &Span,
     classifier: Option<&Classifier>,
+    watch: &mut Option<Box<CallWatch>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<RB>, Error>>
 where
@@ -66,6 +152,9 @@ where
     let result = ready!(inner.poll(cx));
     if let Some(classifier) = classifier {
         record(span, &result, classifier);
+    }
+    if let Some(watch) = watch.take() {
+        watch.end(&result);
     }
     Poll::Ready(result)
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::{Trace, TraceRoute};
+use crate::events::{Listener, Listeners};
 use crate::status::Classifier;
 
 /// Wraps a service in [`Trace`].
@@ -23,6 +24,7 @@ use crate::status::Classifier;
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
     routes: Vec<TraceRoute>,
+    listeners: Listeners,
 }
 
 impl TraceLayer {
@@ -33,7 +35,24 @@ impl TraceLayer {
                 classifier,
                 name: Arc::from(""),
             }],
+            listeners: Listeners::default(),
         }
+    }
+
+    /// The same layer, telling `listener` when each call ends (after the
+    /// listeners it has).
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = self.listeners.and(Arc::new(listener));
+        self
+    }
+
+    pub(crate) fn listeners_from(mut self, listeners: &Listeners) -> Self {
+        self.listeners = listeners.clone();
+        self
+    }
+
+    pub(crate) fn listeners(&self) -> &Listeners {
+        &self.listeners
     }
 
     /// The same layer, naming the outcomes and routes of a policy's routes
@@ -57,6 +76,7 @@ impl<S> Layer<S> for TraceLayer {
         Trace {
             inner,
             routes: self.routes.iter().cloned().collect(),
+            listeners: self.listeners.clone(),
         }
     }
 }

@@ -30,10 +30,11 @@ use tower_service::Service;
 
 use crate::call::{self, CallRequest};
 use crate::error::Error;
+use crate::events::Listeners;
 use crate::status::Classifier;
 
 pub use future::ResponseFuture;
-pub(crate) use future::poll_in_span;
+pub(crate) use future::{CallWatch, poll_in_span};
 pub use layer::TraceLayer;
 
 /// Opens a span for each call of the inner service; see the [module docs](self).
@@ -42,6 +43,7 @@ pub struct Trace<S> {
     inner: S,
     /// Per route: the policy's own first.
     routes: Arc<[TraceRoute]>,
+    listeners: Listeners,
 }
 
 /// What the span of a call on one route says.
@@ -77,11 +79,12 @@ impl<S> Trace<S> {
         S: Service<R, Response = Response<RB>, Error = Error>,
     {
         let (span, classifier) = open(&request, &self.routes);
+        let watch = CallWatch::start(&request, &self.routes, &self.listeners);
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(future, span, classifier)
+        ResponseFuture::new(future, span, classifier, watch)
     }
 }
 

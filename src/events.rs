@@ -1,0 +1,499 @@
+//! Events: what the stack does, as it does it, for metrics and dashboards.
+//!
+//! A [`Listener`] is called synchronously, on the task that runs the call,
+//! for each attempt, retry decision, breaker change, poll and call. Events
+//! carry the method, the host and the port of the request, statuses, classes,
+//! outcomes and durations: never a header value, a path, a query string or a
+//! body.
+//!
+//! Set listeners on a policy ([`Policy::with_listener`](crate::Policy::with_listener)),
+//! which every layer built from it uses, or on each layer of a stack made by
+//! hand (`.listener(..)`). Several listeners on one policy are called in the
+//! order they were added.
+//!
+//! A listener that panics does not break the call: the panic is caught, the
+//! event is lost for that listener, the call goes on as if nothing happened,
+//! and a `tracing` warning says so. A listener should be quick: it runs
+//! inside the call.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use rebound::events::{CallEnded, Listener, RetryScheduled};
+//! use rebound::Policy;
+//!
+//! #[derive(Default)]
+//! struct Counts { retries: AtomicU64, calls: AtomicU64 }
+//!
+//! impl Listener for Counts {
+//!     fn retry_scheduled(&self, _: &RetryScheduled<'_>) {
+//!         self.retries.fetch_add(1, Ordering::Relaxed);
+//!     }
+//!     fn call_ended(&self, _: &CallEnded<'_>) {
+//!         self.calls.fetch_add(1, Ordering::Relaxed);
+//!     }
+//! }
+//!
+//! let policy = Policy::preset("connio")?.with_listener(Counts::default());
+//! # Ok::<_, rebound::PolicyError>(())
+//! ```
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode, Uri};
+
+use crate::error::ErrorKind;
+use crate::outcome::Outcome;
+use crate::status::StatusClass;
+
+/// Receives the stack's events; every method does nothing unless
+/// implemented.
+pub trait Listener: Send + Sync + 'static {
+    /// An attempt is about to be sent (the first, or a retry).
+    fn attempt_started(&self, event: &AttemptStarted<'_>) {
+        let _ = event;
+    }
+    /// An attempt ended: an answer, or an error before one.
+    fn attempt_ended(&self, event: &AttemptEnded<'_>) {
+        let _ = event;
+    }
+    /// A failed attempt will be tried again after a wait.
+    fn retry_scheduled(&self, event: &RetryScheduled<'_>) {
+        let _ = event;
+    }
+    /// A failed attempt that could have been retried will not be.
+    fn retry_refused(&self, event: &RetryRefused<'_>) {
+        let _ = event;
+    }
+    /// A host's breaker changed state.
+    fn breaker_transition(&self, event: &BreakerTransition<'_>) {
+        let _ = event;
+    }
+    /// An open breaker refused a call: it was not sent.
+    fn breaker_rejected(&self, event: &BreakerRejected<'_>) {
+        let _ = event;
+    }
+    /// A status request of a `202 Accepted` operation is about to be sent.
+    fn poll_sent(&self, event: &PollSent<'_>) {
+        let _ = event;
+    }
+    /// A call ended, with its outcome.
+    fn call_ended(&self, event: &CallEnded<'_>) {
+        let _ = event;
+    }
+}
+
+/// Where a request goes: its method, host and port, nothing else of it (its
+/// `Debug` too leaves out the path and the query).
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+}
+
+impl fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("method", self.method)
+            .field("host", &self.host())
+            .field("port", &self.port())
+            .finish()
+    }
+}
+
+impl<'a> Target<'a> {
+    pub(crate) fn new(method: &'a Method, uri: &'a Uri) -> Self {
+        Target { method, uri }
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    /// The host, as the request names it (empty for a relative URI).
+    pub fn host(&self) -> &'a str {
+        self.uri.host().unwrap_or_default()
+    }
+
+    /// The port: the URI's, or the scheme's default (80, 443).
+    pub fn port(&self) -> Option<u16> {
+        self.uri.port_u16().or(match self.uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        })
+    }
+}
+
+/// An attempt about to be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptStarted<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) attempt: u32,
+}
+
+impl<'a> AttemptStarted<'a> {
+    /// Where it goes.
+    pub fn target(&self) -> Target<'a> {
+        self.target
+    }
+    /// Which attempt (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// An attempt that ended.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEnded<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) attempt: u32,
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) class: Option<StatusClass>,
+    pub(crate) error: Option<ErrorKind>,
+    pub(crate) duration: Duration,
+}
+
+impl<'a> AttemptEnded<'a> {
+    /// Where it went.
+    pub fn target(&self) -> Target<'a> {
+        self.target
+    }
+    /// Which attempt (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// The status of the answer, when there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+    /// The class of the answer, when there was one.
+    pub fn class(&self) -> Option<StatusClass> {
+        self.class
+    }
+    /// What went wrong: the kind of error of a failed attempt (`None` when
+    /// it passed through).
+    pub fn error(&self) -> Option<ErrorKind> {
+        self.error
+    }
+    /// How long it took, from sending to the answer (or the error).
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+/// Why a retry was due: what failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryCause {
+    /// A retryable status.
+    Status,
+    /// The transport failed.
+    Transport,
+    /// The attempt took longer than `timeouts.attempt`.
+    Timeout,
+}
+
+impl RetryCause {
+    /// The name metrics use (`rebound.retry.reason`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RetryCause::Status => "status",
+            RetryCause::Transport => "transport",
+            RetryCause::Timeout => "timeout",
+        }
+    }
+}
+
+/// How long a retry waits, and what set the wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// The policy's backoff.
+    Backoff,
+    /// The server's `Retry-After`.
+    RetryAfter,
+}
+
+impl WaitReason {
+    /// `"backoff"` or `"retry_after"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Backoff => "backoff",
+            WaitReason::RetryAfter => "retry_after",
+        }
+    }
+}
+
+/// A retry that will be sent after a wait.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryScheduled<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) attempt: u32,
+    pub(crate) delay: Duration,
+    pub(crate) wait: WaitReason,
+    pub(crate) cause: RetryCause,
+}
+
+impl<'a> RetryScheduled<'a> {
+    /// Where it goes.
+    pub fn target(&self) -> Target<'a> {
+        self.target
+    }
+    /// The attempt that failed (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// How long it waits before the next attempt.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+    /// What set the wait.
+    pub fn wait(&self) -> WaitReason {
+        self.wait
+    }
+    /// What failed.
+    pub fn cause(&self) -> RetryCause {
+        self.cause
+    }
+}
+
+/// Why a retry that was due is not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The retry budget is spent.
+    Budget,
+    /// No time is left within `timeouts.total`.
+    Deadline,
+    /// The request body cannot be sent again.
+    NotReplayable,
+    /// The server asked to wait longer than `retry.max_retry_after`.
+    RetryAfter,
+}
+
+impl Refusal {
+    /// The name metrics use (`rebound.refusal`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Budget => "budget",
+            Refusal::Deadline => "deadline",
+            Refusal::NotReplayable => "not_replayable",
+            Refusal::RetryAfter => "retry_after",
+        }
+    }
+}
+
+/// A retry that was due and is not sent.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryRefused<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) attempt: u32,
+    pub(crate) refusal: Refusal,
+}
+
+impl<'a> RetryRefused<'a> {
+    /// Where it would have gone.
+    pub fn target(&self) -> Target<'a> {
+        self.target
+    }
+    /// The attempt that failed (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// Why the retry is not sent.
+    pub fn refusal(&self) -> Refusal {
+        self.refusal
+    }
+}
+
+/// A breaker that changed state.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerTransition<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) from: crate::breaker::BreakerState,
+    pub(crate) to: crate::breaker::BreakerState,
+}
+
+impl<'a> BreakerTransition<'a> {
+    /// The breaker's key: `scheme://host:port`, or `global`.
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+    /// The host of the key (the key itself when it names none).
+    pub fn host(&self) -> &'a str {
+        host_of_key(self.key)
+    }
+    /// The state it left.
+    pub fn from(&self) -> crate::breaker::BreakerState {
+        self.from
+    }
+    /// The state it is in now.
+    pub fn to(&self) -> crate::breaker::BreakerState {
+        self.to
+    }
+}
+
+/// A call an open breaker refused.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerRejected<'a> {
+    pub(crate) key: &'a str,
+}
+
+impl<'a> BreakerRejected<'a> {
+    /// The breaker's key: `scheme://host:port`, or `global`.
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+    /// The host of the key (the key itself when it names none).
+    pub fn host(&self) -> &'a str {
+        host_of_key(self.key)
+    }
+}
+
+/// A status request about to be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct PollSent<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) poll: u32,
+}
+
+impl<'a> PollSent<'a> {
+    /// Where it goes (the status URL's host).
+    pub fn target(&self) -> Target<'a> {
+        self.target
+    }
+    /// Which poll (1 for the first).
+    pub fn poll(&self) -> u32 {
+        self.poll
+    }
+}
+
+/// A call that ended.
+#[derive(Debug, Clone, Copy)]
+pub struct CallEnded<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) outcome: Outcome,
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) attempts: u32,
+    pub(crate) polls: u32,
+    pub(crate) duration: Duration,
+    pub(crate) route: Option<&'a str>,
+}
+
+impl<'a> CallEnded<'a> {
+    /// Where it went.
+    pub fn target(&self) -> Target<'a> {
+        self.target
+    }
+    /// How it ended.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+    /// The status of the last answer, when there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+    /// Attempts sent for the request (polls' attempts not counted).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    /// Status requests sent.
+    pub fn polls(&self) -> u32 {
+        self.polls
+    }
+    /// From the call to its outcome, waits and polls included.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+    /// The route the call took (its name or index), when the policy has
+    /// routes and one took it.
+    pub fn route(&self) -> Option<&'a str> {
+        self.route
+    }
+}
+
+fn host_of_key(key: &str) -> &str {
+    let rest = key.split_once("://").map_or(key, |(_, rest)| rest);
+    if let Some(v6) = rest.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(rest);
+    }
+    rest.rsplit_once(':').map_or(rest, |(host, _)| host)
+}
+
+/// The listeners of a policy or a layer: none, one, or several in order.
+#[derive(Clone, Default)]
+pub(crate) struct Listeners(Option<Arc<[Arc<dyn Listener>]>>);
+
+impl fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} listener(s)", self.0.as_ref().map_or(0, |l| l.len()))
+    }
+}
+
+impl Listeners {
+    /// These listeners and `more` after them.
+    pub(crate) fn and(&self, more: Arc<dyn Listener>) -> Listeners {
+        let mut all: Vec<Arc<dyn Listener>> =
+            self.0.iter().flat_map(|l| l.iter().cloned()).collect();
+        all.push(more);
+        Listeners(Some(all.into()))
+    }
+
+    /// Whether there is a listener at all: when not, no event is built.
+    #[inline(always)]
+    pub(crate) fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Calls `event` on each listener; a panic in one is caught and
+    /// reported, and the others are still called.
+    #[inline]
+    pub(crate) fn emit(&self, event: impl Fn(&dyn Listener)) {
+        if let Some(listeners) = &self.0 {
+            emit_all(listeners, &event);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn emit_all(listeners: &[Arc<dyn Listener>], event: &dyn Fn(&dyn Listener)) {
+    for listener in listeners {
+        let called = catch_unwind(AssertUnwindSafe(|| event(&**listener)));
+        if called.is_err() {
+            tracing::warn!("a rebound event listener panicked: the event was dropped for it");
+        }
+    }
+}
+
+/// The class of the failure that made a retry due.
+pub(crate) fn retry_cause(error: &crate::Error) -> RetryCause {
+    if error.status().is_some() {
+        return RetryCause::Status;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<crate::error::AttemptTimedOut>() {
+            return RetryCause::Timeout;
+        }
+        source = cause.source();
+    }
+    RetryCause::Transport
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of_key;
+
+    #[test]
+    fn hosts_of_breaker_keys() {
+        assert_eq!(host_of_key("http://127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_of_key("https://api.example:443"), "api.example");
+        assert_eq!(host_of_key("https://[::1]:8443"), "::1");
+        assert_eq!(host_of_key("global"), "global");
+    }
+}
