@@ -207,7 +207,7 @@ struct Inner {
     attempts: u32,
     polls: u32,
     detail: Option<Cow<'static, str>>,
-    connect: bool,
+    delivery: Delivery,
     source: Option<BoxError>,
     rule: Option<Arc<str>>,
 }
@@ -242,7 +242,7 @@ impl Error {
             attempts: 1,
             polls: 0,
             detail: None,
-            connect: false,
+            delivery: Delivery::Unknown,
             source: None,
             rule: None,
         }
@@ -283,7 +283,7 @@ impl Error {
     /// A transport failure of the inner client, keeping its error as the source.
     pub(crate) fn transport(source: BoxError) -> Self {
         let mut inner = Error::bare(ErrorKind::Transport);
-        inner.connect = refused_before_sending(&*source);
+        inner.delivery = delivery(&*source);
         inner.source = Some(redact(source));
         Error::from_inner(inner)
     }
@@ -379,8 +379,26 @@ impl Error {
 
     /// Whether the connection failed before the request was sent (the server
     /// refused it), so that sending the request again cannot do it twice.
+    ///
+    /// An HTTP/2 request that reached an open connection is not counted
+    /// here, even when the server did not process it: see
+    /// [`is_unprocessed`](Self::is_unprocessed).
     pub fn is_connect(&self) -> bool {
-        self.inner.connect
+        self.inner.delivery == Delivery::NotConnected
+    }
+
+    /// Whether the transport failure proves that the server did not process
+    /// the request, so that sending it again cannot do it twice, whatever
+    /// the method: the connection failed before the request was sent
+    /// ([`is_connect`](Self::is_connect)), or an HTTP/2 server refused the
+    /// request's stream (`REFUSED_STREAM`) or went away (`GOAWAY`) naming a
+    /// last stream below it (RFC 9113, section 8.7). The HTTP/2 cases are
+    /// recognised with the `rustls` feature, which brings HTTP/2.
+    ///
+    /// Only transport failures count: a response, even a 429, is not one
+    /// (see [`is_throttling`](Self::is_throttling)).
+    pub fn is_unprocessed(&self) -> bool {
+        self.inner.delivery != Delivery::Unknown
     }
 
     /// Whether the server said it was throttling the client (status 429).
@@ -506,8 +524,14 @@ impl fmt::Debug for Error {
         if let Some(detail) = &self.inner.detail {
             d.field("detail", detail);
         }
-        if self.inner.connect {
-            d.field("connect", &true);
+        match self.inner.delivery {
+            Delivery::Unknown => {}
+            Delivery::NotConnected => {
+                d.field("connect", &true);
+            }
+            Delivery::NotProcessed => {
+                d.field("unprocessed", &true);
+            }
         }
         if let Some(source) = &self.inner.source {
             d.field("source", source);
@@ -516,22 +540,37 @@ impl fmt::Debug for Error {
     }
 }
 
-/// Whether a client's error says the connection was refused: the request
-/// never left the client.
-fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
+/// What a transport failure proves about whether the server processed the
+/// request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Nothing: the request may have been processed.
+    Unknown,
+    /// The connection failed before the request was sent.
+    NotConnected,
+    /// The request reached an HTTP/2 connection, and the server said it did
+    /// not process it.
+    // Only h2's errors say so, and h2 comes with the `rustls` feature.
+    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    NotProcessed,
+}
+
+/// What a client's error says about the request's delivery: the first cause
+/// in its source chain that proves the request was not processed.
+fn delivery(error: &(dyn std::error::Error + 'static)) -> Delivery {
     let mut next = Some(error);
     while let Some(error) = next {
         #[cfg(feature = "hyper")]
         if let Some(client) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
             // hyper-util knows when connecting failed: nothing was sent.
             if client.is_connect() {
-                return true;
+                return Delivery::NotConnected;
             }
         }
         #[cfg(feature = "reqwest")]
         if let Some(client) = error.downcast_ref::<reqwest::Error>() {
             if client.is_connect() {
-                return true;
+                return Delivery::NotConnected;
             }
         }
         #[cfg(feature = "reqwest-middleware")]
@@ -540,17 +579,48 @@ fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
         {
             // Its `source` skips the reqwest error it wraps: look inside.
             if client.is_connect() {
-                return true;
+                return Delivery::NotConnected;
             }
         }
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        let io = error.downcast_ref::<std::io::Error>();
+        if let Some(io) = io {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
+                return Delivery::NotConnected;
             }
         }
-        next = error.source();
+        // hyper wraps h2's error in its own, and hyper-util wraps hyper's.
+        #[cfg(feature = "rustls")]
+        if let Some(stream) = error.downcast_ref::<h2::Error>() {
+            if h2_not_processed(stream) {
+                return Delivery::NotProcessed;
+            }
+        }
+        next = match io.and_then(std::io::Error::get_ref) {
+            // An io::Error's `source` skips the error it wraps: look inside.
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
     }
-    false
+    Delivery::Unknown
+}
+
+/// Whether h2 says the server did not process the stream (RFC 9113,
+/// section 8.7): the stream was reset with `REFUSED_STREAM`, or the server's
+/// `GOAWAY` named a last stream below it.
+///
+/// h2 0.4 does not turn the streams a `GOAWAY` left out into
+/// `REFUSED_STREAM` resets. On receiving the frame it fails every stream the
+/// client opened above the last stream id with the `GOAWAY`'s own error,
+/// remote and carrying the frame's reason (often `NO_ERROR`), and leaves the
+/// streams at or below it to finish or fail on their own: with a response,
+/// a reset, or a broken pipe when the connection closes
+/// (`src/proto/streams/streams.rs`, `recv_go_away`, in h2 0.4.20). The same
+/// error then fails any new stream on that connection, which was never sent
+/// either. So a remote `GOAWAY` error on a stream means "not processed",
+/// whatever its reason; a `GOAWAY` that h2 sent itself does not.
+#[cfg(feature = "rustls")]
+fn h2_not_processed(error: &h2::Error) -> bool {
+    error.reason() == Some(h2::Reason::REFUSED_STREAM) || (error.is_go_away() && error.is_remote())
 }
 
 /// A client's error without the secrets its URL may carry: reqwest's errors
@@ -699,29 +769,80 @@ mod tests {
         assert_eq!(e.status(), None);
     }
 
+    /// A client's error that keeps the cause as its source, as hyper's and
+    /// hyper-util's do.
+    #[derive(Debug)]
+    struct Wrapper(BoxError);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("client error")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    fn wrapped(cause: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::transport(Box::new(Wrapper(Box::new(cause))))
+    }
+
     #[test]
     fn a_refused_connection_was_not_sent() {
-        #[derive(Debug)]
-        struct Wrapper(std::io::Error);
-        impl fmt::Display for Wrapper {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("client error")
-            }
-        }
-        impl std::error::Error for Wrapper {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(Error::transport(Box::new(Wrapper(refused))).is_connect());
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert!(!Error::transport(Box::new(Wrapper(reset))).is_connect());
+        let refused = wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(refused.is_connect());
+        assert!(refused.is_unprocessed());
+        let reset = wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!reset.is_connect());
+        assert!(!reset.is_unprocessed());
         let timed_out = Error::attempt_timed_out(Duration::from_secs(2));
         assert!(!timed_out.is_connect());
+        assert!(!timed_out.is_unprocessed());
         assert!(timed_out.is_retryable());
         let source = std::error::Error::source(&timed_out).unwrap();
         assert_eq!(source.to_string(), "attempt timed out after 2s");
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn an_http2_stream_the_server_refused_was_not_processed() {
+        // h2 lets a caller build its error from a bare reason only; the
+        // reason is what is read, whatever the error's origin.
+        let refused = || h2::Error::from(h2::Reason::REFUSED_STREAM);
+        for error in [
+            Error::transport(Box::new(refused())),
+            wrapped(refused()),
+            wrapped(std::io::Error::other(refused())),
+        ] {
+            assert!(error.is_unprocessed(), "{error:?}");
+            assert!(!error.is_connect(), "{error:?}");
+            assert!(format!("{error:?}").contains("unprocessed: true"));
+        }
+        // Any other reason may come after the server processed the request.
+        for reason in [
+            h2::Reason::NO_ERROR,
+            h2::Reason::CANCEL,
+            h2::Reason::INTERNAL_ERROR,
+            h2::Reason::STREAM_CLOSED,
+            h2::Reason::ENHANCE_YOUR_CALM,
+        ] {
+            let error = wrapped(h2::Error::from(reason));
+            assert!(!error.is_unprocessed(), "{reason:?}");
+            assert!(!format!("{error:?}").contains("unprocessed"));
+        }
+    }
+
+    #[test]
+    fn an_io_error_is_looked_inside() {
+        // io::Error's own `source` skips the error it wraps: here it is
+        // `None`.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let outer = std::io::Error::other(refused);
+        assert!(std::error::Error::source(&outer).is_none());
+        assert!(Error::transport(Box::new(outer)).is_connect());
     }
 
     #[test]

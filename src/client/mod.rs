@@ -11,8 +11,8 @@
 //!
 //! Each keeps the client's own error as the source of a
 //! [`Transport`](crate::ErrorKind::Transport) error, and tells rebound when a
-//! connection failed before anything was sent, so that writes may be retried
-//! after it.
+//! connection failed before anything was sent, or an HTTP/2 server did not
+//! process the request, so that writes may be retried after it.
 
 #[cfg(feature = "hyper")]
 mod hyper;

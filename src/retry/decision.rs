@@ -90,14 +90,16 @@ pub(crate) enum Decision {
 
 /// Whether sending the request again cannot do harm: an idempotent method, an
 /// `Idempotency-Key`, a status that proves the request was not processed
-/// (429), a connection that failed before the request was sent, or a policy
-/// that says `non_idempotent = "always"`.
+/// (429), a transport failure that proves it (a connection that failed before
+/// the request was sent, an HTTP/2 stream the server refused or left
+/// unprocessed under a `GOAWAY`), or a policy that says
+/// `non_idempotent = "always"`.
 pub(crate) fn replay_is_safe(error: &Error, facts: &RequestFacts, policy: NonIdempotent) -> bool {
     facts.idempotent
         || facts.has_idempotency_key
         || policy == NonIdempotent::Always
         || error.is_throttling()
-        || error.is_connect()
+        || error.is_unprocessed()
 }
 
 /// Decides what follows a failed attempt. Takes from `budget` only when the
@@ -198,6 +200,26 @@ mod tests {
         Error::transport(Box::new(std::io::Error::from(kind)))
     }
 
+    /// An HTTP/2 stream reset with `reason`, as hyper-util reports it: its
+    /// error, hyper's, then h2's, each the source of the one before.
+    #[cfg(feature = "rustls")]
+    fn h2_reset(reason: h2::Reason) -> Error {
+        #[derive(Debug)]
+        struct Client(Box<dyn std::error::Error + Send + Sync>);
+        impl std::fmt::Display for Client {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (SendRequest)")
+            }
+        }
+        impl std::error::Error for Client {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&*self.0)
+            }
+        }
+        let h2 = h2::Error::from(reason);
+        Error::transport(Box::new(Client(Box::new(Client(Box::new(h2))))))
+    }
+
     fn facts(method: Method, key: bool) -> RequestFacts {
         RequestFacts {
             idempotent: is_idempotent(&method),
@@ -293,6 +315,23 @@ mod tests {
                     BACKOFF,
                     "{method}"
                 );
+                // An HTTP/2 stream the server refused was not processed; one
+                // it reset for another reason may have been.
+                #[cfg(feature = "rustls")]
+                {
+                    assert_eq!(
+                        run(&h2_reset(h2::Reason::REFUSED_STREAM), &f, &s),
+                        BACKOFF,
+                        "{method}"
+                    );
+                    for reason in [h2::Reason::CANCEL, h2::Reason::INTERNAL_ERROR] {
+                        assert_eq!(
+                            run(&h2_reset(reason), &f, &s),
+                            when_safe(safe || key),
+                            "{method} {key} {reason:?}"
+                        );
+                    }
+                }
                 // A timed-out attempt may have reached the server.
                 let timed_out = Error::attempt_timed_out(Duration::from_secs(1));
                 assert_eq!(

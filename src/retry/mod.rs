@@ -10,7 +10,8 @@
 //! - sending the request again is safe: the method is idempotent (GET, HEAD,
 //!   OPTIONS, PUT, DELETE, TRACE), or the request has an `Idempotency-Key`, or
 //!   the status proves it was not processed (429), or the connection was
-//!   refused before it was sent, or the policy says
+//!   refused before it was sent, or an HTTP/2 server refused its stream
+//!   (`REFUSED_STREAM`) or went away below it (`GOAWAY`), or the policy says
 //!   `non_idempotent = "always"`;
 //! - attempts are left (`max_attempts`, the first one included);
 //! - the body can be sent again (see [`ReplayBody`]);
@@ -70,7 +71,8 @@ pub use settings::{RetryBuilder, RetrySettings};
 #[serde(rename_all = "lowercase")]
 pub enum NonIdempotent {
     /// Only when it is known to be safe: an `Idempotency-Key`, a 429, a refused
-    /// connection.
+    /// connection, an HTTP/2 stream the server did not process
+    /// ([`Error::is_unprocessed`](crate::Error::is_unprocessed)).
     Safe,
     /// Always, like an idempotent request: for APIs that deduplicate writes.
     Always,
