@@ -127,6 +127,7 @@ async fn the_canary_never_appears() {
 
 /// Every text a user may print of an error: Display, Debug, and each error
 /// of its source chain.
+#[cfg(all(feature = "hyper", feature = "reqwest-middleware"))]
 fn every_text(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut texts = vec![
         error.to_string(),
