@@ -19,6 +19,7 @@ use crate::deadline::CallDeadline;
 /// sends.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallContext {
     /// The index of the route the call took: 0 for the policy's own
     /// sections, `n` for its `n`-th route.

@@ -201,6 +201,7 @@ fn under(path: &str, prefix: &str) -> bool {
 
 /// What a route selector sees of a request: everything but its body.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct RouteRequest<'a> {
     /// The method.
     pub method: &'a Method,
@@ -210,6 +211,18 @@ pub struct RouteRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The extensions.
     pub extensions: &'a Extensions,
+}
+
+impl<'a> RouteRequest<'a> {
+    /// What a selector sees of `request`.
+    pub fn of<B>(request: &'a http::Request<B>) -> Self {
+        RouteRequest {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            extensions: request.extensions(),
+        }
+    }
 }
 
 /// A closure that picks a route by what matchers cannot see (a header, an

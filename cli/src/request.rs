@@ -203,18 +203,11 @@ fn prepare(args: &RequestArgs) -> Result<Prepared, String> {
         .body(Full::new(body))
         .map_err(|e| format!("invalid request: {e}"))?;
     let route = (!policy.routes().is_empty()).then(|| {
-        policy
-            .route_of(&RouteRequest {
-                method: request.method(),
-                uri: request.uri(),
-                headers: request.headers(),
-                extensions: request.extensions(),
-            })
-            .map(|i| {
-                policy.routes()[i]
-                    .name()
-                    .map_or_else(|| i.to_string(), str::to_owned)
-            })
+        policy.route_of(&RouteRequest::of(&request)).map(|i| {
+            policy.routes()[i]
+                .name()
+                .map_or_else(|| i.to_string(), str::to_owned)
+        })
     });
     Ok(Prepared {
         policy,

@@ -26,6 +26,7 @@ impl std::fmt::Debug for BreakerHandle {
 
 /// The state of one breaker at one moment.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct BreakerSnapshot {
     /// The key: `scheme://host:port`, or `global`.
     pub key: String,

@@ -17,6 +17,7 @@ use crate::rng::SharedRng;
 /// Which calls share a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Scope {
     /// One breaker per scheme, host and port.
     Host,

@@ -12,6 +12,7 @@ pub(crate) use super::settings::BreakerSettings;
 
 /// The state of one breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BreakerState {
     /// Calls go through; failures are counted.
     Closed,
@@ -79,6 +80,7 @@ pub(crate) struct Transition {
 
 /// Counts of what a breaker saw, for operators and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BreakerCounters {
     /// Calls let through (probes included) that have ended: each is counted
     /// once more as a success, failure, ignored or cancelled call.

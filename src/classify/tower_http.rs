@@ -34,6 +34,7 @@ pub struct PolicyClassifier {
 
 /// Why [`PolicyClassifier`] judged a response or an error a failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PolicyFailure {
     /// A status of a failing class.
     Status(StatusCode, StatusClass),

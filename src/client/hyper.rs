@@ -44,6 +44,7 @@ pub type HttpsClient<B = Full<Bytes>> =
 /// Which HTTP versions the https client speaks.
 #[cfg(feature = "rustls")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HttpVersions {
     /// HTTP/1.1, and HTTP/2 where the server offers it in the TLS handshake
     /// (ALPN); plain http is HTTP/1.1.

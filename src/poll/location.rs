@@ -14,6 +14,7 @@ use http::uri::{Authority, Scheme};
 
 /// Why a status URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// Not a URL rebound can parse (or not visible ASCII).
     Malformed,

@@ -61,6 +61,7 @@ pub use settings::{PollBuilder, PollSettings};
 /// What to do with a `202 Accepted` that names no status URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum OnAccepted {
     /// Return the 202 as it is: outcome `accepted`.
     Succeed,

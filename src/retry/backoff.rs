@@ -16,6 +16,7 @@ use crate::settings::{self, SettingsError};
 
 /// How the wait is randomised around the base delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Jitter {
     /// Exactly the base delay.
     None,

@@ -6,6 +6,7 @@ use crate::settings::{self, SettingsError};
 
 /// Why a retry is wanted, which sets its price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryCause {
     /// The server said it is throttling the client (429).
     Throttling,
@@ -15,6 +16,7 @@ pub enum RetryCause {
 
 /// The settings of a [`Budget`], in tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct BudgetSettings {
     /// Whether retries are limited by the budget at all.
     pub enabled: bool,

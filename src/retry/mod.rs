@@ -69,6 +69,7 @@ pub use settings::{RetryBuilder, RetrySettings};
 /// retried after a failure that may have reached the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum NonIdempotent {
     /// Only when it is known to be safe: an `Idempotency-Key`, a 429, a refused
     /// connection, an HTTP/2 stream the server did not process

@@ -17,6 +17,7 @@ pub use rule::{Decision, Rule, RuleInput};
 /// acts on the class alone: nothing above re-reads status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum StatusClass {
     /// The call succeeded; the response is passed through.
     Success,
