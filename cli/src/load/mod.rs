@@ -8,6 +8,8 @@
 //! many are in flight is dropped and counted, never queued, so a slow server
 //! cannot slow the load down and so hide itself.
 
+mod call;
+mod interrupt;
 mod live;
 mod schedule;
 mod tally;
@@ -19,14 +21,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Args;
 use http::Request;
-use http_body_util::{BodyExt, Full};
-use rebound::client::HttpsClient;
-use rebound::{CallInfo, Outcome, Policy};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use http_body_util::Full;
+use rebound::Policy;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
+use self::call::Caller;
+use self::interrupt::Interrupts;
 use self::live::{Live, Watched};
 use self::schedule::{Rate, Schedule};
 use self::tally::{ABANDONED, Tally};
@@ -277,137 +279,10 @@ async fn join_all(calls: &mut JoinSet<()>) {
     while calls.join_next().await.is_some() {}
 }
 
-/// What every call needs: the one client, the classifier that names an
-/// answer's outcome, the request to clone and the tally to count in.
-struct Caller {
-    client: HttpsClient,
-    classifier: Arc<rebound::classify::Classifier>,
-    request: Request<Full<Bytes>>,
-    tally: Arc<Mutex<Tally>>,
-}
-
-impl Caller {
-    /// One call, holding `slot` until it ends: its outcome, the requests
-    /// it sent, and its latency to the end of the body.
-    fn call(&self, slot: OwnedSemaphorePermit) -> impl Future<Output = ()> + Send + 'static {
-        let in_flight = InFlight {
-            tally: Arc::clone(&self.tally),
-            started: std::time::Instant::now(),
-            ended: false,
-            _slot: slot,
-        };
-        let client = self.client.clone();
-        let classifier = Arc::clone(&self.classifier);
-        let request = self.request.clone();
-        async move {
-            let (outcome, requests) = match client.oneshot(request).await {
-                Ok(response) => {
-                    let info = CallInfo::of(&response);
-                    let class = classifier.classify_head(response.status(), response.headers());
-                    let mut outcome = Outcome::of_response(class);
-                    // Read to the end, so the connection can be used again.
-                    let mut body = response.into_body();
-                    while let Some(frame) = body.frame().await {
-                        if frame.is_err() {
-                            outcome = Outcome::Transport;
-                            break;
-                        }
-                    }
-                    (outcome, info.attempts() + info.polls())
-                }
-                Err(error) => (
-                    Outcome::from(error.kind()),
-                    error.attempts() + error.polls(),
-                ),
-            };
-            in_flight.end(outcome.as_str(), u64::from(requests));
-        }
-    }
-}
-
-/// A call in flight: counted as [`ABANDONED`] if it is dropped before it
-/// ends.
-struct InFlight {
-    tally: Arc<Mutex<Tally>>,
-    started: std::time::Instant,
-    ended: bool,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl InFlight {
-    fn end(mut self, name: &'static str, requests: u64) {
-        lock(&self.tally).end(name, requests, self.started.elapsed());
-        self.ended = true;
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if !self.ended {
-            // How many requests it sent is not known: none are counted.
-            lock(&self.tally).end(ABANDONED, 0, self.started.elapsed());
-        }
-    }
-}
-
 /// The tally, even after a call panicked while holding it: counts are
 /// whole numbers updated in one step, so they stay right.
 fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
     tally
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Ctrl-C presses, listened for from the start of the run.
-struct Interrupts {
-    presses: watch::Receiver<u32>,
-    handled: u32,
-}
-
-impl Interrupts {
-    fn listen() -> std::io::Result<Interrupts> {
-        let (tx, presses) = watch::channel(0u32);
-        // On unix the handler is in place before this returns, so a Ctrl-C
-        // right after the first call is seen, not the default exit.
-        #[cfg(unix)]
-        {
-            let mut signal =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-            tokio::spawn(async move {
-                while signal.recv().await.is_some() {
-                    tx.send_modify(|n| *n += 1);
-                }
-            });
-        }
-        #[cfg(not(unix))]
-        tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                tx.send_modify(|n| *n += 1);
-            }
-        });
-        Ok(Interrupts {
-            presses,
-            handled: 0,
-        })
-    }
-
-    /// Whether Ctrl-C was pressed since the last one handled; handles it.
-    fn pending(&mut self) -> bool {
-        let presses = *self.presses.borrow();
-        let pending = presses > self.handled;
-        self.handled = presses;
-        pending
-    }
-
-    /// Waits for a Ctrl-C not yet handled.
-    async fn next(&mut self) {
-        loop {
-            if self.pending() {
-                return;
-            }
-            if self.presses.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }
 }
