@@ -3,6 +3,7 @@
 mod check;
 mod client;
 mod demo;
+mod load;
 mod progress;
 mod request;
 mod units;
@@ -38,6 +39,38 @@ enum Command {
     /// Runs every behaviour of the seed API, misbehaviour included, against a
     /// local stand-in, and prints how the policy meets each.
     Demo(demo::DemoArgs),
+    /// Calls a URL at a fixed rate for a while, and reports what the policy
+    /// made of the calls.
+    ///
+    /// Every call goes through one client, as in a program: shared
+    /// connections, one circuit breaker per host, one retry budget. The load
+    /// is open: call i starts at i / rate after the start, whether
+    /// earlier calls have finished or not, so `--rate 200 --duration 1s` is
+    /// exactly 200 calls. A call due when --max-in-flight calls are in flight
+    /// is dropped and counted, never queued. Each response body is read to
+    /// the end and thrown away.
+    ///
+    /// The report, on stdout when the run ends: calls (started and dropped),
+    /// dropped, the count of each outcome seen, requests sent (attempts and
+    /// polls), amplification (requests / calls), and the p50, p90, p99 and
+    /// max latency of each outcome, from the start of a call to the end of
+    /// its body. --report json prints the same as one JSON object: calls,
+    /// dropped, outcomes, requests, amplification, latency_ms.
+    ///
+    /// On a terminal a live line on stderr shows calls started, in flight,
+    /// the outcomes so far and the time gone.
+    ///
+    /// Ctrl-C stops starting calls and gives those in flight 5 s to end (a
+    /// second Ctrl-C gives up at once); calls still in flight then are
+    /// counted under the outcome "abandoned", with the time they had run as
+    /// their latency and none of their requests in "requests". The report
+    /// covers what ran.
+    ///
+    /// Exit status: 0 when the run completed, whatever the outcomes; 130
+    /// when Ctrl-C stopped it (the report is printed all the same); 2 for
+    /// bad usage (a bound, the URL, a header, the body, the policy), with
+    /// nothing sent; 1 when the run could not start.
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +83,7 @@ fn main() -> ExitCode {
         Command::Request(args) => request::run(args),
         Command::Check(args) => check::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Load(args) => load::run(args),
     };
     ExitCode::from(code)
 }

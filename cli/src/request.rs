@@ -17,15 +17,8 @@ use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 
 #[derive(Debug, Args)]
 pub(crate) struct RequestArgs {
-    /// The request method [default: GET, or POST with -d]
-    #[arg(short = 'X', long = "request", value_name = "METHOD")]
-    method: Option<String>,
-    /// A request header, as 'Name: value'; repeatable
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    headers: Vec<String>,
-    /// The request body, or @FILE to read it from a file (@- for stdin)
-    #[arg(short = 'd', long = "data", value_name = "BODY")]
-    data: Option<String>,
+    #[command(flatten)]
+    message: MessageArgs,
     #[command(flatten)]
     policy: PolicyArg,
     #[command(flatten)]
@@ -54,6 +47,65 @@ pub(crate) struct RequestArgs {
     url: String,
 }
 
+/// The method, headers and body of the request, as `request` and `load` take
+/// them.
+#[derive(Debug, Args)]
+pub(crate) struct MessageArgs {
+    /// The request method [default: GET, or POST with -d]
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    method: Option<String>,
+    /// A request header, as 'Name: value'; repeatable
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// The request body, or @FILE to read it from a file (@- for stdin)
+    #[arg(short = 'd', long = "data", value_name = "BODY")]
+    data: Option<String>,
+}
+
+impl MessageArgs {
+    /// The request to `uri`, or what is wrong with the method, a header or
+    /// the body (an unreadable `@FILE`).
+    pub(crate) fn build(&self, uri: Uri) -> Result<Request<Full<Bytes>>, String> {
+        let body = match &self.data {
+            None => Bytes::new(),
+            Some(data) => read_data(data)?,
+        };
+        let method = match &self.method {
+            Some(method) => Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("invalid method {method:?}"))?,
+            None if self.data.is_some() => Method::POST,
+            None => Method::GET,
+        };
+        let mut request = Request::builder().method(method).uri(uri);
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .ok_or_else(|| format!("invalid header {header:?}: expected 'Name: value'"))?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| format!("invalid header name in {header:?}"))?;
+            let value = HeaderValue::from_str(value.trim())
+                .map_err(|_| format!("invalid header value for {name}"))?;
+            request = request.header(name, value);
+        }
+        request
+            .body(Full::new(body))
+            .map_err(|e| format!("invalid request: {e}"))
+    }
+}
+
+/// `url` if it is an http:// or https:// URL with a host.
+pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(format!(
+            "invalid URL {url:?}: expected http://HOST/PATH or https://HOST/PATH"
+        )),
+    }
+}
+
 /// The `-p` option of the commands that run a policy.
 #[derive(Debug, Args)]
 pub(crate) struct PolicyArg {
@@ -67,8 +119,9 @@ pub(crate) struct PolicyArg {
     pub(crate) policy: String,
 }
 
+/// The `--report` formats.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum ReportFormat {
+pub(crate) enum ReportFormat {
     Json,
 }
 
@@ -161,47 +214,12 @@ fn prepare(args: &RequestArgs) -> Result<Prepared, String> {
             .with_total_timeout(total)
             .map_err(|e| format!("invalid --max-time: {e}"))?;
     }
-    let uri: Uri = args
-        .url
-        .parse()
-        .map_err(|e| format!("invalid URL {:?}: {e}", args.url))?;
-    match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some() => {}
-        _ => {
-            return Err(format!(
-                "invalid URL {:?}: expected http://HOST/PATH or https://HOST/PATH",
-                args.url
-            ));
-        }
-    }
+    let uri = parse_url(&args.url)?;
     let connect = args.connect.check()?;
     if let Some(output) = &args.output {
         check_output(output)?;
     }
-    let body = match &args.data {
-        None => Bytes::new(),
-        Some(data) => read_data(data)?,
-    };
-    let method = match &args.method {
-        Some(method) => Method::from_bytes(method.as_bytes())
-            .map_err(|_| format!("invalid method {method:?}"))?,
-        None if args.data.is_some() => Method::POST,
-        None => Method::GET,
-    };
-    let mut request = Request::builder().method(method).uri(uri);
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| format!("invalid header {header:?}: expected 'Name: value'"))?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("invalid header name in {header:?}"))?;
-        let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| format!("invalid header value for {name}"))?;
-        request = request.header(name, value);
-    }
-    let request = request
-        .body(Full::new(body))
-        .map_err(|e| format!("invalid request: {e}"))?;
+    let request = args.message.build(uri)?;
     let route = (!policy.routes().is_empty()).then(|| {
         policy.route_of(&RouteRequest::of(&request)).map(|i| {
             policy.routes()[i]
