@@ -109,7 +109,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
 /// The `-p` option of the commands that run a policy.
 #[derive(Debug, Args)]
 pub(crate) struct PolicyArg {
-    /// A policy file, or the name of a preset (connio, standard)
+    /// A policy file, or the name of a preset (connio, standard, none)
     #[arg(
         short = 'p',
         long = "policy",
