@@ -3,6 +3,7 @@
 mod check;
 mod client;
 mod demo;
+mod metrics;
 mod progress;
 mod request;
 mod units;
