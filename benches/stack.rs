@@ -189,11 +189,10 @@ const NOT_FOUND_GOOGLE: &str = r#"{"error":{"code":404,"message":"Requested endp
 /// The `connio` preset reading error bodies in `format`, with `fields` (a
 /// `[error_body.fields]` table, or nothing) at its end.
 fn connio_reading(format: &str, fields: &str) -> Policy {
-    let text = include_str!("../policies/connio.toml").replace(
-        "[error_body]\n",
-        &format!("[error_body]\nformat = \"{format}\"\n"),
-    );
-    Policy::from_toml_str(&format!("{text}\n{fields}")).expect("a valid policy")
+    // Laid over the preset, not spliced into its text: the preset names a
+    // format of its own, and a second `format` key is a duplicate.
+    let text = format!("extends = \"connio\"\n[error_body]\nformat = \"{format}\"\n{fields}");
+    Policy::from_toml_str(&text).expect("a valid policy")
 }
 
 /// Google's errors.
