@@ -3,8 +3,8 @@
 //!
 //! `MetricsListener` (feature `metrics`) and `OpenTelemetryListener`
 //! (feature `opentelemetry`) record the same instruments under the same
-//! names, units and attributes, so one dashboard reads either. The names
-//! are here for exporters that need them, such as a Prometheus exporter
+//! names, units and attributes. The names are here for exporters that
+//! need them, such as a Prometheus exporter
 //! told which histograms get [`DURATION_BUCKETS`], and for listeners of
 //! your own that should line up with rebound's.
 //!

@@ -17,7 +17,8 @@
 //! polls): `MetricsListener` through the `metrics` facade (feature
 //! `metrics`), and `OpenTelemetryListener` through the OpenTelemetry API
 //! (feature `opentelemetry`). `dashboards/rebound.json` is a Grafana
-//! dashboard for them, as a Prometheus exporter names them.
+//! dashboard for them, under the names metrics-exporter-prometheus gives
+//! them (see the README's "Metrics").
 //!
 //! A listener that panics does not break the call: the panic is caught, the
 //! event is lost for that listener, the call goes on as if nothing happened,
