@@ -13,7 +13,11 @@ use rebound::{CallInfo, Outcome, Policy, ResilienceLayer};
 use rebound_testkit::seed::SeedApi;
 use tower::{Layer, ServiceExt};
 
+use crate::metrics::Metrics;
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
+
+/// The line before the metrics of `--metrics`.
+const METRICS_HEADING: &str = "The metrics of these calls, in Prometheus's text format:";
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -22,6 +26,10 @@ pub(crate) struct DemoArgs {
     /// Print the spans and events of every call to stderr
     #[arg(long)]
     trace: bool,
+    /// After the table, print the metrics the calls produced, in
+    /// Prometheus's text format
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// One request of the demo.
@@ -58,15 +66,30 @@ pub(crate) fn run(args: &DemoArgs) -> u8 {
     if args.trace {
         crate::install_tracing_for_demo();
     }
+    let metrics = if args.metrics {
+        match Metrics::install() {
+            Ok(metrics) => Some(metrics),
+            Err(message) => {
+                eprintln!("rebound: {message}");
+                return EXIT_FAILED;
+            }
+        }
+    } else {
+        None
+    };
+    let policy = match &metrics {
+        Some(metrics) => metrics.watch(policy),
+        None => policy,
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2);
     match crate::runtime(builder) {
-        Ok(runtime) => runtime.block_on(demo(policy, &args.policy.policy)),
+        Ok(runtime) => runtime.block_on(demo(policy, &args.policy.policy, metrics.as_ref())),
         Err(code) => code,
     }
 }
 
-async fn demo(policy: Policy, policy_name: &str) -> u8 {
+async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u8 {
     let api = match SeedApi::start_on(0).await {
         Ok(api) => api,
         Err(e) => {
@@ -175,6 +198,10 @@ async fn demo(policy: Policy, policy_name: &str) -> u8 {
         started.elapsed().as_secs_f64()
     );
     println!("Run it under another policy with --policy FILE, and see the spans with --trace.");
+    if let Some(metrics) = metrics {
+        println!("\n{METRICS_HEADING}\n");
+        print!("{}", metrics.render());
+    }
     EXIT_SUCCESS
 }
 

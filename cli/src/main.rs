@@ -4,6 +4,7 @@ mod check;
 mod client;
 mod demo;
 mod load;
+mod metrics;
 mod progress;
 mod request;
 mod units;

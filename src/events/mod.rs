@@ -11,6 +11,15 @@
 //! hand (`.listener(..)`). Several listeners on one policy are called in the
 //! order they were added.
 //!
+//! Two listeners ship with the crate and record the same
+//! [instruments](instrument) (OpenTelemetry's HTTP client request duration,
+//! and rebound's call durations, retries, refusals, breaker changes and
+//! polls): `MetricsListener` through the `metrics` facade (feature
+//! `metrics`), and `OpenTelemetryListener` through the OpenTelemetry API
+//! (feature `opentelemetry`). `dashboards/rebound.json` is a Grafana
+//! dashboard for them, under the names metrics-exporter-prometheus gives
+//! them (see the README's "Metrics").
+//!
 //! A listener that panics does not break the call: the panic is caught, the
 //! event is lost for that listener, the call goes on as if nothing happened,
 //! and a `tracing` warning says so. A listener should be quick: it runs
@@ -47,6 +56,19 @@ use http::{Method, StatusCode, Uri};
 use crate::error::ErrorKind;
 use crate::outcome::Outcome;
 use crate::status::StatusClass;
+
+pub mod instrument;
+#[cfg(any(feature = "metrics", feature = "opentelemetry"))]
+mod labels;
+#[cfg(feature = "metrics")]
+mod metrics;
+#[cfg(feature = "opentelemetry")]
+mod otel;
+
+#[cfg(feature = "metrics")]
+pub use self::metrics::MetricsListener;
+#[cfg(feature = "opentelemetry")]
+pub use self::otel::OpenTelemetryListener;
 
 /// Receives the stack's events; every method does nothing unless
 /// implemented.
