@@ -13,11 +13,9 @@ use rebound::{CallInfo, Outcome, Policy, ResilienceLayer};
 use rebound_testkit::seed::SeedApi;
 use tower::{Layer, ServiceExt};
 
-use crate::metrics::Metrics;
+use crate::metrics::{METRICS_HEADING, Metrics};
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 
-/// The line before the metrics of `--metrics`.
-const METRICS_HEADING: &str = "The metrics of these calls, in Prometheus's text format:";
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {

@@ -9,6 +9,10 @@ use rebound::Policy;
 use rebound::events::MetricsListener;
 use rebound::events::instrument::{CALL_DURATION, DURATION_BUCKETS, REQUEST_DURATION};
 
+/// The line before the metrics of `--metrics`.
+pub(crate) const METRICS_HEADING: &str =
+    "The metrics of these calls, in Prometheus's text format:";
+
 /// The process's metrics recorder: metrics-exporter-prometheus's, without
 /// its HTTP listener.
 pub(crate) struct Metrics(PrometheusHandle);

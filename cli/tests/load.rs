@@ -461,3 +461,60 @@ async fn calls_still_in_flight_after_ctrl_c_are_abandoned() {
         "{rest}"
     );
 }
+
+/// The value of the sample `name` (with no labels, or summed over them) in
+/// Prometheus's text format.
+fn sample_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_table_and_agree_with_the_server() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let server = TestServer::start({
+        let seen = Arc::clone(&seen);
+        move |_| {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n % 4 == 0 {
+                    api_error(500, &[("InternalError", "Again")])
+                } else {
+                    respond(200, "{}")
+                }
+            }
+        }
+    })
+    .await;
+    let output = rebound_async(vec![
+        "load".into(),
+        "--rate".into(),
+        "50".into(),
+        "--duration".into(),
+        "400ms".into(),
+        "--metrics".into(),
+        server.url("/m"),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let (table, metrics) = stdout
+        .split_once("The metrics of these calls, in Prometheus's text format:")
+        .unwrap_or_else(|| panic!("no metrics: {stdout}"));
+    assert!(table.contains("calls            20"), "{table}");
+    assert_eq!(sample_sum(metrics, "rebound_call_duration_seconds_count"), 20.0);
+    // One request record per request the server answered.
+    assert_eq!(
+        sample_sum(metrics, "http_client_request_duration_seconds_count"),
+        server.requests() as f64
+    );
+    assert_eq!(
+        sample_sum(metrics, "rebound_retries_total"),
+        (server.requests() - 20) as f64
+    );
+}

@@ -32,6 +32,7 @@ use self::interrupt::Interrupts;
 use self::live::{Live, Watched};
 use self::schedule::{Rate, Schedule};
 use self::tally::{ABANDONED, Tally};
+use crate::metrics::{METRICS_HEADING, Metrics};
 use crate::client::{Connect, ConnectArgs};
 use crate::request::{MessageArgs, PolicyArg, ReportFormat};
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
@@ -71,6 +72,10 @@ pub(crate) struct LoadArgs {
     /// Print the report as one JSON object on stdout instead of the table
     #[arg(long, value_enum, value_name = "FORMAT")]
     report: Option<ReportFormat>,
+    /// After the report, print the metrics the calls produced, in
+    /// Prometheus's text format
+    #[arg(long)]
+    metrics: bool,
     /// The URL to call (http:// or https://)
     url: String,
 }
@@ -85,12 +90,26 @@ struct Plan {
 }
 
 pub(crate) fn run(args: LoadArgs) -> u8 {
-    let plan = match plan(&args) {
+    let mut plan = match plan(&args) {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("rebound: {message}");
             return EXIT_USAGE;
         }
+    };
+    let metrics = if args.metrics {
+        match Metrics::install() {
+            Ok(metrics) => {
+                plan.policy = metrics.watch(plan.policy);
+                Some(metrics)
+            }
+            Err(message) => {
+                eprintln!("rebound: {message}");
+                return EXIT_FAILED;
+            }
+        }
+    } else {
+        None
     };
     let runtime = match crate::runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
@@ -131,10 +150,13 @@ pub(crate) fn run(args: LoadArgs) -> u8 {
         }
         None => format!("done in {:.2}s", ran.elapsed.as_secs_f64()),
     };
-    let report = match args.report {
+    let mut report = match args.report {
         Some(ReportFormat::Json) => format!("{}\n", ran.tally.to_json()),
         None => format!("{title}: {ended}\n\n{}", ran.tally.table()),
     };
+    if let Some(metrics) = &metrics {
+        report.push_str(&format!("\n{METRICS_HEADING}\n\n{}", metrics.render()));
+    }
     // A reader that went away (`| head`) is no reason to fail the run.
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
