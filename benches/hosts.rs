@@ -19,9 +19,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::Full;
-use rebound::Policy;
-use rebound_testkit::Answer;
 use tower::{Layer, Service};
+use tower_rebound::Policy;
+use tower_rebound_testkit::Answer;
 
 const NEW_HOSTS: usize = 100_000;
 

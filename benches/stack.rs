@@ -47,14 +47,14 @@ use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use http::Request;
 use http_body_util::Full;
-use rebound::config::Route;
-use rebound::route::RouteMatch;
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::Answer;
 use std::hint::black_box;
 use tokio::runtime::Runtime;
 use tower::timeout::TimeoutLayer;
 use tower::{Layer, Service};
+use tower_rebound::config::Route;
+use tower_rebound::route::RouteMatch;
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::Answer;
 
 const GROUP: &str = "stack";
 
@@ -363,7 +363,7 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
     ] {
         let policy = connio_reading(format, fields);
         let error_body = policy.classify_settings().error_body();
-        let errors = rebound::classify::parse_error_body(error_body, None, body.as_bytes());
+        let errors = tower_rebound::classify::parse_error_body(error_body, None, body.as_bytes());
         assert_eq!(errors.len(), 1, "{name} reads its error");
         let mut stacked = ResilienceLayer::new(policy).layer(Answer::new(404, body));
         group.bench_function(name, |b| b.iter(|| call_once(&mut stacked)));
@@ -497,26 +497,26 @@ fn print_ratios() {
 /// A listener that takes every event and does nothing with it.
 struct Silent;
 
-impl rebound::events::Listener for Silent {}
+impl tower_rebound::events::Listener for Silent {}
 
 /// `policy` with the `metrics` facade's listener.
 #[cfg(feature = "metrics")]
 fn with_metrics(policy: &Policy) -> Policy {
-    let listener = rebound::events::MetricsListener::for_policy(policy);
+    let listener = tower_rebound::events::MetricsListener::for_policy(policy);
     policy.clone().with_listener(listener)
 }
 
 /// `policy` with OpenTelemetry's listener, on the global meter.
 #[cfg(feature = "opentelemetry")]
 fn with_otel(policy: &Policy) -> Policy {
-    let listener = rebound::events::OpenTelemetryListener::for_policy(policy);
+    let listener = tower_rebound::events::OpenTelemetryListener::for_policy(policy);
     policy.clone().with_listener(listener)
 }
 
 /// `policy` with two rules before its table: a 400 whose code is
 /// `Throttled` is retryable, a 200 with `X-Status: failed` terminal.
 fn with_rules(policy: &Policy) -> Policy {
-    use rebound::classify::{ClassifySettings, Rule, StatusClass};
+    use tower_rebound::classify::{ClassifySettings, Rule, StatusClass};
     let classify = ClassifySettings::builder()
         .success([200])
         .pollable([202])

@@ -26,8 +26,8 @@ mod storm;
 
 use std::time::Duration;
 
-use rebound_testkit::sim::{Fault, SimConfig};
 use storm::{Config, Run, drive, drive_method};
+use tower_rebound_testkit::sim::{Fault, SimConfig};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -230,7 +230,7 @@ fn main() {
                 ("polling every 100 ms", tight),
                 ("no polling (accepted)", blind),
             ] {
-                let policy = rebound::Policy::from_toml_str(&text).expect("a valid policy");
+                let policy = tower_rebound::Policy::from_toml_str(&text).expect("a valid policy");
                 let run = drive_method(
                     policy,
                     config.clone(),

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use rebound::breaker::BreakerSettings;
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::Answer;
 use tower::{Layer, Service};
+use tower_rebound::breaker::BreakerSettings;
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::Answer;
 
 fn call_once<S: Service<Request<Full<Bytes>>>>(service: &mut S) {
     let mut cx = Context::from_waker(Waker::noop());

@@ -5,16 +5,16 @@
 //! ```
 
 use http_body_util::Full;
-use rebound::retry::Backoff;
-use rebound::{CallInfo, Policy};
 use tower::ServiceExt;
+use tower_rebound::retry::Backoff;
+use tower_rebound::{CallInfo, Policy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api = rebound_testkit::seed::SeedApi::start().await;
+    let api = tower_rebound_testkit::seed::SeedApi::start().await;
     let schedule = backoff::ExponentialBackoff::default();
     let policy = Policy::preset("connio")?.with_backoff(Backoff::from(&schedule))?;
-    let client = rebound::client::hyper(policy);
+    let client = tower_rebound::client::hyper(policy);
     let request =
         http::Request::get(api.url("/v3/flaky/backoff")).body(Full::<bytes::Bytes>::default())?;
     let started = std::time::Instant::now();

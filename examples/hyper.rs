@@ -5,13 +5,13 @@
 //! ```
 
 use http_body_util::{BodyExt, Full};
-use rebound::{ErrorKind, Policy};
 use tower::ServiceExt;
+use tower_rebound::{ErrorKind, Policy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api = rebound_testkit::seed::SeedApi::start().await;
-    let client = rebound::client::hyper(Policy::preset("connio")?);
+    let api = tower_rebound_testkit::seed::SeedApi::start().await;
+    let client = tower_rebound::client::hyper(Policy::preset("connio")?);
 
     for path in [
         "/v3/devices/_dev_1",
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let request = http::Request::get(api.url(path)).body(Full::default())?;
         match client.clone().oneshot(request).await {
             Ok(response) => {
-                let attempts = rebound::CallInfo::of(&response).attempts();
+                let attempts = tower_rebound::CallInfo::of(&response).attempts();
                 let body = response.into_body().collect().await?.to_bytes();
                 println!(
                     "{path}: {} after {attempts} attempt(s)",

@@ -29,12 +29,12 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use rebound::events::MetricsListener;
-use rebound::events::instrument::{CALL_DURATION, DURATION_BUCKETS, REQUEST_DURATION};
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::seed::SeedApi;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
+use tower_rebound::events::MetricsListener;
+use tower_rebound::events::instrument::{CALL_DURATION, DURATION_BUCKETS, REQUEST_DURATION};
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::seed::SeedApi;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,13 +5,13 @@
 //! ```
 
 use http_body_util::{BodyExt, Full};
-use rebound::{CallInfo, Policy};
 use tower::ServiceExt;
+use tower_rebound::{CallInfo, Policy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api = rebound_testkit::seed::SeedApi::start().await;
-    let client = rebound::client::reqwest(reqwest::Client::new(), Policy::preset("connio")?);
+    let api = tower_rebound_testkit::seed::SeedApi::start().await;
+    let client = tower_rebound::client::reqwest(reqwest::Client::new(), Policy::preset("connio")?);
 
     let write = http::Request::post(api.url("/v3/exports"))
         .body(Full::new(bytes::Bytes::from_static(b"{}")))?;

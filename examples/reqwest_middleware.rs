@@ -4,12 +4,12 @@
 //! cargo run --example reqwest_middleware --features reqwest-middleware
 //! ```
 
-use rebound::client::ReboundMiddleware;
-use rebound::{CallInfo, Policy};
+use tower_rebound::client::ReboundMiddleware;
+use tower_rebound::{CallInfo, Policy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api = rebound_testkit::seed::SeedApi::start().await;
+    let api = tower_rebound_testkit::seed::SeedApi::start().await;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(ReboundMiddleware::new(Policy::preset("connio")?))
         .build();
@@ -22,10 +22,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{} after {attempts} attempts", response.status());
 
     match client.get(api.url("/v3/devices/_dev_off")).send().await {
-        Err(reqwest_middleware::Error::Middleware(e)) => match e.downcast_ref::<rebound::Error>() {
-            Some(e) => println!("{:?}: {:?}", e.kind(), e.error_codes().collect::<Vec<_>>()),
-            None => println!("{e}"),
-        },
+        Err(reqwest_middleware::Error::Middleware(e)) => {
+            match e.downcast_ref::<tower_rebound::Error>() {
+                Some(e) => println!("{:?}: {:?}", e.kind(), e.error_codes().collect::<Vec<_>>()),
+                None => println!("{e}"),
+            }
+        }
         other => println!("{other:?}"),
     }
     Ok(())

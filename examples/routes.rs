@@ -6,8 +6,8 @@
 //! ```
 
 use http_body_util::Full;
-use rebound::{CallInfo, Policy};
 use tower::ServiceExt;
+use tower_rebound::{CallInfo, Policy};
 
 const POLICY: &str = r#"
 [classify]
@@ -24,8 +24,8 @@ max_attempts = 2
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api = rebound_testkit::seed::SeedApi::start().await;
-    let client = rebound::client::hyper(Policy::from_toml_str(POLICY)?);
+    let api = tower_rebound_testkit::seed::SeedApi::start().await;
+    let client = tower_rebound::client::hyper(Policy::from_toml_str(POLICY)?);
     for path in ["/v3/flaky/patient", "/v3/flaky/impatient"] {
         let request = http::Request::get(api.url(path)).body(Full::default())?;
         match client.clone().oneshot(request).await {

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use rebound::Policy;
-use rebound::classify::{PolicyClassifier, PolicyFailure};
 use tower::{Layer, ServiceExt};
 use tower_http::trace::TraceLayer;
+use tower_rebound::Policy;
+use tower_rebound::classify::{PolicyClassifier, PolicyFailure};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api = rebound_testkit::seed::SeedApi::start().await;
+    let api = tower_rebound_testkit::seed::SeedApi::start().await;
     let classifier =
         PolicyClassifier::new(Policy::preset("connio")?.classify_settings()).into_make_classifier();
     let trace = TraceLayer::new(classifier).on_failure(

@@ -45,12 +45,12 @@ pub(crate) fn call_deadline(started: Instant, total: Duration, outer: Option<Ins
 ///
 /// ```
 /// use std::time::Duration;
-/// use rebound::Timeouts;
+/// use tower_rebound::Timeouts;
 ///
 /// let timeouts = Timeouts::new(Duration::from_secs(2), Duration::from_secs(30))?;
 /// assert_eq!(timeouts.total(), Duration::from_secs(30));
 /// assert!(Timeouts::new(Duration::ZERO, Duration::from_secs(30)).is_err());
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawTimeouts")]

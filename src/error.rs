@@ -99,7 +99,7 @@ impl fmt::Display for ErrorKind {
 /// not their values, so that logging an error does not dump a large body.
 ///
 /// ```
-/// use rebound::ApiError;
+/// use tower_rebound::ApiError;
 ///
 /// let mut members = serde_json::Map::new();
 /// members.insert("balance".into(), serde_json::json!(30));
@@ -501,7 +501,7 @@ impl fmt::Debug for Error {
     // The raw body is left out: it can be large, and it is the server's text,
     // which may echo what the client sent.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("rebound::Error");
+        let mut d = f.debug_struct("tower_rebound::Error");
         d.field("kind", &self.inner.kind);
         if let Some(class) = self.inner.class {
             d.field("class", &class);

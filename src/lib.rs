@@ -1,4 +1,4 @@
-//! rebound: a resilient HTTP client policy layer for Tower.
+//! tower-rebound: a resilient HTTP client policy layer for Tower.
 //!
 //! rebound wraps any Tower HTTP client (hyper-util's, reqwest's through an
 //! adapter, a test double) and turns raw responses into typed outcomes. An API
@@ -12,9 +12,57 @@
 //!      └─ poll   202 + status URL → GET it until the operation ends (same-origin only)
 //!         └─ retry    attempts, backoff + jitter, Retry-After, budget, deadline, idempotency
 //!            └─ breaker   per-host circuit breaker: fail fast while open
-//!               └─ classify   status → class, per-attempt timeout, bounded error-body parse
+//!               └─ classify   status (and rules) → class, per-attempt timeout, error bodies
 //!                  └─ client      any Service<http::Request<B>, Response = http::Response<RB>>
 //! ```
+//!
+//! # With hyper-util's client
+//!
+//! ```no_run
+//! use http_body_util::Full;
+//! use tower::ServiceExt;
+//! use tower_rebound::{ErrorKind, Policy};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // A file says what differs from its base (`standard` unless it names one).
+//! let client = tower_rebound::client::hyper(Policy::from_path("policies/connio.toml")?);
+//! let request = http::Request::get("http://127.0.0.1:8080/v3/devices/_dev_1").body(Full::default())?;
+//! match client.oneshot(request).await {
+//!     Ok(response) => println!("{}", response.status()),
+//!     Err(error) if error.kind() == ErrorKind::Terminal => {
+//!         for api_error in error.api_errors() {
+//!             eprintln!("{:?}: {:?}", api_error.code(), api_error.message());
+//!         }
+//!     }
+//!     Err(error) => eprintln!("{error}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # With reqwest
+//!
+//! Feature `reqwest` puts `reqwest::Client` in the same stack; feature
+//! `reqwest-middleware` offers the stack as a middleware instead
+//! (`client::ReboundMiddleware`).
+//!
+#![cfg_attr(feature = "reqwest", doc = "```no_run")]
+#![cfg_attr(not(feature = "reqwest"), doc = "```ignore")]
+//! use http_body_util::Full;
+//! use tower::ServiceExt;
+//! use tower_rebound::{CallInfo, Policy};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = tower_rebound::client::reqwest(reqwest::Client::new(), Policy::preset("standard")?);
+//! let body = Full::new(bytes::Bytes::from_static(b"{}"));
+//! let write = http::Request::post("https://api.example/v3/exports").body(body)?;
+//! let response = client.oneshot(write).await?; // a 202 is polled to its end
+//! println!("{} after {} polls", response.status(), CallInfo::of(&response).polls());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Any Tower client
 //!
 //! [`ResilienceLayer::new`] assembles the stack from a [`Policy`]; each layer
 //! is also a Tower `Layer` of its own, in its own module ([`trace`], [`poll`],
@@ -24,22 +72,21 @@
 //! [`RetrySettings`](retry::RetrySettings),
 //! [`BreakerSettings`](breaker::BreakerSettings),
 //! [`PollSettings`](poll::PollSettings), [`Timeouts`]): loaded from a TOML
-//! file, deserialized with serde, or built in code, every value checked the
-//! same way ([`SettingsError`] names the key it refuses). The [`client`]
-//! module puts the clients people already use in the stack: hyper-util's
-//! (`client::hyper`), reqwest's (feature `reqwest`), and a reqwest-middleware
-//! middleware (feature `reqwest-middleware`). The stack needs a Tokio runtime
-//! with its timer: every wait comes from `tokio::time`.
-//! Every call ends in exactly one [`Outcome`]: `Ok(response)` for `success`
-//! and `accepted`, and an [`Error`] whose [`kind`](Error::kind) names the
-//! failure otherwise.
+//! file ([`config`]: bases, routes, rules, warnings), deserialized with serde,
+//! or built in code, every value checked the same way ([`SettingsError`]
+//! names the key it refuses). [`route`] chooses settings per request;
+//! [`events`] tells listeners (and the `metrics` and `opentelemetry`
+//! listeners) what the stack does. The stack needs a Tokio runtime with its
+//! timer: every wait comes from `tokio::time`. Every call ends in exactly one
+//! [`Outcome`]: `Ok(response)` for `success` and `accepted`, and an [`Error`]
+//! whose [`kind`](Error::kind) names the failure otherwise.
 //!
 //! ```
 //! # use std::convert::Infallible;
 //! # use http::{Request, Response};
 //! # use http_body_util::Full;
 //! # use bytes::Bytes;
-//! use rebound::{ErrorKind, Policy, ResilienceLayer};
+//! use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
 //! use tower::{Layer, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -62,6 +109,20 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `hyper` | yes | [`client::hyper`]: hyper-util's client in the stack |
+//! | `rustls` | no | `client::hyper_https`: https with rustls and the system's roots, HTTP/2 by ALPN |
+//! | `reqwest` | no | `client::Reqwest`, `client::reqwest`: `reqwest::Client` in the stack |
+//! | `reqwest-middleware` | no | `client::ReboundMiddleware` |
+//! | `tower-http` | no | `classify::PolicyClassifier`: rebound's classes in tower-http's `TraceLayer` |
+//! | `backoff` | no | `Backoff::from(&backoff::ExponentialBackoff)` (the crate is unmaintained: never by default) |
+//! | `metrics` | no | `events::MetricsListener`: the `metrics` facade |
+//! | `opentelemetry` | no | `events::OpenTelemetryListener`: the OpenTelemetry metrics API |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -21,7 +21,7 @@ use http::{HeaderMap, header};
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use rebound::classify::parse_retry_after;
+/// use tower_rebound::classify::parse_retry_after;
 ///
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
 /// assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));

@@ -21,7 +21,7 @@ use crate::settings::SettingsError;
 ///
 /// ```
 /// use http::{Method, Uri};
-/// use rebound::route::RouteMatch;
+/// use tower_rebound::route::RouteMatch;
 ///
 /// let exports = RouteMatch::new()
 ///     .host("*.example.com")?
@@ -32,7 +32,7 @@ use crate::settings::SettingsError;
 /// // Segment by segment: "/v3/exportsx" is another path.
 /// let other: Uri = "https://api.example.com/v3/exportsx".parse().unwrap();
 /// assert!(!exports.matches(&Method::POST, &other));
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteMatch {

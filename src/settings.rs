@@ -17,7 +17,7 @@ use std::time::Duration;
 /// list, which element; the message says what was expected.
 ///
 /// ```
-/// use rebound::retry::RetrySettings;
+/// use tower_rebound::retry::RetrySettings;
 ///
 /// let error = RetrySettings::builder().max_attempts(0).build().unwrap_err();
 /// assert_eq!(error.key(), "retry.max_attempts");

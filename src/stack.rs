@@ -48,7 +48,7 @@ type Stack<S> = InStack<Polling<Inner<S>>>;
 /// # use http::{Request, Response};
 /// # use http_body_util::Full;
 /// # use bytes::Bytes;
-/// use rebound::{Policy, ResilienceLayer};
+/// use tower_rebound::{Policy, ResilienceLayer};
 /// use tower::{ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -76,10 +76,10 @@ type Stack<S> = InStack<Polling<Inner<S>>>;
 /// # use http_body_util::Full;
 /// # use bytes::Bytes;
 /// use std::time::Duration;
-/// use rebound::breaker::BreakerSettings;
-/// use rebound::classify::ClassifySettings;
-/// use rebound::retry::RetrySettings;
-/// use rebound::{Policy, ResilienceLayer, Timeouts};
+/// use tower_rebound::breaker::BreakerSettings;
+/// use tower_rebound::classify::ClassifySettings;
+/// use tower_rebound::retry::RetrySettings;
+/// use tower_rebound::{Policy, ResilienceLayer, Timeouts};
 /// use tower::{Layer, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -13,9 +13,9 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::Full;
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::Answer;
 use tower::{Layer, Service};
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::Answer;
 
 struct CountingAllocator;
 

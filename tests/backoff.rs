@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use http::Request;
 use http_body_util::Full;
-use rebound::retry::{Backoff, Jitter};
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::{Scripted, Step};
 use tower::{Layer, ServiceExt};
+use tower_rebound::retry::{Backoff, Jitter};
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::{Scripted, Step};
 
 #[test]
 fn the_schedule_carries_over() {
@@ -76,7 +76,7 @@ async fn a_policy_retries_on_their_schedule() {
 
 #[tokio::test]
 async fn over_real_http_the_schedule_is_followed() {
-    let api = rebound_testkit::seed::SeedApi::start().await;
+    let api = tower_rebound_testkit::seed::SeedApi::start().await;
     let theirs = backoff::ExponentialBackoff {
         initial_interval: Duration::from_millis(40),
         randomization_factor: 0.0,
@@ -88,7 +88,7 @@ async fn over_real_http_the_schedule_is_followed() {
         .unwrap()
         .with_backoff(Backoff::from(&theirs))
         .unwrap();
-    let client = rebound::client::hyper(policy);
+    let client = tower_rebound::client::hyper(policy);
     let started = std::time::Instant::now();
     let response = client
         .oneshot(
@@ -98,7 +98,7 @@ async fn over_real_http_the_schedule_is_followed() {
         )
         .await
         .unwrap();
-    assert_eq!(rebound::CallInfo::of(&response).attempts(), 3);
+    assert_eq!(tower_rebound::CallInfo::of(&response).attempts(), 3);
     // Waits of 40 ms and 80 ms, at least.
     assert!(
         started.elapsed() >= Duration::from_millis(120),

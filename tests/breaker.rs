@@ -10,11 +10,11 @@ use bytes::Bytes;
 use common::{get, hyper_client};
 use http::{Request, Response};
 use http_body_util::Full;
-use rebound::breaker::{BreakerState, CircuitBreakerLayer};
-use rebound::{ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{Scripted, Step, TestServer, api_error, respond};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
+use tower_rebound::breaker::{BreakerState, CircuitBreakerLayer};
+use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{Scripted, Step, TestServer, api_error, respond};
 
 fn policy(breaker: &str) -> Policy {
     Policy::from_toml_str(&format!(
@@ -200,7 +200,7 @@ async fn a_timed_out_attempt_counts_as_a_failure_and_slow_calls_can() {
     let handle = layer.handle();
     let slow = tower::service_fn(|_req: Request<Full<Bytes>>| async {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        Ok::<_, rebound::Error>(Response::new(()))
+        Ok::<_, tower_rebound::Error>(Response::new(()))
     });
     layer
         .layer(slow)

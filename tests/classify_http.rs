@@ -11,9 +11,9 @@ use std::time::Duration;
 use common::{Counting, get, hyper_client};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use rebound::{ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{Body, TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
+use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{Body, TestServer, api_error, respond};
 
 /// Answers `/status/CODE` like the seed API would.
 async fn seed_server() -> TestServer {
@@ -48,7 +48,7 @@ async fn seed_server() -> TestServer {
 }
 
 /// Classification alone: one attempt per call, as classify sees it.
-fn classify_only(policy: &Policy) -> rebound::classify::Classify<common::HyperClient> {
+fn classify_only(policy: &Policy) -> tower_rebound::classify::Classify<common::HyperClient> {
     policy.classify_layer().layer(hyper_client())
 }
 

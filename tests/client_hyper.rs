@@ -2,9 +2,9 @@
 
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use rebound::{ErrorKind, Policy};
-use rebound_testkit::seed::SeedApi;
 use tower::ServiceExt;
+use tower_rebound::{ErrorKind, Policy};
+use tower_rebound_testkit::seed::SeedApi;
 
 fn get(url: &str) -> Request<Full<bytes::Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
@@ -13,7 +13,7 @@ fn get(url: &str) -> Request<Full<bytes::Bytes>> {
 #[tokio::test]
 async fn the_ready_made_client_speaks_the_policy() {
     let api = SeedApi::start().await;
-    let client = rebound::client::hyper(Policy::preset("connio").unwrap());
+    let client = tower_rebound::client::hyper(Policy::preset("connio").unwrap());
     let response = client
         .clone()
         .oneshot(get(&api.url("/v3/devices/_dev_1")))
@@ -48,7 +48,7 @@ async fn the_ready_made_client_speaks_the_policy() {
 #[tokio::test]
 async fn the_https_client_speaks_http_too_and_refuses_a_bad_handshake() {
     let api = SeedApi::start().await;
-    let client = rebound::client::hyper_https(Policy::preset("connio").unwrap()).unwrap();
+    let client = tower_rebound::client::hyper_https(Policy::preset("connio").unwrap()).unwrap();
     let response = client
         .clone()
         .oneshot(get(&api.url("/v3/devices/_dev_1")))

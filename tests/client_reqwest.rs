@@ -3,9 +3,9 @@
 
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use rebound::{CallInfo, ErrorKind, Policy};
-use rebound_testkit::seed::SeedApi;
 use tower::ServiceExt;
+use tower_rebound::{CallInfo, ErrorKind, Policy};
+use tower_rebound_testkit::seed::SeedApi;
 
 fn get(url: &str) -> Request<Full<bytes::Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
@@ -15,7 +15,7 @@ fn get(url: &str) -> Request<Full<bytes::Bytes>> {
 async fn reqwest_speaks_the_policy() {
     let api = SeedApi::start().await;
     let client =
-        rebound::client::reqwest(reqwest::Client::new(), Policy::preset("connio").unwrap());
+        tower_rebound::client::reqwest(reqwest::Client::new(), Policy::preset("connio").unwrap());
 
     let response = client
         .clone()

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rebound::{ErrorKind, Policy};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tower::ServiceExt;
+use tower_rebound::{ErrorKind, Policy};
 
 /// An https server on 127.0.0.1 answering 200 "secure", with a self-signed
 /// certificate for `localhost`; returns its port and the certificate.
@@ -67,13 +67,13 @@ async fn a_trusted_certificate_gets_through_and_an_unknown_one_does_not() {
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let client = rebound::client::hyper_https_with(Policy::preset("connio").unwrap(), tls);
+    let client = tower_rebound::client::hyper_https_with(Policy::preset("connio").unwrap(), tls);
     let response = client.oneshot(get(&url)).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"secure");
 
     // The system's roots do not know the test's certificate.
-    let client = rebound::client::hyper_https(Policy::preset("connio").unwrap()).unwrap();
+    let client = tower_rebound::client::hyper_https(Policy::preset("connio").unwrap()).unwrap();
     let error = client.oneshot(get(&url)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Transport);
 }

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use common::hyper_client;
 use http_body_util::Full;
-use rebound::events::{
-    AttemptEnded, AttemptStarted, BreakerRejected, BreakerTransition, CallEnded, Listener,
-    PollSent, Refusal, RetryCause, RetryRefused, RetryScheduled, WaitReason,
-};
-use rebound::{ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
+use tower_rebound::events::{
+    AttemptEnded, AttemptStarted, BreakerRejected, BreakerTransition, CallEnded, Listener,
+    PollSent, Refusal, RetryReason, RetryRefused, RetryScheduled, WaitReason,
+};
+use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 /// Every event, written down as a line.
 #[derive(Default, Clone)]
@@ -49,7 +49,7 @@ impl Listener for Recorder {
             "retry {} {:?} {:?}",
             e.attempt(),
             e.wait(),
-            e.cause()
+            e.reason()
         ));
     }
     fn retry_refused(&self, e: &RetryRefused<'_>) {
@@ -223,7 +223,7 @@ async fn refusals_are_told_with_their_reason() {
     );
     // The event types name what metrics use.
     assert_eq!(Refusal::Budget.as_str(), "budget");
-    assert_eq!(RetryCause::Timeout.as_str(), "timeout");
+    assert_eq!(RetryReason::Timeout.as_str(), "timeout");
     assert_eq!(WaitReason::RetryAfter.as_str(), "retry_after");
 }
 
@@ -233,7 +233,7 @@ struct Openings(Arc<AtomicU32>, Arc<AtomicU32>);
 
 impl Listener for Openings {
     fn breaker_transition(&self, e: &BreakerTransition<'_>) {
-        if e.to() == rebound::breaker::BreakerState::Open {
+        if e.to() == tower_rebound::breaker::BreakerState::Open {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }

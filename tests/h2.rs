@@ -17,12 +17,12 @@ use h2::Reason;
 use h2::server::{Connection, SendResponse};
 use http::{Request, Response};
 use http_body_util::Full;
-use rebound::client::{HttpVersions, HttpsClient};
-use rebound::{CallInfo, ErrorKind, Policy};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 use tower::ServiceExt;
+use tower_rebound::client::{HttpVersions, HttpsClient};
+use tower_rebound::{CallInfo, ErrorKind, Policy};
 
 /// The h2 frame types the tests look for.
 const HEADERS: u8 = 0x1;
@@ -40,7 +40,7 @@ fn client() -> HttpsClient {
         .with_no_client_auth();
     // POST is replayed only when that is known to be safe.
     let policy = Policy::preset("connio").unwrap();
-    rebound::client::hyper_https_versions(policy, tls, HttpVersions::Http2PriorKnowledge)
+    tower_rebound::client::hyper_https_versions(policy, tls, HttpVersions::Http2PriorKnowledge)
 }
 
 fn request(method: http::Method, url: &str) -> Request<Full<Bytes>> {

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use common::Counting;
 use http::Request;
 use http_body_util::Full;
-use rebound::{ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{TestServer, respond};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::{Layer, ServiceExt};
+use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{TestServer, respond};
 
 /// The servers run on a runtime of their own, so that the client's runtime
 /// counts only the client's tasks.
@@ -112,7 +112,10 @@ fn get(url: &str) -> Request<Full<Bytes>> {
 /// One call to the hostile server through the stack, over a client that
 /// counts the response body bytes the stack pulls; then checks that nothing
 /// was left behind and that the same client still works.
-async fn call(hostile: &Hostile, request: Request<Full<Bytes>>) -> (rebound::Error, u64, Duration) {
+async fn call(
+    hostile: &Hostile,
+    request: Request<Full<Bytes>>,
+) -> (tower_rebound::Error, u64, Duration) {
     let tasks_before = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
@@ -210,7 +213,7 @@ async fn a_stall_before_the_headers() {
     assert!(
         std::error::Error::source(&error)
             .unwrap()
-            .is::<rebound::AttemptTimedOut>()
+            .is::<tower_rebound::AttemptTimedOut>()
     );
     assert_eq!(error.attempts(), 3);
     // Three attempts of 300 ms and two short waits, far below the stall.
@@ -270,7 +273,7 @@ async fn an_endless_error_body_and_a_million_tiny_chunks() {
             // comes first: the read is bounded in time as well as in bytes.
             ErrorKind::Transport => {
                 let source = std::error::Error::source(&error).unwrap();
-                assert!(source.is::<rebound::AttemptTimedOut>(), "{source}");
+                assert!(source.is::<tower_rebound::AttemptTimedOut>(), "{source}");
             }
             other => panic!("unexpected outcome {other:?}: {error}"),
         }

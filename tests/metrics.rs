@@ -12,8 +12,8 @@ use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use rebound::events::MetricsListener;
-use rebound::events::instrument::{
+use tower_rebound::events::MetricsListener;
+use tower_rebound::events::instrument::{
     BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS, REQUEST_DURATION,
     RETRIES, RETRIES_REFUSED,
 };

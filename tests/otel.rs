@@ -10,8 +10,8 @@ use opentelemetry::metrics::MeterProvider;
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use rebound::events::OpenTelemetryListener;
-use rebound::events::instrument::{
+use tower_rebound::events::OpenTelemetryListener;
+use tower_rebound::events::instrument::{
     BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS, REQUEST_DURATION,
     RETRIES, RETRIES_REFUSED,
 };
@@ -362,7 +362,7 @@ fn the_default_constructors_bound_hosts_as_the_breakers_do() {
         "OpenTelemetryListener { max_hosts: 3, .. }"
     );
     let listener = OpenTelemetryListener::default();
-    let default = rebound::breaker::BreakerSettings::default().max_hosts();
+    let default = tower_rebound::breaker::BreakerSettings::default().max_hosts();
     assert_eq!(
         format!("{listener:?}"),
         format!("OpenTelemetryListener {{ max_hosts: {default}, .. }}")

@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderValue, Uri};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
-use rebound::Policy;
-use rebound::classify::{
+use serde_json::Value;
+use tower_rebound::Policy;
+use tower_rebound::classify::{
     ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_api_errors, parse_error_body,
     parse_retry_after,
 };
-use rebound::poll::{Origin, Refusal, Target, resolve_status_url};
-use serde_json::Value;
+use tower_rebound::poll::{Origin, Refusal, Target, resolve_status_url};
 
 const CASES: u32 = 2000;
 

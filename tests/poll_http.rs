@@ -9,9 +9,9 @@ use bytes::Bytes;
 use common::hyper_client;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Full};
-use rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
+use tower_rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 /// The seed API's write path, with status URLs of every kind:
 /// `POST /write/NAME` answers 202 with `Location` taken from `?location=`

@@ -5,10 +5,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{Scripted, Step};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
+use tower_rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{Scripted, Step};
 
 fn policy(poll: &str) -> Policy {
     Policy::from_toml_str(&format!(

@@ -1,9 +1,9 @@
 //! rebound as a reqwest-middleware middleware, against the seed API stand-in.
 #![cfg(feature = "reqwest-middleware")]
 
-use rebound::client::ReboundMiddleware;
-use rebound::{CallInfo, ErrorKind, Policy};
-use rebound_testkit::seed::SeedApi;
+use tower_rebound::client::ReboundMiddleware;
+use tower_rebound::{CallInfo, ErrorKind, Policy};
+use tower_rebound_testkit::seed::SeedApi;
 
 fn client() -> reqwest_middleware::ClientWithMiddleware {
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
@@ -11,11 +11,11 @@ fn client() -> reqwest_middleware::ClientWithMiddleware {
         .build()
 }
 
-fn rebound_error(error: &reqwest_middleware::Error) -> &rebound::Error {
+fn rebound_error(error: &reqwest_middleware::Error) -> &tower_rebound::Error {
     match error {
-        reqwest_middleware::Error::Middleware(e) => {
-            e.downcast_ref::<rebound::Error>().expect("a rebound error")
-        }
+        reqwest_middleware::Error::Middleware(e) => e
+            .downcast_ref::<tower_rebound::Error>()
+            .expect("a rebound error"),
         other => panic!("not a middleware error: {other:?}"),
     }
 }
@@ -91,8 +91,8 @@ fn streaming(text: &'static str) -> reqwest::Body {
 
 #[tokio::test]
 async fn an_open_breaker_stops_a_streaming_body_before_it_is_sent() {
-    let server = rebound_testkit::TestServer::start(|_| async {
-        rebound_testkit::respond(500, "[{\"code\":\"Down\"}]")
+    let server = tower_rebound_testkit::TestServer::start(|_| async {
+        tower_rebound_testkit::respond(500, "[{\"code\":\"Down\"}]")
     })
     .await;
     let client = with_policy(
@@ -116,13 +116,13 @@ async fn an_open_breaker_stops_a_streaming_body_before_it_is_sent() {
 
 #[tokio::test]
 async fn a_streaming_body_goes_through_the_stack_once() {
-    let server = rebound_testkit::TestServer::start(|request| async move {
+    let server = tower_rebound_testkit::TestServer::start(|request| async move {
         let status = if request.body().as_ref() == b"{\"v\":1}" {
             500
         } else {
             400
         };
-        rebound_testkit::respond(status, "[{\"code\":\"Busy\"}]")
+        tower_rebound_testkit::respond(status, "[{\"code\":\"Busy\"}]")
     })
     .await;
     let client = with_policy("[classify]\nretryable = [500]\n[retry]\nmax_attempts = 3\n");
@@ -157,7 +157,7 @@ async fn a_streaming_body_goes_through_the_stack_once() {
 async fn a_per_request_timeout_bounds_every_attempt() {
     // The server never answers; the policy's attempt timeout is 30 s, and
     // reqwest's timeout for this one request is 200 ms.
-    let server = rebound_testkit::TestServer::start(|_| async {
+    let server = tower_rebound_testkit::TestServer::start(|_| async {
         std::future::pending::<()>().await;
         unreachable!()
     })

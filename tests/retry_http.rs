@@ -10,10 +10,10 @@ use bytes::Bytes;
 use common::{get, hyper_client};
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{TestServer, api_error, respond};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::{Layer, ServiceExt};
+use tower_rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 /// `/flaky/N/KEY` fails with 500 N times per KEY, then answers 200;
 /// `/throttle/KEY` answers 429 with `Retry-After: 1` once, then 200.
@@ -171,7 +171,7 @@ async fn a_server_that_stalls_after_the_headers_trips_the_attempt_timeout() {
     assert_eq!(error.kind(), ErrorKind::Transport);
     assert_eq!(error.attempts(), 4);
     let source = std::error::Error::source(&error).unwrap();
-    assert!(source.is::<rebound::AttemptTimedOut>(), "{source}");
+    assert!(source.is::<tower_rebound::AttemptTimedOut>(), "{source}");
     // Four attempts of 300 ms and three short waits; far from the 30 s stall.
     assert!(elapsed >= Duration::from_millis(1200), "{elapsed:?}");
     // The stall is 30 s; a loaded machine meets 20 s.

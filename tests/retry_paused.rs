@@ -6,11 +6,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use rebound::retry::{Backoff, Jitter};
-use rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{Scripted, Step};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
+use tower_rebound::retry::{Backoff, Jitter};
+use tower_rebound::{CallInfo, ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{Scripted, Step};
 
 const SEED: u64 = 0x5eed;
 
@@ -219,7 +219,7 @@ async fn timeouts_of_every_attempt_end_in_transport_with_the_cause() {
     assert_eq!(error.kind(), ErrorKind::Transport);
     assert_eq!(error.attempts(), 2);
     let source = std::error::Error::source(&error).unwrap();
-    assert!(source.is::<rebound::AttemptTimedOut>(), "{source}");
+    assert!(source.is::<tower_rebound::AttemptTimedOut>(), "{source}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -560,7 +560,7 @@ async fn classify_alone_bounds_an_attempt() {
     assert!(
         std::error::Error::source(&error)
             .unwrap()
-            .is::<rebound::AttemptTimedOut>()
+            .is::<tower_rebound::AttemptTimedOut>()
     );
     // The end of the whole call comes first: the attempt ends there.
     let (elapsed, error) = run("[timeouts]\nattempt = \"3s\"\ntotal = \"2s\"\n").await;

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::{get, hyper_client};
 use http::Method;
-use rebound::config::Route;
-use rebound::retry::RetrySettings;
-use rebound::route::RouteMatch;
-use rebound::{ErrorKind, Policy, ResilienceLayer, Timeouts};
-use rebound_testkit::{TestServer, respond};
 use tower::{Layer, ServiceExt};
+use tower_rebound::config::Route;
+use tower_rebound::retry::RetrySettings;
+use tower_rebound::route::RouteMatch;
+use tower_rebound::{ErrorKind, Policy, ResilienceLayer, Timeouts};
+use tower_rebound_testkit::{TestServer, respond};
 
 const POLICY: &str = r#"
 [classify]
@@ -114,7 +114,7 @@ async fn each_route_takes_its_own_attempts_and_timeouts() {
     assert_eq!(error.attempts(), 3);
     let source = std::error::Error::source(&error).unwrap();
     let timed_out = source
-        .downcast_ref::<rebound::AttemptTimedOut>()
+        .downcast_ref::<tower_rebound::AttemptTimedOut>()
         .expect("the attempt timeout ended each attempt");
     assert_eq!(timed_out.after(), Duration::from_millis(200));
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
@@ -186,7 +186,7 @@ async fn the_call_span_names_the_route() {
     let logs = captured.text();
     let closes: Vec<&str> = logs
         .lines()
-        .filter(|l| l.contains("}: rebound::trace: close"))
+        .filter(|l| l.contains("}: tower_rebound::trace: close"))
         .collect();
     assert_eq!(closes.len(), 2, "{logs}");
     assert!(
@@ -256,7 +256,7 @@ fn a_route_moves_a_status_to_another_class_and_keeps_the_rest() {
             .classify_settings()
             .classify(http::StatusCode::from_u16(status).unwrap())
     };
-    use rebound::classify::StatusClass::*;
+    use tower_rebound::classify::StatusClass::*;
     assert_eq!(class(503), Retryable);
     // The route's list replaces the file's retryable list...
     assert_eq!(class(429), Terminal);
@@ -270,7 +270,7 @@ fn a_route_moves_a_status_to_another_class_and_keeps_the_rest() {
 
 #[test]
 fn a_route_chooses_its_own_error_body_format() {
-    use rebound::classify::ErrorBodyFormat;
+    use tower_rebound::classify::ErrorBodyFormat;
     let policy = Policy::from_toml_str(
         "[error_body]\nformat = \"fields\"\n[error_body.fields]\nerrors = \"/error\"\ncode = \"/code\"\n\
          [[routes]]\npath_prefix = \"/problems\"\n[routes.error_body]\nformat = \"problem\"\n\

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use common::Captured;
 use http::Request;
 use http_body_util::Full;
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::{Scripted, Step};
 use tower::{Layer, ServiceExt};
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::{Scripted, Step};
 use tracing_subscriber::fmt::format::FmtSpan;
 
 const CANARY: &str = "c4n4ry-5ecr3t";
@@ -150,9 +150,9 @@ fn every_text(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
 #[cfg(all(feature = "hyper", feature = "reqwest-middleware"))]
 #[tokio::test(flavor = "current_thread")]
 async fn the_canary_never_appears_through_the_real_clients() {
-    use rebound::client::ReboundMiddleware;
-    use rebound_testkit::{TestServer, respond};
     use tokio::io::AsyncReadExt;
+    use tower_rebound::client::ReboundMiddleware;
+    use tower_rebound_testkit::{TestServer, respond};
 
     let captured = Captured::default();
     let _guard = captured.install(FmtSpan::FULL);
@@ -188,8 +188,8 @@ async fn the_canary_never_appears_through_the_real_clients() {
          [retry.backoff]\ninitial = \"1ms\"\n[circuit_breaker]\nenabled = false\n",
     )
     .unwrap();
-    let hyper = rebound::client::hyper(policy.clone());
-    let reqwest = rebound::client::reqwest(reqwest::Client::new(), policy.clone());
+    let hyper = tower_rebound::client::hyper(policy.clone());
+    let reqwest = tower_rebound::client::reqwest(reqwest::Client::new(), policy.clone());
     let middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(ReboundMiddleware::new(policy.clone()))
         .build();
@@ -219,9 +219,9 @@ async fn the_canary_never_appears_through_the_real_clients() {
         let reqwest_middleware::Error::Middleware(error) = error else {
             panic!("rebound's error: {error:?}");
         };
-        kinds.push(error.downcast_ref::<rebound::Error>().unwrap().kind());
+        kinds.push(error.downcast_ref::<tower_rebound::Error>().unwrap().kind());
     }
-    use rebound::ErrorKind::{RetriesExhausted, Transport};
+    use tower_rebound::ErrorKind::{RetriesExhausted, Transport};
     assert_eq!(
         kinds,
         [
@@ -247,7 +247,7 @@ async fn the_canary_never_appears_through_the_real_clients() {
     let logs = captured.text();
     let ours: Vec<&str> = logs
         .lines()
-        .filter(|line| line.contains(": rebound::"))
+        .filter(|line| line.contains(": tower_rebound::"))
         .collect();
     assert!(ours.len() > 20, "{logs}");
     for line in ours {

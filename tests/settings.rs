@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use rebound::breaker::BreakerSettings;
-use rebound::classify::{
+use tower_rebound::breaker::BreakerSettings;
+use tower_rebound::classify::{
     ClassifySettings, ErrorBodyFormat, ErrorBodySettings, ErrorFields, StatusClass,
 };
-use rebound::poll::PollSettings;
-use rebound::retry::{Backoff, Jitter, RetrySettings};
-use rebound::{Policy, SettingsError, Timeouts};
+use tower_rebound::poll::PollSettings;
+use tower_rebound::retry::{Backoff, Jitter, RetrySettings};
+use tower_rebound::{Policy, SettingsError, Timeouts};
 
 /// The `connio` preset, written in code with no TOML.
 fn connio_in_code() -> Result<Policy, SettingsError> {

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use common::{get, hyper_client};
-use rebound::{CallInfo, Policy, ResilienceLayer};
-use rebound_testkit::{TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
+use tower_rebound::{CallInfo, Policy, ResilienceLayer};
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 const CALLS: u64 = 100_000;
 const TASKS: u64 = 64;
@@ -68,7 +68,7 @@ where
     S: tower::Service<
             http::Request<http_body_util::Full<bytes::Bytes>>,
             Response = http::Response<hyper::body::Incoming>,
-            Error = rebound::Error,
+            Error = tower_rebound::Error,
         > + Clone
         + Send
         + 'static,

@@ -7,8 +7,8 @@ mod storm;
 
 use std::time::Duration;
 
-use rebound_testkit::sim::{Fault, SimConfig};
 use storm::{Config, Run, drive, drive_method};
+use tower_rebound_testkit::sim::{Fault, SimConfig};
 
 fn outage(secs: u64) -> SimConfig {
     SimConfig {

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use rebound::Policy;
-use rebound::classify::{PolicyClassifier, PolicyFailure, StatusClass};
-use rebound_testkit::seed::SeedApi;
 use tower::{Layer, ServiceExt};
 use tower_http::trace::TraceLayer;
+use tower_rebound::Policy;
+use tower_rebound::classify::{PolicyClassifier, PolicyFailure, StatusClass};
+use tower_rebound_testkit::seed::SeedApi;
 
 #[tokio::test]
 async fn trace_layer_reports_rebound_classes() {

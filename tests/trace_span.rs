@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use common::hyper_client;
 use http_body_util::Full;
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::{TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::{TestServer, api_error, respond};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -198,7 +198,7 @@ async fn a_transport_failure_names_its_outcome_as_error_type() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn each_attempt_is_a_child_span_and_each_decision_an_event() {
-    use rebound_testkit::{Scripted, Step};
+    use tower_rebound_testkit::{Scripted, Step};
 
     let capture = Capture::default();
     let _guard =
@@ -257,7 +257,7 @@ async fn each_attempt_is_a_child_span_and_each_decision_an_event() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_refused_retry_is_an_event_with_its_reason() {
-    use rebound_testkit::{Scripted, Step};
+    use tower_rebound_testkit::{Scripted, Step};
 
     let capture = Capture::default();
     let _guard =
@@ -279,7 +279,7 @@ async fn a_refused_retry_is_an_event_with_its_reason() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_state_change_is_an_event_and_a_rejected_call_says_circuit_open() {
-    use rebound_testkit::{Scripted, Step};
+    use tower_rebound_testkit::{Scripted, Step};
 
     let capture = Capture::default();
     let _guard =
@@ -325,7 +325,7 @@ async fn a_state_change_is_an_event_and_a_rejected_call_says_circuit_open() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn each_poll_is_a_child_span_and_the_call_counts_them() {
-    use rebound_testkit::{Scripted, Step};
+    use tower_rebound_testkit::{Scripted, Step};
 
     let capture = Capture::default();
     let _guard =
@@ -365,8 +365,8 @@ async fn each_poll_is_a_child_span_and_the_call_counts_them() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn rules_decide_before_the_table_and_the_spans_say_which() {
-    use rebound::classify::{ClassifySettings, Rule, StatusClass};
-    use rebound_testkit::{Scripted, Step};
+    use tower_rebound::classify::{ClassifySettings, Rule, StatusClass};
+    use tower_rebound_testkit::{Scripted, Step};
 
     let capture = Capture::default();
     let _guard =
@@ -413,7 +413,7 @@ async fn rules_decide_before_the_table_and_the_spans_say_which() {
         .oneshot(common::get("http://api.example/devices"))
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), rebound::ErrorKind::Terminal);
+    assert_eq!(error.kind(), tower_rebound::ErrorKind::Terminal);
     assert_eq!(error.status(), Some(http::StatusCode::OK));
     assert_eq!(error.rule(), Some("#1"));
     assert_eq!(error.attempts(), 3);
@@ -423,7 +423,7 @@ async fn rules_decide_before_the_table_and_the_spans_say_which() {
         .unwrap_err();
     assert_eq!(
         (error.kind(), error.rule()),
-        (rebound::ErrorKind::Terminal, None)
+        (tower_rebound::ErrorKind::Terminal, None)
     );
     assert_eq!(script.calls(), 4);
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use rebound::Policy;
+use tower_rebound::Policy;
 
 use crate::{EXIT_SUCCESS, EXIT_USAGE};
 

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use rebound::Policy;
-use rebound::client::{HttpVersions, HttpsClient};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tower_rebound::Policy;
+use tower_rebound::client::{HttpVersions, HttpsClient};
 
 /// How to connect: trust, TLS checks and HTTP versions.
 #[derive(Debug, Clone, Args)]
@@ -111,7 +111,7 @@ impl Connect {
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         };
-        Ok(rebound::client::hyper_https_versions(
+        Ok(tower_rebound::client::hyper_https_versions(
             policy,
             config,
             self.versions,

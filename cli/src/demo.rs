@@ -9,13 +9,12 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rebound::{CallInfo, Outcome, Policy, ResilienceLayer};
-use rebound_testkit::seed::SeedApi;
 use tower::{Layer, ServiceExt};
+use tower_rebound::{CallInfo, Outcome, Policy, ResilienceLayer};
+use tower_rebound_testkit::seed::SeedApi;
 
 use crate::metrics::{METRICS_HEADING, Metrics};
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
-
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -208,7 +207,7 @@ where
     S: tower::Service<
             Request<Full<Bytes>>,
             Response = http::Response<hyper::body::Incoming>,
-            Error = rebound::Error,
+            Error = tower_rebound::Error,
         >,
 {
     let mut request = Request::builder()
@@ -286,7 +285,7 @@ fn explain(
     outcome: Outcome,
     status: Option<u16>,
     attempts: u32,
-    error: &rebound::Error,
+    error: &tower_rebound::Error,
     breaker_on: bool,
 ) -> String {
     let status = status.map_or_else(String::new, |s| format!("{s} "));

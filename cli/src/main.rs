@@ -131,7 +131,7 @@ fn install_tracing_for_demo() {
     use tracing_subscriber::fmt::format::FmtSpan;
     use tracing_subscriber::prelude::*;
 
-    let filter = Targets::new().with_target("rebound", tracing::Level::INFO);
+    let filter = Targets::new().with_target("tower_rebound", tracing::Level::INFO);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -143,7 +143,7 @@ fn install_tracing_for_demo() {
 }
 
 /// Prints spans and events to stderr when `RUST_LOG` asks for them
-/// (`RUST_LOG=rebound=info` shows each call's span as it closes).
+/// (`RUST_LOG=tower_rebound=info` shows each call's span as it closes).
 fn install_tracing() {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::fmt::format::FmtSpan;

@@ -5,13 +5,12 @@
 //! built from, and [`Metrics::render`] once the calls are done.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use rebound::Policy;
-use rebound::events::MetricsListener;
-use rebound::events::instrument::{CALL_DURATION, DURATION_BUCKETS, REQUEST_DURATION};
+use tower_rebound::Policy;
+use tower_rebound::events::MetricsListener;
+use tower_rebound::events::instrument::{CALL_DURATION, DURATION_BUCKETS, REQUEST_DURATION};
 
 /// The line before the metrics of `--metrics`.
-pub(crate) const METRICS_HEADING: &str =
-    "The metrics of these calls, in Prometheus's text format:";
+pub(crate) const METRICS_HEADING: &str = "The metrics of these calls, in Prometheus's text format:";
 
 /// The process's metrics recorder: metrics-exporter-prometheus's, without
 /// its HTTP listener.

@@ -46,9 +46,12 @@ pub(crate) fn install(verbose: bool) -> Installed {
         bar: bar.clone(),
         spans: Mutex::new(HashMap::new()),
     };
-    let subscriber = tracing_subscriber::registry().with(layer.with_filter(
-        tracing_subscriber::filter::Targets::new().with_target("rebound", tracing::Level::INFO),
-    ));
+    let subscriber = tracing_subscriber::registry().with(
+        layer.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("tower_rebound", tracing::Level::INFO),
+        ),
+    );
     Installed {
         _guard: Some(tracing::subscriber::set_default(subscriber)),
         bar,

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use rebound::route::RouteRequest;
-use rebound::{CallInfo, FinalUrl, Outcome, Policy};
 use tower::ServiceExt;
+use tower_rebound::route::RouteRequest;
+use tower_rebound::{CallInfo, FinalUrl, Outcome, Policy};
 
 use crate::client::{Connect, ConnectArgs, tls_failure};
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};

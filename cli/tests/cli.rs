@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use rebound_testkit::{TestServer, api_error, respond};
 use serde_json::Value;
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 fn rebound(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rebound"))
@@ -593,7 +593,7 @@ async fn rust_log_shows_the_call_span() {
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_rebound"))
             .args(["request", &url])
-            .env("RUST_LOG", "rebound=info")
+            .env("RUST_LOG", "tower_rebound=info")
             .output()
             .unwrap()
     })
@@ -609,7 +609,7 @@ async fn rust_log_shows_the_call_span() {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rebound-cli-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tower-rebound-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

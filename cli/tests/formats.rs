@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use http::header::{CONTENT_TYPE, HeaderValue};
-use rebound_testkit::{Body, TestServer, api_error, respond};
 use serde_json::{Value, json};
+use tower_rebound_testkit::{Body, TestServer, api_error, respond};
 
 /// Runs the binary off the runtime's threads, so the server keeps serving.
 async fn rebound_async(args: Vec<String>) -> Output {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rebound_testkit::{TestServer, api_error, respond};
 use serde_json::Value;
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 fn rebound(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rebound"))
@@ -507,7 +507,10 @@ async fn metrics_follow_the_table_and_agree_with_the_server() {
         .split_once("The metrics of these calls, in Prometheus's text format:")
         .unwrap_or_else(|| panic!("no metrics: {stdout}"));
     assert!(table.contains("calls            20"), "{table}");
-    assert_eq!(sample_sum(metrics, "rebound_call_duration_seconds_count"), 20.0);
+    assert_eq!(
+        sample_sum(metrics, "rebound_call_duration_seconds_count"),
+        20.0
+    );
     // One request record per request the server answered.
     assert_eq!(
         sample_sum(metrics, "http_client_request_duration_seconds_count"),

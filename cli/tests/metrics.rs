@@ -186,7 +186,8 @@ fn the_demo_prints_the_metrics_of_its_calls() {
 
 #[test]
 fn a_spent_budget_shows_in_the_refusals() {
-    let dir = std::env::temp_dir().join(format!("rebound-cli-metrics-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("tower-rebound-cli-metrics-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tight-budget.toml");
     std::fs::write(

@@ -8,8 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rebound_testkit::{TestServer, TlsOptions, api_error, respond};
 use serde_json::Value;
+use tower_rebound_testkit::{TestServer, TlsOptions, api_error, respond};
 
 fn rebound(args: &[String]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rebound"))

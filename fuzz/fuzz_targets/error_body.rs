@@ -7,7 +7,7 @@
 
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
-use rebound::classify::{ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_error_body};
+use tower_rebound::classify::{ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_error_body};
 
 /// Pointers of the shapes APIs use: the root, an envelope, an index and
 /// escaped keys.

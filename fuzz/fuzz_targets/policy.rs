@@ -5,13 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    match rebound::Policy::from_toml_str(text) {
+    match tower_rebound::Policy::from_toml_str(text) {
         Ok(policy) => {
             assert!((1..=10).contains(&policy.max_attempts()));
-            assert!(rebound::Policy::from_toml_str(text).is_ok());
+            assert!(tower_rebound::Policy::from_toml_str(text).is_ok());
         }
         Err(error) => {
-            let again = rebound::Policy::from_toml_str(text).unwrap_err();
+            let again = tower_rebound::Policy::from_toml_str(text).unwrap_err();
             assert_eq!(error, again);
         }
     }

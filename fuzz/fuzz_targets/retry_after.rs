@@ -8,5 +8,5 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|input: (&str, u32)| {
     let (text, now) = input;
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(now));
-    let _ = rebound::classify::parse_retry_after(text, now);
+    let _ = tower_rebound::classify::parse_retry_after(text, now);
 });

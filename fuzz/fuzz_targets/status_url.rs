@@ -4,7 +4,7 @@
 
 use http::Uri;
 use libfuzzer_sys::fuzz_target;
-use rebound::poll::{Origin, Target, resolve_status_url};
+use tower_rebound::poll::{Origin, Target, resolve_status_url};
 
 fuzz_target!(|location: &[u8]| {
     let base: Uri = "https://api.example:8443/v3/devices/7?x=1".parse().unwrap();

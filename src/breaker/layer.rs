@@ -11,11 +11,11 @@ use crate::rng::SharedRng;
 /// service it wraps, share their breakers.
 ///
 /// ```
-/// use rebound::breaker::{BreakerSettings, CircuitBreakerLayer};
+/// use tower_rebound::breaker::{BreakerSettings, CircuitBreakerLayer};
 ///
 /// let layer = CircuitBreakerLayer::new(BreakerSettings::builder().consecutive_failures(5).build()?);
 /// assert!(layer.handle().is_enabled());
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreakerLayer {

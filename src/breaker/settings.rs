@@ -19,7 +19,7 @@ use crate::units::DurationStr;
 ///
 /// ```
 /// use std::time::Duration;
-/// use rebound::breaker::BreakerSettings;
+/// use tower_rebound::breaker::BreakerSettings;
 ///
 /// let settings = BreakerSettings::builder()
 ///     .consecutive_failures(3)
@@ -33,7 +33,7 @@ use crate::units::DurationStr;
 ///     .build()
 ///     .unwrap_err();
 /// assert_eq!(error.key(), "circuit_breaker.max_open_for");
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(try_from = "RawBreaker")]

@@ -9,14 +9,14 @@ use crate::deadline::Timeouts;
 ///
 /// ```
 /// use std::time::Duration;
-/// use rebound::classify::{ClassifyLayer, ClassifySettings};
-/// use rebound::Timeouts;
+/// use tower_rebound::classify::{ClassifyLayer, ClassifySettings};
+/// use tower_rebound::Timeouts;
 ///
 /// let settings = ClassifySettings::builder().retryable([429, 500]).build()?;
 /// let layer = ClassifyLayer::new(settings)
 ///     .timeouts(Timeouts::new(Duration::from_secs(2), Duration::from_secs(10))?);
 /// # let _ = layer;
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClassifyLayer {

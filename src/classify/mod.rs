@@ -26,8 +26,8 @@
 //! # use http::{Request, Response, StatusCode};
 //! # use http_body_util::Full;
 //! # use bytes::Bytes;
-//! use rebound::classify::{ClassifyLayer, ClassifySettings};
-//! use rebound::ErrorKind;
+//! use tower_rebound::classify::{ClassifyLayer, ClassifySettings};
+//! use tower_rebound::ErrorKind;
 //! use tower::{Layer, Service, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -83,6 +83,7 @@ pub use settings::{ClassifyBuilder, ClassifySettings};
 pub use crate::retry_after::parse_retry_after;
 pub use crate::status::{Classifier, Decision, Rule, RuleInput, StatusClass, UnknownClass};
 #[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
 pub use tower_http::{PolicyClassifier, PolicyFailure};
 
 /// Classifies the responses of the inner service; see the [module docs](self).

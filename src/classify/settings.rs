@@ -20,7 +20,7 @@ use crate::status::{Classifier, FIRST_STATUS, LAST_STATUS, Rule, StatusClass};
 ///
 /// ```
 /// use http::StatusCode;
-/// use rebound::classify::{ClassifySettings, StatusClass};
+/// use tower_rebound::classify::{ClassifySettings, StatusClass};
 ///
 /// let settings = ClassifySettings::builder()
 ///     .retryable([429, 500])
@@ -29,7 +29,7 @@ use crate::status::{Classifier, FIRST_STATUS, LAST_STATUS, Rule, StatusClass};
 ///     .build()?;
 /// assert_eq!(settings.classify(StatusCode::SERVICE_UNAVAILABLE), StatusClass::Unsupported);
 /// assert_eq!(settings.classify(StatusCode::BAD_GATEWAY), StatusClass::Retryable);
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawClassify")]

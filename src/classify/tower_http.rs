@@ -19,7 +19,7 @@ use crate::status::{Classifier, StatusClass};
 /// classes (`retryable`, `terminal`, `unsupported`) instead of "5xx":
 ///
 /// ```
-/// use rebound::{classify::PolicyClassifier, Policy};
+/// use tower_rebound::{classify::PolicyClassifier, Policy};
 /// use tower_http::trace::TraceLayer;
 ///
 /// let policy = Policy::preset("connio").unwrap();

@@ -2,12 +2,12 @@
 //!
 //! ```no_run
 //! use http_body_util::Full;
-//! use rebound::Policy;
+//! use tower_rebound::Policy;
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = rebound::client::hyper(Policy::preset("connio")?);
+//! let client = tower_rebound::client::hyper(Policy::preset("connio")?);
 //! let request = http::Request::get("http://127.0.0.1:8080/v3/devices/_dev_1").body(Full::default())?;
 //! let response = client.oneshot(request).await?;
 //! println!("{}", response.status());
@@ -38,6 +38,7 @@ pub fn hyper(policy: Policy) -> HyperClient {
 
 /// hyper-util's client over http and https (rustls), in the rebound stack.
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub type HttpsClient<B = Full<Bytes>> =
     Resilience<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>>;
 
@@ -61,6 +62,7 @@ pub enum HttpVersions {
 /// certificates, speaking HTTP/2 where the server offers it; fails when the
 /// system's roots cannot be read.
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub fn hyper_https(policy: Policy) -> std::io::Result<HttpsClient> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()?
@@ -76,12 +78,14 @@ pub fn hyper_https(policy: Policy) -> std::io::Result<HttpsClient> {
 /// certificate authorities, client certificates, pinned roots. HTTP/2 is
 /// negotiated by ALPN.
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub fn hyper_https_with(policy: Policy, tls: rustls::ClientConfig) -> HttpsClient {
     hyper_https_versions(policy, tls, HttpVersions::Negotiate)
 }
 
 /// Like [`hyper_https_with`], speaking the HTTP `versions` asked for.
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub fn hyper_https_versions(
     policy: Policy,
     tls: rustls::ClientConfig,

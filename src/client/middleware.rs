@@ -23,7 +23,7 @@ use crate::stack::ResilienceLayer;
 /// goes down the chain again.
 ///
 /// Calls that fail come back as `reqwest_middleware::Error::Middleware`
-/// holding a [`rebound::Error`](crate::Error) (downcast it to read the kind
+/// holding a [`tower_rebound::Error`](crate::Error) (downcast it to read the kind
 /// and the API's error codes); failures of reqwest itself stay its own
 /// errors, as their source, with the query and userinfo of their URL
 /// removed.
@@ -36,7 +36,7 @@ use crate::stack::ResilienceLayer;
 /// every attempt and every status request.
 ///
 /// ```no_run
-/// use rebound::{client::ReboundMiddleware, Policy};
+/// use tower_rebound::{client::ReboundMiddleware, Policy};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())

@@ -22,12 +22,16 @@ mod middleware;
 mod reqwest;
 
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use self::hyper::{
     HttpVersions, HttpsClient, hyper_https, hyper_https_versions, hyper_https_with,
 };
 #[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use self::hyper::{HyperClient, hyper};
 #[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use self::middleware::ReboundMiddleware;
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use self::reqwest::{Reqwest, ReqwestClient, reqwest};

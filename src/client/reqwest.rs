@@ -18,7 +18,7 @@ use crate::stack::{Resilience, ResilienceLayer};
 ///
 /// ```no_run
 /// use http_body_util::Full;
-/// use rebound::{client::Reqwest, Policy, ResilienceLayer};
+/// use tower_rebound::{client::Reqwest, Policy, ResilienceLayer};
 /// use tower::{Layer, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]

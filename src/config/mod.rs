@@ -70,7 +70,7 @@ const PRESETS: [(&str, &str); 2] = [
 ///
 /// ```
 /// use http::StatusCode;
-/// use rebound::{classify::StatusClass, Policy};
+/// use tower_rebound::{classify::StatusClass, Policy};
 ///
 /// let policy = Policy::from_toml_str(r#"
 ///     [classify]
@@ -81,21 +81,21 @@ const PRESETS: [(&str, &str); 2] = [
 /// assert_eq!(policy.classify(StatusCode::SERVICE_UNAVAILABLE), StatusClass::Unsupported);
 /// // Statuses not listed take the fallback of their hundred.
 /// assert_eq!(policy.classify(StatusCode::CONFLICT), StatusClass::Terminal);
-/// # Ok::<_, rebound::PolicyError>(())
+/// # Ok::<_, tower_rebound::PolicyError>(())
 /// ```
 ///
 /// The same in code, with no TOML:
 ///
 /// ```
-/// use rebound::classify::ClassifySettings;
-/// use rebound::retry::RetrySettings;
-/// use rebound::Policy;
+/// use tower_rebound::classify::ClassifySettings;
+/// use tower_rebound::retry::RetrySettings;
+/// use tower_rebound::Policy;
 ///
 /// let policy = Policy::default()
 ///     .with_classify(ClassifySettings::builder().retryable([429, 500]).unsupported([503]).build()?)
 ///     .with_retry(RetrySettings::builder().max_attempts(3).build()?);
 /// assert_eq!(policy.max_attempts(), 3);
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "toml::Table")]

@@ -25,10 +25,10 @@ use crate::settings::SettingsError;
 ///
 /// ```
 /// use http::Method;
-/// use rebound::config::Route;
-/// use rebound::retry::RetrySettings;
-/// use rebound::route::RouteMatch;
-/// use rebound::Policy;
+/// use tower_rebound::config::Route;
+/// use tower_rebound::retry::RetrySettings;
+/// use tower_rebound::route::RouteMatch;
+/// use tower_rebound::Policy;
 ///
 /// let policy = Policy::preset("connio").unwrap();
 /// let writes = Route::new(RouteMatch::new().methods([Method::POST]), &policy)
@@ -36,7 +36,7 @@ use crate::settings::SettingsError;
 ///     .with_retry(RetrySettings::builder().max_attempts(2).build()?);
 /// let policy = policy.with_route(writes)?;
 /// assert_eq!(policy.routes()[0].retry_settings().max_attempts(), 2);
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Route {

@@ -40,8 +40,8 @@ use crate::breaker::BreakerSettings;
 /// number of series. No path, query or full URL is ever recorded.
 ///
 /// ```
-/// use rebound::events::MetricsListener;
-/// use rebound::{Policy, ResilienceLayer};
+/// use tower_rebound::events::MetricsListener;
+/// use tower_rebound::{Policy, ResilienceLayer};
 ///
 /// // Install the recorder first (metrics::set_global_recorder, or an
 /// // exporter's install), then:
@@ -49,7 +49,7 @@ use crate::breaker::BreakerSettings;
 /// let listener = MetricsListener::for_policy(&policy);
 /// let layer = ResilienceLayer::new(policy.with_listener(listener));
 /// # let _ = layer;
-/// # Ok::<_, rebound::PolicyError>(())
+/// # Ok::<_, tower_rebound::PolicyError>(())
 /// ```
 #[derive(Clone)]
 pub struct MetricsListener {
@@ -150,7 +150,7 @@ impl Listener for MetricsListener {
         counter!(
             RETRIES,
             labels::SERVER_ADDRESS => self.hosts.host(e.target().host()),
-            labels::RETRY_REASON => e.cause().as_str()
+            labels::RETRY_REASON => e.reason().as_str()
         )
         .increment(1);
     }

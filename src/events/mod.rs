@@ -27,8 +27,8 @@
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU64, Ordering};
-//! use rebound::events::{CallEnded, Listener, RetryScheduled};
-//! use rebound::Policy;
+//! use tower_rebound::events::{CallEnded, Listener, RetryScheduled};
+//! use tower_rebound::Policy;
 //!
 //! #[derive(Default)]
 //! struct Counts { retries: AtomicU64, calls: AtomicU64 }
@@ -43,7 +43,7 @@
 //! }
 //!
 //! let policy = Policy::preset("connio")?.with_listener(Counts::default());
-//! # Ok::<_, rebound::PolicyError>(())
+//! # Ok::<_, tower_rebound::PolicyError>(())
 //! ```
 
 use std::fmt;
@@ -66,8 +66,10 @@ mod metrics;
 mod otel;
 
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use self::metrics::MetricsListener;
 #[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use self::otel::OpenTelemetryListener;
 
 /// Receives the stack's events; every method does nothing unless
@@ -210,7 +212,7 @@ impl<'a> AttemptEnded<'a> {
 /// Why a retry was due: what failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RetryCause {
+pub enum RetryReason {
     /// A retryable status.
     Status,
     /// The transport failed.
@@ -219,13 +221,13 @@ pub enum RetryCause {
     Timeout,
 }
 
-impl RetryCause {
+impl RetryReason {
     /// The name metrics use (`rebound.retry.reason`).
     pub const fn as_str(self) -> &'static str {
         match self {
-            RetryCause::Status => "status",
-            RetryCause::Transport => "transport",
-            RetryCause::Timeout => "timeout",
+            RetryReason::Status => "status",
+            RetryReason::Transport => "transport",
+            RetryReason::Timeout => "timeout",
         }
     }
 }
@@ -257,7 +259,7 @@ pub struct RetryScheduled<'a> {
     pub(crate) attempt: u32,
     pub(crate) delay: Duration,
     pub(crate) wait: WaitReason,
-    pub(crate) cause: RetryCause,
+    pub(crate) reason: RetryReason,
 }
 
 impl<'a> RetryScheduled<'a> {
@@ -278,8 +280,8 @@ impl<'a> RetryScheduled<'a> {
         self.wait
     }
     /// What failed.
-    pub fn cause(&self) -> RetryCause {
-        self.cause
+    pub fn reason(&self) -> RetryReason {
+        self.reason
     }
 }
 
@@ -493,18 +495,18 @@ fn emit_all(listeners: &[Arc<dyn Listener>], event: &dyn Fn(&dyn Listener)) {
 }
 
 /// The class of the failure that made a retry due.
-pub(crate) fn retry_cause(error: &crate::Error) -> RetryCause {
+pub(crate) fn retry_reason(error: &crate::Error) -> RetryReason {
     if error.status().is_some() {
-        return RetryCause::Status;
+        return RetryReason::Status;
     }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if cause.is::<crate::error::AttemptTimedOut>() {
-            return RetryCause::Timeout;
+            return RetryReason::Timeout;
         }
         source = cause.source();
     }
-    RetryCause::Transport
+    RetryReason::Transport
 }
 
 #[cfg(test)]

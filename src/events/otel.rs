@@ -33,8 +33,8 @@ use crate::breaker::BreakerSettings;
 /// number of series. No path, query or full URL is ever recorded.
 ///
 /// ```
-/// use rebound::events::OpenTelemetryListener;
-/// use rebound::{Policy, ResilienceLayer};
+/// use tower_rebound::events::OpenTelemetryListener;
+/// use tower_rebound::{Policy, ResilienceLayer};
 ///
 /// let policy = Policy::preset("connio")?;
 /// let meter = opentelemetry::global::meter("my-service");
@@ -42,7 +42,7 @@ use crate::breaker::BreakerSettings;
 ///     .with_max_hosts(policy.breaker_settings().max_hosts());
 /// let layer = ResilienceLayer::new(policy.with_listener(listener));
 /// # let _ = layer;
-/// # Ok::<_, rebound::PolicyError>(())
+/// # Ok::<_, tower_rebound::PolicyError>(())
 /// ```
 #[derive(Clone)]
 pub struct OpenTelemetryListener {
@@ -174,7 +174,7 @@ impl Listener for OpenTelemetryListener {
     fn retry_scheduled(&self, e: &RetryScheduled<'_>) {
         let attributes = [
             KeyValue::new(labels::SERVER_ADDRESS, self.hosts.host(e.target().host())),
-            KeyValue::new(labels::RETRY_REASON, e.cause().as_str()),
+            KeyValue::new(labels::RETRY_REASON, e.reason().as_str()),
         ];
         self.retries.add(1, &attributes);
     }

@@ -13,13 +13,13 @@ use crate::status::Classifier;
 /// layer below uses.
 ///
 /// ```
-/// use rebound::classify::ClassifySettings;
-/// use rebound::poll::{PollSettings, PollingLayer};
+/// use tower_rebound::classify::ClassifySettings;
+/// use tower_rebound::poll::{PollSettings, PollingLayer};
 ///
 /// let classify = ClassifySettings::builder().pollable([202]).build()?;
 /// let layer = PollingLayer::new(PollSettings::default(), classify.classifier().clone());
 /// # let _ = layer;
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct PollingLayer {

@@ -113,7 +113,7 @@ impl Target {
 ///
 /// ```
 /// use http::Uri;
-/// use rebound::poll::{resolve_status_url, Refusal, Target};
+/// use tower_rebound::poll::{resolve_status_url, Refusal, Target};
 ///
 /// let request: Uri = "https://api.example/v3/data?x=1".parse().unwrap();
 /// let ok = resolve_status_url(&request, &request, b"/v3/ops/7", &[]).unwrap();

@@ -21,14 +21,14 @@ use crate::units::DurationStr;
 ///
 /// ```
 /// use std::time::Duration;
-/// use rebound::poll::{Origin, PollSettings};
+/// use tower_rebound::poll::{Origin, PollSettings};
 ///
 /// let settings = PollSettings::builder()
 ///     .interval(Duration::from_millis(500))
 ///     .allowed_origins(vec![Origin::parse("https://ops.example").unwrap()])
 ///     .build()?;
 /// assert_eq!(settings.interval(), Duration::from_millis(500));
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawPoll")]

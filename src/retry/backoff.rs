@@ -137,6 +137,7 @@ impl Backoff {
 }
 
 #[cfg(feature = "backoff")]
+#[cfg_attr(docsrs, doc(cfg(feature = "backoff")))]
 impl From<&backoff::ExponentialBackoff> for Backoff {
     /// The schedule of a `backoff` crate `ExponentialBackoff`: its initial
     /// interval, multiplier, maximum interval and randomisation factor. Its

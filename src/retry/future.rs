@@ -19,7 +19,7 @@ use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::events::{
     self, AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target,
-    WaitReason, retry_cause,
+    WaitReason, retry_reason,
 };
 use crate::info::CallInfo;
 use crate::ready::ready_clone;
@@ -304,7 +304,7 @@ where
                                         DelayReason::RetryAfter => WaitReason::RetryAfter,
                                         DelayReason::Backoff => WaitReason::Backoff,
                                     },
-                                    cause: retry_cause(&error),
+                                    reason: retry_reason(&error),
                                 };
                                 this.shared.listeners.emit(|l| l.retry_scheduled(&event));
                             }

@@ -13,13 +13,13 @@ use crate::status::Classifier;
 ///
 /// ```
 /// use std::time::Duration;
-/// use rebound::retry::{RetryLayer, RetrySettings};
-/// use rebound::Timeouts;
+/// use tower_rebound::retry::{RetryLayer, RetrySettings};
+/// use tower_rebound::Timeouts;
 ///
 /// let layer = RetryLayer::new(RetrySettings::builder().max_attempts(3).build()?)
 ///     .timeouts(Timeouts::new(Duration::from_secs(2), Duration::from_secs(20))?);
 /// assert_eq!(layer.budget().settings().capacity, 20.0);
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct RetryLayer {

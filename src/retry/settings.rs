@@ -21,7 +21,7 @@ use crate::units::{ByteSize, DurationStr};
 ///
 /// ```
 /// use std::time::Duration;
-/// use rebound::retry::{Backoff, Jitter, RetrySettings};
+/// use tower_rebound::retry::{Backoff, Jitter, RetrySettings};
 ///
 /// let settings = RetrySettings::builder()
 ///     .max_attempts(3)
@@ -33,7 +33,7 @@ use crate::units::{ByteSize, DurationStr};
 ///     ))
 ///     .build()?;
 /// assert_eq!(settings.max_attempts(), 3);
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawRetry")]

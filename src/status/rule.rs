@@ -77,7 +77,7 @@ type Custom = Arc<dyn Fn(&RuleInput<'_>) -> Option<StatusClass> + Send + Sync>;
 ///
 /// ```
 /// use http::{HeaderMap, StatusCode};
-/// use rebound::classify::{ClassifySettings, Rule, RuleInput, StatusClass};
+/// use tower_rebound::classify::{ClassifySettings, Rule, RuleInput, StatusClass};
 ///
 /// let settings = ClassifySettings::builder()
 ///     .retryable([429, 500])
@@ -97,7 +97,7 @@ type Custom = Arc<dyn Fn(&RuleInput<'_>) -> Option<StatusClass> + Send + Sync>;
 /// let decision = classifier.decide(&read);
 /// assert_eq!(decision.class(), StatusClass::Retryable);
 /// assert_eq!(classifier.rule_name(decision.rule().unwrap()), Some("throttled"));
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Clone)]
 pub struct Rule {

@@ -13,13 +13,13 @@ use crate::status::Classifier;
 /// layer below uses.
 ///
 /// ```
-/// use rebound::classify::ClassifySettings;
-/// use rebound::trace::TraceLayer;
+/// use tower_rebound::classify::ClassifySettings;
+/// use tower_rebound::trace::TraceLayer;
 ///
 /// let classify = ClassifySettings::builder().pollable([202]).build()?;
 /// let layer = TraceLayer::new(classify.classifier().clone());
 /// # let _ = layer;
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct TraceLayer {

@@ -3,11 +3,11 @@
 //! against. Its routes are in `testkit/src/seed.rs`.
 //!
 //! ```text
-//! cargo run -p rebound-testkit --example seed-api
-//! cargo run -p rebound-cli -- request --report json http://127.0.0.1:8080/v3/devices/_dev_9
+//! cargo run -p tower-rebound-testkit --example seed-api
+//! cargo run -p tower-rebound-cli -- request --report json http://127.0.0.1:8080/v3/devices/_dev_9
 //! ```
 
-use rebound_testkit::seed::SeedApi;
+use tower_rebound_testkit::seed::SeedApi;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -5,15 +5,15 @@
 //! error, as the seed API does when a client goes over its rate limit.
 //!
 //! ```text
-//! cargo run -p rebound-testkit --example throttled-api
-//! cargo run -p rebound-cli -- load --rate 150 --duration 10s http://127.0.0.1:8081/v3/devices/_dev_1
+//! cargo run -p tower-rebound-testkit --example throttled-api
+//! cargo run -p tower-rebound-cli -- load --rate 150 --duration 10s http://127.0.0.1:8081/v3/devices/_dev_1
 //! ```
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::HeaderValue;
-use rebound_testkit::{TestServer, api_error, respond};
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -11,11 +11,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rebound::breaker::BreakerHandle;
-use rebound::events::Listener;
-use rebound::{ErrorKind, Policy, ResilienceLayer};
-use rebound_testkit::{TestServer, api_error, respond};
 use tower::{Layer, ServiceExt};
+use tower_rebound::breaker::BreakerHandle;
+use tower_rebound::events::Listener;
+use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
+use tower_rebound_testkit::{TestServer, api_error, respond};
 
 /// `/flaky/N/KEY` fails N times with 500 then answers 200; `/down` always
 /// answers 500; `/write` is accepted with a status URL that is done on the
@@ -62,7 +62,9 @@ pub fn policy(more: &str) -> Policy {
 
 fn client(
     layer: &ResilienceLayer,
-) -> rebound::Resilience<Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>> {
+) -> tower_rebound::Resilience<
+    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+> {
     layer.layer(Client::builder(TokioExecutor::new()).build_http())
 }
 

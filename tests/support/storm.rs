@@ -12,10 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use rebound::{Policy, ResilienceLayer};
-use rebound_testkit::sim::{SimConfig, SimServer, SimStats};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
+use tower_rebound::{Policy, ResilienceLayer};
+use tower_rebound_testkit::sim::{SimConfig, SimServer, SimStats};
 
 /// The client configurations compared. The `standard` preset is not among
 /// them: its retry, budget, breaker and poll settings are `connio`'s, and

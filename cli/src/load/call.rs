@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use rebound::client::HttpsClient;
-use rebound::{CallInfo, Outcome};
 use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt;
+use tower_rebound::client::HttpsClient;
+use tower_rebound::{CallInfo, Outcome};
 
 use super::lock;
 use super::tally::{ABANDONED, Tally};
@@ -19,7 +19,7 @@ use super::tally::{ABANDONED, Tally};
 /// answer's outcome, the request to clone and the tally to count in.
 pub(super) struct Caller {
     pub(super) client: HttpsClient,
-    pub(super) classifier: Arc<rebound::classify::Classifier>,
+    pub(super) classifier: Arc<tower_rebound::classify::Classifier>,
     pub(super) request: Request<Full<Bytes>>,
     pub(super) tally: Arc<Mutex<Tally>>,
 }

@@ -22,18 +22,18 @@ use bytes::Bytes;
 use clap::Args;
 use http::Request;
 use http_body_util::Full;
-use rebound::Policy;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower_rebound::Policy;
 
 use self::call::Caller;
 use self::interrupt::Interrupts;
 use self::live::{Live, Watched};
 use self::schedule::{Rate, Schedule};
 use self::tally::{ABANDONED, Tally};
-use crate::metrics::{METRICS_HEADING, Metrics};
 use crate::client::{Connect, ConnectArgs};
+use crate::metrics::{METRICS_HEADING, Metrics};
 use crate::request::{MessageArgs, PolicyArg, ReportFormat};
 use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 

@@ -27,7 +27,7 @@ use crate::error::ApiError;
 /// stack.
 ///
 /// ```
-/// use rebound::classify::parse_api_errors;
+/// use tower_rebound::classify::parse_api_errors;
 ///
 /// let body = br#"[{"code": "ResourceNotFound", "cause": "Resource not found"},
 ///                 {"code": "InvalidField", "moreInfoUrl": "https://example.com/e"}]"#;

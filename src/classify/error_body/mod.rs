@@ -42,7 +42,7 @@ pub use settings::{
 ///
 /// ```
 /// use http::HeaderValue;
-/// use rebound::classify::{parse_error_body, ErrorBodySettings, ErrorFields};
+/// use tower_rebound::classify::{parse_error_body, ErrorBodySettings, ErrorFields};
 ///
 /// let auto = ErrorBodySettings::default();
 ///
@@ -68,7 +68,7 @@ pub use settings::{
 /// let errors = parse_error_body(&google, None, body);
 /// assert_eq!(errors[0].code(), Some("404"));
 /// assert_eq!(errors[0].cause(), Some("NOT_FOUND"));
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 pub fn parse_error_body(
     settings: &ErrorBodySettings,

@@ -13,7 +13,7 @@ use crate::units::ByteSize;
 /// `[error_body]`.
 ///
 /// ```
-/// use rebound::classify::{ErrorBodyFormat, ErrorBodySettings, ErrorFields};
+/// use tower_rebound::classify::{ErrorBodyFormat, ErrorBodySettings, ErrorFields};
 ///
 /// let settings = ErrorBodySettings::new(4096)?;
 /// assert_eq!(settings.max_bytes(), 4096);
@@ -34,7 +34,7 @@ use crate::units::ByteSize;
 ///     .build()
 ///     .unwrap_err();
 /// assert_eq!(error.key(), "error_body.fields");
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawErrorBody")]
@@ -147,7 +147,7 @@ impl ErrorBodyBuilder {
 /// (`error_body.format`).
 ///
 /// ```
-/// use rebound::classify::ErrorBodyFormat;
+/// use tower_rebound::classify::ErrorBodyFormat;
 ///
 /// assert_eq!(ErrorBodyFormat::default(), ErrorBodyFormat::Auto);
 /// assert_eq!(ErrorBodyFormat::Problem.as_str(), "problem");
@@ -201,7 +201,7 @@ impl fmt::Display for ErrorBodyFormat {
 /// text (Google's `"code": 404` is the code `"404"`).
 ///
 /// ```
-/// use rebound::classify::ErrorFields;
+/// use tower_rebound::classify::ErrorFields;
 ///
 /// // Google's errors: `{"error": {"code": 404, "message": "...", "status": "NOT_FOUND"}}`.
 /// let google = ErrorFields::builder()
@@ -215,7 +215,7 @@ impl fmt::Display for ErrorBodyFormat {
 ///
 /// let error = ErrorFields::builder().code("code").build().unwrap_err();
 /// assert_eq!(error.key(), "error_body.fields.code");
-/// # Ok::<_, rebound::SettingsError>(())
+/// # Ok::<_, tower_rebound::SettingsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorFields {
