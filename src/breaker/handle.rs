@@ -11,6 +11,18 @@ use super::state::{BreakerCounters, BreakerState};
 /// A look at, and a hand on, the breakers of one layer: for operators and
 /// tests. Keys are named by any URL of the host (`http://api.example/`), or
 /// by the key itself (`http://api.example:80`).
+///
+/// ```
+/// use tower_rebound::breaker::BreakerState;
+/// use tower_rebound::{Policy, ResilienceLayer};
+///
+/// let layer = ResilienceLayer::new(Policy::preset("connio")?);
+/// let breakers = layer.breakers();
+/// breakers.force_open("https://api.example/");
+/// let snapshot = breakers.snapshot("https://api.example/v3/devices").unwrap();
+/// assert_eq!(snapshot.state, BreakerState::ForcedOpen);
+/// # Ok::<_, tower_rebound::PolicyError>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct BreakerHandle {
     registry: Option<Arc<Registry>>,

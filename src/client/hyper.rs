@@ -43,6 +43,17 @@ pub type HttpsClient<B = Full<Bytes>> =
     Resilience<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>>;
 
 /// Which HTTP versions the https client speaks.
+///
+/// ```
+/// use tower_rebound::client::{hyper_https_versions, HttpVersions};
+/// use tower_rebound::Policy;
+///
+/// let roots = rustls::RootCertStore::empty(); // add the roots you trust
+/// let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+/// let client = hyper_https_versions(Policy::preset("standard")?, tls, HttpVersions::Http1Only);
+/// # let _ = client;
+/// # Ok::<_, tower_rebound::PolicyError>(())
+/// ```
 #[cfg(feature = "rustls")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -44,6 +44,16 @@ impl fmt::Display for Refusal {
 }
 
 /// A scheme, host and port: what must match for a URL to be same-origin.
+///
+/// ```
+/// use tower_rebound::poll::{Origin, PollSettings};
+///
+/// let ops = Origin::parse("https://ops.example").unwrap();
+/// assert_eq!(Origin::of(&"https://ops.example:443/jobs/1".parse().unwrap()), Some(ops.clone()));
+/// let settings = PollSettings::builder().allowed_origins(vec![ops]).build()?;
+/// # let _ = settings;
+/// # Ok::<_, tower_rebound::SettingsError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     https: bool,

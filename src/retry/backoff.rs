@@ -34,6 +34,17 @@ pub enum Jitter {
 }
 
 /// A backoff schedule: a base delay for each retry, and its jitter.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_rebound::retry::{Backoff, Jitter, RetrySettings};
+///
+/// // 100 ms, 200 ms, 400 ms ... up to 5 s, each drawn at random below it.
+/// let backoff = Backoff::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(5), Jitter::Full);
+/// let settings = RetrySettings::builder().backoff(backoff).build()?;
+/// assert_eq!(settings.backoff(), backoff);
+/// # Ok::<_, tower_rebound::SettingsError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     initial: Duration,

@@ -107,6 +107,19 @@ fn millis(tokens: f64) -> u64 {
 /// One bucket is shared by every layer built from one [`Policy`](crate::Policy)
 /// value and its clones. Tokens are counted in thousandths in one atomic, so
 /// taking and returning them is lock-free.
+///
+/// ```
+/// use tower_rebound::retry::{Budget, BudgetSettings, RetryCause};
+///
+/// let mut settings = BudgetSettings::default();
+/// settings.capacity = 2.0;
+/// let budget = Budget::new(settings);
+/// assert!(budget.withdraw(RetryCause::Transient));
+/// assert!(budget.withdraw(RetryCause::Throttling));
+/// assert!(!budget.withdraw(RetryCause::Transient)); // spent
+/// budget.deposit(); // a success puts back success_refill (0.2)
+/// assert_eq!((budget.granted(), budget.refused()), (2, 1));
+/// ```
 #[derive(Debug)]
 pub struct Budget {
     enabled: bool,

@@ -110,6 +110,19 @@ impl<B: ReplayBody> Template<B> {
 /// `None`, so the request is not retried. Wrap a body with
 /// [`Policy::buffer_body`](crate::Policy::buffer_body) to take the cap from
 /// `retry.buffer_max`.
+///
+/// ```
+/// use http_body_util::Full;
+/// use tower_rebound::retry::ReplayBody;
+/// use tower_rebound::Policy;
+///
+/// let policy = Policy::preset("standard")?;
+/// // Any body: a stream from a file or a socket, here bytes for brevity.
+/// let body = policy.buffer_body(Full::new(bytes::Bytes::from_static(b"{\"rows\":[]}")));
+/// // Before it streams, a copy can be made; past buffer_max it cannot.
+/// assert!(body.try_clone().is_some());
+/// # Ok::<_, tower_rebound::PolicyError>(())
+/// ```
 pub struct Buffered<B> {
     tee: Arc<Mutex<Tee<B>>>,
     /// The index of the next recorded frame to yield; `None` once this copy
