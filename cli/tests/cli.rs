@@ -1,29 +1,14 @@
 //! The `rebound` binary from outside: the JSON report, the exit statuses and
 //! `rebound check`, against a real server on 127.0.0.1.
 
+mod common;
+
+use common::{rebound, rebound_async, temp_dir};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 use tower_rebound_testkit::{TestServer, api_error, respond};
-
-fn rebound(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the rebound binary")
-}
-
-/// Runs the binary off the runtime's threads, so the server keeps serving.
-async fn rebound_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        rebound(&args)
-    })
-    .await
-    .unwrap()
-}
 
 /// The report: exactly one JSON object on one line of stderr, with exactly
 /// the contract's keys, and `route` (when the policy has routes) and
@@ -606,12 +591,6 @@ async fn rust_log_shows_the_call_span() {
         stderr.contains("rebound.error_codes=\"ResourceNotFound,BadPath\""),
         "{stderr}"
     );
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tower-rebound-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// `/flaky/N/KEY` fails with 500 N times per KEY, then answers 200;

@@ -1,25 +1,14 @@
 //! `rebound request` against servers that answer errors in each body format:
 //! the JSON report's `error_codes` are what the policy's `[error_body]` read.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{rebound_async, temp_dir};
 use std::process::{Command, Output};
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use tower_rebound_testkit::{Body, TestServer, api_error, respond};
-
-/// Runs the binary off the runtime's threads, so the server keeps serving.
-async fn rebound_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_rebound"))
-            .args(&args)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run the rebound binary")
-    })
-    .await
-    .unwrap()
-}
 
 /// The report: exactly one JSON object on one line of stderr.
 fn report(output: &Output) -> Value {
@@ -27,12 +16,6 @@ fn report(output: &Output) -> Value {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "stderr: {stderr}");
     serde_json::from_str(lines[0]).unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rebound-formats-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A response with `status`, `body` and a `Content-Type`.

@@ -1,8 +1,10 @@
 //! `rebound load` from outside, against real servers on 127.0.0.1: the report
 //! against what the server saw, the in-flight limit, usage errors and Ctrl-C.
 
+mod common;
+
+use common::{rebound_async, temp_dir};
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,30 +12,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tower_rebound_testkit::{TestServer, api_error, respond};
-
-fn rebound(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the rebound binary")
-}
-
-/// Runs the binary off the runtime's threads, so the server keeps serving.
-async fn rebound_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        rebound(&args)
-    })
-    .await
-    .unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rebound-load-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// `load --report json ... URL` as arguments.
 fn load_args(url: &str, extra: &[&str]) -> Vec<String> {

@@ -2,6 +2,9 @@
 //! servers, curl's output flags, `-v`, the live status line as a terminal
 //! shows it, and a one-line usage error for every bad flag.
 
+mod common;
+
+use common::{rebound_async, temp_dir};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -11,26 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tower_rebound_testkit::{TestServer, TlsOptions, api_error, respond};
 
-fn rebound(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the rebound binary")
-}
-
 /// Runs the binary off the runtime's threads, so the server keeps serving.
 async fn run(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || rebound(&args))
-        .await
-        .unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rebound-tool-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    rebound_async(args.iter().map(|a| (*a).to_owned()).collect()).await
 }
 
 fn text(bytes: &[u8]) -> String {
