@@ -127,6 +127,7 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+mod breaker_state;
 mod call;
 pub mod classify;
 pub mod client;

@@ -9,35 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub(crate) use super::settings::BreakerSettings;
-
-/// The state of one breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum BreakerState {
-    /// Calls go through; failures are counted.
-    Closed,
-    /// Calls are rejected without being sent, until the open time ends.
-    Open,
-    /// A few probe calls go through; their outcome closes or reopens it.
-    HalfOpen,
-    /// Held open by an operator until reset or forced closed.
-    ForcedOpen,
-    /// Held closed by an operator: calls go through and never trip it.
-    ForcedClosed,
-}
-
-impl BreakerState {
-    /// The state's name, such as `"half_open"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-            BreakerState::ForcedOpen => "forced_open",
-            BreakerState::ForcedClosed => "forced_closed",
-        }
-    }
-}
+pub use crate::breaker_state::BreakerState;
 
 /// What one call says about the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use http::{Method, StatusCode};
 
 use super::AttemptEnded;
 use super::instrument::OTHER;
-use crate::breaker::BreakerState;
+use crate::breaker_state::BreakerState;
 
 pub(crate) const METHOD: &str = "http.request.method";
 pub(crate) const SERVER_ADDRESS: &str = "server.address";

@@ -338,8 +338,8 @@ impl<'a> RetryRefused<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerTransition<'a> {
     pub(crate) key: &'a str,
-    pub(crate) from: crate::breaker::BreakerState,
-    pub(crate) to: crate::breaker::BreakerState,
+    pub(crate) from: crate::breaker_state::BreakerState,
+    pub(crate) to: crate::breaker_state::BreakerState,
 }
 
 impl<'a> BreakerTransition<'a> {
@@ -352,11 +352,11 @@ impl<'a> BreakerTransition<'a> {
         host_of_key(self.key)
     }
     /// The state it left.
-    pub fn from(&self) -> crate::breaker::BreakerState {
+    pub fn from(&self) -> crate::breaker_state::BreakerState {
         self.from
     }
     /// The state it is in now.
-    pub fn to(&self) -> crate::breaker::BreakerState {
+    pub fn to(&self) -> crate::breaker_state::BreakerState {
         self.to
     }
 }
