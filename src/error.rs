@@ -37,6 +37,9 @@ pub enum ErrorKind {
     BudgetExhausted,
     /// The circuit breaker for this host is open; the request was not sent.
     CircuitOpen,
+    /// Adaptive throttling rejected the request here, since the host has
+    /// been refusing most requests; it was not sent.
+    Throttled,
     /// The total deadline passed, or the next wait would pass it.
     DeadlineExceeded,
     /// A `202 Accepted` operation did not finish within the polling limits.
@@ -50,12 +53,13 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// All kinds, in the order of the outcome table.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Terminal,
         ErrorKind::Unsupported,
         ErrorKind::RetriesExhausted,
         ErrorKind::BudgetExhausted,
         ErrorKind::CircuitOpen,
+        ErrorKind::Throttled,
         ErrorKind::DeadlineExceeded,
         ErrorKind::PollTimeout,
         ErrorKind::PollRefused,
@@ -70,6 +74,7 @@ impl ErrorKind {
             ErrorKind::RetriesExhausted => "retries_exhausted",
             ErrorKind::BudgetExhausted => "budget_exhausted",
             ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Throttled => "throttled",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::PollTimeout => "poll_timeout",
             ErrorKind::PollRefused => "poll_refused",
@@ -468,6 +473,9 @@ impl fmt::Display for Error {
             ErrorKind::RetriesExhausted => "request failed and no attempts are left",
             ErrorKind::BudgetExhausted => "request failed and the retry budget refused a retry",
             ErrorKind::CircuitOpen => "circuit open for this host, request not sent",
+            ErrorKind::Throttled => {
+                "throttled here: the host refuses most requests, request not sent"
+            }
             ErrorKind::DeadlineExceeded => "total deadline exceeded",
             ErrorKind::PollTimeout => "operation did not finish in time",
             ErrorKind::PollRefused => "status url refused",
@@ -488,6 +496,7 @@ impl fmt::Display for Error {
             ErrorKind::RetriesExhausted => "the server may recover; try again later",
             ErrorKind::BudgetExhausted => "too many calls are failing; back off",
             ErrorKind::CircuitOpen => "the host is failing; wait for the breaker to probe it",
+            ErrorKind::Throttled => "the host is overloaded; send less or try again later",
             ErrorKind::DeadlineExceeded => "raise timeouts.total or try again later",
             ErrorKind::PollTimeout => "the operation may still finish; check on it later",
             ErrorKind::PollRefused => "the server pointed at a location rebound will not follow",

@@ -28,6 +28,8 @@ pub enum Outcome {
     BudgetExhausted,
     /// See [`ErrorKind::CircuitOpen`].
     CircuitOpen,
+    /// See [`ErrorKind::Throttled`].
+    Throttled,
     /// See [`ErrorKind::DeadlineExceeded`].
     DeadlineExceeded,
     /// See [`ErrorKind::PollTimeout`].
@@ -58,6 +60,7 @@ impl Outcome {
             Outcome::RetriesExhausted => ErrorKind::RetriesExhausted.as_str(),
             Outcome::BudgetExhausted => ErrorKind::BudgetExhausted.as_str(),
             Outcome::CircuitOpen => ErrorKind::CircuitOpen.as_str(),
+            Outcome::Throttled => ErrorKind::Throttled.as_str(),
             Outcome::DeadlineExceeded => ErrorKind::DeadlineExceeded.as_str(),
             Outcome::PollTimeout => ErrorKind::PollTimeout.as_str(),
             Outcome::PollRefused => ErrorKind::PollRefused.as_str(),
@@ -79,6 +82,7 @@ impl From<ErrorKind> for Outcome {
             ErrorKind::RetriesExhausted => Outcome::RetriesExhausted,
             ErrorKind::BudgetExhausted => Outcome::BudgetExhausted,
             ErrorKind::CircuitOpen => Outcome::CircuitOpen,
+            ErrorKind::Throttled => Outcome::Throttled,
             ErrorKind::DeadlineExceeded => Outcome::DeadlineExceeded,
             ErrorKind::PollTimeout => Outcome::PollTimeout,
             ErrorKind::PollRefused => Outcome::PollRefused,
@@ -114,6 +118,7 @@ mod tests {
                 "retries_exhausted",
                 "budget_exhausted",
                 "circuit_open",
+                "throttled",
                 "deadline_exceeded",
                 "poll_timeout",
                 "poll_refused",

@@ -77,6 +77,20 @@ struct PermitGuard {
 impl PermitGuard {
     fn finish<RB>(&mut self, result: &Result<Response<RB>, Error>) {
         if let Some(cell) = self.cell.take() {
+            if let Some(throttle) = &cell.throttle {
+                // The host accepted the request: it answered, and not with
+                // a failure worth retrying.
+                let accepted = match result {
+                    Ok(_) => true,
+                    Err(error) => {
+                        error.status().is_some()
+                            && error.class() != Some(crate::status::StatusClass::Retryable)
+                    }
+                };
+                if accepted {
+                    throttle.accepted(Instant::now());
+                }
+            }
             let verdict = verdict(result, cell.settings.count_throttling);
             let verdict = match (verdict, self.started, cell.settings.slow_call_duration) {
                 (Verdict::Success, Some(started), Some(slow)) if started.elapsed() > slow => {

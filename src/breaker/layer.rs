@@ -47,7 +47,7 @@ impl CircuitBreakerLayer {
 
     fn build(settings: BreakerSettings, seed: u64, listeners: Listeners) -> Self {
         let registry = settings
-            .enabled
+            .per_host()
             .then(|| Arc::new(Registry::new(settings, seed, listeners.clone())));
         CircuitBreakerLayer {
             registry,

@@ -46,6 +46,7 @@ mod layer;
 mod registry;
 mod settings;
 mod state;
+mod throttle;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -54,7 +55,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::call::{Call, CallRequest, InStack};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use registry::{Cell, LastHost, Registry};
 use state::{Admission, Transition};
 
@@ -65,6 +66,8 @@ pub use registry::Scope;
 pub(crate) use settings::RawBreaker;
 pub use settings::{BreakerBuilder, BreakerSettings};
 pub use state::{BreakerCounters, BreakerState};
+pub(crate) use throttle::RawThrottle;
+pub use throttle::ThrottleSettings;
 
 /// Rejects calls to failing hosts; see the [module docs](self).
 #[derive(Clone)]
@@ -116,6 +119,12 @@ impl<S> CircuitBreaker<S> {
             return ResponseFuture::passed(self.inner.call(request));
         };
         let cell = registry.cell_via(request.request().uri(), &mut self.last);
+        if let Some(throttle) = &cell.throttle {
+            if !throttle.admit(tokio::time::Instant::now(), cell.rng.next_u64()) {
+                // Rejected here, at no cost to the host.
+                return ResponseFuture::rejected(Error::new(ErrorKind::Throttled).with_attempts(0));
+            }
+        }
         let (admission, transition) = cell.admit();
         if let Some(transition) = transition {
             report(&cell, &transition);

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::state::{
     Admission, BreakerSettings, BreakerState, Permit, StateMachine, Transition, Verdict,
 };
+use super::throttle::Throttle;
 use crate::events::Listeners;
 use crate::hash::FastHash;
 use crate::rng::SharedRng;
@@ -44,9 +45,11 @@ pub(crate) struct Cell {
     /// cached for it are looked up again.
     evicted: AtomicBool,
     machine: Mutex<StateMachine>,
-    rng: SharedRng,
+    pub(crate) rng: SharedRng,
     /// Told of each change of state and each call refused.
     pub(crate) listeners: Listeners,
+    /// The host's adaptive throttling, when it is on.
+    pub(crate) throttle: Option<Throttle>,
 }
 
 impl Cell {
@@ -62,6 +65,10 @@ impl Cell {
             evicted: AtomicBool::new(false),
             machine: Mutex::new(StateMachine::new(settings)),
             rng: SharedRng::seeded(seed),
+            throttle: settings
+                .throttle
+                .enabled()
+                .then(|| Throttle::new(&settings.throttle, Instant::now())),
         }
     }
 
@@ -92,6 +99,8 @@ impl Cell {
     /// Whether a call may go through. A closed breaker answers without its
     /// lock and without reading the clock.
     pub(crate) fn admit(&self) -> (Admission, Option<Transition>) {
+        // With breaking off (throttling alone) the machine never leaves
+        // closed: nothing records into it.
         if self.closed.load(Ordering::Acquire) {
             return (Admission::Admit(Permit::Normal), None);
         }
@@ -102,6 +111,9 @@ impl Cell {
     }
 
     pub(crate) fn record(&self, permit: Permit, verdict: Verdict) -> Option<Transition> {
+        if !self.settings.enabled {
+            return None;
+        }
         if verdict == Verdict::Success
             && permit == Permit::Normal
             && self.healthy.load(Ordering::Acquire)

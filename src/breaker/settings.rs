@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::registry::Scope;
+use super::throttle::ThrottleSettings;
 use crate::settings::{self, SettingsError};
 use crate::units::DurationStr;
 
@@ -50,6 +51,7 @@ pub struct BreakerSettings {
     pub(crate) max_open_for: Duration,
     pub(crate) half_open_probes: u32,
     pub(crate) count_throttling: bool,
+    pub(crate) throttle: ThrottleSettings,
 }
 
 impl BreakerSettings {
@@ -118,6 +120,17 @@ impl BreakerSettings {
     pub fn count_throttling(&self) -> bool {
         self.count_throttling
     }
+
+    /// The adaptive throttling of each host (`[adaptive_throttle]`).
+    pub fn adaptive_throttle(&self) -> ThrottleSettings {
+        self.throttle
+    }
+
+    /// Whether the layer keeps per-host state at all: breakers, or
+    /// throttling.
+    pub(crate) fn per_host(&self) -> bool {
+        self.enabled || self.throttle.enabled()
+    }
 }
 
 impl Default for BreakerSettings {
@@ -143,9 +156,17 @@ pub struct BreakerBuilder {
     max_open_for: Option<Duration>,
     half_open_probes: Option<u32>,
     count_throttling: Option<bool>,
+    throttle: Option<ThrottleSettings>,
 }
 
 impl BreakerBuilder {
+    /// Adaptive throttling of each host (`[adaptive_throttle]`, default
+    /// off); it works with the breakers on or off.
+    pub fn adaptive_throttle(mut self, throttle: ThrottleSettings) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
     /// Whether there are breakers at all (`enabled`, default true).
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = Some(enabled);
@@ -291,6 +312,7 @@ impl BreakerBuilder {
                 1..=100,
             )?,
             count_throttling: self.count_throttling.unwrap_or(false),
+            throttle: self.throttle.unwrap_or_default(),
         })
     }
 }

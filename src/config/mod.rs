@@ -35,7 +35,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde::Deserialize;
 
-use crate::breaker::{BreakerSettings, CircuitBreakerLayer};
+use crate::breaker::{BreakerSettings, CircuitBreakerLayer, ThrottleSettings};
 use crate::classify::{ClassifyLayer, ClassifySettings, ErrorBodySettings};
 use crate::deadline::Timeouts;
 use crate::events::{Listener, Listeners};
@@ -621,7 +621,8 @@ impl TryFrom<RawPolicy> for Policy {
         let error_body = ErrorBodySettings::try_from(raw.error_body)?;
         let classify = raw.classify.builder()?.error_body(error_body).build()?;
         let retry = RetrySettings::try_from(raw.retry)?;
-        let breaker = BreakerSettings::try_from(raw.circuit_breaker)?;
+        let mut breaker = BreakerSettings::try_from(raw.circuit_breaker)?;
+        breaker.throttle = ThrottleSettings::try_from(raw.adaptive_throttle)?;
         let poll = PollSettings::try_from(raw.poll)?;
         Ok(Policy::from_parts(classify, retry, breaker, poll, timeouts))
     }

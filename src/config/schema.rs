@@ -6,7 +6,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use crate::breaker::RawBreaker;
+use crate::breaker::{RawBreaker, RawThrottle};
 use crate::classify::{RawClassify, RawErrorBody};
 use crate::deadline::RawTimeouts;
 use crate::poll::RawPoll;
@@ -30,6 +30,8 @@ pub(crate) struct RawPolicy {
     pub(crate) timeouts: RawTimeouts,
     #[serde(default)]
     pub(crate) circuit_breaker: RawBreaker,
+    #[serde(default)]
+    pub(crate) adaptive_throttle: RawThrottle,
     #[serde(default)]
     pub(crate) poll: RawPoll,
     // Checked here, read from the document by `routes.rs`.

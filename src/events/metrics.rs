@@ -123,8 +123,11 @@ impl MetricsListener {
 
 impl Listener for MetricsListener {
     fn attempt_ended(&self, e: &AttemptEnded<'_>) {
-        // Stopped by an open breaker: never sent, so it took no time.
-        if e.error() == Some(ErrorKind::CircuitOpen) {
+        // Stopped by an open breaker or by throttling: never sent.
+        if matches!(
+            e.error(),
+            Some(ErrorKind::CircuitOpen | ErrorKind::Throttled)
+        ) {
             return;
         }
         let target = e.target();

@@ -141,8 +141,11 @@ impl OpenTelemetryListener {
 
 impl Listener for OpenTelemetryListener {
     fn attempt_ended(&self, e: &AttemptEnded<'_>) {
-        // Stopped by an open breaker: never sent, so it took no time.
-        if e.error() == Some(ErrorKind::CircuitOpen) {
+        // Stopped by an open breaker or by throttling: never sent.
+        if matches!(
+            e.error(),
+            Some(ErrorKind::CircuitOpen | ErrorKind::Throttled)
+        ) {
             return;
         }
         let target = e.target();

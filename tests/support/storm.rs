@@ -30,12 +30,16 @@ pub enum Config {
     PlainRetries,
     /// One attempt, no breaker.
     NoRetries,
+    /// The `connio` preset with its breaker off and adaptive throttling on
+    /// (k = 2 over 2 minutes): the budget and local rejection.
+    Throttle,
 }
 
 impl Config {
-    pub const ALL: [Config; 4] = [
+    pub const ALL: [Config; 5] = [
         Config::Connio,
         Config::BudgetOnly,
+        Config::Throttle,
         Config::PlainRetries,
         Config::NoRetries,
     ];
@@ -46,6 +50,7 @@ impl Config {
             Config::BudgetOnly => "rebound connio, no breaker",
             Config::PlainRetries => "plain retries (4 attempts)",
             Config::NoRetries => "no retries",
+            Config::Throttle => "rebound connio, throttle, no breaker",
         }
     }
 
@@ -65,6 +70,14 @@ impl Config {
             Config::NoRetries => connio
                 .replace("enabled = true", "enabled = false")
                 .replace("max_attempts = 4", "max_attempts = 1"),
+            Config::Throttle => match connio.rfind("enabled = true") {
+                Some(at) => format!(
+                    "{}enabled = false{}\n[adaptive_throttle]\nenabled = true\n",
+                    &connio[..at],
+                    &connio[at + 14..]
+                ),
+                None => connio.to_owned(),
+            },
         };
         let text = text.replace(
             "attempt = \"10s\"",
