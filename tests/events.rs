@@ -2,6 +2,8 @@
 //! no secret in any of them, and a panicking listener that breaks nothing.
 
 mod common;
+#[path = "support/instruments.rs"]
+mod instruments;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,6 @@ use tower_rebound::events::{
     PollSent, Refusal, RetryReason, RetryRefused, RetryScheduled, WaitReason,
 };
 use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
-use tower_rebound_testkit::{TestServer, api_error, respond};
 
 /// Every event, written down as a line.
 #[derive(Default, Clone)]
@@ -78,52 +79,8 @@ impl Listener for Recorder {
 
 const CANARY: &str = "canary-e7e7";
 
-/// `/flaky/N/KEY` fails N times with 500 then answers; `/throttle` asks to
-/// wait an hour; `/write` is accepted with a status URL done on first poll.
-async fn server() -> TestServer {
-    let seen: Arc<Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
-    TestServer::start(move |request| {
-        let seen = Arc::clone(&seen);
-        async move {
-            let path = request.uri().path().to_owned();
-            let count = {
-                let mut seen = seen.lock().unwrap();
-                let n = seen.entry(path.clone()).or_insert(0);
-                *n += 1;
-                *n
-            };
-            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            match parts.as_slice() {
-                ["flaky", n, _] if count <= n.parse::<u32>().unwrap() => {
-                    api_error(500, &[("InternalError", "Try again")])
-                }
-                ["throttle"] => {
-                    let mut response = api_error(429, &[("TooManyRequests", "Later")]);
-                    response
-                        .headers_mut()
-                        .insert("retry-after", "3600".parse().unwrap());
-                    response
-                }
-                ["write"] => {
-                    let mut response = respond(202, "");
-                    response
-                        .headers_mut()
-                        .insert("location", "/ops/1".parse().unwrap());
-                    response
-                }
-                ["down"] => api_error(500, &[("Down", "Down")]),
-                _ => respond(200, "{}"),
-            }
-        }
-    })
-    .await
-}
-
 fn policy() -> Policy {
-    Policy::from_toml_str(
-        "extends = \"connio\"\n[retry.backoff]\ninitial = \"1ms\"\nmax = \"5ms\"\n[poll]\ninterval = \"1ms\"\n",
-    )
-    .unwrap()
+    instruments::policy("")
 }
 
 fn request(url: &str) -> http::Request<Full<bytes::Bytes>> {
@@ -135,7 +92,7 @@ fn request(url: &str) -> http::Request<Full<bytes::Bytes>> {
 
 #[tokio::test]
 async fn a_call_tells_every_step_once_and_no_secret() {
-    let server = server().await;
+    let server = instruments::server().await;
     let recorder = Recorder::default();
     let client =
         ResilienceLayer::new(policy().with_listener(recorder.clone())).layer(hyper_client());
@@ -198,7 +155,7 @@ async fn a_call_tells_every_step_once_and_no_secret() {
 
 #[tokio::test]
 async fn refusals_are_told_with_their_reason() {
-    let server = server().await;
+    let server = instruments::server().await;
     let recorder = Recorder::default();
     let budget = Policy::from_toml_str(
         "extends = \"connio\"\n[retry.backoff]\ninitial = \"1ms\"\n[retry.budget]\ncapacity = 1\n[circuit_breaker]\nenabled = false\n",
@@ -244,7 +201,7 @@ impl Listener for Openings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_breaker_transition_is_told_once_under_32_tasks() {
-    let server = server().await;
+    let server = instruments::server().await;
     let openings = Openings::default();
     let policy = Policy::from_toml_str(
         "extends = \"connio\"\n[retry]\nmax_attempts = 1\n[circuit_breaker]\nconsecutive_failures = 5\nopen_for = \"1h\"\nmax_open_for = \"1h\"\n",
@@ -285,7 +242,7 @@ impl Listener for Panics {
 
 #[tokio::test]
 async fn a_panicking_listener_breaks_nothing() {
-    let server = server().await;
+    let server = instruments::server().await;
     let after = Recorder::default();
     let client = ResilienceLayer::new(policy().with_listener(Panics).with_listener(after.clone()))
         .layer(hyper_client());

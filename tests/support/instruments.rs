@@ -18,8 +18,9 @@ use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
 use tower_rebound_testkit::{TestServer, api_error, respond};
 
 /// `/flaky/N/KEY` fails N times with 500 then answers 200; `/down` always
-/// answers 500; `/write` is accepted with a status URL that is done on the
-/// first poll; anything else is 200.
+/// answers 500; `/throttle` answers 429 asking to wait an hour; `/write` is
+/// accepted with a status URL that is done on the first poll; anything else
+/// is 200.
 pub async fn server() -> TestServer {
     let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     TestServer::start(move |request| {
@@ -38,6 +39,13 @@ pub async fn server() -> TestServer {
                     api_error(500, &[("InternalError", "Try again")])
                 }
                 ["down"] => api_error(500, &[("Down", "Down")]),
+                ["throttle"] => {
+                    let mut response = api_error(429, &[("TooManyRequests", "Later")]);
+                    response
+                        .headers_mut()
+                        .insert("retry-after", "3600".parse().unwrap());
+                    response
+                }
                 ["write"] => {
                     let mut response = respond(202, "");
                     response
