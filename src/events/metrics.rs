@@ -14,7 +14,6 @@ use super::labels::{self, Names};
 use super::{
     AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RetryRefused, RetryScheduled,
 };
-use crate::ErrorKind;
 use crate::breaker::BreakerSettings;
 
 /// Records the stack's [instruments](super::instrument) through the
@@ -123,11 +122,7 @@ impl MetricsListener {
 
 impl Listener for MetricsListener {
     fn attempt_ended(&self, e: &AttemptEnded<'_>) {
-        // Stopped by an open breaker or by throttling: never sent.
-        if matches!(
-            e.error(),
-            Some(ErrorKind::CircuitOpen | ErrorKind::Throttled)
-        ) {
+        if !e.was_sent() {
             return;
         }
         let target = e.target();

@@ -207,6 +207,14 @@ impl<'a> AttemptEnded<'a> {
     pub fn duration(&self) -> Duration {
         self.duration
     }
+    /// Whether the request left the client: not when an open breaker or
+    /// adaptive throttling stopped it (then it is no request to count).
+    pub fn was_sent(&self) -> bool {
+        !matches!(
+            self.error,
+            Some(ErrorKind::CircuitOpen | ErrorKind::Throttled)
+        )
+    }
 }
 
 /// Why a retry was due: what failed.
