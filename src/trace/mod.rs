@@ -14,6 +14,8 @@
 //! | `error.type` | the status code of an error response, else the outcome |
 //! | `rebound.outcome` | the outcome name (`success`, `terminal`, ...) |
 //! | `rebound.error_codes` | the API error codes, comma-separated |
+//! | `rebound.route` | the route that took the call (its name, or its index) |
+//! | `rebound.decided_by`, `rebound.rule` | `rule` or `table`: what decided the class; the rule's name or `#index` |
 //!
 //! No header is ever recorded, so `Authorization`, `Cookie` and other secrets
 //! cannot reach a span; the query string, which often carries keys, is left
