@@ -40,6 +40,9 @@ pub enum ErrorKind {
     /// Adaptive throttling rejected the request here, since the host has
     /// been refusing most requests; it was not sent.
     Throttled,
+    /// The rate limit (`[rate_limit]`) had no turn for the request within
+    /// what the call may wait, or waiting is off; it was not sent.
+    RateLimited,
     /// The total deadline passed, or the next wait would pass it.
     DeadlineExceeded,
     /// A `202 Accepted` operation did not finish within the polling limits.
@@ -53,13 +56,14 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// All kinds, in the order of the outcome table.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Terminal,
         ErrorKind::Unsupported,
         ErrorKind::RetriesExhausted,
         ErrorKind::BudgetExhausted,
         ErrorKind::CircuitOpen,
         ErrorKind::Throttled,
+        ErrorKind::RateLimited,
         ErrorKind::DeadlineExceeded,
         ErrorKind::PollTimeout,
         ErrorKind::PollRefused,
@@ -75,6 +79,7 @@ impl ErrorKind {
             ErrorKind::BudgetExhausted => "budget_exhausted",
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Throttled => "throttled",
+            ErrorKind::RateLimited => "rate_limited",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::PollTimeout => "poll_timeout",
             ErrorKind::PollRefused => "poll_refused",
@@ -302,6 +307,15 @@ impl Error {
         Error::from_inner(inner)
     }
 
+    /// An attempt the rate limit did not let through; `retry_in` is the time
+    /// until its next turn, when known.
+    pub(crate) fn rate_limited(retry_in: Option<Duration>) -> Self {
+        let mut inner = Error::bare(ErrorKind::RateLimited);
+        inner.attempts = 0;
+        inner.retry_after = retry_in;
+        Error::from_inner(inner)
+    }
+
     /// An attempt that did not finish within `timeouts.attempt`: a transport
     /// failure, after which nobody knows whether the server got the request.
     pub(crate) fn attempt_timed_out(after: Duration) -> Self {
@@ -476,6 +490,9 @@ impl fmt::Display for Error {
             ErrorKind::Throttled => {
                 "throttled here: the host refuses most requests, request not sent"
             }
+            ErrorKind::RateLimited => {
+                "rate limited here: no turn within the limit, request not sent"
+            }
             ErrorKind::DeadlineExceeded => "total deadline exceeded",
             ErrorKind::PollTimeout => "operation did not finish in time",
             ErrorKind::PollRefused => "status url refused",
@@ -486,9 +503,14 @@ impl fmt::Display for Error {
         if let Some(detail) = &self.inner.detail {
             write!(f, ": {detail}")?;
         }
-        if let (ErrorKind::CircuitOpen, Some(retry_in)) = (self.inner.kind, self.inner.retry_after)
-        {
-            write!(f, "; next probe in {}ms", retry_in.as_millis())?;
+        match (self.inner.kind, self.inner.retry_after) {
+            (ErrorKind::CircuitOpen, Some(retry_in)) => {
+                write!(f, "; next probe in {}ms", retry_in.as_millis())?
+            }
+            (ErrorKind::RateLimited, Some(retry_in)) => {
+                write!(f, "; next turn in {}ms", retry_in.as_millis())?
+            }
+            _ => {}
         }
         let advice = match self.inner.kind {
             ErrorKind::Terminal => "fix the request; sending it again will not help",
@@ -497,6 +519,9 @@ impl fmt::Display for Error {
             ErrorKind::BudgetExhausted => "too many calls are failing; back off",
             ErrorKind::CircuitOpen => "the host is failing; wait for the breaker to probe it",
             ErrorKind::Throttled => "the host is overloaded; send less or try again later",
+            ErrorKind::RateLimited => {
+                "send less, or let calls wait for their turn (rate_limit.wait)"
+            }
             ErrorKind::DeadlineExceeded => "raise timeouts.total or try again later",
             ErrorKind::PollTimeout => "the operation may still finish; check on it later",
             ErrorKind::PollRefused => "the server pointed at a location rebound will not follow",

@@ -139,6 +139,7 @@ mod hash;
 mod info;
 mod outcome;
 pub mod poll;
+pub mod rate_limit;
 mod ready;
 pub mod retry;
 mod retry_after;

@@ -30,6 +30,8 @@ pub enum Outcome {
     CircuitOpen,
     /// See [`ErrorKind::Throttled`].
     Throttled,
+    /// See [`ErrorKind::RateLimited`].
+    RateLimited,
     /// See [`ErrorKind::DeadlineExceeded`].
     DeadlineExceeded,
     /// See [`ErrorKind::PollTimeout`].
@@ -61,6 +63,7 @@ impl Outcome {
             Outcome::BudgetExhausted => ErrorKind::BudgetExhausted.as_str(),
             Outcome::CircuitOpen => ErrorKind::CircuitOpen.as_str(),
             Outcome::Throttled => ErrorKind::Throttled.as_str(),
+            Outcome::RateLimited => ErrorKind::RateLimited.as_str(),
             Outcome::DeadlineExceeded => ErrorKind::DeadlineExceeded.as_str(),
             Outcome::PollTimeout => ErrorKind::PollTimeout.as_str(),
             Outcome::PollRefused => ErrorKind::PollRefused.as_str(),
@@ -83,6 +86,7 @@ impl From<ErrorKind> for Outcome {
             ErrorKind::BudgetExhausted => Outcome::BudgetExhausted,
             ErrorKind::CircuitOpen => Outcome::CircuitOpen,
             ErrorKind::Throttled => Outcome::Throttled,
+            ErrorKind::RateLimited => Outcome::RateLimited,
             ErrorKind::DeadlineExceeded => Outcome::DeadlineExceeded,
             ErrorKind::PollTimeout => Outcome::PollTimeout,
             ErrorKind::PollRefused => Outcome::PollRefused,
@@ -119,6 +123,7 @@ mod tests {
                 "budget_exhausted",
                 "circuit_open",
                 "throttled",
+                "rate_limited",
                 "deadline_exceeded",
                 "poll_timeout",
                 "poll_refused",

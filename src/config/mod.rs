@@ -30,7 +30,7 @@ mod schema;
 mod warnings;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -40,6 +40,7 @@ use crate::classify::{ClassifyLayer, ClassifySettings, ErrorBodySettings};
 use crate::deadline::Timeouts;
 use crate::events::{Listener, Listeners};
 use crate::poll::{PollRoute, PollSettings, PollingLayer};
+use crate::rate_limit::{RateLimitLayer, RateLimitSettings, Store};
 use crate::retry::{Backoff, Budget, Buffered, RetryLayer, RetrySettings};
 use crate::route::{RouteRequest, RouteTable, Selector};
 use crate::settings::SettingsError;
@@ -109,6 +110,12 @@ pub struct Policy {
     routes: Arc<[Route]>,
     selector: Option<Selector>,
     listeners: Listeners,
+    rate_limit: Arc<RateLimitSettings>,
+    /// The store of a limit shared by hand ([`Policy::with_rate_limit_store`]).
+    limit_store: Option<Arc<dyn Store>>,
+    /// The limit's state, shared by every stack built from this policy and
+    /// its clones; made when the first stack is.
+    limiter: Arc<OnceLock<RateLimitLayer>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -123,6 +130,7 @@ impl std::fmt::Debug for Policy {
             .field("routes", &self.routes)
             .field("selector", &self.selector.is_some())
             .field("listeners", &self.listeners)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -154,6 +162,9 @@ impl Policy {
             routes: Arc::new([]),
             selector: None,
             listeners: Listeners::default(),
+            rate_limit: Arc::new(RateLimitSettings::default()),
+            limit_store: None,
+            limiter: Arc::default(),
         }
     }
 
@@ -323,6 +334,8 @@ impl Policy {
     /// [`events`](crate::events).
     pub fn with_listener(mut self, listener: impl Listener) -> Policy {
         self.listeners = self.listeners.and(Arc::new(listener));
+        // The limit is made again, to tell this listener too.
+        self.limiter = Arc::default();
         self
     }
 
@@ -465,6 +478,48 @@ impl Policy {
                 .collect(),
         );
         (trace, poll, retry, classify)
+    }
+
+    /// This policy with a rate limit on every attempt (`[rate_limit]`),
+    /// counted where its `backend` says.
+    pub fn with_rate_limit(mut self, limit: RateLimitSettings) -> Policy {
+        self.rate_limit = Arc::new(limit);
+        self.limit_store = None;
+        self.limiter = Arc::default();
+        self
+    }
+
+    /// This policy with a rate limit whose turns are shared through `store`
+    /// (a [`MemoryStore`](crate::rate_limit::MemoryStore) several simulated
+    /// processes share, or a store of your own), whatever its `backend` says.
+    pub fn with_rate_limit_store(
+        mut self,
+        limit: RateLimitSettings,
+        store: Arc<dyn Store>,
+    ) -> Policy {
+        self.rate_limit = Arc::new(limit);
+        self.limit_store = Some(store);
+        self.limiter = Arc::default();
+        self
+    }
+
+    /// The rate limit settings.
+    pub fn rate_limit(&self) -> &RateLimitSettings {
+        &self.rate_limit
+    }
+
+    /// The rate limit layer of this policy: one limit, shared by every
+    /// stack built from this policy and its clones.
+    pub fn rate_limit_layer(&self) -> RateLimitLayer {
+        self.limiter
+            .get_or_init(|| {
+                RateLimitLayer::build(
+                    (*self.rate_limit).clone(),
+                    self.limit_store.clone(),
+                    self.listeners.clone(),
+                )
+            })
+            .clone()
     }
 
     /// The breaker layer of this policy, with breakers of its own.
@@ -624,7 +679,11 @@ impl TryFrom<RawPolicy> for Policy {
         let mut breaker = BreakerSettings::try_from(raw.circuit_breaker)?;
         breaker.throttle = ThrottleSettings::try_from(raw.adaptive_throttle)?;
         let poll = PollSettings::try_from(raw.poll)?;
-        Ok(Policy::from_parts(classify, retry, breaker, poll, timeouts))
+        let rate_limit = RateLimitSettings::try_from(raw.rate_limit)?;
+        Ok(
+            Policy::from_parts(classify, retry, breaker, poll, timeouts)
+                .with_rate_limit(rate_limit),
+        )
     }
 }
 

@@ -153,6 +153,12 @@ pub(crate) fn routes_of(document: &Table) -> Result<Vec<Route>, SettingsError> {
                 "a route cannot set circuit_breaker: the breakers belong to the policy, one per host, whatever the route",
             ));
         }
+        if entry.contains_key("rate_limit") {
+            return Err(SettingsError::new(
+                key("rate_limit"),
+                "a route cannot set rate_limit: the limit belongs to the policy, per host or for the whole policy (rate_limit.scope)",
+            ));
+        }
         if let Some(Value::Table(retry)) = entry.get("retry") {
             if retry.contains_key("budget") {
                 return Err(SettingsError::new(

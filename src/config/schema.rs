@@ -10,6 +10,7 @@ use crate::breaker::{RawBreaker, RawThrottle};
 use crate::classify::{RawClassify, RawErrorBody};
 use crate::deadline::RawTimeouts;
 use crate::poll::RawPoll;
+use crate::rate_limit::RawRateLimit;
 use crate::retry::RawRetry;
 
 /// A whole policy file.
@@ -34,6 +35,8 @@ pub(crate) struct RawPolicy {
     pub(crate) adaptive_throttle: RawThrottle,
     #[serde(default)]
     pub(crate) poll: RawPoll,
+    #[serde(default)]
+    pub(crate) rate_limit: RawRateLimit,
     // Checked here, read from the document by `routes.rs`.
     #[serde(default)]
     #[allow(dead_code)]
@@ -57,6 +60,7 @@ pub(crate) struct RawRoute {
     poll: Option<RawPoll>,
     // Refused with a reason by `routes.rs`.
     circuit_breaker: Option<toml::Value>,
+    rate_limit: Option<toml::Value>,
 }
 
 /// The byte range of the value at `key` (dotted, as `retry.backoff.max`) in

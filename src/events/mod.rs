@@ -99,6 +99,11 @@ pub trait Listener: Send + Sync + 'static {
     fn breaker_rejected(&self, event: &BreakerRejected<'_>) {
         let _ = event;
     }
+    /// A shared rate limit lost its store (Redis unreachable or slow) and
+    /// limits locally, or found it again.
+    fn rate_limit_backend(&self, event: &RateLimitBackend<'_>) {
+        let _ = event;
+    }
     /// A status request of a `202 Accepted` operation is about to be sent.
     fn poll_sent(&self, event: &PollSent<'_>) {
         let _ = event;
@@ -212,7 +217,7 @@ impl<'a> AttemptEnded<'a> {
     pub fn was_sent(&self) -> bool {
         !matches!(
             self.error,
-            Some(ErrorKind::CircuitOpen | ErrorKind::Throttled)
+            Some(ErrorKind::CircuitOpen | ErrorKind::Throttled | ErrorKind::RateLimited)
         )
     }
 }
@@ -383,6 +388,30 @@ impl<'a> BreakerRejected<'a> {
     /// The host of the key (the key itself when it names none).
     pub fn host(&self) -> &'a str {
         host_of_key(self.key)
+    }
+}
+
+/// A shared rate limit changed where it takes its turns.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitBackend<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) shared: bool,
+    pub(crate) error: Option<&'a str>,
+}
+
+impl<'a> RateLimitBackend<'a> {
+    /// The limit's key prefix (`rate_limit.key`).
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+    /// True when turns come from the shared store again; false when the
+    /// process fell back to its local limiter (`fallback_per_second`).
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+    /// What failed, on a fallback.
+    pub fn error(&self) -> Option<&'a str> {
+        self.error
     }
 }
 

@@ -223,7 +223,9 @@ where
                     };
                     // An attempt an open circuit stopped was never sent.
                     let sent = match error.kind() {
-                        ErrorKind::CircuitOpen | ErrorKind::Throttled => this.facts.attempts - 1,
+                        ErrorKind::CircuitOpen | ErrorKind::Throttled | ErrorKind::RateLimited => {
+                            this.facts.attempts - 1
+                        }
                         _ => this.facts.attempts,
                     };
                     let error = error.with_attempts(sent);

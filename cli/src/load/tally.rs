@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 pub(crate) const ABANDONED: &str = "abandoned";
 
 /// The order of the table: the outcome table's, then [`ABANDONED`].
-const ORDER: [&str; 12] = [
+const ORDER: [&str; 14] = [
     "success",
     "accepted",
     "terminal",
@@ -20,6 +20,8 @@ const ORDER: [&str; 12] = [
     "retries_exhausted",
     "budget_exhausted",
     "circuit_open",
+    "throttled",
+    "rate_limited",
     "deadline_exceeded",
     "poll_timeout",
     "poll_refused",

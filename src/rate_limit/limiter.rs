@@ -1,0 +1,359 @@
+//! One process's side of a limit: its leased turns, its pauses, its local
+//! limiter, and the breaker in front of the shared store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::gcra::{self, Grant, Rate};
+use super::settings::RateLimitSettings;
+use super::store::{Acquire, Store};
+use crate::error::Error;
+use crate::events::{Listeners, RateLimitBackend};
+
+/// Leased turns unused after this long are dropped: a lease is for turns
+/// about to be taken, not a reserve.
+pub const LEASE_TTL: Duration = Duration::from_secs(1);
+/// After a failed round trip the store is left alone this long; then one
+/// attempt tries it again. A store that came back is used again within this
+/// (plus one round trip).
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Keys kept in memory at most; past it, idle keys are forgotten.
+const MAX_KEYS: usize = 4096;
+/// The longest wait of a call that has no deadline.
+const NO_DEADLINE_WAIT: Duration = Duration::from_secs(60);
+
+/// What a process knows of one key.
+#[derive(Debug)]
+struct Local {
+    /// The local limiter's TAT (the whole limit with the local backend; the
+    /// fallback's while the store is unreachable).
+    tat_us: u64,
+    leased: u32,
+    lease_expires: Instant,
+    paused_until: Option<Instant>,
+    /// One round trip to the store at a time per key: the others wait for
+    /// its lease rather than each making their own.
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Whether the store is used, and since when it is not.
+#[derive(Debug, Default)]
+struct Health {
+    down_since: Option<Instant>,
+    retry_at: Option<Instant>,
+    fallbacks: u64,
+    returns: u64,
+}
+
+/// What the fast path decided.
+enum Quick {
+    Go,
+    /// A turn reserved for after this wait.
+    Wait(Duration),
+    /// The key is paused this long.
+    Paused(Duration),
+    Refuse(Duration),
+    /// Ask the store.
+    Store,
+}
+
+pub(crate) struct Limiter {
+    pub(crate) settings: RateLimitSettings,
+    rate: Rate,
+    fallback: Rate,
+    store: Option<Arc<dyn Store>>,
+    origin: Instant,
+    keys: Mutex<HashMap<String, Local>>,
+    health: Mutex<Health>,
+    listeners: Listeners,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("settings", &self.settings)
+            .field("shared", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Limiter {
+    pub(crate) fn new(
+        settings: RateLimitSettings,
+        store: Option<Arc<dyn Store>>,
+        listeners: Listeners,
+    ) -> Limiter {
+        Limiter {
+            rate: Rate::new(settings.per_second, settings.burst),
+            fallback: Rate::new(settings.fallback_per_second, settings.burst),
+            settings,
+            store,
+            origin: Instant::now(),
+            keys: Mutex::new(HashMap::new()),
+            health: Mutex::new(Health::default()),
+            listeners,
+        }
+    }
+
+    fn now_us(&self, now: Instant) -> u64 {
+        1_000_000 + now.saturating_duration_since(self.origin).as_micros() as u64
+    }
+
+    /// The longest an attempt may wait for a turn.
+    fn max_wait(&self, now: Instant, deadline: Option<Instant>) -> Duration {
+        if !self.settings.wait {
+            return Duration::ZERO;
+        }
+        deadline.map_or(NO_DEADLINE_WAIT, |d| d.saturating_duration_since(now))
+    }
+
+    /// Whether the store is to be used now; false while it is left alone
+    /// after a failure.
+    fn store_usable(&self, now: Instant) -> bool {
+        self.store.is_some() && lock(&self.health).retry_at.is_none_or(|at| now >= at)
+    }
+
+    /// The decision that needs no round trip: a pause, a leased turn, the
+    /// local limiter (with no store, or the store left alone).
+    fn quick(&self, key: &str, now: Instant, max_wait: Duration, use_store: bool) -> Quick {
+        let mut keys = lock(&self.keys);
+        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
+            keys.retain(|_, local| local.leased > 0 || local.paused_until.is_some_and(|p| p > now));
+        }
+        let now_us = self.now_us(now);
+        let local = keys.entry(key.to_owned()).or_insert_with(|| Local {
+            tat_us: 0,
+            leased: 0,
+            lease_expires: now,
+            paused_until: None,
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+        });
+        if let Some(until) = local.paused_until {
+            if until > now {
+                let remaining = until - now;
+                return if remaining <= max_wait {
+                    Quick::Paused(remaining)
+                } else {
+                    Quick::Refuse(remaining)
+                };
+            }
+            local.paused_until = None;
+        }
+        if local.leased > 0 {
+            if now < local.lease_expires {
+                local.leased -= 1;
+                return Quick::Go;
+            }
+            local.leased = 0;
+        }
+        if use_store {
+            return Quick::Store;
+        }
+        let rate = if self.store.is_some() {
+            self.fallback
+        } else {
+            self.rate
+        };
+        let (tat, grant) = gcra::take(local.tat_us, now_us, rate, 1, micros(max_wait));
+        local.tat_us = tat;
+        match grant {
+            Grant {
+                turns: 0, wait_us, ..
+            } => Quick::Refuse(Duration::from_micros(wait_us)),
+            Grant { wait_us: 0, .. } => Quick::Go,
+            Grant { wait_us, .. } => Quick::Wait(Duration::from_micros(wait_us)),
+        }
+    }
+
+    /// A turn without waiting or a round trip, when there is one: the
+    /// attempt then goes at once, with nothing allocated.
+    pub(crate) fn try_now(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let use_store = self.store_usable(now);
+        matches!(self.quick(key, now, Duration::ZERO, use_store), Quick::Go)
+    }
+
+    /// A turn for an attempt to `key`: Ok when it may go (after any wait),
+    /// `rate_limited` when none comes within what it may wait.
+    pub(crate) async fn acquire(
+        self: Arc<Self>,
+        key: Arc<str>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        // Each pass either returns or waits out a pause; a few suffice.
+        for _ in 0..8 {
+            let now = Instant::now();
+            let max_wait = self.max_wait(now, deadline);
+            let use_store = self.store_usable(now);
+            match self.quick(&key, now, max_wait, use_store) {
+                Quick::Go => return Ok(()),
+                Quick::Wait(wait) => {
+                    // A local reservation: the turn is ours after the wait.
+                    tokio::time::sleep(wait).await;
+                    return Ok(());
+                }
+                Quick::Paused(wait) => {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Quick::Refuse(wait) => return Err(Error::rate_limited(Some(wait))),
+                Quick::Store => {}
+            }
+            let gate = match lock(&self.keys).get(&*key) {
+                Some(local) => Arc::clone(&local.gate),
+                None => continue,
+            };
+            let _turn = gate.lock().await;
+            // Another attempt's round trip may have leased turns meanwhile.
+            let now = Instant::now();
+            let max_wait = self.max_wait(now, deadline);
+            match self.quick(&key, now, max_wait, true) {
+                Quick::Go => return Ok(()),
+                Quick::Store => {}
+                _ => continue,
+            }
+            let Some(store) = self.store.as_ref() else {
+                continue;
+            };
+            let request = Acquire {
+                rate: self.rate,
+                turns: self.settings.lease,
+                max_wait_us: micros(max_wait),
+            };
+            let answer =
+                tokio::time::timeout(self.settings.redis_timeout, store.acquire(&key, request))
+                    .await;
+            let grant = match answer {
+                Ok(Ok(grant)) => grant,
+                Ok(Err(error)) => {
+                    self.store_failed(&error.to_string());
+                    continue;
+                }
+                Err(_) => {
+                    self.store_failed("no answer within rate_limit.redis_timeout");
+                    continue;
+                }
+            };
+            self.store_answered();
+            let now = Instant::now();
+            if grant.paused {
+                self.pause_here(&key, now + Duration::from_micros(grant.wait_us));
+                continue;
+            }
+            if grant.turns == 0 {
+                return Err(Error::rate_limited(Some(Duration::from_micros(
+                    grant.wait_us,
+                ))));
+            }
+            if grant.turns > 1 {
+                if let Some(local) = lock(&self.keys).get_mut(&*key) {
+                    local.leased = grant.turns - 1;
+                    local.lease_expires = now + LEASE_TTL;
+                }
+            }
+            drop(_turn);
+            if grant.wait_us > 0 {
+                tokio::time::sleep(Duration::from_micros(grant.wait_us)).await;
+            }
+            return Ok(());
+        }
+        Err(Error::rate_limited(None))
+    }
+
+    /// A `429` said to wait `pause`: this process waits, and, with a store,
+    /// every process that shares the key.
+    pub(crate) async fn pause(self: Arc<Self>, key: Arc<str>, pause: Duration) {
+        let pause = pause.min(self.settings.max_pause);
+        self.pause_here(&key, Instant::now() + pause);
+        let Some(store) = self.store.as_ref() else {
+            return;
+        };
+        if !self.store_usable(Instant::now()) {
+            return;
+        }
+        match tokio::time::timeout(self.settings.redis_timeout, store.pause(&key, pause)).await {
+            Ok(Ok(())) => self.store_answered(),
+            Ok(Err(error)) => self.store_failed(&error.to_string()),
+            Err(_) => self.store_failed("no answer within rate_limit.redis_timeout"),
+        }
+    }
+
+    fn pause_here(&self, key: &str, until: Instant) {
+        if let Some(local) = lock(&self.keys).get_mut(key) {
+            local.paused_until = Some(local.paused_until.map_or(until, |p| p.max(until)));
+            local.leased = 0;
+        }
+    }
+
+    fn store_failed(&self, why: &str) {
+        let now = Instant::now();
+        let first = {
+            let mut health = lock(&self.health);
+            health.retry_at = Some(now + STORE_RETRY);
+            let first = health.down_since.is_none();
+            if first {
+                health.down_since = Some(now);
+                health.fallbacks += 1;
+            }
+            first
+        };
+        if first {
+            tracing::warn!(
+                key = self.settings.key.as_str(),
+                error = why,
+                fallback_per_second = self.settings.fallback_per_second,
+                "rate limit store unreachable: limiting locally"
+            );
+            self.emit(false, Some(why));
+        }
+    }
+
+    fn store_answered(&self) {
+        let back = {
+            let mut health = lock(&self.health);
+            health.retry_at = None;
+            let back = health.down_since.take().is_some();
+            if back {
+                health.returns += 1;
+            }
+            back
+        };
+        if back {
+            tracing::info!(
+                key = self.settings.key.as_str(),
+                "rate limit store reachable again: limiting with it"
+            );
+            self.emit(true, None);
+        }
+    }
+
+    fn emit(&self, shared: bool, error: Option<&str>) {
+        if self.listeners.is_some() {
+            let event = RateLimitBackend {
+                key: &self.settings.key,
+                shared,
+                error,
+            };
+            self.listeners.emit(|l| l.rate_limit_backend(&event));
+        }
+    }
+
+    /// Times the limiter fell back to its local limit, and came back.
+    pub(crate) fn fallbacks(&self) -> (u64, u64) {
+        let health = lock(&self.health);
+        (health.fallbacks, health.returns)
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,374 @@
+//! The rate limit layer: a turn for every attempt, counted here or shared by
+//! every replica through Redis.
+//!
+//! It sits under the retry layer, so every attempt and every status request
+//! of the poll layer takes a turn, and above the breaker, so an attempt the
+//! limit holds back says nothing about the host's health.
+//!
+//! - **Turns** come from GCRA ([`gcra`]), at `per_second` with `burst` at
+//!   once. With `wait` on, an attempt with no turn waits for the next one
+//!   (reserved in order, never past the call's deadline); otherwise, or when
+//!   the turn would come too late, it ends as `rate_limited`, not sent.
+//! - **Shared** (`backend = "redis"`, feature `redis`): each turn is one Lua
+//!   script run by Redis, one round trip. With `lease = n`, a round trip takes
+//!   up to `n` turns and the process keeps the rest for its next attempts
+//!   (for at most [`LEASE_TTL`]): at 1,000 attempts a second, `lease = 5`
+//!   makes at most 200 round trips a second. The price is over-admission: a
+//!   process may hold up to `n - 1` turns taken earlier, so over any interval
+//!   the fleet may send up to `processes x (n - 1)` more than `per_second x
+//!   interval + burst`. Round trips of one key in one process go one at a
+//!   time; the attempts behind one take from its lease.
+//! - **Redis down or slow** (no answer within `redis_timeout`): the attempt
+//!   that saw it, and every attempt after it, take turns from a local limiter
+//!   at `fallback_per_second` instead; calls never fail because of Redis, and
+//!   wait for it at most `redis_timeout`, once. Redis is left alone for
+//!   [`STORE_RETRY`], then one attempt tries it again: a server that came
+//!   back is used again within a second. Each change is a `tracing` event and
+//!   a [`Listener::rate_limit_backend`](crate::events::Listener::rate_limit_backend)
+//!   event.
+//! - **Shared pauses**: a `429` with `Retry-After` (at most `max_pause`)
+//!   pauses the key here at once and, through Redis, for every process that
+//!   shares it: their attempts wait it out (or end as `rate_limited`).
+
+mod gcra;
+mod limiter;
+#[cfg(feature = "redis")]
+mod redis;
+mod settings;
+mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::call::{Call, CallRequest, InStack};
+use crate::error::Error;
+use crate::events::Listeners;
+
+pub use gcra::{Grant, Rate, take};
+pub(crate) use limiter::Limiter;
+pub use limiter::{LEASE_TTL, STORE_RETRY};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+pub(crate) use settings::RawRateLimit;
+pub use settings::{Backend, LimitScope, RateLimitBuilder, RateLimitSettings};
+pub use store::{Acquire, MemoryStore, Store, StoreError, StoreFuture};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Applies a [`RateLimitSettings`] to a service; a layer with the limit off
+/// passes every request straight through.
+#[derive(Clone, Debug, Default)]
+pub struct RateLimitLayer {
+    limiter: Option<Arc<Limiter>>,
+    /// The total timeout of the policy and of each route, for the first
+    /// attempt of a call, which carries no deadline yet.
+    totals: Option<Arc<[Duration]>>,
+}
+
+impl RateLimitLayer {
+    /// The limit of `settings`, counted where its `backend` says.
+    pub fn new(settings: RateLimitSettings) -> RateLimitLayer {
+        RateLimitLayer::build(settings, None, Listeners::default())
+    }
+
+    /// The limit of `settings`, its turns shared through `store` (such as a
+    /// [`MemoryStore`] several simulated processes share) whatever its
+    /// `backend` says.
+    pub fn with_store(settings: RateLimitSettings, store: Arc<dyn Store>) -> RateLimitLayer {
+        RateLimitLayer::build(settings, Some(store), Listeners::default())
+    }
+
+    pub(crate) fn build(
+        settings: RateLimitSettings,
+        store: Option<Arc<dyn Store>>,
+        listeners: Listeners,
+    ) -> RateLimitLayer {
+        if !settings.enabled {
+            return RateLimitLayer::default();
+        }
+        let store = store.or_else(|| backend_store(&settings));
+        RateLimitLayer {
+            limiter: Some(Arc::new(Limiter::new(settings, store, listeners))),
+            totals: None,
+        }
+    }
+
+    /// The total timeouts of a policy (first) and its routes.
+    pub(crate) fn totals(mut self, totals: Vec<Duration>) -> RateLimitLayer {
+        self.totals = Some(totals.into());
+        self
+    }
+
+    /// Times this limit fell back to its local limiter since it was made,
+    /// and times it came back to the shared store.
+    pub fn fallbacks(&self) -> (u64, u64) {
+        self.limiter.as_ref().map_or((0, 0), |l| l.fallbacks())
+    }
+}
+
+#[cfg(feature = "redis")]
+fn backend_store(settings: &RateLimitSettings) -> Option<Arc<dyn Store>> {
+    match &settings.backend {
+        Backend::Local => None,
+        Backend::Redis { url } => match RedisStore::new(url, settings.redis_timeout) {
+            Ok(store) => Some(Arc::new(store)),
+            Err(error) => {
+                // Checked when the settings were built; never here.
+                tracing::warn!(%error, "rate limit store not made: limiting locally");
+                None
+            }
+        },
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn backend_store(_: &RateLimitSettings) -> Option<Arc<dyn Store>> {
+    None
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+            totals: self.totals.clone(),
+        }
+    }
+}
+
+/// A service under a rate limit; see [`RateLimitLayer`].
+#[derive(Clone, Debug)]
+pub struct RateLimit<S> {
+    inner: S,
+    limiter: Option<Arc<Limiter>>,
+    totals: Option<Arc<[Duration]>>,
+}
+
+impl<S> RateLimit<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R, RB>
+    where
+        R: CallRequest,
+        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+    {
+        let Some(limiter) = &self.limiter else {
+            return ResponseFuture::called(self.inner.call(request), None);
+        };
+        let key = key_of(limiter, request.request().uri());
+        if limiter.try_now(&key) {
+            let future = self.inner.call(request);
+            return ResponseFuture::called(future, Some((Arc::clone(limiter), key)));
+        }
+        // The service polled ready goes with the request; this one is a
+        // clone that will be polled ready for the next.
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        let context = request.context();
+        // A first attempt carries no deadline yet: the call's starts now.
+        let deadline = context.deadline.or_else(|| {
+            let totals = self.totals.as_deref()?;
+            let total = totals.get(context.route).or(totals.first())?;
+            tokio::time::Instant::now().checked_add(*total)
+        });
+        let acquire = Box::pin(Arc::clone(limiter).acquire(Arc::clone(&key), deadline));
+        ResponseFuture {
+            state: State::Acquiring {
+                acquire,
+                pending: Some((service, request)),
+            },
+            limiter: Some((Arc::clone(limiter), key)),
+        }
+    }
+}
+
+/// The key of a request's limit: the prefix, and the host for scope `host`.
+fn key_of(limiter: &Limiter, uri: &http::Uri) -> Arc<str> {
+    let prefix = &limiter.settings.key;
+    match limiter.settings.scope {
+        LimitScope::Policy => Arc::from(prefix.as_str()),
+        LimitScope::Host => {
+            let mut key = String::with_capacity(prefix.len() + 32);
+            key.push_str(prefix);
+            key.push(':');
+            let _ = crate::breaker::write_key(uri, &mut key);
+            Arc::from(key)
+        }
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, Request<B>, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.call_any(request)
+    }
+}
+
+impl<S, B, RB> Service<Call<B>> for InStack<RateLimit<S>>
+where
+    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, Call<B>, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.0.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Call<B>) -> Self::Future {
+        self.0.call_any(request)
+    }
+}
+
+pin_project! {
+    /// The future of a [`RateLimit`] call.
+    pub struct ResponseFuture<S, R, RB>
+    where
+        S: Service<R>,
+    {
+        #[pin]
+        state: State<S, R, RB>,
+        limiter: Option<(Arc<Limiter>, Arc<str>)>,
+    }
+}
+
+pin_project! {
+    #[project = Projection]
+    enum State<S, R, RB>
+    where
+        S: Service<R>,
+    {
+        /// Waiting for a turn.
+        Acquiring {
+            acquire: BoxFuture<Result<(), Error>>,
+            pending: Option<(S, R)>,
+        },
+        /// Sent.
+        Called { #[pin] future: S::Future },
+        /// A 429 is pausing the key before it is handed up.
+        Pausing {
+            pause: BoxFuture<()>,
+            result: Option<Result<Response<RB>, Error>>,
+        },
+        Done,
+    }
+}
+
+impl<S, R, RB> ResponseFuture<S, R, RB>
+where
+    S: Service<R>,
+{
+    fn called(future: S::Future, limiter: Option<(Arc<Limiter>, Arc<str>)>) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            limiter,
+        }
+    }
+}
+
+impl<S, R, RB> std::fmt::Debug for ResponseFuture<S, R, RB>
+where
+    S: Service<R>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// The pause a `429` asks for: its `Retry-After`.
+fn pause_of<RB>(result: &Result<Response<RB>, Error>) -> Option<Duration> {
+    match result {
+        Err(error) if error.status() == Some(StatusCode::TOO_MANY_REQUESTS) => error.retry_after(),
+        Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+            crate::retry_after::retry_after_of(response.headers())
+        }
+        _ => None,
+    }
+}
+
+impl<S, R, RB> Future for ResponseFuture<S, R, RB>
+where
+    S: Service<R, Response = Response<RB>, Error = Error>,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                Projection::Acquiring { acquire, pending } => {
+                    let turn = ready!(acquire.as_mut().poll(cx));
+                    let Some((mut service, request)) = pending.take() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::rate_limited(None)));
+                    };
+                    match turn {
+                        Ok(()) => {
+                            let future = service.call(request);
+                            this.state.set(State::Called { future });
+                        }
+                        Err(error) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(error));
+                        }
+                    }
+                }
+                Projection::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    let pause = match this.limiter {
+                        Some((limiter, key)) if limiter.settings.share_pauses => {
+                            pause_of(&result).map(|p| (Arc::clone(limiter), Arc::clone(key), p))
+                        }
+                        _ => None,
+                    };
+                    let Some((limiter, key, pause)) = pause else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(result);
+                    };
+                    this.state.set(State::Pausing {
+                        pause: Box::pin(limiter.pause(key, pause)),
+                        result: Some(result),
+                    });
+                }
+                Projection::Pausing { pause, result } => {
+                    ready!(pause.as_mut().poll(cx));
+                    let result = result.take();
+                    this.state.set(State::Done);
+                    return Poll::Ready(result.unwrap_or_else(|| Err(Error::rate_limited(None))));
+                }
+                Projection::Done => {
+                    return Poll::Ready(Err(Error::rate_limited(None)));
+                }
+            }
+        }
+    }
+}
