@@ -110,10 +110,10 @@ impl<S> CircuitBreaker<S> {
     // Forced, with the breaker layer's other forced inlines: 119 and 139
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
-    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future>
+    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R>
     where
         R: CallRequest,
-        S: Service<R, Response = Response<RB>, Error = Error>,
+        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
     {
         let Some(registry) = &self.registry else {
             return ResponseFuture::passed(self.inner.call(request));
@@ -135,11 +135,18 @@ impl<S> CircuitBreaker<S> {
                 ResponseFuture::admitted(future, cell, permit)
             }
             Admission::Reject { retry_in } => {
-                if cell.listeners.is_some() {
-                    let event = crate::events::BreakerRejected { key: &cell.key };
-                    cell.listeners.emit(|l| l.breaker_rejected(&event));
-                }
-                ResponseFuture::rejected(Error::circuit_open(retry_in))
+                ResponseFuture::rejected(future::refused(&cell, retry_in))
+            }
+            Admission::Wait { ticket } => {
+                let now = tokio::time::Instant::now();
+                let own = now.checked_add(cell.settings.wait_for_probe).unwrap_or(now);
+                let until = request
+                    .context()
+                    .deadline
+                    .map_or(own, |deadline| deadline.min(own));
+                // A clone, made ready when the call is let through: the
+                // ready service stays here for the next call.
+                ResponseFuture::waiting(self.inner.clone(), request, cell, ticket, until)
             }
         }
     }
@@ -147,11 +154,11 @@ impl<S> CircuitBreaker<S> {
 
 impl<S, B, RB> Service<Request<B>> for CircuitBreaker<S>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Error>,
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, Request<B>>;
 
     /// The inner service's readiness: it says nothing about any one host,
     /// and a call to an open host is rejected in `call` without using it.
@@ -169,11 +176,11 @@ where
 
 impl<S, B, RB> Service<Call<B>> for InStack<CircuitBreaker<S>>
 where
-    S: Service<Call<B>, Response = Response<RB>, Error = Error>,
+    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, Call<B>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.0.inner.poll_ready(cx)
