@@ -209,6 +209,9 @@ struct PermitGuard {
 }
 
 impl PermitGuard {
+    // Forced, as it was when `admitted` built the guard itself: 28 fewer
+    // instructions per call on the ready path (STACK_LOOP=breaker).
+    #[inline(always)]
     fn new(cell: Arc<Cell>, permit: Permit) -> Self {
         let started = cell.settings.slow_call_duration.map(|_| Instant::now());
         PermitGuard {
