@@ -11,7 +11,7 @@
 //!   └─ trace     one span per logical call (OpenTelemetry HTTP client field names)
 //!      └─ poll   202 + status URL → GET it until the operation ends (same-origin only)
 //!         └─ retry    attempts, backoff + jitter, Retry-After, budget, deadline, idempotency
-//!            └─ breaker   per-host circuit breaker: fail fast while open
+//!            └─ breaker   per-host circuit breaker: while open, probes and waits for their verdict
 //!               └─ classify   status (and rules) → class, per-attempt timeout, error bodies
 //!                  └─ client      any Service<http::Request<B>, Response = http::Response<RB>>
 //! ```

@@ -30,8 +30,10 @@ fn request(url: &str) -> Request<Full<Bytes>> {
 
 #[tokio::test(start_paused = true)]
 async fn open_for_exactly_open_for_then_a_probe_closes_it() {
+    // Fail fast: no wait for a probe, and probes by time alone.
     let p = policy(
-        "consecutive_failures = 2\nfailure_rate = 0\nopen_for = \"3s\"\nmax_open_for = \"3s\"",
+        "consecutive_failures = 2\nfailure_rate = 0\nopen_for = \"3s\"\nmax_open_for = \"3s\"\n\
+         wait_for_probe = \"0s\"\nprobe_every = 0",
     );
     let script = Scripted::new([Step::status(500), Step::status(500), Step::status(200)]);
     let layer = ResilienceLayer::with_seed(p, 1);
@@ -48,8 +50,10 @@ async fn open_for_exactly_open_for_then_a_probe_closes_it() {
     assert_eq!(state.open_remaining, Some(Duration::from_secs(3)));
 
     tokio::time::advance(Duration::from_millis(2999)).await;
+    let before = Instant::now();
     let error = client.clone().oneshot(request(url)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(before.elapsed(), Duration::ZERO, "rejected at once");
     assert_eq!(error.attempts(), 0);
     assert_eq!(error.retry_after(), Some(Duration::from_millis(1)));
     assert!(error.to_string().contains("next probe in 1ms"), "{error}");
@@ -64,6 +68,166 @@ async fn open_for_exactly_open_for_then_a_probe_closes_it() {
         .expect("the probe goes through");
     assert_eq!(breakers.snapshot(url).unwrap().state, BreakerState::Closed);
     assert_eq!(script.calls(), 3);
+}
+
+/// A stack whose breaker trips on 2 failures and stays open 3 s, with
+/// `breaker` added, over `script`.
+fn waiting_stack(
+    breaker: &str,
+    script: &Scripted,
+) -> (
+    tower_rebound::Resilience<Scripted>,
+    tower_rebound::breaker::BreakerHandle,
+) {
+    let p = policy(&format!(
+        "consecutive_failures = 2\nfailure_rate = 0\nopen_for = \"3s\"\nmax_open_for = \"3s\"\n{breaker}"
+    ));
+    let layer = ResilienceLayer::with_seed(p, 1);
+    let breakers = layer.breakers();
+    (layer.layer(script.clone()), breakers)
+}
+
+const URL: &str = "http://api.example/devices";
+
+async fn trip(client: &tower_rebound::Resilience<Scripted>) {
+    for _ in 0..2 {
+        let error = client.clone().oneshot(request(URL)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::RetriesExhausted);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_finds_it_open_waits_for_the_probe_and_goes_through_when_it_succeeds() {
+    let script = Scripted::new([Step::status(500), Step::status(500), Step::status(200)]);
+    let (client, breakers) = waiting_stack("probe_every = 2\nwait_for_probe = \"5s\"", &script);
+    trip(&client).await;
+    let waiter = tokio::spawn(client.clone().oneshot(request(URL)));
+    tokio::task::yield_now().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished(), "it waits for a probe's verdict");
+    assert_eq!(script.calls(), 2, "a waiting call is not sent");
+    assert_eq!(breakers.snapshot(URL).unwrap().counters.waited, 1);
+
+    // The second call since the trip is the probe; it succeeds and closes
+    // the breaker, and the waiting call is sent at once.
+    let probed = Instant::now();
+    client
+        .clone()
+        .oneshot(request(URL))
+        .await
+        .expect("the probe succeeds");
+    waiter
+        .await
+        .unwrap()
+        .expect("the waiting call goes through");
+    let seen = script.seen();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[3].at, probed, "sent when the probe succeeded");
+    let state = breakers.snapshot(URL).unwrap();
+    assert_eq!(state.state, BreakerState::Closed);
+    assert_eq!((state.counters.waited, state.counters.rejected), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_fails_with_circuit_open_when_the_probe_fails() {
+    let script = Scripted::new([Step::status(500)]);
+    let (client, breakers) = waiting_stack("probe_every = 2\nwait_for_probe = \"5s\"", &script);
+    trip(&client).await;
+    let started = Instant::now();
+    let waiter = tokio::spawn(client.clone().oneshot(request(URL)));
+    tokio::task::yield_now().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let error = client.clone().oneshot(request(URL)).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::RetriesExhausted,
+        "the probe failed"
+    );
+    let error = waiter.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(error.attempts(), 0);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "rejected at the probe's verdict, not at the end of its wait"
+    );
+    assert_eq!(script.calls(), 3, "the waiting call was never sent");
+    let state = breakers.snapshot(URL).unwrap();
+    assert_eq!(
+        state.state,
+        BreakerState::Open,
+        "a failed probe by count is no trip"
+    );
+    assert_eq!(state.counters.trips, 1);
+    assert_eq!((state.counters.waited, state.counters.rejected), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_fails_with_circuit_open_when_its_wait_runs_out() {
+    let script = Scripted::new([Step::status(500)]);
+    let (client, breakers) = waiting_stack("probe_every = 0\nwait_for_probe = \"1s\"", &script);
+    trip(&client).await;
+    let started = Instant::now();
+    let error = client.clone().oneshot(request(URL)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+    assert_eq!(script.calls(), 2);
+    assert_eq!(breakers.snapshot(URL).unwrap().counters.rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_is_the_probe_when_the_open_time_runs_out() {
+    // No other call comes: the waiting call does not wait on a probe that
+    // nobody sends.
+    let script = Scripted::new([Step::status(500), Step::status(500), Step::status(200)]);
+    let (client, breakers) = waiting_stack("probe_every = 0\nwait_for_probe = \"5s\"", &script);
+    trip(&client).await;
+    let started = Instant::now();
+    client
+        .clone()
+        .oneshot(request(URL))
+        .await
+        .expect("it is the probe, and succeeds");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(breakers.snapshot(URL).unwrap().state, BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_no_longer_than_its_call() {
+    // The retry of a failed call finds the breaker open; its call ends 1 s
+    // after it started, before the 5 s of waiting and the 3 s open time.
+    let p = Policy::from_toml_str(
+        "[classify]\nsuccess = [200]\nretryable = [500]\n\
+         [retry]\nmax_attempts = 2\n[retry.backoff]\ninitial = \"1ms\"\nmax = \"1ms\"\n\
+         [timeouts]\ntotal = \"1s\"\n\
+         [circuit_breaker]\nconsecutive_failures = 1\nfailure_rate = 0\nopen_for = \"3s\"\n\
+         probe_every = 0\nwait_for_probe = \"5s\"\n",
+    )
+    .unwrap();
+    let script = Scripted::new([Step::status(500)]);
+    let client = ResilienceLayer::with_seed(p, 1).layer(script.clone());
+    let started = Instant::now();
+    let error = client.oneshot(request(URL)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(script.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiting_call_counts_as_rejected() {
+    let script = Scripted::new([Step::status(500)]);
+    let (client, breakers) = waiting_stack("probe_every = 0\nwait_for_probe = \"5s\"", &script);
+    trip(&client).await;
+    let waited = tokio::time::timeout(
+        Duration::from_millis(10),
+        client.clone().oneshot(request(URL)),
+    )
+    .await;
+    assert!(waited.is_err(), "still waiting when dropped");
+    let c = breakers.snapshot(URL).unwrap().counters;
+    assert_eq!((c.waited, c.rejected, c.admitted), (1, 1, 2));
+    assert_eq!(script.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -386,7 +550,8 @@ async fn an_always_500_host_sees_exactly_the_trip_threshold() {
     let p = Policy::from_toml_str(
         "[classify]\nsuccess = [200]\nretryable = [500]\n\
          [retry]\nmax_attempts = 10\n[retry.backoff]\ninitial = \"1ms\"\nmax = \"5ms\"\n\
-         [circuit_breaker]\nconsecutive_failures = 3\nfailure_rate = 0\nopen_for = \"300ms\"\n",
+         [circuit_breaker]\nconsecutive_failures = 3\nfailure_rate = 0\nopen_for = \"300ms\"\n\
+         wait_for_probe = \"0s\"\n",
     )
     .unwrap();
     let layer = ResilienceLayer::new(p);

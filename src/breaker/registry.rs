@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use http::Uri;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::state::{
@@ -50,6 +52,9 @@ pub(crate) struct Cell {
     pub(crate) listeners: Listeners,
     /// The host's adaptive throttling, when it is on.
     pub(crate) throttle: Option<Throttle>,
+    /// Wakes the calls waiting for a probe's verdict (`wait_for_probe`)
+    /// when a probe ends or the state is forced or reset.
+    pub(crate) verdicts: Arc<Notify>,
 }
 
 impl Cell {
@@ -69,6 +74,7 @@ impl Cell {
                 .throttle
                 .enabled()
                 .then(|| Throttle::new(&settings.throttle, Instant::now())),
+            verdicts: Arc::new(Notify::new()),
         }
     }
 
@@ -110,6 +116,21 @@ impl Cell {
         result
     }
 
+    /// Asks again for a call that waits for a probe's verdict; with the
+    /// time left until the open breaker lets probes through, if it is open.
+    pub(crate) fn resume(&self, ticket: u64) -> (Admission, Option<Transition>, Option<Duration>) {
+        let now = Instant::now();
+        let mut machine = self.machine();
+        let (admission, transition) = machine.resume(now, ticket);
+        self.sync(&machine);
+        (admission, transition, machine.open_remaining(now))
+    }
+
+    /// A waiting call gave up.
+    pub(crate) fn give_up(&self) {
+        self.machine().give_up();
+    }
+
     pub(crate) fn record(&self, permit: Permit, verdict: Verdict) -> Option<Transition> {
         if !self.settings.enabled {
             return None;
@@ -121,27 +142,45 @@ impl Cell {
             self.quiet_successes.fetch_add(1, Ordering::AcqRel);
             return None;
         }
-        let mut machine = self.machine();
-        let transition = machine.record(permit, verdict, Instant::now, || self.rng.next_u64());
-        self.sync(&machine);
+        let transition = {
+            let mut machine = self.machine();
+            let transition = machine.record(permit, verdict, Instant::now, || self.rng.next_u64());
+            self.sync(&machine);
+            transition
+        };
+        if let Permit::Probe { .. } = permit {
+            self.verdicts.notify_waiters();
+        }
         transition
     }
 
     pub(crate) fn cancel(&self, permit: Permit) {
         self.machine().cancel(permit);
+        if let Permit::Probe { .. } = permit {
+            // The slot is free: a waiting call may take it.
+            self.verdicts.notify_waiters();
+        }
     }
 
     pub(crate) fn force(&self, open: bool) -> Option<Transition> {
-        let mut machine = self.machine();
-        let transition = machine.force(open);
-        self.sync(&machine);
+        let transition = {
+            let mut machine = self.machine();
+            let transition = machine.force(open);
+            self.sync(&machine);
+            transition
+        };
+        self.verdicts.notify_waiters();
         transition
     }
 
     pub(crate) fn reset(&self) -> Option<Transition> {
-        let mut machine = self.machine();
-        let transition = machine.reset();
-        self.sync(&machine);
+        let transition = {
+            let mut machine = self.machine();
+            let transition = machine.reset();
+            self.sync(&machine);
+            transition
+        };
+        self.verdicts.notify_waiters();
         transition
     }
 }

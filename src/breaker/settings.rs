@@ -15,8 +15,9 @@ use crate::units::DurationStr;
 /// `[circuit_breaker]`, or with serde from such a table. The defaults are
 /// those of `policies/README.md`: trip after 10 failures in a row, or when
 /// half of the last 100 calls (at least 20) failed; stay open 5 s, growing to
-/// 10 s for repeated trips; one probe when half-open; one breaker per host,
-/// at most 1024 hosts.
+/// 10 s for repeated trips; while open, every 50th call is a probe too, and a
+/// call waits up to 4 s for the verdict of the next probe; one probe at a
+/// time; one breaker per host, at most 1024 hosts.
 ///
 /// ```
 /// use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct BreakerSettings {
     pub(crate) open_for: Duration,
     pub(crate) max_open_for: Duration,
     pub(crate) half_open_probes: u32,
+    pub(crate) probe_every: u32,
+    pub(crate) wait_for_probe: Duration,
     pub(crate) count_throttling: bool,
     pub(crate) throttle: ThrottleSettings,
 }
@@ -116,6 +119,18 @@ impl BreakerSettings {
         self.half_open_probes
     }
 
+    /// While open, every this-many-th call goes through as a probe; 0 probes
+    /// by time alone.
+    pub fn probe_every(&self) -> u32 {
+        self.probe_every
+    }
+
+    /// How long a call that finds the breaker open waits for the verdict of
+    /// the next probe; zero rejects it at once.
+    pub fn wait_for_probe(&self) -> Duration {
+        self.wait_for_probe
+    }
+
     /// Whether a 429 counts as a failure.
     pub fn count_throttling(&self) -> bool {
         self.count_throttling
@@ -155,6 +170,8 @@ pub struct BreakerBuilder {
     open_for: Option<Duration>,
     max_open_for: Option<Duration>,
     half_open_probes: Option<u32>,
+    probe_every: Option<u32>,
+    wait_for_probe: Option<Duration>,
     count_throttling: Option<bool>,
     throttle: Option<ThrottleSettings>,
 }
@@ -240,6 +257,37 @@ impl BreakerBuilder {
         self
     }
 
+    /// While open, let every `n`-th call through as a probe (`probe_every`,
+    /// 0 to 10,000, default 50; 0 probes by time alone, after `open_for`).
+    ///
+    /// Probing by time alone makes the host wait for its probe however many
+    /// calls want it: a probe every 5 to 10 s. Probing by count keeps pace
+    /// with the load, at a fixed share of it (1 call in 50 is 2%), so a busy
+    /// client learns of a recovery within a fraction of a second; the time
+    /// of `open_for` remains the floor for a quiet one. Such a probe that
+    /// fails leaves the breaker open, quietly: the open time does not grow,
+    /// and no change of state is reported.
+    pub fn probe_every(mut self, n: u32) -> Self {
+        self.probe_every = Some(n);
+        self
+    }
+
+    /// How long a call that finds the breaker open waits for the verdict of
+    /// the next probe (`wait_for_probe`, 0 to 1 h, default 4 s; 0 rejects it
+    /// at once).
+    ///
+    /// A breaker that rejects every call until its next probe succeeds
+    /// loses the calls made between the host's recovery and that probe,
+    /// half the gap between probes on average. A call that waits is sent as
+    /// soon as a probe closes the breaker, and fails with `circuit_open` as
+    /// soon as one fails; it never waits past this, nor past the end of its
+    /// call when the request carries it. A waiting call holds no connection
+    /// and sends nothing: a failing host sees only the probes.
+    pub fn wait_for_probe(mut self, wait: Duration) -> Self {
+        self.wait_for_probe = Some(wait);
+        self
+    }
+
     /// Whether 429 counts as a failure (`count_throttling`, default false).
     pub fn count_throttling(mut self, count: bool) -> Self {
         self.count_throttling = Some(count);
@@ -311,6 +359,16 @@ impl BreakerBuilder {
                 self.half_open_probes.unwrap_or(1),
                 1..=100,
             )?,
+            probe_every: settings::count(
+                "circuit_breaker.probe_every",
+                self.probe_every.unwrap_or(50),
+                0..=10_000,
+            )?,
+            wait_for_probe: settings::duration(
+                "circuit_breaker.wait_for_probe",
+                self.wait_for_probe.unwrap_or(Duration::from_secs(4)),
+                Duration::ZERO..=hour,
+            )?,
             count_throttling: self.count_throttling.unwrap_or(false),
             throttle: self.throttle.unwrap_or_default(),
         })
@@ -331,6 +389,8 @@ pub(crate) struct RawBreaker {
     open_for: Option<DurationStr>,
     max_open_for: Option<DurationStr>,
     half_open_probes: Option<i64>,
+    probe_every: Option<i64>,
+    wait_for_probe: Option<DurationStr>,
     count_throttling: Option<bool>,
     max_hosts: Option<i64>,
 }
@@ -357,6 +417,8 @@ impl TryFrom<RawBreaker> for BreakerSettings {
         b.open_for = raw.open_for.map(|d| d.0);
         b.max_open_for = raw.max_open_for.map(|d| d.0);
         b.half_open_probes = raw.half_open_probes.map(count);
+        b.probe_every = raw.probe_every.map(count);
+        b.wait_for_probe = raw.wait_for_probe.map(|d| d.0);
         b.count_throttling = raw.count_throttling;
         b.build()
     }

@@ -24,8 +24,9 @@ pub(crate) enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Permit {
     Normal,
-    /// A probe of the half-open period numbered `period`: a probe that
-    /// outlives its period (the breaker reopened meanwhile) no longer counts.
+    /// A probe sent while the breaker was open or half-open since trip
+    /// number `period`: a probe that outlives its period (the breaker
+    /// reopened or closed meanwhile) no longer counts.
     Probe {
         period: u32,
     },
@@ -38,6 +39,12 @@ pub(crate) enum Admission {
     /// that is known (not while a probe is in flight or the state is forced).
     Reject {
         retry_in: Option<Duration>,
+    },
+    /// Not sent yet: the call may wait for the verdict of the next probe
+    /// (`wait_for_probe`), and asks again with [`StateMachine::resume`].
+    /// `ticket` is the number of probes that had failed when it began.
+    Wait {
+        ticket: u64,
     },
 }
 
@@ -71,6 +78,10 @@ pub struct BreakerCounters {
     pub trips: u64,
     /// The most probes ever in flight at once.
     pub peak_probes_in_flight: u32,
+    /// Calls that found the breaker open and waited for the verdict of a
+    /// probe (`wait_for_probe`); each is counted once more when it ends, as
+    /// admitted or rejected.
+    pub waited: u64,
 }
 
 /// The last `size` outcomes, one bit each.
@@ -136,11 +147,19 @@ pub(crate) struct StateMachine {
     consecutive: u32,
     window: Window,
     open_until: Option<Instant>,
+    /// How long the last trip keeps the breaker open.
+    open_time: Duration,
     /// Trips since the breaker was last closed, for the growth of the open time.
     trips: u32,
-    /// The number of the current (or last) half-open period.
+    /// The number of the current (or last) period of probing: one more at
+    /// each trip.
     period: u32,
-    /// Probes let through in the current period.
+    /// Calls that arrived since the last probe, while open (`probe_every`).
+    calls_since_probe: u32,
+    /// Probes that have failed, ever: a waiting call that sees this move
+    /// knows the probe it waited for failed.
+    failed_probes: u64,
+    /// Probes let through in the current half-open period.
     probes_admitted: u32,
     probes_succeeded: u32,
     /// Probes in flight, of any period: a probe of an earlier period still
@@ -158,8 +177,11 @@ impl StateMachine {
             consecutive: 0,
             window: Window::new(settings.window),
             open_until: None,
+            open_time: settings.open_for,
             trips: 0,
             period: 0,
+            calls_since_probe: 0,
+            failed_probes: 0,
             probes_admitted: 0,
             probes_succeeded: 0,
             probes_in_flight: 0,
@@ -241,7 +263,10 @@ impl StateMachine {
     fn trip(&mut self, now: Instant, random: u64) -> Option<Transition> {
         self.trips += 1;
         self.counters.trips += 1;
+        self.period = self.period.wrapping_add(1);
+        self.calls_since_probe = 0;
         let open = StateMachine::open_duration(&self.settings, self.trips, random);
+        self.open_time = open;
         self.open_until = now.checked_add(open);
         self.probes_admitted = 0;
         self.probes_succeeded = 0;
@@ -258,42 +283,106 @@ impl StateMachine {
         self.transition(BreakerState::Closed)
     }
 
-    /// Whether a call may go through now.
-    pub(crate) fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
-        let mut transition = None;
+    /// An open breaker whose time is up becomes half-open.
+    fn expire(&mut self, now: Instant) -> Option<Transition> {
         if self.state == BreakerState::Open && self.open_until.is_none_or(|until| now >= until) {
-            self.period = self.period.wrapping_add(1);
             self.probes_admitted = 0;
             self.probes_succeeded = 0;
-            transition = self.transition(BreakerState::HalfOpen);
+            return self.transition(BreakerState::HalfOpen);
         }
+        None
+    }
+
+    /// Whether a half-open breaker has a probe slot free.
+    fn slot_free(&self) -> bool {
         let probes = self.settings.half_open_probes;
+        self.state == BreakerState::HalfOpen
+            && self.probes_admitted < probes
+            && self.probes_in_flight < probes
+    }
+
+    fn probe(&mut self) -> Admission {
+        self.probes_admitted += 1;
+        self.probes_in_flight += 1;
+        self.calls_since_probe = 0;
+        self.counters.peak_probes_in_flight = self
+            .counters
+            .peak_probes_in_flight
+            .max(self.probes_in_flight);
+        Admission::Admit(Permit::Probe {
+            period: self.period,
+        })
+    }
+
+    /// Whether a call may go through now.
+    ///
+    /// While open, every `probe_every`-th call is a probe (one of at most
+    /// `half_open_probes` in flight); once `open_for` has run out the
+    /// breaker is half-open and the next calls are. A call that is not a
+    /// probe waits for one's verdict when `wait_for_probe` allows it, and is
+    /// rejected otherwise.
+    pub(crate) fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
+        let transition = self.expire(now);
         let admission = match self.state {
             BreakerState::Closed | BreakerState::ForcedClosed => Admission::Admit(Permit::Normal),
-            BreakerState::HalfOpen
-                if self.probes_admitted < probes && self.probes_in_flight < probes =>
-            {
-                self.probes_admitted += 1;
-                self.probes_in_flight += 1;
-                self.counters.peak_probes_in_flight = self
-                    .counters
-                    .peak_probes_in_flight
-                    .max(self.probes_in_flight);
-                Admission::Admit(Permit::Probe {
-                    period: self.period,
-                })
+            BreakerState::HalfOpen if self.slot_free() => self.probe(),
+            BreakerState::ForcedOpen => self.reject(now),
+            BreakerState::Open => {
+                self.calls_since_probe = self.calls_since_probe.saturating_add(1);
+                let every = self.settings.probe_every;
+                if every > 0
+                    && self.calls_since_probe >= every
+                    && self.probes_in_flight < self.settings.half_open_probes
+                {
+                    self.probe()
+                } else {
+                    self.hold(now)
+                }
             }
-            BreakerState::HalfOpen | BreakerState::ForcedOpen => {
-                Admission::Reject { retry_in: None }
-            }
-            BreakerState::Open => Admission::Reject {
-                retry_in: self.open_remaining(now),
-            },
+            BreakerState::HalfOpen => self.hold(now),
         };
-        if let Admission::Reject { .. } = admission {
-            self.counters.rejected += 1;
-        }
         (admission, transition)
+    }
+
+    /// A call that is not let through: it waits, or is rejected.
+    fn hold(&mut self, now: Instant) -> Admission {
+        if self.settings.wait_for_probe.is_zero() {
+            return self.reject(now);
+        }
+        self.counters.waited += 1;
+        Admission::Wait {
+            ticket: self.failed_probes,
+        }
+    }
+
+    fn reject(&mut self, now: Instant) -> Admission {
+        self.counters.rejected += 1;
+        Admission::Reject {
+            retry_in: self.open_remaining(now),
+        }
+    }
+
+    /// Asks again for a call that [waits](Admission::Wait): when a probe has
+    /// ended, or when the open time runs out. It goes through once the
+    /// breaker is closed, or as a probe once it is half-open with a slot
+    /// free; it is rejected once a probe has failed since it began waiting,
+    /// or the breaker is forced open. It does not count towards
+    /// `probe_every`: it did when it arrived.
+    pub(crate) fn resume(&mut self, now: Instant, ticket: u64) -> (Admission, Option<Transition>) {
+        let transition = self.expire(now);
+        let admission = match self.state {
+            BreakerState::Closed | BreakerState::ForcedClosed => Admission::Admit(Permit::Normal),
+            BreakerState::ForcedOpen => self.reject(now),
+            _ if self.failed_probes != ticket => self.reject(now),
+            BreakerState::HalfOpen if self.slot_free() => self.probe(),
+            BreakerState::Open | BreakerState::HalfOpen => Admission::Wait { ticket },
+        };
+        (admission, transition)
+    }
+
+    /// A waiting call gave up: its wait ran out, or it was dropped.
+    pub(crate) fn give_up(&mut self) {
+        self.counters.rejected += 1;
     }
 
     /// Records how an admitted call ended. `now` and `random` are asked for
@@ -314,8 +403,10 @@ impl StateMachine {
         match permit {
             Permit::Probe { period } => {
                 self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
-                if self.state != BreakerState::HalfOpen || period != self.period {
-                    // Reopened, forced or reset while the probe was in flight.
+                let probing = matches!(self.state, BreakerState::Open | BreakerState::HalfOpen);
+                if !probing || period != self.period {
+                    // Reopened, closed, forced or reset while the probe was
+                    // in flight.
                     return None;
                 }
                 match verdict {
@@ -324,12 +415,31 @@ impl StateMachine {
                         if self.probes_succeeded >= self.settings.half_open_probes {
                             return self.close();
                         }
+                        if self.state == BreakerState::Open {
+                            // A probe of `probe_every` succeeded: the rest
+                            // of `half_open_probes` go at once.
+                            self.probes_admitted = self.probes_succeeded;
+                            return self.transition(BreakerState::HalfOpen);
+                        }
                         None
                     }
-                    Verdict::Failure => self.trip(now(), random()),
+                    Verdict::Failure => {
+                        self.failed_probes += 1;
+                        if self.state == BreakerState::Open {
+                            // A probe of `probe_every`: the breaker stays
+                            // open, and its open time starts again (not
+                            // longer: at a probe every 50 calls, a trip each
+                            // time would be 20 reported changes a second at
+                            // 1000 calls/s). The time is a floor for a quiet
+                            // host, not probes of its own beside these.
+                            self.open_until = now().checked_add(self.open_time);
+                            return None;
+                        }
+                        self.trip(now(), random())
+                    }
                     Verdict::Ignored => {
                         // Says nothing: the slot goes to another probe.
-                        self.probes_admitted = self.probes_admitted.saturating_sub(1);
+                        self.give_slot_back();
                         None
                     }
                 }
@@ -375,9 +485,23 @@ impl StateMachine {
         self.counters.cancelled += 1;
         if let Permit::Probe { period } = permit {
             self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
-            if self.state == BreakerState::HalfOpen && period == self.period {
+            if period == self.period {
+                self.give_slot_back();
+            }
+        }
+    }
+
+    /// A probe of the current period that said nothing: half-open, another
+    /// call takes its slot; open, the next call is a probe.
+    fn give_slot_back(&mut self) {
+        match self.state {
+            BreakerState::HalfOpen => {
                 self.probes_admitted = self.probes_admitted.saturating_sub(1);
             }
+            BreakerState::Open => {
+                self.calls_since_probe = self.settings.probe_every.saturating_sub(1);
+            }
+            _ => {}
         }
     }
 

@@ -367,6 +367,18 @@ fn probable_mistakes_are_warned_at_their_line() {
         "{found:?}"
     );
 
+    let found = warnings(
+        "wwait",
+        "[timeouts]\ntotal = \"3s\"\nattempt = \"1s\"\n[circuit_breaker]\nwait_for_probe = \"3s\"\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "5:18: circuit_breaker.wait_for_probe (3s) is not shorter than timeouts.total (3s)"
+        ),
+        "{found:?}"
+    );
+
     // A route that makes its own mistake is warned about once, as a route.
     let found = warnings(
         "wroute",

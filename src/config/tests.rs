@@ -471,6 +471,8 @@ slow_call_duration = "2s"
 open_for = "1s"
 max_open_for = "10s"
 half_open_probes = 3
+probe_every = 20
+wait_for_probe = "250ms"
 count_throttling = true
 max_hosts = 10
 "#,
@@ -496,7 +498,20 @@ max_hosts = 10
         (s.open_for, s.max_open_for),
         (Duration::from_secs(1), Duration::from_secs(10))
     );
+    assert_eq!(
+        (s.probe_every, s.wait_for_probe),
+        (20, Duration::from_millis(250))
+    );
     assert!(s.count_throttling);
+    // Today's fail-fast breaker is a setting away.
+    let fail_fast =
+        Policy::from_toml_str("[circuit_breaker]\nprobe_every = 0\nwait_for_probe = \"0s\"\n")
+            .unwrap()
+            .breaker;
+    assert_eq!(
+        (fail_fast.probe_every(), fail_fast.wait_for_probe()),
+        (0, Duration::ZERO)
+    );
     assert_eq!(
         Policy::from_toml_str("")
             .unwrap()
@@ -543,6 +558,24 @@ fn breaker_mistakes_point_at_the_line() {
         2,
         20,
         &["half_open_probes"],
+    );
+    assert_error(
+        "[circuit_breaker]\nprobe_every = -1\n",
+        2,
+        15,
+        &["circuit_breaker.probe_every", "0 to 10000"],
+    );
+    assert_error(
+        "[circuit_breaker]\n\nwait_for_probe = \"2h\"\n",
+        3,
+        18,
+        &["circuit_breaker.wait_for_probe", "1h"],
+    );
+    assert_error(
+        "[circuit_breaker]\nwait_for_probe = 5\n",
+        2,
+        18,
+        &["duration"],
     );
     assert_error(
         "[circuit_breaker]\nslow_call_duration = \"0ms\"\n",

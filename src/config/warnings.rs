@@ -161,6 +161,23 @@ fn findings(
             });
         }
     }
+    if let Some(policy) = policy {
+        let breaker = policy.breaker_settings();
+        if breaker.enabled() && breaker.wait_for_probe() >= timeouts.total() {
+            found.push(Finding {
+                message: format!(
+                    "circuit_breaker.wait_for_probe ({}) is not shorter than timeouts.total ({}): a call that finds the breaker open may spend all its time waiting for a probe, and its first attempt then gets the whole total again; wait less",
+                    crate::settings::show_duration(breaker.wait_for_probe()).trim_matches('"'),
+                    crate::settings::show_duration(timeouts.total()).trim_matches('"'),
+                ),
+                keys: vec![
+                    key("circuit_breaker.wait_for_probe"),
+                    key("timeouts.total"),
+                    key("circuit_breaker"),
+                ],
+            });
+        }
+    }
     if timeouts.attempt() > timeouts.total() {
         found.push(Finding {
             message: format!(

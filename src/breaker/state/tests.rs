@@ -17,6 +17,11 @@ fn settings() -> BreakerSettings {
         max_open_for: 8000 * MS,
         half_open_probes: 2,
         count_throttling: false,
+        // Probes by time alone, and rejections at once: the breaker as it
+        // was before `probe_every` and `wait_for_probe`, which the tests of
+        // those turn on.
+        probe_every: 0,
+        wait_for_probe: Duration::ZERO,
         ..BreakerSettings::default()
     }
 }
@@ -276,6 +281,204 @@ fn calls_admitted_before_a_trip_do_not_move_it() {
     assert_eq!(m.state(), BreakerState::Open);
 }
 
+fn probing(probe_every: u32, wait: Duration) -> BreakerSettings {
+    BreakerSettings {
+        half_open_probes: 1,
+        probe_every,
+        wait_for_probe: wait,
+        ..settings()
+    }
+}
+
+fn tripped_with(s: BreakerSettings, now: Instant) -> StateMachine {
+    let mut m = StateMachine::new(s);
+    for _ in 0..3 {
+        call(&mut m, now, Failure);
+    }
+    assert_eq!(m.state(), BreakerState::Open);
+    m
+}
+
+#[test]
+fn while_open_every_nth_call_is_a_probe_and_a_failed_one_is_quiet() {
+    let t0 = Instant::now();
+    let mut m = tripped_with(probing(3, Duration::ZERO), t0);
+    let t1 = t0 + 100 * MS;
+    for _ in 0..2 {
+        assert_eq!(
+            m.admit(t1).0,
+            Admission::Reject {
+                retry_in: Some(900 * MS)
+            }
+        );
+    }
+    let (third, transition) = m.admit(t1);
+    assert_eq!(third, Admission::Admit(Permit::Probe { period: 1 }));
+    assert_eq!(transition, None, "still open: no change to report");
+    // One probe at a time: the count goes on, the next call waits its turn.
+    for _ in 0..5 {
+        assert!(matches!(m.admit(t1).0, Admission::Reject { .. }));
+    }
+    // It fails: still open, no trip, and the open time starts again from
+    // now, no longer than before.
+    let t2 = t0 + 600 * MS;
+    assert_eq!(
+        m.record(Permit::Probe { period: 1 }, Failure, || t2, || 0),
+        None
+    );
+    assert_eq!(m.state(), BreakerState::Open);
+    assert_eq!(m.counters().trips, 1);
+    assert_eq!(m.open_remaining(t2), Some(1000 * MS));
+    // The count ran on while the probe was out: the next call probes, and
+    // its success closes the breaker at once.
+    let (next, _) = m.admit(t2);
+    assert_eq!(next, Admission::Admit(Permit::Probe { period: 1 }));
+    let closed = m
+        .record(Permit::Probe { period: 1 }, Success, || t2, || 0)
+        .unwrap();
+    assert_eq!(
+        (closed.from, closed.to),
+        (BreakerState::Open, BreakerState::Closed)
+    );
+}
+
+#[test]
+fn probes_by_count_do_not_replace_the_time_floor() {
+    let t0 = Instant::now();
+    let mut m = tripped_with(probing(1000, Duration::ZERO), t0);
+    // A quiet host: far fewer calls than probe_every. Once open_for has
+    // passed, the next call is a probe, as without probe_every.
+    assert!(matches!(m.admit(t0 + 999 * MS).0, Admission::Reject { .. }));
+    let (probe, transition) = m.admit(t0 + 1000 * MS);
+    assert_eq!(probe, Admission::Admit(Permit::Probe { period: 1 }));
+    assert_eq!(transition.unwrap().to, BreakerState::HalfOpen);
+    // Its failure is a trip, as ever: reported, and the open time grows.
+    let t1 = t0 + 1000 * MS;
+    let reopened = m
+        .record(Permit::Probe { period: 1 }, Failure, || t1, || u64::MAX)
+        .unwrap();
+    assert_eq!(reopened.to, BreakerState::Open);
+    assert_eq!(m.counters().trips, 2);
+    assert!(m.open_remaining(t1).unwrap() > 1000 * MS);
+}
+
+#[test]
+fn a_probe_sent_while_open_leads_to_the_other_probes() {
+    let t0 = Instant::now();
+    let mut m = tripped_with(
+        BreakerSettings {
+            half_open_probes: 2,
+            ..probing(2, Duration::ZERO)
+        },
+        t0,
+    );
+    m.admit(t0);
+    let (Admission::Admit(first), _) = m.admit(t0) else {
+        panic!("the second call is a probe")
+    };
+    let half = m.record(first, Success, || t0, || 0).unwrap();
+    assert_eq!(half.to, BreakerState::HalfOpen);
+    // One success of two: the next call is the second probe, at once.
+    let (Admission::Admit(second), _) = m.admit(t0) else {
+        panic!("a probe slot is free")
+    };
+    assert!(matches!(m.admit(t0).0, Admission::Reject { .. }));
+    assert_eq!(
+        m.record(second, Success, || t0, || 0).unwrap().to,
+        BreakerState::Closed
+    );
+}
+
+#[test]
+fn a_dropped_probe_sent_while_open_makes_the_next_call_a_probe() {
+    let t0 = Instant::now();
+    let mut m = tripped_with(probing(5, Duration::ZERO), t0);
+    for _ in 0..4 {
+        m.admit(t0);
+    }
+    let (Admission::Admit(probe), _) = m.admit(t0) else {
+        panic!("the fifth call is a probe")
+    };
+    m.cancel(probe);
+    assert_eq!(m.admit(t0).0, Admission::Admit(Permit::Probe { period: 1 }));
+}
+
+#[test]
+fn a_waiting_call_goes_through_when_a_probe_closes_the_breaker() {
+    let t0 = Instant::now();
+    let mut m = tripped_with(probing(3, Duration::from_secs(1)), t0);
+    let (Admission::Wait { ticket: a }, _) = m.admit(t0) else {
+        panic!("the call waits")
+    };
+    let (Admission::Wait { ticket: b }, _) = m.admit(t0) else {
+        panic!("the call waits")
+    };
+    let (Admission::Admit(probe), _) = m.admit(t0) else {
+        panic!("the third call is the probe")
+    };
+    // Nothing decided yet: they wait on.
+    assert_eq!(m.resume(t0, a).0, Admission::Wait { ticket: a });
+    m.record(probe, Success, || t0, || 0);
+    assert_eq!(m.resume(t0, a).0, Admission::Admit(Permit::Normal));
+    assert_eq!(m.resume(t0, b).0, Admission::Admit(Permit::Normal));
+    let c = m.counters();
+    assert_eq!((c.waited, c.rejected), (2, 0));
+}
+
+#[test]
+fn a_waiting_call_is_rejected_once_a_probe_fails() {
+    let t0 = Instant::now();
+    let mut m = tripped_with(probing(2, Duration::from_secs(1)), t0);
+    let (Admission::Wait { ticket }, _) = m.admit(t0) else {
+        panic!("the call waits")
+    };
+    let (Admission::Admit(probe), _) = m.admit(t0) else {
+        panic!("the second call is the probe")
+    };
+    let t1 = t0 + 300 * MS;
+    m.record(probe, Failure, || t1, || 0);
+    assert_eq!(
+        m.resume(t1, ticket).0,
+        Admission::Reject {
+            retry_in: Some(1000 * MS)
+        }
+    );
+    // A call that starts waiting after that failure waits for the next one.
+    let (Admission::Wait { ticket: later }, _) = m.admit(t1) else {
+        panic!("the call waits")
+    };
+    assert_eq!(m.resume(t1, later).0, Admission::Wait { ticket: later });
+    m.give_up();
+    let c = m.counters();
+    assert_eq!((c.waited, c.rejected), (2, 2));
+}
+
+#[test]
+fn a_waiting_call_is_the_probe_when_the_open_time_runs_out() {
+    let t0 = Instant::now();
+    let mut m = tripped_with(probing(0, Duration::from_secs(5)), t0);
+    let (Admission::Wait { ticket }, _) = m.admit(t0 + 200 * MS) else {
+        panic!("the call waits")
+    };
+    assert_eq!(
+        m.resume(t0 + 999 * MS, ticket).0,
+        Admission::Wait { ticket }
+    );
+    // No other call came: it asks again when open_for ends, and probes.
+    let (probe, transition) = m.resume(t0 + 1000 * MS, ticket);
+    assert_eq!(probe, Admission::Admit(Permit::Probe { period: 1 }));
+    assert_eq!(transition.unwrap().to, BreakerState::HalfOpen);
+}
+
+#[test]
+fn forced_open_rejects_at_once_even_with_waits() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(probing(2, Duration::from_secs(5)));
+    m.force(true);
+    assert_eq!(m.admit(t0).0, Admission::Reject { retry_in: None });
+    assert_eq!(m.counters().waited, 0);
+}
+
 /// A plain re-statement of the rules, kept deliberately naive: the history
 /// is a queue of booleans and every rate is recounted.
 struct Model {
@@ -284,11 +487,22 @@ struct Model {
     history: VecDeque<bool>,
     run: u32,
     open_until: Instant,
+    open_time: Duration,
     trips: u32,
     admitted_probes: u32,
     succeeded_probes: u32,
     period: u32,
     probes_out: u32,
+    calls_since_probe: u32,
+    failed_probes: u64,
+}
+
+/// What the model says of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Says {
+    Admit(Permit),
+    Reject,
+    Wait(u64),
 }
 
 impl Model {
@@ -299,11 +513,14 @@ impl Model {
             history: VecDeque::new(),
             run: 0,
             open_until: now,
+            open_time: s.open_for,
             trips: 0,
             admitted_probes: 0,
             succeeded_probes: 0,
             period: 0,
             probes_out: 0,
+            calls_since_probe: 0,
+            failed_probes: 0,
         }
     }
 
@@ -325,30 +542,90 @@ impl Model {
 
     fn trip(&mut self, now: Instant, random: u64) {
         self.trips += 1;
+        self.period += 1;
         self.state = BreakerState::Open;
-        self.open_until = now + self.open_time(random);
+        self.open_time = self.open_time(random);
+        self.open_until = now + self.open_time;
         self.admitted_probes = 0;
         self.succeeded_probes = 0;
+        self.calls_since_probe = 0;
     }
 
-    fn admit(&mut self, now: Instant) -> Option<Permit> {
+    fn expire(&mut self, now: Instant) {
         if self.state == BreakerState::Open && now >= self.open_until {
             self.state = BreakerState::HalfOpen;
-            self.period += 1;
             self.admitted_probes = 0;
             self.succeeded_probes = 0;
         }
+    }
+
+    fn probe(&mut self) -> Says {
+        self.admitted_probes += 1;
+        self.probes_out += 1;
+        self.calls_since_probe = 0;
+        Says::Admit(Permit::Probe {
+            period: self.period,
+        })
+    }
+
+    fn half_open_slot(&self) -> bool {
         let limit = self.s.half_open_probes;
+        self.state == BreakerState::HalfOpen
+            && self.admitted_probes < limit
+            && self.probes_out < limit
+    }
+
+    fn hold(&self) -> Says {
+        if self.s.wait_for_probe.is_zero() {
+            Says::Reject
+        } else {
+            Says::Wait(self.failed_probes)
+        }
+    }
+
+    fn admit(&mut self, now: Instant) -> Says {
+        self.expire(now);
         match self.state {
-            BreakerState::Closed => Some(Permit::Normal),
-            BreakerState::HalfOpen if self.admitted_probes < limit && self.probes_out < limit => {
-                self.admitted_probes += 1;
-                self.probes_out += 1;
-                Some(Permit::Probe {
-                    period: self.period,
-                })
+            BreakerState::Closed => Says::Admit(Permit::Normal),
+            BreakerState::HalfOpen if self.half_open_slot() => self.probe(),
+            BreakerState::Open => {
+                self.calls_since_probe += 1;
+                let every = self.s.probe_every;
+                if every > 0
+                    && self.calls_since_probe >= every
+                    && self.probes_out < self.s.half_open_probes
+                {
+                    self.probe()
+                } else {
+                    self.hold()
+                }
             }
-            _ => None,
+            _ => self.hold(),
+        }
+    }
+
+    fn resume(&mut self, now: Instant, ticket: u64) -> Says {
+        self.expire(now);
+        if self.state == BreakerState::Closed {
+            Says::Admit(Permit::Normal)
+        } else if self.failed_probes != ticket {
+            Says::Reject
+        } else if self.half_open_slot() {
+            self.probe()
+        } else {
+            Says::Wait(ticket)
+        }
+    }
+
+    fn give_back(&mut self) {
+        match self.state {
+            // A probe sent while open that ends once half-open had no slot
+            // of this half-open spell: none is given back.
+            BreakerState::HalfOpen => self.admitted_probes = self.admitted_probes.saturating_sub(1),
+            BreakerState::Open => {
+                self.calls_since_probe = self.s.probe_every.saturating_sub(1);
+            }
+            _ => {}
         }
     }
 
@@ -356,22 +633,31 @@ impl Model {
         if let Permit::Probe { .. } = permit {
             self.probes_out -= 1;
         }
+        let probing = matches!(self.state, BreakerState::Open | BreakerState::HalfOpen);
         match (permit, self.state) {
-            (Permit::Probe { period }, BreakerState::HalfOpen) if period == self.period => {
-                match verdict {
-                    Verdict::Success => {
-                        self.succeeded_probes += 1;
-                        if self.succeeded_probes == self.s.half_open_probes {
-                            self.state = BreakerState::Closed;
-                            self.history.clear();
-                            self.run = 0;
-                            self.trips = 0;
-                        }
+            (Permit::Probe { period }, _) if probing && period == self.period => match verdict {
+                Verdict::Success => {
+                    self.succeeded_probes += 1;
+                    if self.succeeded_probes == self.s.half_open_probes {
+                        self.state = BreakerState::Closed;
+                        self.history.clear();
+                        self.run = 0;
+                        self.trips = 0;
+                    } else if self.state == BreakerState::Open {
+                        self.state = BreakerState::HalfOpen;
+                        self.admitted_probes = self.succeeded_probes;
                     }
-                    Verdict::Failure => self.trip(now, random),
-                    Verdict::Ignored => self.admitted_probes -= 1,
                 }
-            }
+                Verdict::Failure => {
+                    self.failed_probes += 1;
+                    if self.state == BreakerState::Open {
+                        self.open_until = now + self.open_time;
+                    } else {
+                        self.trip(now, random);
+                    }
+                }
+                Verdict::Ignored => self.give_back(),
+            },
             (Permit::Normal, BreakerState::Closed) if verdict != Verdict::Ignored => {
                 let failed = verdict == Verdict::Failure;
                 self.run = if failed { self.run + 1 } else { 0 };
@@ -396,8 +682,8 @@ impl Model {
     fn cancel(&mut self, permit: Permit) {
         if let Permit::Probe { period } = permit {
             self.probes_out -= 1;
-            if self.state == BreakerState::HalfOpen && period == self.period {
-                self.admitted_probes -= 1;
+            if period == self.period {
+                self.give_back();
             }
         }
     }
@@ -413,6 +699,11 @@ enum Op {
     Finish { dropped: bool },
     /// Time passes.
     Advance(u64),
+    /// The oldest waiting call asks again (a probe ended, or its timer
+    /// fired); let through, it ends at once with this verdict.
+    Resume(Verdict),
+    /// The oldest waiting call gives up.
+    GiveUp,
 }
 
 fn verdict() -> impl Strategy<Value = Verdict> {
@@ -425,6 +716,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => verdict().prop_map(Op::Start),
         2 => any::<bool>().prop_map(|dropped| Op::Finish { dropped }),
         2 => (0u64..3000).prop_map(Op::Advance),
+        2 => verdict().prop_map(Op::Resume),
+        1 => Just(Op::GiveUp),
     ]
 }
 
@@ -437,6 +730,7 @@ fn breaker_settings() -> impl Strategy<Value = BreakerSettings> {
         1u32..4,
         1u64..5,
         1u32..4,
+        (prop_oneof![Just(0u32), 1u32..6], any::<bool>()),
     )
         .prop_map(
             |(
@@ -447,6 +741,7 @@ fn breaker_settings() -> impl Strategy<Value = BreakerSettings> {
                 half_open_probes,
                 open_secs,
                 growth,
+                (probe_every, waits),
             )| BreakerSettings {
                 consecutive_failures,
                 failure_rate,
@@ -457,6 +752,12 @@ fn breaker_settings() -> impl Strategy<Value = BreakerSettings> {
                 max_open_for: Duration::from_secs(open_secs * u64::from(growth)),
                 half_open_probes,
                 count_throttling: false,
+                probe_every,
+                wait_for_probe: if waits {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::ZERO
+                },
                 ..BreakerSettings::default()
             },
         )
@@ -475,6 +776,7 @@ proptest! {
         let mut machine = StateMachine::new(s);
         let mut model = Model::new(s, now);
         let mut in_flight: VecDeque<(Permit, Verdict)> = VecDeque::new();
+        let mut waiting: VecDeque<u64> = VecDeque::new();
         let mut calls = 0u64;
         for op in ops {
             match op {
@@ -482,18 +784,45 @@ proptest! {
                     calls += 1;
                     let (admission, _) = machine.admit(now);
                     let expected = model.admit(now);
-                    let permit = match admission {
-                        Admission::Admit(permit) => Some(permit),
-                        Admission::Reject { .. } => None,
+                    let says = match admission {
+                        Admission::Admit(permit) => Says::Admit(permit),
+                        Admission::Reject { .. } => Says::Reject,
+                        Admission::Wait { ticket } => Says::Wait(ticket),
                     };
-                    prop_assert_eq!(permit, expected);
-                    if let Some(permit) = permit {
-                        if matches!(op, Op::Call(_)) {
+                    prop_assert_eq!(says, expected);
+                    match says {
+                        Says::Admit(permit) if matches!(op, Op::Call(_)) => {
                             machine.record(permit, verdict, || now, || random);
                             model.record(permit, verdict, now, random);
-                        } else {
-                            in_flight.push_back((permit, verdict));
                         }
+                        Says::Admit(permit) => in_flight.push_back((permit, verdict)),
+                        Says::Wait(ticket) => waiting.push_back(ticket),
+                        Says::Reject => {}
+                    }
+                }
+                Op::Resume(verdict) => {
+                    if let Some(ticket) = waiting.pop_front() {
+                        let (admission, _) = machine.resume(now, ticket);
+                        let expected = model.resume(now, ticket);
+                        let says = match admission {
+                            Admission::Admit(permit) => Says::Admit(permit),
+                            Admission::Reject { .. } => Says::Reject,
+                            Admission::Wait { ticket } => Says::Wait(ticket),
+                        };
+                        prop_assert_eq!(says, expected);
+                        match says {
+                            Says::Admit(permit) => {
+                                machine.record(permit, verdict, || now, || random);
+                                model.record(permit, verdict, now, random);
+                            }
+                            Says::Wait(ticket) => waiting.push_back(ticket),
+                            Says::Reject => {}
+                        }
+                    }
+                }
+                Op::GiveUp => {
+                    if waiting.pop_front().is_some() {
+                        machine.give_up();
                     }
                 }
                 Op::Finish { dropped } => {
@@ -518,7 +847,11 @@ proptest! {
         // Every call was either let through or rejected, and every admitted
         // call that ended is counted once.
         let c = machine.counters();
-        prop_assert_eq!(c.admitted + c.rejected + in_flight.len() as u64, calls);
+        prop_assert_eq!(
+            c.admitted + c.rejected + in_flight.len() as u64 + waiting.len() as u64,
+            calls
+        );
+        prop_assert!(s.wait_for_probe > Duration::ZERO || c.waited == 0);
         prop_assert_eq!(c.successes + c.failures + c.ignored + c.cancelled, c.admitted);
     }
 }
