@@ -13,7 +13,7 @@ use tracing::Span;
 use super::decision::{Decision, DelayReason, Refusal, RequestFacts, decide, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
-use super::{RetryRoute, Shared};
+use super::{RetryCause, RetryRoute, Shared};
 use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
@@ -206,6 +206,13 @@ where
                                 this.shared.listeners.emit(|l| l.attempt_ended(&event));
                             }
                             if this.facts.attempts > 1 {
+                                if let Some(last) = this.last_error.as_ref() {
+                                    route.budget.refund(if last.is_throttling() {
+                                        RetryCause::Throttling
+                                    } else {
+                                        RetryCause::Transient
+                                    });
+                                }
                                 let info = CallInfo::new(this.facts.attempts, 0);
                                 response.extensions_mut().insert(info);
                             }
