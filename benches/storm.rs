@@ -9,7 +9,11 @@
 //! `ResilienceLayer`, on paused Tokio time, so minutes of traffic take
 //! seconds. Each scenario runs under the `connio` preset, the preset without
 //! its breaker, plain retries (the same 4 attempts and backoff, no budget, no
-//! breaker) and no retries, and the table shows, for each:
+//! breaker) and no retries; scenarios 6 to 9 run fleets of 1, 10 and 100
+//! processes, each its own stack, against one server, and add the retry
+//! budget of earlier versions (20 tokens at any rate, no refunds) beside the
+//! preset's, which scales with each process's call rate. The table shows,
+//! for each:
 //!
 //! - amplification: requests the server received per logical call over the
 //!   whole run, each counted against the call that sent it (retries and
@@ -20,6 +24,9 @@
 //! - for the outage and the stall, when goodput came back after the fault;
 //! - for the 202 writes, how long after each operation finished its caller
 //!   had the result.
+//!
+//! and for each scenario an SVG chart, `docs/storm/N-*.svg`, draws the
+//! requests arriving at the server per second, one line per client.
 
 #[path = "../tests/support/storm.rs"]
 mod storm;
