@@ -173,10 +173,13 @@ pub(super) fn millis(tokens: f64) -> u64 {
 /// most `reserve` seconds of the process's own recent calls (3 s by
 /// default), never fewer than `min_reserve` tokens (3: one call's retries)
 /// nor more than `capacity`; an outage of a minute then costs about 5% more
-/// requests at any rate from 1 call a second up. Counting the calls costs
-/// the success path one relaxed increment; the rate is worked out only when
-/// a retry is wanted. With `min_reserve` at `capacity` (see
-/// [`BudgetSettings::fixed`]) the bucket is not scaled and counts nothing.
+/// requests at any rate from 1 call a second up. A process younger than
+/// `reserve` holds no more than the calls it has started (and
+/// `min_reserve`), so a fleet that restarts into an outage does not bring a
+/// full bucket each. Counting the calls ([`Budget::record_call`]) costs each
+/// call one relaxed increment; the rate is worked out only when a retry is
+/// wanted. With `min_reserve` at `capacity` (see [`BudgetSettings::fixed`])
+/// the bucket is not scaled and counts nothing.
 ///
 /// One bucket is shared by every layer built from one [`Policy`](crate::Policy)
 /// value and its clones. Tokens are counted in thousandths in one atomic, so
@@ -241,17 +244,22 @@ impl Budget {
         }
     }
 
-    /// Records a success: returns `success_refill` tokens, up to the capacity.
+    /// Records that the process started a call (or a status request): what
+    /// the reserve of a scaled bucket is worked out from, with the retries
+    /// it grants. The retry layer records each request it is given; a budget
+    /// used by hand should be told too, or it holds `min_reserve`.
     #[inline]
-    pub fn deposit(&self) {
-        if !self.enabled {
-            return;
-        }
+    pub fn record_call(&self) {
         if let Some(reserve) = &self.reserve {
             reserve.count();
         }
+    }
+
+    /// Records a success: returns `success_refill` tokens, up to the capacity.
+    pub fn deposit(&self) {
         // Skip the write when full: the common case on a healthy service.
-        if self.refill == 0 || self.tokens.load(Ordering::Relaxed) >= self.capacity {
+        if !self.enabled || self.refill == 0 || self.tokens.load(Ordering::Relaxed) >= self.capacity
+        {
             return;
         }
         self.put_back(self.refill);
@@ -295,17 +303,20 @@ impl Budget {
         };
         let granted = !self.enabled || {
             let bound = match &self.reserve {
-                Some(reserve) => {
-                    reserve.count();
-                    reserve.bound(now())
-                }
+                Some(reserve) => reserve.bound(now()),
                 None => self.capacity,
             };
-            self.tokens
+            let granted = self
+                .tokens
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
                     t.min(bound).checked_sub(cost)
                 })
-                .is_ok()
+                .is_ok();
+            if granted {
+                // A retry is a request the process sends, as a call is.
+                self.record_call();
+            }
+            granted
         };
         let counter = if granted {
             &self.granted
@@ -362,10 +373,11 @@ mod tests {
         Budget::starting_at(BudgetSettings::default(), start)
     }
 
-    /// One call a second for `secs` seconds from `from`, each a success; the
-    /// instant after the last.
+    /// `rate` calls a second for `secs` seconds from `from`, each a
+    /// success; the instant after the last.
     fn healthy(b: &Budget, from: Instant, rate: u64, secs: u64) -> Instant {
         for _ in 0..rate * secs {
+            b.record_call();
             b.deposit();
         }
         from + Duration::from_secs(secs)
@@ -377,6 +389,7 @@ mod tests {
         (0..rate * secs)
             .map(|i| {
                 let now = from + Duration::from_secs_f64(i as f64 / rate as f64);
+                b.record_call();
                 (0..3)
                     .take_while(|_| b.withdraw_at(RetryCause::Transient, now))
                     .count()
@@ -471,6 +484,21 @@ mod tests {
     }
 
     #[test]
+    fn a_new_process_holds_as_many_tokens_as_calls_it_started() {
+        // Twelve calls started at once, then their failures: twelve retries,
+        // not the floor's three nor the capacity's twenty.
+        let start = Instant::now();
+        let b = scaled(start);
+        for _ in 0..12 {
+            b.record_call();
+        }
+        let granted = (0..20)
+            .filter(|_| b.withdraw_at(RetryCause::Transient, start))
+            .count();
+        assert_eq!(granted, 12);
+    }
+
+    #[test]
     fn the_fixed_bucket_spends_its_capacity_at_any_rate() {
         let start = Instant::now();
         let b = Budget::starting_at(BudgetSettings::fixed(), start);
@@ -487,6 +515,7 @@ mod tests {
         // Three tokens at 1 call/s: three calls in a row each retried once,
         // successfully, and a fourth still has its three retries.
         for call in 0..3 {
+            b.record_call();
             assert!(b.withdraw_at(RetryCause::Transient, now), "call {call}");
             b.deposit();
             b.refund(RetryCause::Transient);
@@ -496,6 +525,7 @@ mod tests {
         let b = scaled(start);
         let now = healthy(&b, start, 1, 60);
         for _ in 0..3 {
+            b.record_call();
             assert!(b.withdraw_at(RetryCause::Throttling, now));
             b.deposit();
             b.refund(RetryCause::Throttling);
@@ -511,6 +541,7 @@ mod tests {
         let b = scaled(start);
         for call in 0..100_000u64 {
             let now = start + Duration::from_secs(call);
+            b.record_call();
             if call % 10 == 0 {
                 for retry in 0..3 {
                     assert!(

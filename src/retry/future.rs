@@ -99,7 +99,9 @@ where
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     pub(crate) fn new(service: &mut S, mut call: R, shared: Arc<Shared<S>>) -> Self {
-        let settings = &call::route(&shared.routes, call.context().route).settings;
+        let route = call::route(&shared.routes, call.context().route);
+        route.budget.record_call();
+        let settings = &route.settings;
         let request = call.request_mut();
         let idempotent = is_idempotent(request.method());
         // Looked up only where it matters: a retry of an idempotent request

@@ -10,10 +10,11 @@
 //! so that an outage of `L` seconds costs about `reserve / L` extra requests
 //! per call whatever the rate.
 //!
-//! The rate is counted on the success path with one relaxed increment of a
-//! counter on a cache line of its own, and read only when a retry is wanted:
-//! the counter over a window of between one and two `reserve` spans, ending
-//! now. Time is passed in, so the arithmetic is tested without a runtime.
+//! The requests are counted as they start (calls, status requests and the
+//! retries granted), with one relaxed increment of a counter on a cache line
+//! of its own, and the rate is read only when a
+//! retry is wanted: the count over a window of between one and two `reserve`
+//! spans, ending now. Time is passed in, so the arithmetic is tested without a runtime.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// A counter alone on its cache line: every success writes it, and the
+/// A counter alone on its cache line: every call writes it, and the
 /// bucket's tokens, which every success reads, live on another.
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -83,8 +84,8 @@ impl Reserve {
         }
     }
 
-    /// Counts a call the bucket saw answered: a success, or a failure that
-    /// asks for a retry.
+    /// Counts a request the process started: a call, a status request or a
+    /// retry.
     #[inline]
     pub(crate) fn count(&self) {
         self.seen.0.fetch_add(1, Ordering::Relaxed);
