@@ -442,7 +442,7 @@ async fn fleet() {
             "8. outage 0-60 s,",
             (
                 "8-fleet-split.svg",
-                "8. fleet outage 0-60 s, then 30 s up: 100 calls/s split among 100 processes",
+                "8. fleet outage 0-60 s, its first 20 s: 100 calls/s split among 1, 10, 100 processes",
             ),
             [1, 10, 100],
             Some(100.0),
@@ -479,7 +479,20 @@ async fn fleet() {
                     run.amplification_of(first..last),
                     run.amplification_of(last..run.calls),
                 );
-                if processes == 100 {
+                if split.is_some() {
+                    // The same load split more ways: the two budgets alone,
+                    // one line per fleet size.
+                    if matches!(client, Config::BudgetOnly | Config::FixedBudget) {
+                        let plural = if processes == 1 { "" } else { "es" };
+                        // The first 20 s, where the budgets are spent.
+                        let mut first = arrivals(&run, seconds as usize);
+                        first.truncate(20);
+                        lines.push((
+                            format!("{}, {processes} process{plural}", client.name()),
+                            first,
+                        ));
+                    }
+                } else if processes == 100 {
                     lines.push((client.name().to_owned(), arrivals(&run, seconds as usize)));
                 }
             }
