@@ -24,7 +24,7 @@ pub enum RetryCause {
 pub struct BudgetSettings {
     /// Whether retries are limited by the budget at all.
     pub enabled: bool,
-    /// The most tokens the bucket holds, and what it starts with.
+    /// The most tokens the bucket holds, whatever the call rate.
     pub capacity: f64,
     /// Tokens put back by each success.
     pub success_refill: f64,
