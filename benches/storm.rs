@@ -507,7 +507,7 @@ async fn fleet() {
     };
     let mut lines = Vec::new();
     for processes in [10, 100] {
-        for client in Config::FLEET {
+        for client in Config::FLEET.into_iter().chain([Config::NoRefund]) {
             let run = drive_fleet(
                 || client.policy("10s"),
                 random.clone(),

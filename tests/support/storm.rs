@@ -36,6 +36,9 @@ pub enum Config {
     /// The `connio` preset with its breaker off and the retry budget of
     /// earlier versions: 20 tokens at any call rate, no refunds.
     FixedBudget,
+    /// The `connio` preset with its breaker off and its budget's refunds
+    /// off: what refunds do for a small reserve.
+    NoRefund,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             Config::NoRetries => "no retries",
             Config::Throttle => "rebound connio, throttle, no breaker",
             Config::FixedBudget => "no breaker, fixed budget of 20",
+            Config::NoRefund => "rebound connio, no breaker, no refunds",
         }
     }
 
@@ -84,13 +88,16 @@ impl Config {
             Config::NoRetries => connio
                 .replace("enabled = true", "enabled = false")
                 .replace("max_attempts = 4", "max_attempts = 1"),
-            Config::FixedBudget => {
-                let fixed = connio
-                    .replace("min_reserve = 3", "min_reserve = 20")
-                    .replace("refund = true", "refund = false");
-                match fixed.rfind("enabled = true") {
-                    Some(at) => format!("{}enabled = false{}", &fixed[..at], &fixed[at + 14..]),
-                    None => fixed,
+            Config::FixedBudget | Config::NoRefund => {
+                let budget = if self == Config::FixedBudget {
+                    connio.replace("min_reserve = 3", "min_reserve = 20")
+                } else {
+                    connio.to_owned()
+                };
+                let budget = budget.replace("refund = true", "refund = false");
+                match budget.rfind("enabled = true") {
+                    Some(at) => format!("{}enabled = false{}", &budget[..at], &budget[at + 14..]),
+                    None => budget,
                 }
             }
             Config::Throttle => match connio.rfind("enabled = true") {
