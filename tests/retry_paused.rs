@@ -462,8 +462,9 @@ async fn an_observed_key_does_not_tell_the_next() {
 
 #[tokio::test(start_paused = true)]
 async fn the_budget_holds_an_outage_to_its_capacity() {
+    // A fixed bucket (min_reserve at the capacity): not scaled to the rate.
     let text = "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 4\n[retry.budget]\ncapacity = 5\n\
-         [circuit_breaker]\nenabled = false\n";
+         min_reserve = 5\n[circuit_breaker]\nenabled = false\n";
     let policy = Policy::from_toml_str(text).unwrap();
     let script = Scripted::new([Step::status(500)]);
     let client = ResilienceLayer::with_seed(policy.clone(), SEED).layer(script.clone());
@@ -492,6 +493,44 @@ async fn the_budget_holds_an_outage_to_its_capacity() {
     );
     assert_eq!(kinds[0], ErrorKind::RetriesExhausted);
     assert_eq!(policy.budget().available(), 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_process_spends_its_minimum_reserve_in_an_outage() {
+    // The presets' scaled bucket: a process with no calls behind it holds
+    // min_reserve (3), whatever its capacity.
+    let text = "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 4\n[circuit_breaker]\nenabled = false\n";
+    let policy = Policy::from_toml_str(text).unwrap();
+    let script = Scripted::new([Step::status(500)]);
+    let client = ResilienceLayer::with_seed(policy.clone(), SEED).layer(script.clone());
+    for _ in 0..100 {
+        client
+            .clone()
+            .oneshot(request(Method::GET))
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(script.calls(), 103, "100 calls and the 3 retries");
+    assert_eq!(policy.budget().granted(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_succeeds_gives_its_token_back() {
+    // Three tokens; each call fails once and succeeds on its retry. Without
+    // the refund the fourth call would find the bucket empty.
+    let text = "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 2\n[circuit_breaker]\nenabled = false\n";
+    let policy = Policy::from_toml_str(text).unwrap();
+    let steps: Vec<Step> = (0..10)
+        .flat_map(|_| [Step::status(500), Step::status(200)])
+        .collect();
+    let script = Scripted::new(steps);
+    let client = ResilienceLayer::with_seed(policy.clone(), SEED).layer(script.clone());
+    for call in 0..10 {
+        let response = client.clone().oneshot(request(Method::GET)).await;
+        assert!(response.is_ok(), "call {call}: {:?}", response.err());
+    }
+    assert_eq!(policy.budget().granted(), 10);
+    assert_eq!(policy.budget().refused(), 0);
 }
 
 #[tokio::test(start_paused = true)]

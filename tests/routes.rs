@@ -23,6 +23,10 @@ max_attempts = 4
 [retry.backoff]
 initial = "1ms"
 max = "2ms"
+# The server fails every call: a fixed bucket of 20, so that the budget
+# refuses none of these calls' retries (a new process's scaled bucket holds 3).
+[retry.budget]
+min_reserve = 20
 [timeouts]
 attempt = "5s"
 total = "30s"
@@ -135,7 +139,7 @@ async fn routes_in_code_and_a_selector_by_header() {
     let (server, seen) = server().await;
     let base = Policy::from_toml_str(
         "[classify]\nretryable = [500]\n[retry.backoff]\ninitial = \"1ms\"\nmax = \"2ms\"\n\
-         [circuit_breaker]\nenabled = false\n",
+         [retry.budget]\nmin_reserve = 20\n[circuit_breaker]\nenabled = false\n",
     )
     .unwrap();
     let once = Route::new(RouteMatch::new().path_prefix("/v3/once").unwrap(), &base)

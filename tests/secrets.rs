@@ -184,8 +184,12 @@ async fn the_canary_never_appears_through_the_real_clients() {
         .collect();
 
     let policy = Policy::from_toml_str(
+        // Nine calls in a row that all fail, each retried once: a fixed
+        // bucket of 20, as a new process's scaled one holds only what its
+        // first calls justify.
         "[classify]\nretryable = [500]\n[retry]\nmax_attempts = 2\n\
-         [retry.backoff]\ninitial = \"1ms\"\n[circuit_breaker]\nenabled = false\n",
+         [retry.backoff]\ninitial = \"1ms\"\n[retry.budget]\nmin_reserve = 20\n\
+         [circuit_breaker]\nenabled = false\n",
     )
     .unwrap();
     let hyper = tower_rebound::client::hyper(policy.clone());

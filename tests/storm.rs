@@ -1,13 +1,13 @@
 //! The storm simulation, scaled down: a full outage and its recovery, 10%
-//! random failures and 202 writes, with the bounds rebound promises. On paused time, so it runs
-//! in a moment.
+//! random failures and 202 writes, for one process and for a fleet of 100,
+//! with the bounds rebound promises. On paused time, so it runs in a moment.
 
 #[path = "support/storm.rs"]
 mod storm;
 
 use std::time::Duration;
 
-use storm::{Config, Run, drive, drive_method};
+use storm::{Config, Run, drive, drive_fleet, drive_method};
 use tower_rebound_testkit::sim::{Fault, SimConfig};
 
 fn outage(secs: u64) -> SimConfig {
@@ -130,6 +130,81 @@ async fn ten_percent_failures_almost_all_succeed_with_little_amplification() {
             "{rate}/s: the breaker never trips by chance"
         );
     }
+}
+
+/// Healthy for `from` seconds, then a full outage until `until`.
+fn outage_between(from: u64, until: u64) -> SimConfig {
+    SimConfig {
+        capacity: None,
+        faults: vec![Fault::Outage {
+            from: Duration::from_secs(from),
+            until: Duration::from_secs(until),
+        }],
+        seed: 1,
+        operations: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_of_slow_processes_does_not_amplify_an_outage() {
+    // 100 processes at 1 call/s each, healthy for 30 s, then 60 s of
+    // outage, then 10 s up; the budget alone, no breaker.
+    let fleet = |config: Config| {
+        drive_fleet(
+            move || config.policy("10s"),
+            outage_between(30, 90),
+            100,
+            1.0,
+            Duration::from_secs(100),
+            3,
+        )
+    };
+    let during = 3000..9000;
+    let run = fleet(Config::BudgetOnly).await;
+    assert_eq!(run.calls, 10_000);
+    assert!(
+        run.amplification_of(during.clone()) <= 1.05,
+        "during the outage: {:.4}x",
+        run.amplification_of(during.clone())
+    );
+    assert!(
+        run.amplification() <= 1.05,
+        "whole run: {:.4}x",
+        run.amplification()
+    );
+    assert_eq!(run.count("circuit_open"), 0);
+    // Every call made while the server was up succeeded.
+    assert_eq!(run.count("success"), 4000, "{:?}", run.outcomes);
+    // The fixed budget of 20 is a third of each process's outage calls.
+    let fixed = fleet(Config::FixedBudget).await;
+    assert!(
+        fixed.amplification_of(during.clone()) > 1.3,
+        "fixed budget: {:.4}x",
+        fixed.amplification_of(during)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_of_slow_processes_rides_out_ten_percent_failures() {
+    // 100 processes at 1 call/s each for 60 s: each holds only 3 tokens, and
+    // refunds keep random failures from draining them.
+    let run = drive_fleet(
+        || Config::BudgetOnly.policy("10s"),
+        random(0.1),
+        100,
+        1.0,
+        Duration::from_secs(60),
+        5,
+    )
+    .await;
+    assert_eq!(run.calls, 6000);
+    assert!(
+        run.success_share() >= 0.999,
+        "{:.4} {:?}",
+        run.success_share(),
+        run.outcomes
+    );
+    assert!(run.amplification() <= 1.12, "{:.4}x", run.amplification());
 }
 
 #[tokio::test(start_paused = true)]

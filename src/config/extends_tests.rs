@@ -357,6 +357,19 @@ fn probable_mistakes_are_warned_at_their_line() {
         "{found:?}"
     );
 
+    let found = warnings("wreserve", "[retry.budget]\nmin_reserve = 0.5\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("2:15: retry.budget.min_reserve (0.5) is below the cost of one retry"),
+        "{found:?}"
+    );
+    // At the capacity the bucket is fixed, and holds the capacity.
+    let found = warnings(
+        "wfixed",
+        "[retry.budget]\ncapacity = 0.5\nmin_reserve = 0.5\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
+
     let found = warnings(
         "wtimeouts",
         "[timeouts]\ntotal = \"5s\"\nattempt = \"10s\"\n",

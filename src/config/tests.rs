@@ -321,6 +321,9 @@ capacity = 3
 success_refill = 0.5
 transient_cost = 2
 throttling_cost = 0.5
+reserve = "10s"
+min_reserve = 1.5
+refund = false
 [timeouts]
 attempt = "2s"
 total = "5m"
@@ -339,7 +342,22 @@ total = "5m"
     );
     assert_eq!(policy.timeouts.attempt(), Duration::from_secs(2));
     assert_eq!(policy.timeouts.total(), Duration::from_secs(300));
+    // Disabled, so not scaled: the capacity.
     assert_eq!(policy.budget().available(), 3.0);
+    let budget = policy.budget().settings();
+    assert_eq!(budget.reserve, Duration::from_secs(10));
+    assert_eq!(budget.min_reserve, 1.5);
+    assert!(!budget.refund);
+    assert_eq!(budget.capacity, 3.0);
+    // The presets scale the reserve with the call rate and refund retries
+    // that succeed; the defaults are the presets'.
+    for name in ["connio", "standard", "none"] {
+        let preset = Policy::preset(name).unwrap().budget().settings();
+        assert_eq!(preset, crate::retry::BudgetSettings::default(), "{name}");
+        assert_eq!(preset.reserve, Duration::from_secs(3), "{name}");
+        assert_eq!(preset.min_reserve, 3.0, "{name}");
+        assert!(preset.refund, "{name}");
+    }
 }
 
 #[test]
@@ -434,6 +452,24 @@ fn retry_mistakes_point_at_the_line() {
         2,
         18,
         &["retry.budget.transient_cost"],
+    );
+    assert_error(
+        "[retry.budget]\nreserve = \"2h\"\n",
+        2,
+        11,
+        &["retry.budget.reserve"],
+    );
+    assert_error(
+        "[retry.budget]\nmin_reserve = -1\n",
+        2,
+        15,
+        &["retry.budget.min_reserve"],
+    );
+    assert_error(
+        "[retry.budget]\nreserve = 3\n",
+        2,
+        11,
+        &["expected a duration"],
     );
     assert_error(
         "[retry.budget]\nrefill = 1\n",

@@ -178,6 +178,27 @@ fn findings(
             });
         }
     }
+    let budget = retry.budget();
+    if attempts > 1
+        && budget.enabled
+        && budget.min_reserve < budget.capacity
+        && budget.min_reserve < budget.transient_cost
+    {
+        found.push(Finding {
+            message: format!(
+                "retry.budget.min_reserve ({}) is below the cost of one retry (retry.budget.transient_cost = {}): a process that makes few calls never retries; expected at least {}",
+                budget.min_reserve,
+                budget.transient_cost,
+                (f64::from(attempts - 1) * budget.transient_cost).min(budget.capacity),
+            ),
+            keys: vec![
+                key("retry.budget.min_reserve"),
+                key("retry.budget.transient_cost"),
+                key("retry.budget"),
+                key("retry"),
+            ],
+        });
+    }
     if timeouts.attempt() > timeouts.total() {
         found.push(Finding {
             message: format!(

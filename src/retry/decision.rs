@@ -149,7 +149,7 @@ pub(crate) fn decide(
     } else {
         RetryCause::Transient
     };
-    if !budget.withdraw(cause) {
+    if !budget.withdraw_at(cause, now) {
         return Decision::Stop(Refusal::Budget);
     }
     Decision::Retry { delay, reason }
@@ -177,11 +177,9 @@ mod tests {
 
     fn budget(capacity: f64) -> Budget {
         Budget::new(BudgetSettings {
-            enabled: true,
             capacity,
-            success_refill: 0.2,
-            transient_cost: 1.0,
-            throttling_cost: 1.0,
+            min_reserve: capacity,
+            ..BudgetSettings::fixed()
         })
     }
 

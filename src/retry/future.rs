@@ -13,7 +13,7 @@ use tracing::Span;
 use super::decision::{Decision, DelayReason, Refusal, RequestFacts, decide, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
-use super::{RetryRoute, Shared};
+use super::{RetryCause, RetryRoute, Shared};
 use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
@@ -99,7 +99,9 @@ where
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     pub(crate) fn new(service: &mut S, mut call: R, shared: Arc<Shared<S>>) -> Self {
-        let settings = &call::route(&shared.routes, call.context().route).settings;
+        let route = call::route(&shared.routes, call.context().route);
+        route.budget.record_call();
+        let settings = &route.settings;
         let request = call.request_mut();
         let idempotent = is_idempotent(request.method());
         // Looked up only where it matters: a retry of an idempotent request
@@ -206,6 +208,13 @@ where
                                 this.shared.listeners.emit(|l| l.attempt_ended(&event));
                             }
                             if this.facts.attempts > 1 {
+                                if let Some(last) = this.last_error.as_ref() {
+                                    route.budget.refund(if last.is_throttling() {
+                                        RetryCause::Throttling
+                                    } else {
+                                        RetryCause::Transient
+                                    });
+                                }
                                 let info = CallInfo::new(this.facts.attempts, 0);
                                 response.extensions_mut().insert(info);
                             }

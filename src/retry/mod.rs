@@ -44,6 +44,7 @@ mod future;
 mod key;
 mod layer;
 mod replay;
+mod reserve;
 mod settings;
 
 use std::sync::Arc;

@@ -17,7 +17,8 @@ use crate::units::{ByteSize, DurationStr};
 /// `policies/README.md`: 4 attempts, exponential backoff from 100 ms doubling
 /// to 5 s with full jitter, a `Retry-After` of up to 30 s honoured, writes
 /// retried only when safe, bodies of up to 64 KiB replayed, and a budget of
-/// 20 retries that successes refill by 0.2.
+/// up to 20 retries (3 s of the process's own calls, at least 3) that
+/// successes refill by 0.2.
 ///
 /// ```
 /// use std::time::Duration;
@@ -355,6 +356,9 @@ pub(crate) struct RawBudget {
     success_refill: Option<f64>,
     transient_cost: Option<f64>,
     throttling_cost: Option<f64>,
+    reserve: Option<DurationStr>,
+    min_reserve: Option<f64>,
+    refund: Option<bool>,
 }
 
 impl RawBudget {
@@ -366,6 +370,9 @@ impl RawBudget {
             success_refill: self.success_refill.unwrap_or(defaults.success_refill),
             transient_cost: self.transient_cost.unwrap_or(defaults.transient_cost),
             throttling_cost: self.throttling_cost.unwrap_or(defaults.throttling_cost),
+            reserve: self.reserve.map_or(defaults.reserve, |d| d.0),
+            min_reserve: self.min_reserve.unwrap_or(defaults.min_reserve),
+            refund: self.refund.unwrap_or(defaults.refund),
         }
     }
 }

@@ -33,6 +33,12 @@ pub enum Config {
     /// The `connio` preset with its breaker off and adaptive throttling on
     /// (k = 2 over 2 minutes): the budget and local rejection.
     Throttle,
+    /// The `connio` preset with its breaker off and the retry budget of
+    /// earlier versions: 20 tokens at any call rate, no refunds.
+    FixedBudget,
+    /// The `connio` preset with its breaker off and its budget's refunds
+    /// off: what refunds do for a small reserve.
+    NoRefund,
 }
 
 impl Config {
@@ -44,6 +50,16 @@ impl Config {
         Config::NoRetries,
     ];
 
+    /// The configurations of the fleet scenarios: the retry budget that
+    /// scales with the call rate beside the fixed one.
+    pub const FLEET: [Config; 5] = [
+        Config::Connio,
+        Config::BudgetOnly,
+        Config::FixedBudget,
+        Config::PlainRetries,
+        Config::NoRetries,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Config::Connio => "rebound connio",
@@ -51,6 +67,8 @@ impl Config {
             Config::PlainRetries => "plain retries (4 attempts)",
             Config::NoRetries => "no retries",
             Config::Throttle => "rebound connio, throttle, no breaker",
+            Config::FixedBudget => "no breaker, fixed budget of 20",
+            Config::NoRefund => "rebound connio, no breaker, no refunds",
         }
     }
 
@@ -70,6 +88,18 @@ impl Config {
             Config::NoRetries => connio
                 .replace("enabled = true", "enabled = false")
                 .replace("max_attempts = 4", "max_attempts = 1"),
+            Config::FixedBudget | Config::NoRefund => {
+                let budget = if self == Config::FixedBudget {
+                    connio.replace("min_reserve = 3", "min_reserve = 20")
+                } else {
+                    connio.to_owned()
+                };
+                let budget = budget.replace("refund = true", "refund = false");
+                match budget.rfind("enabled = true") {
+                    Some(at) => format!("{}enabled = false{}", &budget[..at], &budget[at + 14..]),
+                    None => budget,
+                }
+            }
             Config::Throttle => match connio.rfind("enabled = true") {
                 Some(at) => format!(
                     "{}enabled = false{}\n[adaptive_throttle]\nenabled = true\n",
@@ -128,6 +158,18 @@ impl Run {
         sent as f64 / calls.count().max(1) as f64
     }
 
+    /// Counts a call that ended `after` the start of the run.
+    fn record(&mut self, outcome: &'static str, after: Duration) {
+        *self.outcomes.entry(outcome).or_default() += 1;
+        if outcome == "success" {
+            let second = after.as_secs() as usize;
+            if self.goodput.len() <= second {
+                self.goodput.resize(second + 1, 0);
+            }
+            self.goodput[second] += 1;
+        }
+    }
+
     pub fn count(&self, outcome: &str) -> u64 {
         self.outcomes.get(outcome).copied().unwrap_or(0)
     }
@@ -161,6 +203,58 @@ impl Run {
         let p99 = sorted[(n * 99).div_ceil(100) - 1];
         Some(Lateness { mean, p99, max })
     }
+}
+
+/// `processes` processes, each its own stack (so its own retry budget and
+/// breakers) built from its own `policy()`, calling one server at `rate`
+/// per second each for `duration`. Process `p` makes its calls at
+/// `(i + p / processes) / rate` seconds, and its call `i` is the fleet's
+/// call `i * processes + p`: calls are numbered in the order they start, as
+/// in [`drive`]. Waits for every call to end.
+pub async fn drive_fleet(
+    policy: impl Fn() -> Policy,
+    config: SimConfig,
+    processes: u64,
+    rate: f64,
+    duration: Duration,
+    seed: u64,
+) -> Run {
+    let server = SimServer::new(config);
+    let start = Instant::now();
+    let per_process = (rate * duration.as_secs_f64()).round() as u64;
+    let calls = per_process * processes;
+    let clients: Vec<_> = (0..processes)
+        .map(|p| ResilienceLayer::with_seed(policy(), seed.wrapping_add(p)).layer(server.clone()))
+        .collect();
+    let mut tasks = Vec::with_capacity(calls as usize);
+    for id in 0..calls {
+        let (i, p) = (id / processes, id % processes);
+        let at = (i as f64 + p as f64 / processes as f64) / rate;
+        tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
+        let client = clients[p as usize].clone();
+        tasks.push(tokio::spawn(async move {
+            let request = Request::get("http://sim.example/v3/devices")
+                .header("x-call", id)
+                .body(Full::<Bytes>::default())
+                .expect("a valid request");
+            let outcome = match client.oneshot(request).await {
+                Ok(response) if response.status() == http::StatusCode::ACCEPTED => "accepted",
+                Ok(_) => "success",
+                Err(e) => e.kind().as_str(),
+            };
+            (outcome, Instant::now())
+        }));
+    }
+    let mut run = Run {
+        calls,
+        ..Run::default()
+    };
+    for task in tasks {
+        let (outcome, ended) = task.await.expect("a call task");
+        run.record(outcome, ended - start);
+    }
+    run.server = server.stats();
+    run
 }
 
 /// Calls at `rate` per second for `duration`, each through the stack of
