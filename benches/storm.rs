@@ -32,10 +32,13 @@
 mod storm;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use plotters::prelude::*;
 use storm::{Config, Run, drive, drive_fleet, drive_method};
+use tower_rebound::Policy;
+use tower_rebound::rate_limit::{LimitScope, MemoryStore, RateLimitSettings, Store};
 use tower_rebound_testkit::sim::{Fault, SimConfig};
 
 fn secs(s: u64) -> Duration {
@@ -222,6 +225,11 @@ fn main() {
                     "",
                     run.amplification_of(0..outage_calls),
                     run.amplification_of(outage_calls..run.calls),
+                );
+                println!(
+                    "{:>44}   server load during the outage: {:.3}x the offered load",
+                    "",
+                    run.load_during(0..60, rate),
                 );
                 if rate == 100.0 {
                     lines.push((client.name().to_owned(), arrivals(&run, 90)));
@@ -533,6 +541,77 @@ async fn fleet() {
     chart(
         "9-fleet-random-failures.svg",
         "9. fleet, 10% random failures: 100 processes at 1 call/s each",
+        &lines,
+    );
+    shared_limit().await;
+}
+
+/// Scenario 10: an API that allows 200 calls a second per key (429 with
+/// `Retry-After: 1` above it), called by 10 processes at 30 calls/s each.
+/// Each process learns only from its own 429s, unless they share a rate
+/// limit: here through the in-memory store that stands in for Redis (the
+/// same interface; `tests/redis.rs` runs the real one). Every caller gives
+/// up after 5 s.
+async fn shared_limit() {
+    let config = SimConfig {
+        capacity: None,
+        faults: vec![Fault::Throttle {
+            per_second: 200,
+            retry_after_secs: 1,
+        }],
+        seed: 3,
+        operations: None,
+    };
+    // A caller that waits 5 s at most, for its turn and its retries.
+    let connio = || {
+        Config::Connio
+            .policy("10s")
+            .with_total_timeout(secs(5))
+            .expect("a valid timeout")
+    };
+    let limit = |per_second: f64| {
+        RateLimitSettings::builder()
+            .per_second(per_second)
+            .burst(10)
+            .scope(LimitScope::Policy)
+            .build()
+            .expect("valid settings")
+    };
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clients: [(&str, Box<dyn Fn() -> Policy>); 3] = [
+        ("rebound connio, no rate limit", Box::new(connio)),
+        (
+            "local limit, 19/s per process",
+            Box::new(move || connio().with_rate_limit(limit(19.0))),
+        ),
+        (
+            "shared limit, 190/s (store)",
+            Box::new(move || connio().with_rate_limit_store(limit(190.0), Arc::clone(&store))),
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (name, policy) in &clients {
+        let run = drive_fleet(policy, config.clone(), 10, 30.0, secs(60), 11).await;
+        named_row(
+            "10. API allows 200/s, 10 processes x 30/s",
+            300.0,
+            name,
+            &run,
+            None,
+        );
+        println!(
+            "{:>44}   requests: {}, 429s sent: {} ({:.2}% of requests), rate_limited: {}",
+            "",
+            run.server.requests,
+            run.server.throttled,
+            run.server.throttled as f64 * 100.0 / run.server.requests.max(1) as f64,
+            run.count("rate_limited"),
+        );
+        lines.push(((*name).to_owned(), arrivals(&run, 60)));
+    }
+    chart(
+        "10-shared-limit.svg",
+        "10. API allows 200/s: 10 processes at 30 calls/s each",
         &lines,
     );
 }

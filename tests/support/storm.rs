@@ -158,6 +158,17 @@ impl Run {
         sent as f64 / calls.count().max(1) as f64
     }
 
+    /// The server's load over the seconds `seconds` of the run, as a share
+    /// of the load offered at `rate` calls a second: the requests that
+    /// arrived then, whichever call sent them, over the calls made then.
+    pub fn load_during(&self, seconds: Range<usize>, rate: f64) -> f64 {
+        let arrived: u64 = seconds
+            .clone()
+            .filter_map(|s| self.server.arrivals.get(s))
+            .sum();
+        arrived as f64 / (rate * seconds.len().max(1) as f64)
+    }
+
     /// Counts a call that ended `after` the start of the run.
     fn record(&mut self, outcome: &'static str, after: Duration) {
         *self.outcomes.entry(outcome).or_default() += 1;
