@@ -578,7 +578,8 @@ async fn shared_limit() {
             .expect("valid settings")
     };
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let clients: [(&str, Box<dyn Fn() -> Policy>); 3] = [
+    type MakePolicy = Box<dyn Fn() -> Policy>;
+    let clients: [(&str, MakePolicy); 3] = [
         ("rebound connio, no rate limit", Box::new(connio)),
         (
             "local limit, 19/s per process",

@@ -11,8 +11,11 @@
 //! The same function runs in Rust (the local limiter, the fallback, the
 //! in-memory store) and, line for line, in the Lua of the Redis store.
 
-/// What a request for turns got.
+/// What a request for turns got. A [`Store`](super::Store) of one's own
+/// builds it with [`Grant::granted`], [`Grant::refused`] or
+/// [`Grant::paused`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Grant {
     /// Turns granted: 0 when refused.
     pub turns: u32,
@@ -24,8 +27,26 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Refused while paused for `remaining_us`.
-    pub(crate) fn paused(remaining_us: u64) -> Grant {
+    /// `turns` turns (at least 1), the first after `wait_us`.
+    pub fn granted(turns: u32, wait_us: u64) -> Grant {
+        Grant {
+            turns: turns.max(1),
+            wait_us,
+            paused: false,
+        }
+    }
+
+    /// Nothing, with the next turn `wait_us` away.
+    pub fn refused(wait_us: u64) -> Grant {
+        Grant {
+            turns: 0,
+            wait_us,
+            paused: false,
+        }
+    }
+
+    /// Refused while the key is paused for `remaining_us`.
+    pub fn paused(remaining_us: u64) -> Grant {
         Grant {
             turns: 0,
             wait_us: remaining_us,

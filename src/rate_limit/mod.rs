@@ -5,7 +5,7 @@
 //! of the poll layer takes a turn, and above the breaker, so an attempt the
 //! limit holds back says nothing about the host's health.
 //!
-//! - **Turns** come from GCRA ([`gcra`]), at `per_second` with `burst` at
+//! - **Turns** come from GCRA ([`take`]), at `per_second` with `burst` at
 //!   once. With `wait` on, an attempt with no turn waits for the next one
 //!   (reserved in order, never past the call's deadline); otherwise, or when
 //!   the turn would come too late, it ends as `rate_limited`, not sent.

@@ -120,10 +120,12 @@ impl Store for RedisStore {
                 .invoke_async(&mut connection)
                 .await
                 .map_err(store_error)?;
-            Ok(Grant {
-                turns: u32::try_from(turns.max(0)).unwrap_or(0).min(request.turns),
-                wait_us: wait_us.max(0) as u64,
-                paused: paused == 1,
+            let wait_us = wait_us.max(0) as u64;
+            let turns = u32::try_from(turns.max(0)).unwrap_or(0).min(request.turns);
+            Ok(match (paused == 1, turns) {
+                (true, _) => Grant::paused(wait_us),
+                (false, 0) => Grant::refused(wait_us),
+                (false, turns) => Grant::granted(turns, wait_us),
             })
         })
     }

@@ -29,6 +29,7 @@ impl std::error::Error for StoreError {}
 
 /// One request for turns: one round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Acquire {
     /// The rate of the key.
     pub rate: Rate,
