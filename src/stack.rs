@@ -20,14 +20,13 @@ use crate::config::Policy;
 use crate::error::{BoxError, Error};
 use crate::events::Listeners;
 use crate::poll::{self, Polling, PollingLayer};
-use crate::rate_limit::{RateLimit, RateLimitLayer};
 use crate::retry::{ReplayBody, Retry, RetryLayer};
 use crate::route::{RouteRequest, RouteTable};
 use crate::status::Classifier;
 use crate::trace::{self, CallWatch, TraceLayer, TraceRoute};
 
 /// The layers under the poll layer.
-type Inner<S> = InStack<Retry<InStack<RateLimit<InStack<CircuitBreaker<InStack<Classify<S>>>>>>>>;
+type Inner<S> = InStack<Retry<InStack<CircuitBreaker<InStack<Classify<S>>>>>>;
 /// The layers the call span wraps: the stack's future opens that span itself,
 /// rather than nesting the trace layer's future (one move of the whole
 /// future fewer per call).
@@ -35,7 +34,8 @@ type Stack<S> = InStack<Polling<Inner<S>>>;
 
 /// Builds the whole rebound stack around a client, in the order of the
 /// design: trace, poll, retry, rate limit, breaker, classify, then the
-/// client.
+/// client. The rate limit takes its turns in the breaker layer, before the
+/// breaker's admission: the same order, one layer fewer for every call.
 ///
 /// The stack needs a Tokio runtime with its timer enabled: timeouts and waits
 /// come from `tokio::time`. Request bodies must implement
@@ -109,7 +109,6 @@ pub struct ResilienceLayer {
     trace: TraceLayer,
     poll: PollingLayer,
     retry: RetryLayer,
-    rate_limit: RateLimitLayer,
     breaker: CircuitBreakerLayer,
     classify: ClassifyLayer,
 }
@@ -131,6 +130,12 @@ impl ResilienceLayer {
 
     fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>) -> Self {
         let (trace, poll, retry, classify) = policy.routed_layers();
+        let limit = policy.rate_limit_layer().totals(
+            std::iter::once(policy.timeouts().total())
+                .chain(policy.routes().iter().map(|r| r.timeouts.total()))
+                .collect(),
+        );
+        let breaker = breaker.rate_limit(limit.hook());
         ResilienceLayer {
             routes: policy.route_table(),
             trace,
@@ -139,11 +144,6 @@ impl ResilienceLayer {
                 Some(seed) => retry.seed(seed),
                 None => retry,
             },
-            rate_limit: policy.rate_limit_layer().totals(
-                std::iter::once(policy.timeouts().total())
-                    .chain(policy.routes().iter().map(|r| r.timeouts.total()))
-                    .collect(),
-            ),
             breaker,
             classify,
         }
@@ -162,8 +162,7 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
     fn layer(&self, inner: S) -> Resilience<S> {
         let classify = InStack(self.classify.layer(inner));
         let breaker = InStack(self.breaker.layer(classify));
-        let limit = InStack(self.rate_limit.layer(breaker));
-        let retry = InStack(self.retry.layer(limit));
+        let retry = InStack(self.retry.layer(breaker));
         let poll = InStack(self.poll.layer(retry));
         Resilience {
             routes: self.routes.clone(),
@@ -191,14 +190,14 @@ pub struct Resilience<S> {
 impl<S> Resilience<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
-        let limit = self.inner.0.get_ref().0.get_ref();
-        limit.0.get_ref().0.get_ref().0.get_ref()
+        let breaker = self.inner.0.get_ref().0.get_ref();
+        breaker.0.get_ref().0.get_ref()
     }
 
     /// Unwraps the client.
     pub fn into_inner(self) -> S {
-        let limit = self.inner.0.into_inner().0.into_inner();
-        limit.0.into_inner().0.into_inner().0.into_inner()
+        let breaker = self.inner.0.into_inner().0.into_inner();
+        breaker.0.into_inner().0.into_inner()
     }
 }
 

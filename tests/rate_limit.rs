@@ -296,3 +296,63 @@ fn the_file_says_it_and_routes_cannot() {
         "{error}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_alone_limits_a_hand_made_stack() {
+    use tower_rebound::rate_limit::RateLimitLayer;
+
+    let script = Scripted::new([
+        Step::with_header(429, "Retry-After", "2"),
+        Step::status(200),
+    ]);
+    let policy = policy();
+    let limit = RateLimitSettings::builder()
+        .per_second(10.0)
+        .burst(2)
+        .wait(false)
+        .build()
+        .unwrap();
+    let layer = RateLimitLayer::new(limit);
+    let client = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(policy.classify_layer())
+        .service(script.clone());
+    // The first answer is a 429 that pauses the host for 2 s.
+    let error = client
+        .clone()
+        .oneshot(get("http://api.example/"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(429));
+    let paused = client
+        .clone()
+        .oneshot(get("http://api.example/"))
+        .await
+        .unwrap_err();
+    assert_eq!(paused.kind(), ErrorKind::RateLimited);
+    assert_eq!(paused.retry_after(), Some(Duration::from_secs(2)));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // The burst came back meanwhile: two at once, then none.
+    client
+        .clone()
+        .oneshot(get("http://api.example/"))
+        .await
+        .unwrap();
+    client
+        .clone()
+        .oneshot(get("http://api.example/"))
+        .await
+        .unwrap();
+    let limited = client
+        .clone()
+        .oneshot(get("http://api.example/"))
+        .await
+        .unwrap_err();
+    assert_eq!(limited.kind(), ErrorKind::RateLimited);
+    assert_eq!(script.calls(), 3);
+    assert_eq!(
+        layer.fallbacks(),
+        (0, 0),
+        "a local limit has no store to lose"
+    );
+}

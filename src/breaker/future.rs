@@ -10,10 +10,12 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::registry::Cell;
-use super::report;
 use super::state::{Admission, Permit, Verdict};
+use super::{CircuitBreaker, report};
+use crate::call::CallRequest;
 use crate::classify::StatusClass;
 use crate::error::{Error, ErrorKind};
+use crate::rate_limit::{Pauses, pause_after};
 
 pin_project! {
     /// The future of a [`CircuitBreaker`](super::CircuitBreaker) call.
@@ -23,6 +25,8 @@ pin_project! {
     {
         #[pin]
         kind: Kind<S, R>,
+        // The rate limit's key, when a `429` is to pause it.
+        pauses: Option<Box<Pauses>>,
     }
 }
 
@@ -42,31 +46,58 @@ pin_project! {
         Waiting { wait: Box<Wait<S, R>> },
         /// Rejected without being sent.
         Rejected { error: Option<Error> },
+        /// Waiting for a turn of the rate limit, then admitted by `breaker`.
+        Limited { wait: Box<Limited<S, R>> },
+        /// A `429` pausing the rate limit's key before it is handed up.
+        Pausing {
+            pause: BoxFuture<()>,
+            result: Option<Box<Result<S::Response, S::Error>>>,
+        },
     }
 }
 
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A call waiting for its turn.
+pub(crate) struct Limited<S, R> {
+    breaker: CircuitBreaker<S>,
+    request: Option<R>,
+    acquire: BoxFuture<Result<(), Error>>,
+    pauses: Option<Box<Pauses>>,
+}
+
 impl<S: Service<R>, R> ResponseFuture<S, R> {
-    pub(crate) fn passed(future: S::Future) -> Self {
+    #[inline(always)]
+    pub(crate) fn passed(future: S::Future, pauses: Option<Box<Pauses>>) -> Self {
         ResponseFuture {
             kind: Kind::Called {
                 future,
                 permit: None,
             },
+            pauses,
         }
     }
 
-    pub(crate) fn admitted(future: S::Future, cell: Arc<Cell>, permit: Permit) -> Self {
+    #[inline(always)]
+    pub(crate) fn admitted(
+        future: S::Future,
+        cell: Arc<Cell>,
+        permit: Permit,
+        pauses: Option<Box<Pauses>>,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Called {
                 future,
                 permit: Some(PermitGuard::new(cell, permit)),
             },
+            pauses,
         }
     }
 
     pub(crate) fn rejected(error: Error) -> Self {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
+            pauses: None,
         }
     }
 
@@ -79,6 +110,7 @@ impl<S: Service<R>, R> ResponseFuture<S, R> {
         cell: Arc<Cell>,
         ticket: u64,
         until: Instant,
+        pauses: Option<Box<Pauses>>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Waiting {
@@ -94,6 +126,28 @@ impl<S: Service<R>, R> ResponseFuture<S, R> {
                     settled: false,
                 }),
             },
+            pauses,
+        }
+    }
+
+    /// A call that waits for its turn, then is admitted by `breaker`.
+    #[cold]
+    pub(crate) fn limited(
+        breaker: CircuitBreaker<S>,
+        request: R,
+        acquire: BoxFuture<Result<(), Error>>,
+        pauses: Option<Box<Pauses>>,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Limited {
+                wait: Box::new(Limited {
+                    breaker,
+                    request: Some(request),
+                    acquire,
+                    pauses,
+                }),
+            },
+            pauses: None,
         }
     }
 }
@@ -289,7 +343,8 @@ pub(crate) fn verdict<RB>(result: &Result<Response<RB>, Error>, count_throttling
 
 impl<S, R, RB> Future for ResponseFuture<S, R>
 where
-    S: Service<R, Response = Response<RB>, Error = Error>,
+    S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+    R: CallRequest,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -304,7 +359,41 @@ where
                     if let Some(guard) = permit {
                         guard.finish(&result);
                     }
+                    let mut this = self.as_mut().project();
+                    let Some(pause) = this.pauses.take().and_then(|p| pause_after(*p, &result))
+                    else {
+                        return Poll::Ready(result);
+                    };
+                    this.kind.set(Kind::Pausing {
+                        pause,
+                        result: Some(Box::new(result)),
+                    });
+                }
+                Projection::Pausing { pause, result } => {
+                    ready!(pause.as_mut().poll(cx));
+                    let result = result.take().map_or_else(
+                        || {
+                            Err(Error::new(ErrorKind::Transport)
+                                .with_detail("breaker::ResponseFuture polled after completion"))
+                        },
+                        |r| *r,
+                    );
+                    self.as_mut()
+                        .project()
+                        .kind
+                        .set(Kind::Rejected { error: None });
                     return Poll::Ready(result);
+                }
+                Projection::Limited { wait } => {
+                    let turn = ready!(wait.acquire.as_mut().poll(cx));
+                    let request = wait.request.take();
+                    let pauses = wait.pauses.take();
+                    let admitted = match (turn, request) {
+                        (Ok(()), Some(request)) => wait.breaker.admit(request, pauses),
+                        (Err(error), _) => ResponseFuture::rejected(error),
+                        (Ok(()), None) => ResponseFuture::rejected(Error::rate_limited(None)),
+                    };
+                    self.set(admitted);
                 }
                 Projection::Rejected { error } => {
                     return Poll::Ready(Err(error.take().unwrap_or_else(|| {

@@ -5,6 +5,7 @@ use tower_layer::Layer;
 use super::registry::Registry;
 use super::{BreakerHandle, BreakerSettings, CircuitBreaker};
 use crate::events::{Listener, Listeners};
+use crate::rate_limit::Hook;
 use crate::rng::SharedRng;
 
 /// Wraps a service in [`CircuitBreaker`]. Clones of the layer, and every
@@ -23,6 +24,7 @@ pub struct CircuitBreakerLayer {
     settings: BreakerSettings,
     seed: u64,
     listeners: Listeners,
+    limit: Option<Hook>,
 }
 
 impl std::fmt::Debug for CircuitBreakerLayer {
@@ -54,6 +56,7 @@ impl CircuitBreakerLayer {
             settings,
             seed,
             listeners,
+            limit: None,
         }
     }
 
@@ -70,6 +73,13 @@ impl CircuitBreakerLayer {
         CircuitBreakerLayer::build(self.settings, self.seed, listeners.clone())
     }
 
+    /// The same layer, taking a turn of `limit` before each admission (the
+    /// assembled stack's rate limit).
+    pub(crate) fn rate_limit(mut self, limit: Option<Hook>) -> Self {
+        self.limit = limit;
+        self
+    }
+
     /// A handle on this layer's breakers.
     pub fn handle(&self) -> BreakerHandle {
         BreakerHandle::new(self.registry.clone())
@@ -84,6 +94,7 @@ impl<S> Layer<S> for CircuitBreakerLayer {
             inner,
             registry: self.registry.clone(),
             last: None,
+            limit: self.limit.clone(),
         }
     }
 }

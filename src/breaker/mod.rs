@@ -88,6 +88,7 @@ use tower_service::Service;
 
 use crate::call::{Call, CallRequest, InStack};
 use crate::error::{Error, ErrorKind};
+use crate::rate_limit::{Hook, Pauses};
 use registry::{Cell, LastHost, Registry};
 use state::{Admission, Transition};
 
@@ -111,6 +112,9 @@ pub struct CircuitBreaker<S> {
     /// The breaker of the host this service called last: a client that calls
     /// one host finds its breaker without the registry's lock.
     last: Option<LastHost>,
+    /// The policy's rate limit, in the assembled stack: a turn is taken
+    /// here, before the breaker's admission.
+    limit: Option<Hook>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
@@ -148,8 +152,44 @@ impl<S> CircuitBreaker<S> {
         R: CallRequest,
         S: Service<R, Response = Response<RB>, Error = Error> + Clone,
     {
+        if self.limit.is_none() {
+            return self.admit(request, None);
+        }
+        self.call_limited(request)
+    }
+
+    /// [`call_any`](Self::call_any) under a rate limit: out of line, so
+    /// that a stack without one builds its future in place.
+    #[inline(never)]
+    fn call_limited<R, RB>(&mut self, request: R) -> ResponseFuture<S, R>
+    where
+        R: CallRequest,
+        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+    {
+        let Some(limit) = &self.limit else {
+            return self.admit(request, None);
+        };
+        let key = limit.key(request.request().uri());
+        if !limit.try_now(&key) {
+            return self.limited(limit.clone(), key, request);
+        }
+        let pauses = limit.pauses(&key);
+        self.admit(request, pauses)
+    }
+
+    /// The breaker's admission of a request that has its turn.
+    #[inline(always)]
+    pub(crate) fn admit<R, RB>(
+        &mut self,
+        request: R,
+        pauses: Option<Box<Pauses>>,
+    ) -> ResponseFuture<S, R>
+    where
+        R: CallRequest,
+        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+    {
         let Some(registry) = &self.registry else {
-            return ResponseFuture::passed(self.inner.call(request));
+            return ResponseFuture::passed(self.inner.call(request), pauses);
         };
         let cell = registry.cell_via(request.request().uri(), &mut self.last);
         if let Some(throttle) = &cell.throttle {
@@ -165,7 +205,7 @@ impl<S> CircuitBreaker<S> {
         match admission {
             Admission::Admit(permit) => {
                 let future = self.inner.call(request);
-                ResponseFuture::admitted(future, cell, permit)
+                ResponseFuture::admitted(future, cell, permit, pauses)
             }
             Admission::Reject { retry_in } => {
                 ResponseFuture::rejected(future::refused(&cell, retry_in))
@@ -179,9 +219,31 @@ impl<S> CircuitBreaker<S> {
                     .map_or(own, |deadline| deadline.min(own));
                 // A clone, made ready when the call is let through: the
                 // ready service stays here for the next call.
-                ResponseFuture::waiting(self.inner.clone(), request, cell, ticket, until)
+                ResponseFuture::waiting(self.inner.clone(), request, cell, ticket, until, pauses)
             }
         }
+    }
+}
+
+impl<S> CircuitBreaker<S> {
+    /// A call that waits for its turn first: the ready service goes with
+    /// it, in a breaker of its own that admits it when the turn comes.
+    #[cold]
+    fn limited<R, RB>(&mut self, limit: Hook, key: Arc<str>, request: R) -> ResponseFuture<S, R>
+    where
+        R: CallRequest,
+        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+    {
+        let clone = self.inner.clone();
+        let breaker = CircuitBreaker {
+            inner: std::mem::replace(&mut self.inner, clone),
+            registry: self.registry.clone(),
+            last: None,
+            limit: None,
+        };
+        let pauses = limit.pauses(&key);
+        let acquire = limit.acquire(key, request.context());
+        ResponseFuture::limited(breaker, request, acquire, pauses)
     }
 }
 

@@ -3,7 +3,11 @@
 //!
 //! It sits under the retry layer, so every attempt and every status request
 //! of the poll layer takes a turn, and above the breaker, so an attempt the
-//! limit holds back says nothing about the host's health.
+//! limit holds back says nothing about the host's health. The assembled
+//! stack ([`ResilienceLayer`](crate::ResilienceLayer)) takes the turn inside
+//! its breaker layer, before the breaker's admission: the same order, with no
+//! layer of its own, whose future every call would move once more (302
+//! instructions per call with the limit off, against 86 this way).
 //!
 //! - **Turns** come from GCRA ([`take`]), at `per_second` with `burst` at
 //!   once. With `wait` on, an attempt with no turn waits for the next one
@@ -63,6 +67,68 @@ pub use store::{Acquire, MemoryStore, Store, StoreError, StoreFuture};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// The limit and the key a `429` pauses.
+pub(crate) type Pauses = (Arc<Limiter>, Arc<str>);
+
+/// The limit as a step of another layer: the assembled stack takes turns in
+/// its breaker layer, so that the limit adds no layer (and no move of the
+/// whole inner future) to every call.
+#[derive(Clone, Debug)]
+pub(crate) struct Hook {
+    limiter: Arc<Limiter>,
+    totals: Option<Arc<[Duration]>>,
+}
+
+impl Hook {
+    /// The key of a request's limit.
+    #[inline]
+    pub(crate) fn key(&self, uri: &http::Uri) -> Arc<str> {
+        key_of(&self.limiter, uri)
+    }
+
+    /// A turn now, without waiting or a round trip, when there is one.
+    #[inline]
+    pub(crate) fn try_now(&self, key: &str) -> bool {
+        self.limiter.try_now(key)
+    }
+
+    /// What a `429` of this call pauses, when pauses are shared.
+    #[inline]
+    pub(crate) fn pauses(&self, key: &Arc<str>) -> Option<Box<Pauses>> {
+        self.limiter
+            .settings
+            .share_pauses
+            .then(|| Box::new((Arc::clone(&self.limiter), Arc::clone(key))))
+    }
+
+    /// The wait for a turn of a call with `context`; its first attempt
+    /// carries no deadline yet, so the call's starts now.
+    #[cold]
+    pub(crate) fn acquire(
+        &self,
+        key: Arc<str>,
+        context: crate::call::CallContext,
+    ) -> BoxFuture<Result<(), Error>> {
+        let deadline = context.deadline.or_else(|| {
+            let totals = self.totals.as_deref()?;
+            let total = totals.get(context.route).or(totals.first())?;
+            tokio::time::Instant::now().checked_add(*total)
+        });
+        Box::pin(Arc::clone(&self.limiter).acquire(key, deadline))
+    }
+}
+
+/// The pause a finished attempt asks of `pauses`' key, as a future to run
+/// before its result is handed up.
+pub(crate) fn pause_after<RB>(
+    pauses: Pauses,
+    result: &Result<Response<RB>, Error>,
+) -> Option<BoxFuture<()>> {
+    let pause = pause_of(result)?;
+    let (limiter, key) = pauses;
+    Some(Box::pin(limiter.pause(key, pause)))
+}
+
 /// Applies a [`RateLimitSettings`] to a service; a layer with the limit off
 /// passes every request straight through.
 #[derive(Clone, Debug, Default)]
@@ -107,6 +173,14 @@ impl RateLimitLayer {
         self
     }
 
+    /// The limit as a step of another layer, when it is on.
+    pub(crate) fn hook(&self) -> Option<Hook> {
+        Some(Hook {
+            limiter: Arc::clone(self.limiter.as_ref()?),
+            totals: self.totals.clone(),
+        })
+    }
+
     /// Times this limit fell back to its local limiter since it was made,
     /// and times it came back to the shared store.
     pub fn fallbacks(&self) -> (u64, u64) {
@@ -140,8 +214,7 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> RateLimit<S> {
         RateLimit {
             inner,
-            limiter: self.limiter.clone(),
-            totals: self.totals.clone(),
+            hook: self.hook(),
         }
     }
 }
@@ -150,8 +223,7 @@ impl<S> Layer<S> for RateLimitLayer {
 #[derive(Clone, Debug)]
 pub struct RateLimit<S> {
     inner: S,
-    limiter: Option<Arc<Limiter>>,
-    totals: Option<Arc<[Duration]>>,
+    hook: Option<Hook>,
 }
 
 impl<S> RateLimit<S> {
@@ -165,37 +237,32 @@ impl<S> RateLimit<S> {
         self.inner
     }
 
+    #[inline(always)]
     fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R, RB>
     where
         R: CallRequest,
         S: Service<R, Response = Response<RB>, Error = Error> + Clone,
     {
-        let Some(limiter) = &self.limiter else {
+        let Some(hook) = &self.hook else {
             return ResponseFuture::called(self.inner.call(request), None);
         };
-        let key = key_of(limiter, request.request().uri());
-        if limiter.try_now(&key) {
+        let key = hook.key(request.request().uri());
+        if hook.try_now(&key) {
+            let pauses = hook.pauses(&key);
             let future = self.inner.call(request);
-            return ResponseFuture::called(future, Some((Arc::clone(limiter), key)));
+            return ResponseFuture::called(future, pauses);
         }
         // The service polled ready goes with the request; this one is a
         // clone that will be polled ready for the next.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let context = request.context();
-        // A first attempt carries no deadline yet: the call's starts now.
-        let deadline = context.deadline.or_else(|| {
-            let totals = self.totals.as_deref()?;
-            let total = totals.get(context.route).or(totals.first())?;
-            tokio::time::Instant::now().checked_add(*total)
-        });
-        let acquire = Box::pin(Arc::clone(limiter).acquire(Arc::clone(&key), deadline));
+        let pauses = hook.pauses(&key);
+        let acquire = hook.acquire(key, request.context());
         ResponseFuture {
             state: State::Acquiring {
                 acquire,
-                pending: Some((service, request)),
+                pending: Some(Box::new((service, request, pauses))),
             },
-            limiter: Some((Arc::clone(limiter), key)),
         }
     }
 }
@@ -244,6 +311,7 @@ where
         self.0.inner.poll_ready(cx)
     }
 
+    #[inline(always)]
     fn call(&mut self, request: Call<B>) -> Self::Future {
         self.0.call_any(request)
     }
@@ -257,7 +325,6 @@ pin_project! {
     {
         #[pin]
         state: State<S, R, RB>,
-        limiter: Option<(Arc<Limiter>, Arc<str>)>,
     }
 }
 
@@ -267,17 +334,20 @@ pin_project! {
     where
         S: Service<R>,
     {
+        // The slow states keep what they hold on the heap: the future of
+        // a stack whose limit is off, or whose turn came at once, stays the
+        // inner future and a pointer.
         /// Waiting for a turn.
         Acquiring {
             acquire: BoxFuture<Result<(), Error>>,
-            pending: Option<(S, R)>,
+            pending: Option<Box<(S, R, Option<Box<Pauses>>)>>,
         },
-        /// Sent.
-        Called { #[pin] future: S::Future },
+        /// Sent; `pauses` when a 429 is to pause the key.
+        Called { #[pin] future: S::Future, pauses: Option<Box<Pauses>> },
         /// A 429 is pausing the key before it is handed up.
         Pausing {
             pause: BoxFuture<()>,
-            result: Option<Result<Response<RB>, Error>>,
+            result: Option<Box<Result<Response<RB>, Error>>>,
         },
         Done,
     }
@@ -287,10 +357,10 @@ impl<S, R, RB> ResponseFuture<S, R, RB>
 where
     S: Service<R>,
 {
-    fn called(future: S::Future, limiter: Option<(Arc<Limiter>, Arc<str>)>) -> Self {
+    #[inline(always)]
+    fn called(future: S::Future, pauses: Option<Box<Pauses>>) -> Self {
         ResponseFuture {
-            state: State::Called { future },
-            limiter,
+            state: State::Called { future, pauses },
         }
     }
 }
@@ -321,20 +391,22 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
                 Projection::Acquiring { acquire, pending } => {
                     let turn = ready!(acquire.as_mut().poll(cx));
-                    let Some((mut service, request)) = pending.take() else {
+                    let Some(pending) = pending.take() else {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::rate_limited(None)));
                     };
+                    let (mut service, request, pauses) = *pending;
                     match turn {
                         Ok(()) => {
                             let future = service.call(request);
-                            this.state.set(State::Called { future });
+                            this.state.set(State::Called { future, pauses });
                         }
                         Err(error) => {
                             this.state.set(State::Done);
@@ -342,28 +414,24 @@ where
                         }
                     }
                 }
-                Projection::Called { future } => {
+                Projection::Called { future, pauses } => {
                     let result = ready!(future.poll(cx));
-                    let pause = match this.limiter {
-                        Some((limiter, key)) if limiter.settings.share_pauses => {
-                            pause_of(&result).map(|p| (Arc::clone(limiter), Arc::clone(key), p))
-                        }
-                        _ => None,
-                    };
-                    let Some((limiter, key, pause)) = pause else {
+                    let Some(pause) = pauses.take().and_then(|p| pause_after(*p, &result)) else {
                         this.state.set(State::Done);
                         return Poll::Ready(result);
                     };
                     this.state.set(State::Pausing {
-                        pause: Box::pin(limiter.pause(key, pause)),
-                        result: Some(result),
+                        pause,
+                        result: Some(Box::new(result)),
                     });
                 }
                 Projection::Pausing { pause, result } => {
                     ready!(pause.as_mut().poll(cx));
                     let result = result.take();
                     this.state.set(State::Done);
-                    return Poll::Ready(result.unwrap_or_else(|| Err(Error::rate_limited(None))));
+                    return Poll::Ready(
+                        result.map_or_else(|| Err(Error::rate_limited(None)), |r| *r),
+                    );
                 }
                 Projection::Done => {
                     return Poll::Ready(Err(Error::rate_limited(None)));
