@@ -136,6 +136,7 @@ mod deadline;
 mod error;
 pub mod events;
 mod hash;
+mod host_key;
 mod info;
 mod outcome;
 pub mod poll;

@@ -4,9 +4,10 @@ use std::time::Duration;
 use http::Uri;
 use tokio::time::Instant;
 
-use super::registry::{Cell, Registry, write_key};
+use super::registry::{Cell, Registry};
 use super::report;
 use super::state::{BreakerCounters, BreakerState};
+use crate::host_key::write_key;
 
 /// A look at, and a hand on, the breakers of one layer: for operators and
 /// tests. Keys are named by any URL of the host (`http://api.example/`), or

@@ -96,7 +96,6 @@ pub use future::ResponseFuture;
 pub use handle::{BreakerHandle, BreakerSnapshot};
 pub use layer::CircuitBreakerLayer;
 pub use registry::Scope;
-pub(crate) use registry::write_key;
 pub(crate) use settings::RawBreaker;
 pub use settings::{BreakerBuilder, BreakerSettings};
 pub use state::{BreakerCounters, BreakerState};

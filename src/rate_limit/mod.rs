@@ -276,7 +276,7 @@ fn key_of(limiter: &Limiter, uri: &http::Uri) -> Arc<str> {
             let mut key = String::with_capacity(prefix.len() + 32);
             key.push_str(prefix);
             key.push(':');
-            let _ = crate::breaker::write_key(uri, &mut key);
+            let _ = crate::host_key::write_key(uri, &mut key);
             Arc::from(key)
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::reserve::Reserve;
+use super::reserve::{MILLI, millis};
 use crate::settings::{self, SettingsError};
 
 /// Why a retry is wanted, which sets its price.
@@ -125,14 +126,6 @@ impl Default for BudgetSettings {
             refund: true,
         }
     }
-}
-
-const MILLI: f64 = 1000.0;
-
-pub(super) fn millis(tokens: f64) -> u64 {
-    // Settings are validated to be finite and non-negative; clamp anyway so a
-    // hand-built setting cannot wrap.
-    (tokens.clamp(0.0, 1e12) * MILLI).round() as u64
 }
 
 /// A retry budget shared by every clone of a layer.

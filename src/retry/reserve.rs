@@ -20,6 +20,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
+/// Tokens are counted in thousandths.
+pub(super) const MILLI: f64 = 1000.0;
+
+/// `tokens` in thousandths.
+pub(super) fn millis(tokens: f64) -> u64 {
+    // Settings are validated to be finite and non-negative; clamp anyway so a
+    // hand-built setting cannot wrap.
+    (tokens.clamp(0.0, 1e12) * MILLI).round() as u64
+}
+
 use tokio::time::Instant;
 
 /// A counter alone on its cache line: every call writes it, and the
@@ -118,7 +128,7 @@ impl Reserve {
         } else {
             calls * self.span.as_secs_f64() / over.as_secs_f64()
         };
-        let bound = super::budget::millis(justified).clamp(self.floor, self.ceiling);
+        let bound = millis(justified).clamp(self.floor, self.ceiling);
         self.bound.store(bound, Ordering::Relaxed);
         bound
     }
