@@ -392,6 +392,22 @@ fn probable_mistakes_are_warned_at_their_line() {
         "{found:?}"
     );
 
+    let found = warnings(
+        "wlimit",
+        "[rate_limit]\nenabled = true\nper_second = 100\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .starts_with("4:11: rate_limit.fallback_per_second (100) is the whole shared limit"),
+        "{found:?}"
+    );
+    let found = warnings(
+        "wlimit2",
+        "[rate_limit]\nenabled = true\nper_second = 100\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nfallback_per_second = 25\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
+
     // A route that makes its own mistake is warned about once, as a route.
     let found = warnings(
         "wroute",

@@ -162,6 +162,23 @@ fn findings(
         }
     }
     if let Some(policy) = policy {
+        let limit = policy.rate_limit();
+        if limit.enabled()
+            && matches!(limit.backend(), crate::rate_limit::Backend::Redis { .. })
+            && limit.fallback_per_second() >= limit.per_second()
+        {
+            found.push(Finding {
+                message: format!(
+                    "rate_limit.fallback_per_second ({}) is the whole shared limit: while Redis is unreachable each process takes it on its own; set it to per_second divided by the number of processes",
+                    limit.fallback_per_second()
+                ),
+                keys: vec![
+                    key("rate_limit.fallback_per_second"),
+                    key("rate_limit.backend"),
+                    key("rate_limit"),
+                ],
+            });
+        }
         let breaker = policy.breaker_settings();
         if breaker.enabled() && breaker.wait_for_probe() >= timeouts.total() {
             found.push(Finding {
