@@ -130,12 +130,11 @@ impl ResilienceLayer {
 
     fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>) -> Self {
         let (trace, poll, retry, classify) = policy.routed_layers();
-        let limit = policy.rate_limit_layer().totals(
-            std::iter::once(policy.timeouts().total())
-                .chain(policy.routes().iter().map(|r| r.timeouts.total()))
-                .collect(),
-        );
-        let breaker = breaker.rate_limit(limit.hook());
+        let totals: Vec<_> = std::iter::once(policy.timeouts().total())
+            .chain(policy.routes().iter().map(|r| r.timeouts.total()))
+            .collect();
+        let limit = policy.rate_limit_layer().totals(totals.clone());
+        let breaker = breaker.rate_limit(limit.hook()).call_totals(totals.into());
         ResilienceLayer {
             routes: policy.route_table(),
             trace,

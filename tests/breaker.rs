@@ -215,6 +215,29 @@ async fn a_retry_waits_no_longer_than_its_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_first_attempt_waits_no_longer_than_its_call() {
+    // A new call finds the breaker open; its first attempt carries no
+    // deadline yet, and still waits only until its call's total of 1 s.
+    let p = Policy::from_toml_str(
+        "[classify]\nsuccess = [200]\nretryable = [500]\n\
+         [retry]\nmax_attempts = 1\n\
+         [timeouts]\ntotal = \"1s\"\n\
+         [circuit_breaker]\nconsecutive_failures = 1\nfailure_rate = 0\nopen_for = \"3s\"\n\
+         probe_every = 0\nwait_for_probe = \"5s\"\n",
+    )
+    .unwrap();
+    let script = Scripted::new([Step::status(500)]);
+    let client = ResilienceLayer::with_seed(p, 1).layer(script.clone());
+    let tripped = client.clone().oneshot(request(URL)).await.unwrap_err();
+    assert_eq!(tripped.kind(), ErrorKind::RetriesExhausted);
+    let started = Instant::now();
+    let error = client.oneshot(request(URL)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(script.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dropped_waiting_call_counts_as_rejected() {
     let script = Scripted::new([Step::status(500)]);
     let (client, breakers) = waiting_stack("probe_every = 0\nwait_for_probe = \"5s\"", &script);

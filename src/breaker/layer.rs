@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
@@ -25,6 +26,7 @@ pub struct CircuitBreakerLayer {
     seed: u64,
     listeners: Listeners,
     limit: Option<Hook>,
+    totals: Option<Arc<[Duration]>>,
 }
 
 impl std::fmt::Debug for CircuitBreakerLayer {
@@ -57,6 +59,7 @@ impl CircuitBreakerLayer {
             seed,
             listeners,
             limit: None,
+            totals: None,
         }
     }
 
@@ -80,6 +83,13 @@ impl CircuitBreakerLayer {
         self
     }
 
+    /// The same layer, bounding a first attempt's wait for a probe by the
+    /// total timeout of its call's route (`totals[0]` the policy's).
+    pub(crate) fn call_totals(mut self, totals: Arc<[Duration]>) -> Self {
+        self.totals = Some(totals);
+        self
+    }
+
     /// A handle on this layer's breakers.
     pub fn handle(&self) -> BreakerHandle {
         BreakerHandle::new(self.registry.clone())
@@ -95,6 +105,7 @@ impl<S> Layer<S> for CircuitBreakerLayer {
             registry: self.registry.clone(),
             last: None,
             limit: self.limit.clone(),
+            totals: self.totals.clone(),
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct CircuitBreaker<S> {
     /// The policy's rate limit, in the assembled stack: a turn is taken
     /// here, before the breaker's admission.
     limit: Option<Hook>,
+    /// The total timeouts of the policy and its routes, in the assembled
+    /// stack, for the first attempt of a call that waits for a probe.
+    totals: Option<Arc<[std::time::Duration]>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
@@ -212,10 +215,11 @@ impl<S> CircuitBreaker<S> {
             Admission::Wait { ticket } => {
                 let now = tokio::time::Instant::now();
                 let own = now.checked_add(cell.settings.wait_for_probe).unwrap_or(now);
-                let until = request
-                    .context()
-                    .deadline
-                    .map_or(own, |deadline| deadline.min(own));
+                // A first attempt carries no deadline yet: the call's
+                // starts now.
+                let deadline =
+                    crate::deadline::deadline_of(request.context(), self.totals.as_deref(), now);
+                let until = deadline.map_or(own, |deadline| deadline.min(own));
                 // A clone, made ready when the call is let through: the
                 // ready service stays here for the next call.
                 ResponseFuture::waiting(self.inner.clone(), request, cell, ticket, until, pauses)
@@ -239,6 +243,7 @@ impl<S> CircuitBreaker<S> {
             registry: self.registry.clone(),
             last: None,
             limit: None,
+            totals: self.totals.clone(),
         };
         let pauses = limit.pauses(&key);
         let acquire = limit.acquire(key, request.context());

@@ -183,7 +183,7 @@ fn findings(
         if breaker.enabled() && breaker.wait_for_probe() >= timeouts.total() {
             found.push(Finding {
                 message: format!(
-                    "circuit_breaker.wait_for_probe ({}) is not shorter than timeouts.total ({}): a call that finds the breaker open may spend all its time waiting for a probe, and its first attempt then gets the whole total again; wait less",
+                    "circuit_breaker.wait_for_probe ({}) is not shorter than timeouts.total ({}): a call that finds the breaker open may spend all its time waiting for a probe; wait less",
                     crate::settings::show_duration(breaker.wait_for_probe()).trim_matches('"'),
                     crate::settings::show_duration(timeouts.total()).trim_matches('"'),
                 ),

@@ -109,11 +109,8 @@ impl Hook {
         key: Arc<str>,
         context: crate::call::CallContext,
     ) -> BoxFuture<Result<(), Error>> {
-        let deadline = context.deadline.or_else(|| {
-            let totals = self.totals.as_deref()?;
-            let total = totals.get(context.route).or(totals.first())?;
-            tokio::time::Instant::now().checked_add(*total)
-        });
+        let now = tokio::time::Instant::now();
+        let deadline = crate::deadline::deadline_of(context, self.totals.as_deref(), now);
         Box::pin(Arc::clone(&self.limiter).acquire(key, deadline))
     }
 }
