@@ -35,6 +35,22 @@ pub(crate) fn route<T>(routes: &[T], index: usize) -> &T {
 }
 
 impl CallContext {
+    /// The deadline of the call: the one this context carries, or, for a
+    /// first attempt, which carries none yet, `now` plus the total timeout
+    /// of its route (`totals[0]` is the policy's own, `totals[n]` the
+    /// `n`-th route's).
+    pub(crate) fn deadline_or_start(
+        self,
+        totals: Option<&[std::time::Duration]>,
+        now: Instant,
+    ) -> Option<Instant> {
+        self.deadline.or_else(|| {
+            let totals = totals?;
+            let total = totals.get(self.route).or(totals.first())?;
+            now.checked_add(*total)
+        })
+    }
+
     pub(crate) fn with_deadline(self, deadline: Instant) -> Self {
         CallContext {
             deadline: Some(deadline),

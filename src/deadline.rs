@@ -35,22 +35,6 @@ pub(crate) fn call_deadline(started: Instant, total: Duration, outer: Option<Ins
     outer.map_or(own, |outer| own.min(outer))
 }
 
-/// The deadline of a call whose request carries `context`: the one it
-/// carries, or, for a first attempt, which carries none yet, `now` plus the
-/// total timeout of its route (`totals[0]` is the policy's own, `totals[n]`
-/// the `n`-th route's).
-pub(crate) fn deadline_of(
-    context: crate::call::CallContext,
-    totals: Option<&[Duration]>,
-    now: Instant,
-) -> Option<Instant> {
-    context.deadline.or_else(|| {
-        let totals = totals?;
-        let total = totals.get(context.route).or(totals.first())?;
-        now.checked_add(*total)
-    })
-}
-
 /// How long one attempt, and one whole call, may take: a policy's
 /// `[timeouts]`.
 ///

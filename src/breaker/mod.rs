@@ -217,8 +217,9 @@ impl<S> CircuitBreaker<S> {
                 let own = now.checked_add(cell.settings.wait_for_probe).unwrap_or(now);
                 // A first attempt carries no deadline yet: the call's
                 // starts now.
-                let deadline =
-                    crate::deadline::deadline_of(request.context(), self.totals.as_deref(), now);
+                let deadline = request
+                    .context()
+                    .deadline_or_start(self.totals.as_deref(), now);
                 let until = deadline.map_or(own, |deadline| deadline.min(own));
                 // A clone, made ready when the call is let through: the
                 // ready service stays here for the next call.

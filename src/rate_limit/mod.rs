@@ -110,7 +110,7 @@ impl Hook {
         context: crate::call::CallContext,
     ) -> BoxFuture<Result<(), Error>> {
         let now = tokio::time::Instant::now();
-        let deadline = crate::deadline::deadline_of(context, self.totals.as_deref(), now);
+        let deadline = context.deadline_or_start(self.totals.as_deref(), now);
         Box::pin(Arc::clone(&self.limiter).acquire(key, deadline))
     }
 }
