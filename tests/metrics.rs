@@ -14,8 +14,8 @@ use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tower_rebound::events::MetricsListener;
 use tower_rebound::events::instrument::{
-    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS, REQUEST_DURATION,
-    RETRIES, RETRIES_REFUSED,
+    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS,
+    RATE_LIMIT_FALLBACKS, RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 
 /// One series: an instrument and one set of label values.
@@ -297,6 +297,28 @@ async fn a_breaker_that_opens_counts_as_open_until_closed() {
     ];
     assert_eq!(seen.counter(BREAKER_TRANSITIONS, &closed), 1);
     assert_eq!(seen.gauge(BREAKER_OPEN), 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_rate_limit_that_falls_back_and_returns() {
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let listener = MetricsListener::new();
+    let mut seen = Seen::default();
+    let trips = instruments::rate_limit_store_lost_and_found(listener).await;
+    assert_eq!(
+        trips, 3,
+        "one round trip per call, the one that failed included"
+    );
+    seen.update(&recorder.snapshotter());
+    assert_eq!(
+        seen.counter(
+            RATE_LIMIT_FALLBACKS,
+            &[("rebound.rate_limit.key", "billing")]
+        ),
+        1
+    );
+    assert_eq!(seen.gauge(RATE_LIMIT_LOCAL), 0.0, "back on the store");
 }
 
 #[tokio::test]

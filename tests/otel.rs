@@ -12,8 +12,8 @@ use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use tower_rebound::events::OpenTelemetryListener;
 use tower_rebound::events::instrument::{
-    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS, REQUEST_DURATION,
-    RETRIES, RETRIES_REFUSED,
+    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS,
+    RATE_LIMIT_FALLBACKS, RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 
 /// A meter provider of its own for each test, and what it exported.
@@ -292,6 +292,23 @@ async fn a_breaker_that_opens_counts_as_open_until_closed() {
     ];
     assert_eq!(find(&points, BREAKER_TRANSITIONS, &closed), Data::Sum(1));
     assert_eq!(find(&points, BREAKER_OPEN, &[]), Data::Sum(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_rate_limit_that_falls_back_and_returns() {
+    let exported = Exported::new();
+    let trips = instruments::rate_limit_store_lost_and_found(exported.listener()).await;
+    assert_eq!(trips, 3);
+    let points = exported.points();
+    assert_eq!(
+        find(
+            &points,
+            RATE_LIMIT_FALLBACKS,
+            &[kv("rebound.rate_limit.key", "billing")]
+        ),
+        Data::Sum(1)
+    );
+    assert_eq!(find(&points, RATE_LIMIT_LOCAL, &[]), Data::Sum(0));
 }
 
 #[tokio::test]

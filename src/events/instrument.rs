@@ -17,6 +17,8 @@
 //! | [`BREAKER_TRANSITIONS`] | counter | `{transition}` | `server.address`, `rebound.breaker.state` |
 //! | [`BREAKER_OPEN`] | up-down counter (gauge) | `{breaker}` | none |
 //! | [`POLLS`] | counter | `{poll}` | `server.address` |
+//! | [`RATE_LIMIT_FALLBACKS`] | counter | `{fallback}` | `rebound.rate_limit.key` |
+//! | [`RATE_LIMIT_LOCAL`] | up-down counter (gauge) | `{limit}` | none |
 
 /// Attempts and status requests sent, by how long each took (seconds):
 /// OpenTelemetry's HTTP client request duration, one record per request on
@@ -45,6 +47,14 @@ pub const BREAKER_OPEN: &str = "rebound.breaker.open";
 
 /// Status requests of `202 Accepted` operations sent.
 pub const POLLS: &str = "rebound.polls";
+
+/// Times a shared rate limit lost its store (Redis unreachable or slower
+/// than `redis_timeout`) and fell back to its local limit, by the limit's
+/// key prefix (`rebound.rate_limit.key`).
+pub const RATE_LIMIT_FALLBACKS: &str = "rebound.rate_limit.fallbacks";
+
+/// Shared rate limits on their local fallback now.
+pub const RATE_LIMIT_LOCAL: &str = "rebound.rate_limit.local";
 
 /// The `server.address` of hosts past a listener's `max_hosts` (and the
 /// `rebound.route` of routes past 256).

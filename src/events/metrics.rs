@@ -7,12 +7,13 @@ use ::metrics::{
 };
 
 use super::instrument::{
-    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, POLLS, REQUEST_DURATION, RETRIES,
-    RETRIES_REFUSED,
+    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, POLLS, RATE_LIMIT_FALLBACKS,
+    RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 use super::labels::{self, Names};
 use super::{
-    AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RetryRefused, RetryScheduled,
+    AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RateLimitBackend, RetryRefused,
+    RetryScheduled,
 };
 use crate::breaker::BreakerSettings;
 
@@ -101,6 +102,16 @@ impl MetricsListener {
             Unit::Count,
             "Status requests of 202 operations sent."
         );
+        describe_counter!(
+            RATE_LIMIT_FALLBACKS,
+            Unit::Count,
+            "Times a shared rate limit lost its store and fell back to its local limit."
+        );
+        describe_gauge!(
+            RATE_LIMIT_LOCAL,
+            Unit::Count,
+            "Shared rate limits on their local fallback now."
+        );
         MetricsListener {
             hosts: Arc::new(Names::new(BreakerSettings::default().max_hosts())),
             routes: Arc::new(Names::new(labels::MAX_ROUTES)),
@@ -173,6 +184,16 @@ impl Listener for MetricsListener {
             (false, true) => gauge!(BREAKER_OPEN).increment(1.0),
             (true, false) => gauge!(BREAKER_OPEN).decrement(1.0),
             _ => {}
+        }
+    }
+
+    fn rate_limit_backend(&self, e: &RateLimitBackend<'_>) {
+        if e.shared() {
+            gauge!(RATE_LIMIT_LOCAL).decrement(1.0);
+        } else {
+            counter!(RATE_LIMIT_FALLBACKS, labels::RATE_LIMIT_KEY => e.key().to_owned())
+                .increment(1);
+            gauge!(RATE_LIMIT_LOCAL).increment(1.0);
         }
     }
 

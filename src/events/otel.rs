@@ -6,12 +6,13 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 
 use super::instrument::{
-    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS, REQUEST_DURATION,
-    RETRIES, RETRIES_REFUSED,
+    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS,
+    RATE_LIMIT_FALLBACKS, RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 use super::labels::{self, Names};
 use super::{
-    AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RetryRefused, RetryScheduled,
+    AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RateLimitBackend, RetryRefused,
+    RetryScheduled,
 };
 use crate::breaker::BreakerSettings;
 
@@ -52,6 +53,8 @@ pub struct OpenTelemetryListener {
     transitions: Counter<u64>,
     open: UpDownCounter<i64>,
     polls: Counter<u64>,
+    fallbacks: Counter<u64>,
+    local: UpDownCounter<i64>,
     hosts: Arc<Names>,
     routes: Arc<Names>,
 }
@@ -119,6 +122,16 @@ impl OpenTelemetryListener {
                 .with_description("Circuit breakers open now.")
                 .build(),
             polls: counter(POLLS, "{poll}", "Status requests of 202 operations sent."),
+            fallbacks: counter(
+                RATE_LIMIT_FALLBACKS,
+                "{fallback}",
+                "Times a shared rate limit lost its store and fell back to its local limit.",
+            ),
+            local: meter
+                .i64_up_down_counter(RATE_LIMIT_LOCAL)
+                .with_unit("{limit}")
+                .with_description("Shared rate limits on their local fallback now.")
+                .build(),
             hosts: Arc::new(Names::new(BreakerSettings::default().max_hosts())),
             routes: Arc::new(Names::new(labels::MAX_ROUTES)),
         }
@@ -183,6 +196,16 @@ impl Listener for OpenTelemetryListener {
             KeyValue::new(labels::REFUSAL, e.refusal().as_str()),
         ];
         self.refused.add(1, &attributes);
+    }
+
+    fn rate_limit_backend(&self, e: &RateLimitBackend<'_>) {
+        if e.shared() {
+            self.local.add(-1, &[]);
+        } else {
+            let attributes = [KeyValue::new(labels::RATE_LIMIT_KEY, e.key().to_owned())];
+            self.fallbacks.add(1, &attributes);
+            self.local.add(1, &[]);
+        }
     }
 
     fn breaker_transition(&self, e: &BreakerTransition<'_>) {

@@ -154,3 +154,36 @@ pub async fn two_hosts(server: &TestServer, policy: Policy) {
         assert_eq!(send(&layer, http::Method::GET, &url).await, Ok(200));
     }
 }
+
+/// A shared rate limit whose store (the in-memory stand-in for Redis) is
+/// unreachable for a while: one fallback, then back on the store. Returns
+/// the store's round trips.
+pub async fn rate_limit_store_lost_and_found(listener: impl Listener) -> u64 {
+    use tower_rebound::rate_limit::{MemoryStore, RateLimitSettings};
+    use tower_rebound_testkit::{Scripted, Step};
+
+    let store = Arc::new(MemoryStore::new());
+    let limit = RateLimitSettings::builder()
+        .per_second(100.0)
+        .key("billing")
+        .build()
+        .expect("valid settings");
+    let policy = Policy::preset("connio")
+        .expect("the preset")
+        .with_rate_limit_store(limit, store.clone())
+        .with_listener(listener);
+    let client = ResilienceLayer::new(policy).layer(Scripted::new([Step::status(200)]));
+    let call = || {
+        let request = http::Request::get("http://api.example/")
+            .body(Full::<Bytes>::default())
+            .expect("a request");
+        client.clone().oneshot(request)
+    };
+    call().await.expect("through the store");
+    store.set_unreachable(true);
+    call().await.expect("on the local limit");
+    store.set_unreachable(false);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    call().await.expect("through the store again");
+    store.round_trips()
+}
