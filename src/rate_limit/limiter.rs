@@ -126,17 +126,29 @@ impl Limiter {
     /// local limiter (with no store, or the store left alone).
     fn quick(&self, key: &str, now: Instant, max_wait: Duration, use_store: bool) -> Quick {
         let mut keys = lock(&self.keys);
-        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
-            keys.retain(|_, local| local.leased > 0 || local.paused_until.is_some_and(|p| p > now));
+        if !keys.contains_key(key) {
+            // A key seen for the first time is copied in; one seen before
+            // is found without allocating.
+            if keys.len() >= MAX_KEYS {
+                keys.retain(|_, local| {
+                    local.leased > 0 || local.paused_until.is_some_and(|p| p > now)
+                });
+            }
+            keys.insert(
+                key.to_owned(),
+                Local {
+                    tat_us: 0,
+                    leased: 0,
+                    lease_expires: now,
+                    paused_until: None,
+                    gate: Arc::new(tokio::sync::Mutex::new(())),
+                },
+            );
         }
         let now_us = self.now_us(now);
-        let local = keys.entry(key.to_owned()).or_insert_with(|| Local {
-            tat_us: 0,
-            leased: 0,
-            lease_expires: now,
-            paused_until: None,
-            gate: Arc::new(tokio::sync::Mutex::new(())),
-        });
+        let Some(local) = keys.get_mut(key) else {
+            return Quick::Store;
+        };
         if let Some(until) = local.paused_until {
             if until > now {
                 let remaining = until - now;

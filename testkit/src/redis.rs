@@ -103,13 +103,7 @@ impl RedisServer {
 
     /// Sends one inline command and returns the first line of the answer.
     pub fn command(&self, command: &str) -> Option<String> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).ok()?;
-        Some(line.trim_end().to_owned())
+        inline_command(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)), command)
     }
 
     /// How many times the server ran a script (`EVAL` and `EVALSHA`) since
@@ -159,6 +153,17 @@ impl Drop for RedisServer {
     }
 }
 
+/// Sends one inline command to the server at `addr` and returns the first
+/// line of the answer.
+fn inline_command(addr: SocketAddr, command: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    Some(line.trim_end().to_owned())
+}
+
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -198,5 +203,17 @@ impl SharedRedis {
     /// Its URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Sends one inline command and returns the first line of the answer
+    /// (`None` when the URL names no `host:port` or nothing answers).
+    pub fn command(&self, command: &str) -> Option<String> {
+        let rest = self.url.strip_prefix("redis://")?;
+        let authority = rest.split('/').next()?;
+        let authority = authority.rsplit('@').next()?;
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+            .ok()?
+            .next()?;
+        inline_command(addr, command)
     }
 }

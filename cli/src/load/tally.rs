@@ -6,28 +6,26 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
+use tower_rebound::{ErrorKind, Outcome};
 
 /// The name a call gets when it was still in flight at the end of the grace
 /// period after Ctrl-C, and was given up on.
 pub(crate) const ABANDONED: &str = "abandoned";
 
-/// The order of the table: the outcome table's, then [`ABANDONED`].
-const ORDER: [&str; 14] = [
-    "success",
-    "accepted",
-    "terminal",
-    "unsupported",
-    "retries_exhausted",
-    "budget_exhausted",
-    "circuit_open",
-    "throttled",
-    "rate_limited",
-    "deadline_exceeded",
-    "poll_timeout",
-    "poll_refused",
-    "transport",
-    ABANDONED,
-];
+/// Where `name` stands in the table: the outcome table's order (the
+/// library's own: success, accepted, then each error kind), then
+/// [`ABANDONED`], then names it does not know.
+fn rank(name: &str) -> usize {
+    let outcomes = [Outcome::Success, Outcome::Accepted]
+        .into_iter()
+        .chain(ErrorKind::ALL.map(Outcome::from));
+    let count = 2 + ErrorKind::ALL.len();
+    match outcomes.map(Outcome::as_str).position(|n| n == name) {
+        Some(at) => at,
+        None if name == ABANDONED => count,
+        None => count + 1,
+    }
+}
 
 /// The percentiles the report gives, with their names.
 const PERCENTILES: [(&str, f64); 3] = [("p50", 0.50), ("p90", 0.90), ("p99", 0.99)];
@@ -38,7 +36,7 @@ pub(crate) struct Tally {
     calls: u64,
     dropped: u64,
     requests: u64,
-    /// In [`ORDER`]; names it does not list (outcomes added later) last.
+    /// In the table's order ([`rank`]).
     endings: Vec<Ending>,
 }
 
@@ -67,7 +65,6 @@ impl Tally {
     /// (attempts and polls), `latency` after it started.
     pub(crate) fn end(&mut self, name: &'static str, requests: u64, latency: Duration) {
         self.requests += requests;
-        let rank = |name: &str| ORDER.iter().position(|n| *n == name).unwrap_or(ORDER.len());
         let at = match self.endings.iter().position(|e| e.name == name) {
             Some(at) => at,
             None => {
