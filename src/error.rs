@@ -50,13 +50,21 @@ pub enum ErrorKind {
     /// The status URL of a `202 Accepted` operation was refused (another origin,
     /// an https to http downgrade, a malformed URL).
     PollRefused,
-    /// A connect, I/O or protocol failure that could not be retried further.
+    /// A connect, I/O, TLS or protocol failure that could not be retried
+    /// further. A certificate the client refused (unknown issuer, expired,
+    /// wrong name, bad signature) is one, and is never retried.
     Transport,
+    /// An attempt got no answer within `timeouts.attempt` and could not be
+    /// retried further. Whether the server processed it is unknown.
+    Timeout,
 }
 
 impl ErrorKind {
     /// All kinds, in the order of the outcome table.
-    pub const ALL: [ErrorKind; 11] = [
+    ///
+    /// A slice, so that adding a kind (the enum is `#[non_exhaustive]`) does
+    /// not change this constant's type.
+    pub const ALL: &'static [ErrorKind] = &[
         ErrorKind::Terminal,
         ErrorKind::Unsupported,
         ErrorKind::RetriesExhausted,
@@ -68,6 +76,7 @@ impl ErrorKind {
         ErrorKind::PollTimeout,
         ErrorKind::PollRefused,
         ErrorKind::Transport,
+        ErrorKind::Timeout,
     ];
 
     /// The outcome name of this kind, such as `"retries_exhausted"`.
@@ -84,6 +93,7 @@ impl ErrorKind {
             ErrorKind::PollTimeout => "poll_timeout",
             ErrorKind::PollRefused => "poll_refused",
             ErrorKind::Transport => "transport",
+            ErrorKind::Timeout => "timeout",
         }
     }
 }
@@ -216,8 +226,13 @@ struct Inner {
     retry_after: Option<Duration>,
     attempts: u32,
     polls: u32,
+    /// Every request sent, when polling sent more than `attempts`.
+    requests: Option<u32>,
     detail: Option<Cow<'static, str>>,
     delivery: Delivery,
+    /// The client refused the server's certificate.
+    certificate: bool,
+    refused: Option<RetryRefusal>,
     source: Option<BoxError>,
     rule: Option<Arc<str>>,
 }
@@ -251,8 +266,11 @@ impl Error {
             retry_after: None,
             attempts: 1,
             polls: 0,
+            requests: None,
             detail: None,
             delivery: Delivery::Unknown,
+            certificate: false,
+            refused: None,
             source: None,
             rule: None,
         }
@@ -294,6 +312,7 @@ impl Error {
     pub(crate) fn transport(source: BoxError) -> Self {
         let mut inner = Error::bare(ErrorKind::Transport);
         inner.delivery = delivery(&*source);
+        inner.certificate = certificate_refused(&*source);
         inner.source = Some(redact(source));
         Error::from_inner(inner)
     }
@@ -316,10 +335,16 @@ impl Error {
         Error::from_inner(inner)
     }
 
-    /// An attempt that did not finish within `timeouts.attempt`: a transport
-    /// failure, after which nobody knows whether the server got the request.
+    /// An attempt that did not finish within `timeouts.attempt`: nobody
+    /// knows whether the server got the request.
     pub(crate) fn attempt_timed_out(after: Duration) -> Self {
-        Error::transport(Box::new(AttemptTimedOut { after }))
+        let mut inner = Error::bare(ErrorKind::Timeout);
+        inner.detail = Some(Cow::Owned(format!(
+            "no answer within {} (timeouts.attempt)",
+            Millis(after)
+        )));
+        inner.source = Some(Box::new(AttemptTimedOut { after }));
+        Error::from_inner(inner)
     }
 
     /// What kind of failure this is.
@@ -381,18 +406,50 @@ impl Error {
         self.inner.attempts
     }
 
-    /// How many status requests were sent for a `202 Accepted` operation.
+    /// How many times a `202 Accepted` operation was polled (a status
+    /// request retried after a failure counts once here, and each time in
+    /// [`requests`](Self::requests)).
     pub fn polls(&self) -> u32 {
         self.inner.polls
     }
 
+    /// How many requests the call sent in all: its attempts, and every status
+    /// request of a polled operation with its retries. What the server
+    /// counted, whatever the call's shape.
+    pub fn requests(&self) -> u32 {
+        self.inner
+            .requests
+            .unwrap_or(self.inner.attempts.saturating_add(self.inner.polls))
+    }
+
+    /// Why a retry of the last failure was not sent, when one would have
+    /// been (the failure was retryable): an unsafe method, the budget, the
+    /// deadline, a body that cannot be replayed, a `Retry-After` too long.
+    /// `None` when the attempts ran out or the failure is never retried.
+    pub fn retry_refused(&self) -> Option<RetryRefusal> {
+        self.inner.refused
+    }
+
+    /// Whether the client refused the server's TLS certificate (unknown
+    /// issuer, expired, not valid for the name, bad signature). Such a
+    /// failure is never retried and never counts against the host's
+    /// breaker: sending again meets the same certificate.
+    pub fn is_certificate(&self) -> bool {
+        self.inner.certificate
+    }
+
     /// Whether the policy allows this failure to be tried again: a retryable
-    /// status or a transport failure. Whether it *is* retried also depends on
-    /// the method, the budget and the deadline.
+    /// status, a transport failure (a refused certificate aside) or a
+    /// timeout. Whether it *is* retried also depends on the method, the
+    /// budget and the deadline.
     pub fn is_retryable(&self) -> bool {
         match self.inner.class {
             Some(class) => class == StatusClass::Retryable,
-            None => self.inner.kind == ErrorKind::Transport,
+            None => match self.inner.kind {
+                ErrorKind::Transport => !self.inner.certificate,
+                ErrorKind::Timeout => true,
+                _ => false,
+            },
         }
     }
 
@@ -437,6 +494,16 @@ impl Error {
 
     pub(crate) fn with_polls(mut self, polls: u32) -> Self {
         self.inner.polls = polls;
+        self
+    }
+
+    pub(crate) fn with_requests(mut self, requests: u32) -> Self {
+        self.inner.requests = Some(requests);
+        self
+    }
+
+    pub(crate) fn with_refusal(mut self, refusal: RetryRefusal) -> Self {
+        self.inner.refused = Some(refusal);
         self
     }
 
@@ -496,7 +563,9 @@ impl fmt::Display for Error {
             ErrorKind::DeadlineExceeded => "total deadline exceeded",
             ErrorKind::PollTimeout => "operation did not finish in time",
             ErrorKind::PollRefused => "status url refused",
+            ErrorKind::Transport if self.inner.certificate => "certificate refused",
             ErrorKind::Transport => "transport failure",
+            ErrorKind::Timeout => "attempt timed out",
         };
         f.write_str(what)?;
         self.fmt_response_facts(f)?;
@@ -525,7 +594,11 @@ impl fmt::Display for Error {
             ErrorKind::DeadlineExceeded => "raise timeouts.total or try again later",
             ErrorKind::PollTimeout => "the operation may still finish; check on it later",
             ErrorKind::PollRefused => "the server pointed at a location rebound will not follow",
+            ErrorKind::Transport if self.inner.certificate => {
+                "the server's certificate is not trusted for this host; not retried"
+            }
             ErrorKind::Transport => "check that the host is reachable",
+            ErrorKind::Timeout => "the server is slow; raise timeouts.attempt or try again later",
         };
         write!(f, "; {advice}")
     }
@@ -555,6 +628,15 @@ impl fmt::Debug for Error {
         }
         d.field("attempts", &self.inner.attempts);
         d.field("polls", &self.inner.polls);
+        if let Some(requests) = self.inner.requests {
+            d.field("requests", &requests);
+        }
+        if let Some(refused) = self.inner.refused {
+            d.field("retry_refused", &refused);
+        }
+        if self.inner.certificate {
+            d.field("certificate", &true);
+        }
         if let Some(detail) = &self.inner.detail {
             d.field("detail", detail);
         }
@@ -638,6 +720,74 @@ fn delivery(error: &(dyn std::error::Error + 'static)) -> Delivery {
     Delivery::Unknown
 }
 
+/// A duration as a policy file writes it: `300ms`, `2s`.
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms >= 1000 && ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+/// Whether the client refused the server's certificate: a rustls
+/// `InvalidCertificate` anywhere in the source chain (hyper-rustls and
+/// reqwest wrap it in an `io::Error`, whose `source` skips it).
+fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "rustls")]
+    {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+                return matches!(tls, rustls::Error::InvalidCertificate(_));
+            }
+            let io = error.downcast_ref::<std::io::Error>();
+            next = match io.and_then(std::io::Error::get_ref) {
+                Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+                None => error.source(),
+            };
+        }
+    }
+    #[cfg(not(feature = "rustls"))]
+    let _ = error;
+    false
+}
+
+/// Why a retry that was due is not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryRefusal {
+    /// The retry budget is spent.
+    Budget,
+    /// No time is left within `timeouts.total`.
+    Deadline,
+    /// The request body cannot be sent again.
+    NotReplayable,
+    /// The server asked to wait longer than `retry.max_retry_after`.
+    RetryAfter,
+    /// The method is not idempotent, the request carries no
+    /// `Idempotency-Key`, and nothing proves the server did not process it:
+    /// sending it again could do it twice.
+    UnsafeMethod,
+}
+
+impl RetryRefusal {
+    /// The name metrics (`rebound.refusal`) and the CLI's report use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RetryRefusal::Budget => "budget",
+            RetryRefusal::Deadline => "deadline",
+            RetryRefusal::NotReplayable => "not_replayable",
+            RetryRefusal::RetryAfter => "retry_after",
+            RetryRefusal::UnsafeMethod => "unsafe_method",
+        }
+    }
+}
+
 /// Whether h2 says the server did not process the stream (RFC 9113,
 /// section 8.7): the stream was reset with `REFUSED_STREAM`, or the server's
 /// `GOAWAY` named a last stream below it.
@@ -697,7 +847,7 @@ pub(crate) fn redact_reqwest(mut error: reqwest::Error) -> reqwest::Error {
     error
 }
 
-/// The source of a [`Transport`](ErrorKind::Transport) error when an attempt
+/// The source of a [`Timeout`](ErrorKind::Timeout) error: an attempt that
 /// did not finish within `timeouts.attempt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptTimedOut {
@@ -761,7 +911,7 @@ mod tests {
 
     #[test]
     fn display_of_every_kind_is_lowercase_apart_from_codes() {
-        for kind in ErrorKind::ALL {
+        for &kind in ErrorKind::ALL {
             let text = not_found().with_kind(kind).with_attempts(3).to_string();
             let without_codes = text
                 .replace("ResourceNotFound", "")
@@ -838,6 +988,59 @@ mod tests {
         assert!(timed_out.is_retryable());
         let source = std::error::Error::source(&timed_out).unwrap();
         assert_eq!(source.to_string(), "attempt timed out after 2s");
+    }
+
+    #[test]
+    fn a_timeout_is_named_a_timeout_with_advice_that_fits() {
+        let timed_out = Error::attempt_timed_out(Duration::from_millis(300)).with_attempts(3);
+        assert_eq!(timed_out.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            timed_out.to_string(),
+            "attempt timed out (3 attempts): no answer within 300ms (timeouts.attempt); \
+             the server is slow; raise timeouts.attempt or try again later"
+        );
+        let whole = Error::attempt_timed_out(Duration::from_secs(2));
+        assert!(whole.to_string().contains("no answer within 2s"), "{whole}");
+        assert!(!whole.to_string().contains("reachable"));
+    }
+
+    #[test]
+    fn requests_count_every_request_of_the_call() {
+        let plain = Error::new(ErrorKind::RetriesExhausted).with_attempts(3);
+        assert_eq!(plain.requests(), 3);
+        let polled = plain.with_polls(2).with_requests(6);
+        assert_eq!((polled.attempts(), polled.polls()), (3, 2));
+        assert_eq!(polled.requests(), 6);
+        assert_eq!(Error::circuit_open(None).requests(), 0);
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn a_refused_certificate_is_a_transport_failure_never_retried() {
+        use rustls::CertificateError;
+        for cause in [
+            CertificateError::UnknownIssuer,
+            CertificateError::Expired,
+            CertificateError::NotValidForName,
+            CertificateError::BadSignature,
+        ] {
+            let tls = rustls::Error::InvalidCertificate(cause);
+            let error = wrapped(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+            assert_eq!(error.kind(), ErrorKind::Transport);
+            assert!(error.is_certificate(), "{error:?}");
+            assert!(!error.is_retryable());
+            assert!(
+                error.to_string().starts_with("certificate refused"),
+                "{error}"
+            );
+        }
+        // Other TLS failures may pass: a handshake cut by a reset is retried.
+        let other = wrapped(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::HandshakeNotComplete,
+        ));
+        assert!(!other.is_certificate());
+        assert!(other.is_retryable());
     }
 
     #[cfg(feature = "rustls")]

@@ -14,18 +14,20 @@ impl FinalUrl {
     }
 }
 
-/// How many attempts and polls a successful call took.
+/// How many attempts, polls and requests a successful call took.
 ///
 /// Layers that repeat requests (retry, poll) insert it into the extensions of
 /// the response they return, and only when they did repeat one: a response
 /// without it was got with one attempt and no poll, and the success path pays
 /// no allocation for saying so. Failed calls carry the same counts on
-/// [`Error::attempts`](crate::Error::attempts) and
-/// [`Error::polls`](crate::Error::polls).
+/// [`Error::attempts`](crate::Error::attempts),
+/// [`Error::polls`](crate::Error::polls) and
+/// [`Error::requests`](crate::Error::requests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallInfo {
     attempts: u32,
     polls: u32,
+    requests: u32,
 }
 
 impl Default for CallInfo {
@@ -33,13 +35,26 @@ impl Default for CallInfo {
         CallInfo {
             attempts: 1,
             polls: 0,
+            requests: 1,
         }
     }
 }
 
 impl CallInfo {
+    /// `attempts` of the request and `polls` of its operation, one request
+    /// each.
     pub(crate) fn new(attempts: u32, polls: u32) -> Self {
-        CallInfo { attempts, polls }
+        CallInfo {
+            attempts,
+            polls,
+            requests: attempts.saturating_add(polls),
+        }
+    }
+
+    /// The same counts, with `requests` sent in all (status requests retried
+    /// after a failure send more than one request per poll).
+    pub(crate) fn with_requests(self, requests: u32) -> Self {
+        CallInfo { requests, ..self }
     }
 
     /// The counts recorded on `response`, or one attempt and no poll.
@@ -56,8 +71,16 @@ impl CallInfo {
         self.attempts
     }
 
-    /// Status requests sent for a `202 Accepted` operation.
+    /// Times a `202 Accepted` operation was polled (a status request retried
+    /// after a failure counts once here, and each time in
+    /// [`requests`](Self::requests)).
     pub fn polls(&self) -> u32 {
         self.polls
+    }
+
+    /// Requests sent in all: the attempts, and every status request with its
+    /// retries. What the server counted.
+    pub fn requests(&self) -> u32 {
+        self.requests
     }
 }

@@ -159,7 +159,7 @@ pub use call::CallRequest;
 pub use call::{Call, CallContext};
 pub use config::{Policy, PolicyError};
 pub use deadline::Timeouts;
-pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind};
+pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind, RetryRefusal};
 pub use info::{CallInfo, FinalUrl};
 pub use outcome::Outcome;
 pub use settings::SettingsError;

@@ -40,6 +40,8 @@ pub enum Outcome {
     PollRefused,
     /// See [`ErrorKind::Transport`].
     Transport,
+    /// See [`ErrorKind::Timeout`].
+    Timeout,
 }
 
 impl Outcome {
@@ -68,6 +70,7 @@ impl Outcome {
             Outcome::PollTimeout => ErrorKind::PollTimeout.as_str(),
             Outcome::PollRefused => ErrorKind::PollRefused.as_str(),
             Outcome::Transport => ErrorKind::Transport.as_str(),
+            Outcome::Timeout => ErrorKind::Timeout.as_str(),
         }
     }
 
@@ -91,6 +94,7 @@ impl From<ErrorKind> for Outcome {
             ErrorKind::PollTimeout => Outcome::PollTimeout,
             ErrorKind::PollRefused => Outcome::PollRefused,
             ErrorKind::Transport => Outcome::Transport,
+            ErrorKind::Timeout => Outcome::Timeout,
         }
     }
 }
@@ -109,7 +113,7 @@ mod tests {
     fn names_are_the_outcome_table() {
         let names: Vec<_> = [Outcome::Success, Outcome::Accepted]
             .into_iter()
-            .chain(ErrorKind::ALL.map(Outcome::from))
+            .chain(ErrorKind::ALL.iter().copied().map(Outcome::from))
             .map(Outcome::as_str)
             .collect();
         assert_eq!(
@@ -127,10 +131,11 @@ mod tests {
                 "deadline_exceeded",
                 "poll_timeout",
                 "poll_refused",
-                "transport"
+                "transport",
+                "timeout"
             ]
         );
-        for kind in ErrorKind::ALL {
+        for &kind in ErrorKind::ALL {
             assert_eq!(Outcome::from(kind).as_str(), kind.as_str());
             assert!(!Outcome::from(kind).is_success());
         }

@@ -168,7 +168,7 @@ async fn a_server_that_stalls_after_the_headers_trips_the_attempt_timeout() {
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert_eq!(error.kind(), ErrorKind::Transport);
+    assert_eq!(error.kind(), ErrorKind::Timeout);
     assert_eq!(error.attempts(), 4);
     let source = std::error::Error::source(&error).unwrap();
     assert!(source.is::<tower_rebound::AttemptTimedOut>(), "{source}");

@@ -210,14 +210,21 @@ async fn a_timed_out_attempt_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn timeouts_of_every_attempt_end_in_transport_with_the_cause() {
+async fn timeouts_of_every_attempt_end_in_timeout_with_the_cause() {
     let script = Scripted::new([Step::Hang]);
     let text = "[retry]\nmax_attempts = 2\n[timeouts]\nattempt = \"1s\"\n";
     let client = ResilienceLayer::with_seed(Policy::from_toml_str(text).unwrap(), SEED)
         .layer(script.clone());
     let error = client.oneshot(request(Method::GET)).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Transport);
+    assert_eq!(error.kind(), ErrorKind::Timeout);
     assert_eq!(error.attempts(), 2);
+    assert!(
+        error
+            .to_string()
+            .contains("no answer within 1s (timeouts.attempt)"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("reachable"), "{error}");
     let source = std::error::Error::source(&error).unwrap();
     assert!(source.is::<tower_rebound::AttemptTimedOut>(), "{source}");
 }
@@ -595,7 +602,7 @@ async fn classify_alone_bounds_an_attempt() {
     };
     let (elapsed, error) = run("[timeouts]\nattempt = \"3s\"\ntotal = \"10s\"\n").await;
     assert_eq!(elapsed, Duration::from_secs(3));
-    assert_eq!(error.kind(), ErrorKind::Transport);
+    assert_eq!(error.kind(), ErrorKind::Timeout);
     assert!(
         std::error::Error::source(&error)
             .unwrap()

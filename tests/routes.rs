@@ -114,7 +114,7 @@ async fn each_route_takes_its_own_attempts_and_timeouts() {
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert_eq!(error.kind(), ErrorKind::Transport);
+    assert_eq!(error.kind(), ErrorKind::Timeout);
     assert_eq!(error.attempts(), 3);
     let source = std::error::Error::source(&error).unwrap();
     let timed_out = source

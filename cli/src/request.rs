@@ -131,7 +131,17 @@ struct Report {
     status: Option<u16>,
     attempts: u32,
     polls: u32,
+    /// Every request sent: attempts, status requests and their retries.
+    requests: u32,
     error_codes: Vec<String>,
+    /// One line naming the cause of a failure, as the message on stderr
+    /// says it.
+    error: Option<String>,
+    /// Why a retry that was due was not sent.
+    retry_refused: Option<&'static str>,
+    /// The body could not be written: the command fails, whatever the
+    /// call's outcome.
+    output_failed: bool,
     elapsed_ms: u128,
     /// When the policy has routes: the route's name (or index), or `None`
     /// for the policy's own settings.
@@ -147,7 +157,11 @@ impl Report {
             status: None,
             attempts: 0,
             polls: 0,
+            requests: 0,
             error_codes: Vec::new(),
+            error: None,
+            retry_refused: None,
+            output_failed: false,
             elapsed_ms: 0,
             route: None,
             final_url: None,
@@ -160,9 +174,14 @@ impl Report {
             "status": self.status,
             "attempts": self.attempts,
             "polls": self.polls,
+            "requests": self.requests,
             "error_codes": self.error_codes,
+            "error": self.error,
             "elapsed_ms": self.elapsed_ms,
         });
+        if let Some(refusal) = self.retry_refused {
+            json["retry_refused"] = refusal.into();
+        }
         if let Some(route) = &self.route {
             json["route"] = route.as_deref().into();
         }
@@ -190,7 +209,7 @@ pub(crate) fn run(args: RequestArgs) -> u8 {
     if args.report.is_some() {
         eprintln!("{}", report.to_json());
     }
-    if report.outcome.is_success() {
+    if report.outcome.is_success() && !report.output_failed {
         EXIT_SUCCESS
     } else {
         EXIT_FAILED
@@ -304,6 +323,7 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
             eprintln!("rebound: {e}");
             return Report {
                 route,
+                error: Some(e.to_string()),
                 ..Report::failed_before_sending()
             };
         }
@@ -315,12 +335,13 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
             eprintln!("rebound: {e}");
             return Report {
                 route,
+                error: Some(e.clone()),
                 ..Report::failed_before_sending()
             };
         }
     };
 
-    let report = match client.oneshot(request).await {
+    let mut report = match client.oneshot(request).await {
         Ok(response) => {
             let info = CallInfo::of(&response);
             let final_url = FinalUrl::of(&response).map(ToString::to_string);
@@ -338,6 +359,7 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 ));
             }
             let mut body = response.into_body();
+            let mut broke_off = None;
             while let Some(frame) = body.frame().await {
                 match frame {
                     Ok(frame) => {
@@ -348,10 +370,12 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                         }
                     }
                     Err(e) => {
+                        let line = format!("the response body broke off: {e}");
                         if explain {
-                            eprintln!("rebound: the response body broke off: {e}");
+                            eprintln!("rebound: {line}");
                         }
                         outcome = Outcome::Transport;
+                        broke_off = Some(line);
                         break;
                     }
                 }
@@ -361,7 +385,11 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 status: Some(status.as_u16()),
                 attempts: info.attempts(),
                 polls: info.polls(),
+                requests: info.requests(),
                 error_codes: Vec::new(),
+                error: broke_off,
+                retry_refused: None,
+                output_failed: false,
                 elapsed_ms: started.elapsed().as_millis(),
                 route,
                 final_url,
@@ -374,15 +402,20 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 }
             }
             out.write(error.body());
+            let headline = match tls_failure(&error, &host) {
+                Some(words) => format!("transport: {words}"),
+                None => error.to_string(),
+            };
+            let mut causes = Vec::new();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                causes.push(cause.to_string());
+                source = cause.source();
+            }
             if explain {
-                match tls_failure(&error, &host) {
-                    Some(words) => eprintln!("rebound: transport: {words}"),
-                    None => eprintln!("rebound: {error}"),
-                }
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
+                eprintln!("rebound: {headline}");
+                for cause in &causes {
                     eprintln!("  caused by: {cause}");
-                    source = cause.source();
                 }
             }
             Report {
@@ -390,15 +423,35 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 status: error.status().map(|s| s.as_u16()),
                 attempts: error.attempts(),
                 polls: error.polls(),
+                requests: error.requests(),
                 error_codes: error.error_codes().map(str::to_owned).collect(),
+                error: Some(error_line(&headline, &causes)),
+                retry_refused: error.retry_refused().map(|r| r.as_str()),
+                output_failed: false,
                 elapsed_ms: started.elapsed().as_millis(),
                 route,
                 final_url: None,
             }
         }
     };
-    out.finish();
+    if let Some(failed) = out.finish() {
+        // The call may have succeeded (its outcome says so), but its answer
+        // is lost: the command fails.
+        eprintln!("rebound: {failed}");
+        report.error.get_or_insert(failed);
+        report.output_failed = true;
+    }
     report
+}
+
+/// The report's one-line cause: the message, then the innermost cause
+/// (the one that names what happened: refused, reset, a certificate), when
+/// the message does not already say it.
+fn error_line(headline: &str, causes: &[String]) -> String {
+    match causes.last() {
+        Some(root) if !headline.contains(root.as_str()) => format!("{headline}: {root}"),
+        _ => headline.to_owned(),
+    }
 }
 
 /// The status line and headers `-i` prints, as curl does.
@@ -429,43 +482,64 @@ fn head_of(
 }
 
 /// Where the body goes: stdout, or the `-o` file, created when the call
-/// starts.
-enum Output {
+/// starts. The first write that fails is kept, and nothing more is written.
+struct Output {
+    sink: Sink,
+    failed: Option<String>,
+}
+
+enum Sink {
     Stdout(std::io::StdoutLock<'static>),
     File(std::io::BufWriter<std::fs::File>, PathBuf),
 }
 
 impl Output {
     fn open(path: Option<&Path>) -> Result<Output, String> {
-        match path {
-            None => Ok(Output::Stdout(std::io::stdout().lock())),
+        let sink = match path {
+            None => Sink::Stdout(std::io::stdout().lock()),
             Some(path) => std::fs::File::create(path)
-                .map(|file| Output::File(std::io::BufWriter::new(file), path.to_owned()))
-                .map_err(|e| format!("cannot write -o {}: {e}", path.display())),
-        }
+                .map(|file| Sink::File(std::io::BufWriter::new(file), path.to_owned()))
+                .map_err(|e| format!("cannot write -o {}: {e}", path.display()))?,
+        };
+        Ok(Output { sink, failed: None })
     }
 
     /// Writes `bytes`; false when the destination is gone.
     fn write(&mut self, bytes: &[u8]) -> bool {
-        match self {
-            Output::Stdout(out) => out.write_all(bytes).is_ok(),
-            Output::File(out, path) => match out.write_all(bytes) {
-                Ok(()) => true,
-                Err(e) => {
-                    eprintln!("rebound: cannot write -o {}: {e}", path.display());
-                    false
-                }
-            },
+        if self.failed.is_some() {
+            return false;
+        }
+        let written = match &mut self.sink {
+            Sink::Stdout(out) => out.write_all(bytes),
+            Sink::File(out, _) => out.write_all(bytes),
+        };
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(self.cannot_write(&e));
+                false
+            }
         }
     }
 
-    fn finish(mut self) {
-        let flushed = match &mut self {
-            Output::Stdout(out) => out.flush(),
-            Output::File(out, _) => out.flush(),
-        };
-        if let (Err(e), Output::File(_, path)) = (flushed, &self) {
-            eprintln!("rebound: cannot write -o {}: {e}", path.display());
+    /// Flushes what is buffered; the first write that failed, if any.
+    fn finish(mut self) -> Option<String> {
+        if self.failed.is_none() {
+            let flushed = match &mut self.sink {
+                Sink::Stdout(out) => out.flush(),
+                Sink::File(out, _) => out.flush(),
+            };
+            if let Err(e) = flushed {
+                self.failed = Some(self.cannot_write(&e));
+            }
+        }
+        self.failed
+    }
+
+    fn cannot_write(&self, error: &std::io::Error) -> String {
+        match &self.sink {
+            Sink::Stdout(_) => format!("cannot write the body to stdout: {error}"),
+            Sink::File(_, path) => format!("cannot write -o {}: {error}", path.display()),
         }
     }
 }

@@ -23,7 +23,7 @@ fn report(output: &Output) -> Value {
         .unwrap()
         .keys()
         .map(String::as_str)
-        .filter(|k| !matches!(*k, "route" | "final_url"))
+        .filter(|k| !matches!(*k, "route" | "final_url" | "retry_refused"))
         .collect();
     keys.sort_unstable();
     assert_eq!(
@@ -31,13 +31,29 @@ fn report(output: &Output) -> Value {
         [
             "attempts",
             "elapsed_ms",
+            "error",
             "error_codes",
             "outcome",
             "polls",
+            "requests",
             "status"
         ]
     );
     assert!(value["elapsed_ms"].is_u64());
+    // Every request is counted: at least one per attempt and per poll.
+    let count = |key: &str| value[key].as_u64().unwrap();
+    assert!(
+        count("requests") >= count("attempts") + count("polls"),
+        "{value}"
+    );
+    // A failure names its cause on one line; a success names none.
+    match value["outcome"].as_str().unwrap() {
+        "success" | "accepted" => assert_eq!(value["error"], Value::Null, "{value}"),
+        _ => {
+            let error = value["error"].as_str().unwrap();
+            assert!(!error.is_empty() && !error.contains('\n'), "{value}");
+        }
+    }
     if let Some(url) = value.get("final_url") {
         assert!(value["polls"].as_u64() > Some(0), "{value}");
         assert!(url.as_str().unwrap().starts_with("http"), "{value}");
@@ -718,7 +734,7 @@ async fn the_report_counts_every_attempt() {
     let r = report(&run(vec![], "/stall").await);
     assert_eq!(
         (r["outcome"].as_str(), r["attempts"].as_u64()),
-        (Some("transport"), Some(4))
+        (Some("timeout"), Some(4))
     );
     assert_eq!(r["status"], Value::Null);
 }

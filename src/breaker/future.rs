@@ -335,7 +335,12 @@ pub(crate) fn verdict<RB>(result: &Result<Response<RB>, Error>, count_throttling
             Verdict::Success
         }
         None => match error.kind() {
-            ErrorKind::Transport | ErrorKind::DeadlineExceeded => Verdict::Failure,
+            // The host answered the handshake: the certificate is at fault,
+            // and sending again would meet it again.
+            ErrorKind::Transport if error.is_certificate() => Verdict::Ignored,
+            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::DeadlineExceeded => {
+                Verdict::Failure
+            }
             _ => Verdict::Ignored,
         },
     }
@@ -471,5 +476,16 @@ mod tests {
         assert_eq!(verdict::<()>(&Err(cut), false), Verdict::Failure);
         let open = Error::circuit_open(None);
         assert_eq!(verdict::<()>(&Err(open), false), Verdict::Ignored);
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn a_refused_certificate_says_nothing_of_the_host() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let error = Error::transport(Box::new(io));
+        assert!(error.is_certificate());
+        assert!(!error.is_retryable());
+        assert_eq!(verdict::<()>(&Err(error), false), Verdict::Ignored);
     }
 }

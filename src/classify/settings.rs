@@ -172,7 +172,7 @@ impl ClassifyBuilder {
             ));
         }
         let mut listed: Vec<(u16, StatusClass)> = Vec::new();
-        for class in StatusClass::ALL {
+        for &class in StatusClass::ALL {
             let key = list_key(class);
             for (index, &status) in self.lists[class_index(class)].iter().enumerate() {
                 if !(FIRST_STATUS..=LAST_STATUS).contains(&status) {

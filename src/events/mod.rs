@@ -298,31 +298,9 @@ impl<'a> RetryScheduled<'a> {
     }
 }
 
-/// Why a retry that was due is not sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// The retry budget is spent.
-    Budget,
-    /// No time is left within `timeouts.total`.
-    Deadline,
-    /// The request body cannot be sent again.
-    NotReplayable,
-    /// The server asked to wait longer than `retry.max_retry_after`.
-    RetryAfter,
-}
-
-impl Refusal {
-    /// The name metrics use (`rebound.refusal`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Budget => "budget",
-            Refusal::Deadline => "deadline",
-            Refusal::NotReplayable => "not_replayable",
-            Refusal::RetryAfter => "retry_after",
-        }
-    }
-}
+/// Why a retry that was due is not sent: the same value
+/// [`Error::retry_refused`](crate::Error::retry_refused) carries.
+pub use crate::error::RetryRefusal as Refusal;
 
 /// A retry that was due and is not sent.
 #[derive(Debug, Clone, Copy)]
@@ -441,6 +419,7 @@ pub struct CallEnded<'a> {
     pub(crate) status: Option<StatusCode>,
     pub(crate) attempts: u32,
     pub(crate) polls: u32,
+    pub(crate) requests: u32,
     pub(crate) duration: Duration,
     pub(crate) route: Option<&'a str>,
 }
@@ -462,9 +441,14 @@ impl<'a> CallEnded<'a> {
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
-    /// Status requests sent.
+    /// Times the operation was polled.
     pub fn polls(&self) -> u32 {
         self.polls
+    }
+    /// Requests sent in all: the attempts, and every status request with
+    /// its retries.
+    pub fn requests(&self) -> u32 {
+        self.requests
     }
     /// From the call to its outcome, waits and polls included.
     pub fn duration(&self) -> Duration {
@@ -536,12 +520,8 @@ pub(crate) fn retry_reason(error: &crate::Error) -> RetryReason {
     if error.status().is_some() {
         return RetryReason::Status;
     }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if cause.is::<crate::error::AttemptTimedOut>() {
-            return RetryReason::Timeout;
-        }
-        source = cause.source();
+    if error.kind() == crate::ErrorKind::Timeout {
+        return RetryReason::Timeout;
     }
     RetryReason::Transport
 }

@@ -89,6 +89,10 @@ struct PollState<S> {
     head: Option<RequestHead>,
     context: CallContext,
     started: Option<Instant>,
+    /// Attempts of the original request, and requests sent in all (its
+    /// attempts, then each status request with its retries): what the
+    /// server counted, reported whatever way the call ends.
+    counts: Counts,
     /// Made when the first status URL arrives: the polling path allocates, a
     /// call that is not polled does not carry it.
     polling: Option<Box<Operation<S>>>,
@@ -153,6 +157,7 @@ where
                 head,
                 context,
                 started: None,
+                counts: Counts::default(),
                 polling: None,
             }),
             shared,
@@ -171,9 +176,38 @@ where
     }
 }
 
+/// What a polled call has sent so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    /// Attempts of the original request.
+    attempts: u32,
+    /// Every request: the attempts, and each status request's.
+    requests: u32,
+}
+
+impl Counts {
+    /// The counts after an answer that took `sent` attempts: the original
+    /// request's when nothing was polled yet, a status request's after.
+    fn after(self, sent: u32, polled: bool) -> Counts {
+        Counts {
+            attempts: if polled { self.attempts } else { sent },
+            requests: self.requests.saturating_add(sent),
+        }
+    }
+
+    /// `error` with the call's counts: the status request's own attempts
+    /// are already in `requests`.
+    fn stamp(self, error: Error, polls: u32) -> Error {
+        error
+            .with_attempts(self.attempts)
+            .with_polls(polls)
+            .with_requests(self.requests)
+    }
+}
+
 /// How a call ends when polling cannot go on.
-fn poll_error(kind: ErrorKind, polls: u32, detail: Option<String>) -> Error {
-    let error = Error::new(kind).with_polls(polls);
+fn poll_error(kind: ErrorKind, counts: Counts, polls: u32, detail: Option<String>) -> Error {
+    let error = counts.stamp(Error::new(kind), polls);
     match detail {
         Some(detail) => error.with_detail(detail),
         None => error,
@@ -197,6 +231,10 @@ where
         loop {
             match this.step.as_mut().project() {
                 StepProj::Calling { future } => {
+                    let counts = this
+                        .state
+                        .as_ref()
+                        .map_or_else(Counts::default, |s| s.counts);
                     let polling = this.state.as_ref().and_then(|s| s.polling.as_deref());
                     let polled = match polling {
                         Some(polling) => {
@@ -217,7 +255,9 @@ where
                             this.step.set(Step::Done);
                             if let Some(polling) = polling {
                                 crate::span::record_error_fields(&polling.span, &error);
-                                return TaskPoll::Ready(Err(error.with_polls(polls)));
+                                // The status request's attempts were sent too.
+                                let counts = counts.after(error.attempts(), true);
+                                return TaskPoll::Ready(Err(counts.stamp(error, polls)));
                             }
                             return TaskPoll::Ready(Err(error));
                         }
@@ -230,15 +270,21 @@ where
                             .span
                             .record("http.response.status_code", status.as_u16());
                     }
+                    let counts =
+                        counts.after(CallInfo::of(&response).attempts(), polling.is_some());
+                    if let Some(state) = this.state.as_mut() {
+                        state.counts = counts;
+                    }
                     let route = call::route(&this.shared.routes, *this.route);
                     if route.classifier.classify_head(status, response.headers())
                         != StatusClass::Pollable
                     {
                         this.step.set(Step::Done);
                         if polls > 0 {
-                            let attempts = CallInfo::of(&response).attempts();
+                            let info = CallInfo::new(counts.attempts, polls)
+                                .with_requests(counts.requests);
                             let extensions = response.extensions_mut();
-                            extensions.insert(CallInfo::new(attempts, polls));
+                            extensions.insert(info);
                             if let Some(PollState {
                                 polling: Some(polling),
                                 ..
@@ -263,7 +309,7 @@ where
                     }) = this.state.as_mut()
                     else {
                         this.step.set(Step::Done);
-                        return TaskPoll::Ready(accepted(response, settings));
+                        return TaskPoll::Ready(accepted(response, settings, counts));
                     };
                     // The operation goes on: where, and after how long?
                     let found = settings
@@ -296,6 +342,7 @@ where
                                 tracing::warn!(reason = %refusal, "status url refused");
                                 return TaskPoll::Ready(Err(poll_error(
                                     ErrorKind::PollRefused,
+                                    counts,
                                     polls,
                                     Some(refusal.to_string()),
                                 )));
@@ -305,7 +352,7 @@ where
                         None if polling.is_some() => {}
                         None => {
                             this.step.set(Step::Done);
-                            return TaskPoll::Ready(accepted(response, settings));
+                            return TaskPoll::Ready(accepted(response, settings, counts));
                         }
                     }
                     let now = Instant::now();
@@ -329,7 +376,7 @@ where
                             "the operation was still going after {polls} polls and {}ms",
                             now.saturating_duration_since(started).as_millis()
                         );
-                        return TaskPoll::Ready(Err(poll_error(kind, polls, Some(detail))));
+                        return TaskPoll::Ready(Err(poll_error(kind, counts, polls, Some(detail))));
                     }
                     tracing::info!(
                         poll = polls + 1,
@@ -358,6 +405,7 @@ where
                         head: Some(head),
                         context,
                         started,
+                        counts,
                         polling: Some(polling),
                     }) = this.state.as_mut()
                     else {
@@ -370,7 +418,7 @@ where
                             Err(error) => {
                                 let polls = polling.polls;
                                 this.step.set(Step::Done);
-                                return TaskPoll::Ready(Err(error.with_polls(polls)));
+                                return TaskPoll::Ready(Err(counts.stamp(error, polls)));
                             }
                         };
                     let route = call::route(&this.shared.routes, *this.route);
@@ -416,7 +464,11 @@ where
 
 /// A 202 with no status URL: returned as it is, or an error, as the policy
 /// says.
-fn accepted<RB>(response: Response<RB>, settings: &PollSettings) -> Result<Response<RB>, Error> {
+fn accepted<RB>(
+    response: Response<RB>,
+    settings: &PollSettings,
+    counts: Counts,
+) -> Result<Response<RB>, Error> {
     match settings.on_accepted {
         OnAccepted::Succeed => Ok(response),
         OnAccepted::Error => {
@@ -427,6 +479,7 @@ fn accepted<RB>(response: Response<RB>, settings: &PollSettings) -> Result<Respo
                 .collect();
             Err(poll_error(
                 ErrorKind::PollRefused,
+                counts,
                 0,
                 Some(format!(
                     "the 202 names no status url (looked in: {}) and poll.on_accepted is \"error\"",

@@ -66,6 +66,20 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// The refusal as events, metrics and the error name it: `None` where
+    /// no retry was due (never retryable, attempts spent).
+    pub(crate) fn public(self) -> Option<crate::error::RetryRefusal> {
+        use crate::error::RetryRefusal;
+        match self {
+            Refusal::Budget => Some(RetryRefusal::Budget),
+            Refusal::Deadline => Some(RetryRefusal::Deadline),
+            Refusal::NotReplayable => Some(RetryRefusal::NotReplayable),
+            Refusal::RetryAfterTooLong { .. } => Some(RetryRefusal::RetryAfter),
+            Refusal::UnsafeMethod => Some(RetryRefusal::UnsafeMethod),
+            Refusal::NotRetryable | Refusal::AttemptsExhausted => None,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refusal::NotRetryable => "not_retryable",
@@ -120,11 +134,13 @@ pub(crate) fn decide(
     if !error.is_retryable() {
         return Decision::Stop(Refusal::NotRetryable);
     }
-    if !replay_is_safe(error, facts, settings.non_idempotent) {
-        return Decision::Stop(Refusal::UnsafeMethod);
-    }
+    // Spent attempts come first: with none left no retry was due, so the
+    // method refused nothing.
     if facts.attempts >= settings.max_attempts {
         return Decision::Stop(Refusal::AttemptsExhausted);
+    }
+    if !replay_is_safe(error, facts, settings.non_idempotent) {
+        return Decision::Stop(Refusal::UnsafeMethod);
     }
     if !replay() {
         return Decision::Stop(Refusal::NotReplayable);
@@ -356,6 +372,18 @@ mod tests {
         assert_eq!(
             run(&error, &f, &s),
             Decision::Stop(Refusal::AttemptsExhausted)
+        );
+        // No attempt left: a POST is refused by the count, not its method.
+        let mut post = facts(Method::POST, false);
+        post.attempts = 3;
+        assert_eq!(
+            run(&error, &post, &s),
+            Decision::Stop(Refusal::AttemptsExhausted)
+        );
+        post.attempts = 1;
+        assert_eq!(
+            run(&error, &post, &s),
+            Decision::Stop(Refusal::UnsafeMethod)
         );
         f.attempts = 2;
         assert_eq!(run(&error, &f, &s), BACKOFF);

@@ -18,8 +18,8 @@ use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::events::{
-    self, AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target,
-    WaitReason, retry_reason,
+    AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target, WaitReason,
+    retry_reason,
 };
 use crate::info::CallInfo;
 use crate::ready::ready_clone;
@@ -418,12 +418,8 @@ fn refused_event(
     refusal: Refusal,
     facts: &RequestFacts,
 ) {
-    let refusal = match refusal {
-        Refusal::Budget => events::Refusal::Budget,
-        Refusal::Deadline => events::Refusal::Deadline,
-        Refusal::NotReplayable => events::Refusal::NotReplayable,
-        Refusal::RetryAfterTooLong { .. } => events::Refusal::RetryAfter,
-        Refusal::NotRetryable | Refusal::UnsafeMethod | Refusal::AttemptsExhausted => return,
+    let Some(refusal) = refusal.public() else {
+        return;
     };
     let event = RetryRefused {
         target: watch.target(),
@@ -450,6 +446,10 @@ fn refuse(error: Error, refusal: Refusal, shared: &RetryRoute, facts: &RequestFa
             "not retrying"
         );
     }
+    let error = match refusal.public() {
+        Some(public) => error.with_refusal(public),
+        None => error,
+    };
     match refusal {
         Refusal::NotRetryable | Refusal::UnsafeMethod | Refusal::AttemptsExhausted => error,
         Refusal::NotReplayable => {

@@ -34,7 +34,10 @@ pub enum StatusClass {
 
 impl StatusClass {
     /// All classes, in the order policies list them.
-    pub const ALL: [StatusClass; 5] = [
+    ///
+    /// A slice, so that adding a class (the enum is `#[non_exhaustive]`)
+    /// does not change this constant's type.
+    pub const ALL: &'static [StatusClass] = &[
         StatusClass::Success,
         StatusClass::Retryable,
         StatusClass::Pollable,
@@ -84,7 +87,8 @@ impl FromStr for StatusClass {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         StatusClass::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|class| class.as_str() == s)
             .ok_or(UnknownClass)
     }

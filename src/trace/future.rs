@@ -80,7 +80,7 @@ impl CallWatch {
     }
 
     fn end<RB>(self, result: &Result<Response<RB>, Error>) {
-        let (outcome, status, attempts, polls) = match result {
+        let (outcome, status, attempts, polls, requests) = match result {
             Ok(response) => {
                 let class = self
                     .classifier
@@ -91,6 +91,7 @@ impl CallWatch {
                     Some(response.status()),
                     info.attempts(),
                     info.polls(),
+                    info.requests(),
                 )
             }
             Err(error) => (
@@ -98,6 +99,7 @@ impl CallWatch {
                 error.status(),
                 error.attempts(),
                 error.polls(),
+                error.requests(),
             ),
         };
         let event = CallEnded {
@@ -106,6 +108,7 @@ impl CallWatch {
             status,
             attempts,
             polls,
+            requests,
             duration: self.started.elapsed(),
             route: self.route.as_deref(),
         };
@@ -172,12 +175,14 @@ fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, classifier: &Cl
             span.record("rebound.outcome", outcome.as_str());
             span.record("rebound.attempts", info.attempts());
             span.record("rebound.polls", info.polls());
+            span.record("rebound.requests", info.requests());
         }
         Err(error) => {
             crate::span::record_error_fields(span, error);
             span.record("rebound.outcome", error.kind().as_str());
             span.record("rebound.attempts", error.attempts());
             span.record("rebound.polls", error.polls());
+            span.record("rebound.requests", error.requests());
         }
     }
 }

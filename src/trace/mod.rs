@@ -144,6 +144,7 @@ fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
         rebound.error_codes = tracing::field::Empty,
         rebound.attempts = tracing::field::Empty,
         rebound.polls = tracing::field::Empty,
+        rebound.requests = tracing::field::Empty,
     );
     // Worked out only when someone listens: the success path stays cheap
     // with tracing off.

@@ -54,12 +54,9 @@ impl Caller {
                             break;
                         }
                     }
-                    (outcome, info.attempts() + info.polls())
+                    (outcome, info.requests())
                 }
-                Err(error) => (
-                    Outcome::from(error.kind()),
-                    error.attempts() + error.polls(),
-                ),
+                Err(error) => (Outcome::from(error.kind()), error.requests()),
             };
             in_flight.end(outcome.as_str(), u64::from(requests));
         }

@@ -18,7 +18,7 @@ pub(crate) const ABANDONED: &str = "abandoned";
 fn rank(name: &str) -> usize {
     let outcomes = [Outcome::Success, Outcome::Accepted]
         .into_iter()
-        .chain(ErrorKind::ALL.map(Outcome::from));
+        .chain(ErrorKind::ALL.iter().copied().map(Outcome::from));
     let count = 2 + ErrorKind::ALL.len();
     match outcomes.map(Outcome::as_str).position(|n| n == name) {
         Some(at) => at,
