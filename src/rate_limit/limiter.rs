@@ -196,6 +196,14 @@ impl Limiter {
 
     /// A turn for an attempt to `key`: Ok when it may go (after any wait),
     /// `rate_limited` when none comes within what it may wait.
+    ///
+    /// One round trip per key is in flight at a time. An attempt that finds
+    /// one waits for it at most `redis_timeout` (the longest that round trip
+    /// can take) and never past its deadline; while the store is down (the
+    /// round trip in flight is the one that tries it again) it does not wait
+    /// at all. Either way, an attempt that gets no turn from the store limits
+    /// itself locally at once: a silent store costs one attempt per key
+    /// `redis_timeout`, and the attempts behind it nothing more.
     pub(crate) async fn acquire(
         self: Arc<Self>,
         key: Arc<str>,
@@ -203,52 +211,61 @@ impl Limiter {
     ) -> Result<(), Error> {
         // Each pass either returns or waits out a pause; a few suffice.
         for _ in 0..8 {
-            let now = Instant::now();
-            let max_wait = self.max_wait(now, deadline);
-            let use_store = self.store_usable(now);
-            match self.quick(&key, now, max_wait, use_store) {
-                Quick::Go => return Ok(()),
-                Quick::Wait(wait) => {
-                    // A local reservation: the turn is ours after the wait.
-                    tokio::time::sleep(wait).await;
-                    return Ok(());
+            let asked = Instant::now();
+            let use_store = self.store_usable(asked);
+            let quick = self.quick(&key, asked, self.max_wait(asked, deadline), use_store);
+            let (Quick::Store, Some(store)) = (&quick, &self.store) else {
+                match Self::settle(quick).await {
+                    Some(result) => return result,
+                    None => continue,
                 }
-                Quick::Paused(wait) => {
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                Quick::Refuse(wait) => return Err(Error::rate_limited(Some(wait))),
-                Quick::Store => {}
-            }
-            let gate = match lock(&self.keys).get(&*key) {
-                Some(local) => Arc::clone(&local.gate),
-                None => continue,
             };
-            let _turn = gate.lock().await;
-            // Another attempt's round trip may have leased turns meanwhile.
-            let now = Instant::now();
-            let max_wait = self.max_wait(now, deadline);
-            match self.quick(&key, now, max_wait, true) {
-                Quick::Go => return Ok(()),
-                Quick::Store => {}
-                _ => continue,
-            }
-            let Some(store) = self.store.as_ref() else {
+            let Some(gate) = self.gate(&key) else {
                 continue;
             };
+            let turn = match Arc::clone(&gate).try_lock_owned() {
+                Ok(turn) => Some(turn),
+                Err(_) if self.store_down() => None,
+                Err(_) => {
+                    let until = bounded(asked + self.settings.redis_timeout, deadline);
+                    tokio::time::timeout_at(until, gate.lock_owned()).await.ok()
+                }
+            };
+            // The round trip this attempt waited for may have leased turns,
+            // or marked the store down: then there is nothing to ask it.
+            let now = Instant::now();
+            let max_wait = self.max_wait(now, deadline);
+            let use_store = turn.is_some() && self.store_usable(now);
+            match self.quick(&key, now, max_wait, use_store) {
+                Quick::Store => {}
+                quick => match Self::settle(quick).await {
+                    Some(result) => return result,
+                    None => continue,
+                },
+            }
             let request = Acquire {
                 rate: self.rate,
                 turns: self.settings.lease,
                 max_wait_us: micros(max_wait),
             };
-            let answer =
-                tokio::time::timeout(self.settings.redis_timeout, store.acquire(&key, request))
-                    .await;
-            let grant = match answer {
+            let given_up = now + self.settings.redis_timeout;
+            let until = bounded(given_up, deadline);
+            let grant = match tokio::time::timeout_at(until, store.acquire(&key, request)).await {
                 Ok(Ok(grant)) => grant,
                 Ok(Err(error)) => {
                     self.store_failed(&error.to_string());
                     continue;
+                }
+                // Cut by the call's deadline, not by the store: the store
+                // is not to blame, and the local limiter answers at once.
+                Err(_) if until < given_up => {
+                    drop(turn);
+                    let now = Instant::now();
+                    let quick = self.quick(&key, now, self.max_wait(now, deadline), false);
+                    match Self::settle(quick).await {
+                        Some(result) => return result,
+                        None => continue,
+                    }
                 }
                 Err(_) => {
                     self.store_failed("no answer within rate_limit.redis_timeout");
@@ -272,13 +289,47 @@ impl Limiter {
                     local.lease_expires = now + LEASE_TTL;
                 }
             }
-            drop(_turn);
+            drop(turn);
             if grant.wait_us > 0 {
-                tokio::time::sleep(Duration::from_micros(grant.wait_us)).await;
+                // Whatever the store says, never past the deadline.
+                let turn_at = now + Duration::from_micros(grant.wait_us);
+                tokio::time::sleep_until(bounded(turn_at, deadline)).await;
             }
             return Ok(());
         }
         Err(Error::rate_limited(None))
+    }
+
+    /// Acts on a decision that needs no round trip; `None` to decide again
+    /// (after a pause, or when the store is to be asked). Its waits were
+    /// bounded by the call's deadline when it was made.
+    async fn settle(quick: Quick) -> Option<Result<(), Error>> {
+        match quick {
+            Quick::Go => Some(Ok(())),
+            Quick::Wait(wait) => {
+                // A local reservation: the turn is ours after the wait.
+                tokio::time::sleep(wait).await;
+                Some(Ok(()))
+            }
+            Quick::Paused(wait) => {
+                tokio::time::sleep(wait).await;
+                None
+            }
+            Quick::Refuse(wait) => Some(Err(Error::rate_limited(Some(wait)))),
+            Quick::Store => None,
+        }
+    }
+
+    /// The gate of `key`'s round trips.
+    fn gate(&self, key: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        lock(&self.keys)
+            .get(key)
+            .map(|local| Arc::clone(&local.gate))
+    }
+
+    /// Whether the store failed and has not answered since.
+    fn store_down(&self) -> bool {
+        lock(&self.health).down_since.is_some()
     }
 
     /// A `429` said to wait `pause`: this process waits, and, with a store,
@@ -364,6 +415,11 @@ impl Limiter {
         let health = lock(&self.health);
         (health.fallbacks, health.returns)
     }
+}
+
+/// `at`, or the deadline when that comes first.
+fn bounded(at: Instant, deadline: Option<Instant>) -> Instant {
+    deadline.map_or(at, |deadline| at.min(deadline))
 }
 
 fn micros(d: Duration) -> u64 {
