@@ -419,13 +419,13 @@ async fn a_silent_store_never_queues_calls() {
     let store = Arc::new(SilentStore(Arc::clone(&trips)));
     let client =
         ResilienceLayer::new(policy().with_rate_limit_store(limit, store)).layer(script.clone());
+    let start = Instant::now();
     let call = |client: tower_rebound::Resilience<Scripted>| async move {
         let started = Instant::now();
         let result = client.oneshot(get("http://api.example/")).await;
-        (result.map(|r| r.status()), started.elapsed())
+        (result.map(|r| r.status()), started, started.elapsed())
     };
 
-    let start = Instant::now();
     let mut calls = Vec::new();
     // 300 calls at once, then 2,000 a second for 2.5 s: the store is tried
     // again every STORE_RETRY, while calls keep coming.
@@ -439,10 +439,16 @@ async fn a_silent_store_never_queues_calls() {
         }
     }
     let mut slowest = Duration::ZERO;
+    // Once the store is known down, only the attempt that tries it again
+    // waits; the others take local turns at once.
+    let mut waited_later = 0;
     for call in calls {
-        let (status, took) = call.await.unwrap();
+        let (status, started, took) = call.await.unwrap();
         assert_eq!(status.unwrap(), 200, "no call fails because of the store");
         slowest = slowest.max(took);
+        if started >= start + redis_timeout && took > Duration::ZERO {
+            waited_later += 1;
+        }
     }
     assert_eq!(script.calls(), 5_300, "no call is lost");
     assert_eq!(trips.most.load(Ordering::SeqCst), 1, "one round trip at a time");
@@ -452,6 +458,10 @@ async fn a_silent_store_never_queues_calls() {
     );
     let started = trips.started.load(Ordering::SeqCst);
     let elapsed = start.elapsed();
+    assert!(
+        waited_later < started,
+        "{waited_later} calls after the first round trip waited, with {started} round trips"
+    );
     assert!(
         started as u128 <= 1 + elapsed.as_millis() / STORE_RETRY.as_millis(),
         "{started} round trips in {elapsed:?}: one, then one per STORE_RETRY"
