@@ -451,7 +451,11 @@ async fn a_silent_store_never_queues_calls() {
         }
     }
     assert_eq!(script.calls(), 5_300, "no call is lost");
-    assert_eq!(trips.most.load(Ordering::SeqCst), 1, "one round trip at a time");
+    assert_eq!(
+        trips.most.load(Ordering::SeqCst),
+        1,
+        "one round trip at a time"
+    );
     assert!(
         slowest <= redis_timeout + Duration::from_millis(1),
         "the slowest call waited {slowest:?}, more than redis_timeout"

@@ -492,7 +492,11 @@ async fn a_silent_redis_sends_calls_to_the_fallback_without_queueing_them() {
         trips.started.load(Ordering::SeqCst)
     );
     assert_eq!(done, 900, "no call is lost");
-    assert_eq!(trips.most.load(Ordering::SeqCst), 1, "one round trip at a time");
+    assert_eq!(
+        trips.most.load(Ordering::SeqCst),
+        1,
+        "one round trip at a time"
+    );
     // Counts, not times: the store is tried once, then once per
     // STORE_RETRY, not once per waiting call (which took 300 round trips a
     // wave, 50 ms each, one after another).
@@ -504,5 +508,8 @@ async fn a_silent_redis_sends_calls_to_the_fallback_without_queueing_them() {
     );
     assert!(silent.accepted() >= 1, "the store did connect");
     // A bound any machine meets: 40 times redis_timeout.
-    assert!(slowest < redis_timeout * 40, "the slowest call took {slowest:?}");
+    assert!(
+        slowest < redis_timeout * 40,
+        "the slowest call took {slowest:?}"
+    );
 }
