@@ -3,6 +3,7 @@
 //! fallback when the shared store is unreachable. The same store interface
 //! runs over a real Redis in `tests/redis.rs`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 use tower_rebound::events::{Listener, RateLimitBackend};
-use tower_rebound::rate_limit::{LimitScope, MemoryStore, RateLimitSettings, STORE_RETRY};
+use tower_rebound::rate_limit::{
+    Acquire, Grant, LimitScope, MemoryStore, RateLimitSettings, STORE_RETRY, Store, StoreFuture,
+};
 use tower_rebound::{ErrorKind, Outcome, Policy, ResilienceLayer};
 use tower_rebound_testkit::{Scripted, Step};
 
@@ -354,5 +357,117 @@ async fn the_layer_alone_limits_a_hand_made_stack() {
         layer.fallbacks(),
         (0, 0),
         "a local limit has no store to lose"
+    );
+}
+
+/// Round trips to a [`SilentStore`]: started, and in flight now and at most.
+#[derive(Default)]
+struct Trips {
+    started: AtomicUsize,
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// A store that never answers, as Redis behind a socket that accepts and
+/// says nothing: every round trip hangs until the limiter gives up on it.
+#[derive(Default)]
+struct SilentStore(Arc<Trips>);
+
+/// One round trip in flight, until its future is dropped.
+struct InFlight(Arc<Trips>);
+
+impl InFlight {
+    fn start(trips: &Arc<Trips>) -> InFlight {
+        trips.started.fetch_add(1, Ordering::SeqCst);
+        let now = trips.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        trips.most.fetch_max(now, Ordering::SeqCst);
+        InFlight(Arc::clone(trips))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Store for SilentStore {
+    fn acquire(&self, _: &str, _: Acquire) -> StoreFuture<Grant> {
+        let trips = Arc::clone(&self.0);
+        Box::pin(async move {
+            let _trip = InFlight::start(&trips);
+            std::future::pending().await
+        })
+    }
+
+    fn pause(&self, _: &str, _: Duration) -> StoreFuture<()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_store_never_queues_calls() {
+    let redis_timeout = Duration::from_millis(50);
+    let trips = Arc::new(Trips::default());
+    let limit = RateLimitSettings::builder()
+        .per_second(100_000.0)
+        .burst(1_000)
+        .redis_timeout(redis_timeout)
+        .build()
+        .unwrap();
+    let script = Scripted::new([Step::status(200)]);
+    let store = Arc::new(SilentStore(Arc::clone(&trips)));
+    let client =
+        ResilienceLayer::new(policy().with_rate_limit_store(limit, store)).layer(script.clone());
+    let start = Instant::now();
+    let call = |client: tower_rebound::Resilience<Scripted>| async move {
+        let started = Instant::now();
+        let result = client.oneshot(get("http://api.example/")).await;
+        (result.map(|r| r.status()), started, started.elapsed())
+    };
+
+    let mut calls = Vec::new();
+    // 300 calls at once, then 2,000 a second for 2.5 s: the store is tried
+    // again every STORE_RETRY, while calls keep coming.
+    for _ in 0..300 {
+        calls.push(tokio::spawn(call(client.clone())));
+    }
+    for ms in 0..2_500u64 {
+        tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+        for _ in 0..2 {
+            calls.push(tokio::spawn(call(client.clone())));
+        }
+    }
+    let mut slowest = Duration::ZERO;
+    // Once the store is known down, only the attempt that tries it again
+    // waits; the others take local turns at once.
+    let mut waited_later = 0;
+    for call in calls {
+        let (status, started, took) = call.await.unwrap();
+        assert_eq!(status.unwrap(), 200, "no call fails because of the store");
+        slowest = slowest.max(took);
+        if started >= start + redis_timeout && took > Duration::ZERO {
+            waited_later += 1;
+        }
+    }
+    assert_eq!(script.calls(), 5_300, "no call is lost");
+    assert_eq!(
+        trips.most.load(Ordering::SeqCst),
+        1,
+        "one round trip at a time"
+    );
+    assert!(
+        slowest <= redis_timeout + Duration::from_millis(1),
+        "the slowest call waited {slowest:?}, more than redis_timeout"
+    );
+    let started = trips.started.load(Ordering::SeqCst);
+    let elapsed = start.elapsed();
+    assert!(
+        waited_later < started,
+        "{waited_later} calls after the first round trip waited, with {started} round trips"
+    );
+    assert!(
+        started as u128 <= 1 + elapsed.as_millis() / STORE_RETRY.as_millis(),
+        "{started} round trips in {elapsed:?}: one, then one per STORE_RETRY"
     );
 }

@@ -1,10 +1,10 @@
 //! The shared rate limit over a real `redis-server`, in real time: four
 //! stacks (four replicas) against one HTTP server that allows 200 requests a
 //! second; Redis stopped and started in the middle of a run; a 429 pausing
-//! every replica; leases counted on the server. `.ci/run` installs Redis
-//! and starts one for the run (`REBOUND_REDIS_URL`); without it each test
-//! starts its own. None is skipped for lack of Redis: they fail, saying how
-//! to install it.
+//! every replica; leases counted on the server; a Redis that accepts and
+//! never answers. `.ci/run` installs Redis and starts one for the run
+//! (`REBOUND_REDIS_URL`); without it each test starts its own. None is
+//! skipped for lack of Redis: they fail, saying how to install it.
 
 mod common;
 
@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use tower::{Layer, ServiceExt};
 use tower_rebound::events::{Listener, RateLimitBackend};
-use tower_rebound::rate_limit::{Backend, LimitScope, RateLimitSettings};
+use tower_rebound::rate_limit::{
+    Acquire, Backend, Grant, LimitScope, RateLimitSettings, RedisStore, STORE_RETRY, Store,
+    StoreFuture,
+};
 use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
-use tower_rebound_testkit::redis::{RedisServer, SharedRedis};
+use tower_rebound_testkit::redis::{RedisServer, SharedRedis, SilentRedis};
 use tower_rebound_testkit::{TestServer, respond};
 
 /// A key no other test (or earlier run on the same server) uses.
@@ -389,5 +392,124 @@ async fn a_lease_of_five_takes_a_fifth_of_the_round_trips() {
         trips[1] <= 260,
         "a lease of 5: at most about 200 a second: {}",
         trips[1]
+    );
+}
+
+/// Round trips of a store: started, in flight now and at most.
+#[derive(Default)]
+struct Trips {
+    started: AtomicU64,
+    in_flight: AtomicU64,
+    most: AtomicU64,
+}
+
+/// A store that counts the round trips of the one it wraps.
+struct Counted {
+    inner: RedisStore,
+    trips: Arc<Trips>,
+}
+
+/// One round trip in flight, until its future is dropped.
+struct InFlight(Arc<Trips>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Store for Counted {
+    fn acquire(&self, key: &str, request: Acquire) -> StoreFuture<Grant> {
+        let trips = Arc::clone(&self.trips);
+        let trip = self.inner.acquire(key, request);
+        Box::pin(async move {
+            trips.started.fetch_add(1, Ordering::SeqCst);
+            let now = trips.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            trips.most.fetch_max(now, Ordering::SeqCst);
+            let _in_flight = InFlight(Arc::clone(&trips));
+            trip.await
+        })
+    }
+
+    fn pause(&self, key: &str, pause: Duration) -> StoreFuture<()> {
+        self.inner.pause(key, pause)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_sends_calls_to_the_fallback_without_queueing_them() {
+    // Accepts, reads, never answers.
+    let silent = SilentRedis::start().await;
+    let api = TestServer::start(|_| async { respond(200, "{}") }).await;
+    let redis_timeout = Duration::from_millis(50);
+    let limit = RateLimitSettings::builder()
+        .per_second(100_000.0)
+        .burst(1_000)
+        .backend(Backend::Redis { url: silent.url() })
+        .redis_timeout(redis_timeout)
+        .build()
+        .unwrap();
+    let trips = Arc::new(Trips::default());
+    let store = Counted {
+        inner: RedisStore::new(&silent.url(), redis_timeout).unwrap(),
+        trips: Arc::clone(&trips),
+    };
+    let policy = Policy::preset("connio")
+        .unwrap()
+        .with_rate_limit_store(limit, Arc::new(store));
+    let client = ResilienceLayer::new(policy).layer(common::hyper_client());
+    let url = api.url("/");
+
+    // Three waves of 300 calls at once, one key: the first meets the first
+    // round trip, the others the store tried again after STORE_RETRY.
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut done = 0;
+    for wave in 0..3 {
+        if wave > 0 {
+            let next = (STORE_RETRY + redis_timeout * 2) * wave;
+            tokio::time::sleep_until((started + next).into()).await;
+        }
+        let calls: Vec<_> = (0..300)
+            .map(|_| {
+                let call = client.clone().oneshot(common::get(&url));
+                tokio::spawn(async move {
+                    let at = Instant::now();
+                    (call.await.map(|r| r.status()), at.elapsed())
+                })
+            })
+            .collect();
+        for call in calls {
+            let (status, took) = call.await.unwrap();
+            assert_eq!(status.unwrap(), 200, "no call fails because of Redis");
+            slowest = slowest.max(took);
+            done += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "900 calls against a silent Redis in {elapsed:?}: {} round trips, the slowest call {slowest:?}",
+        trips.started.load(Ordering::SeqCst)
+    );
+    assert_eq!(done, 900, "no call is lost");
+    assert_eq!(
+        trips.most.load(Ordering::SeqCst),
+        1,
+        "one round trip at a time"
+    );
+    // Counts, not times: the store is tried once, then once per
+    // STORE_RETRY, not once per waiting call (which took 300 round trips a
+    // wave, 50 ms each, one after another).
+    let most_trips = 2 + elapsed.as_millis() / STORE_RETRY.as_millis();
+    let started_trips = trips.started.load(Ordering::SeqCst);
+    assert!(
+        u128::from(started_trips) <= most_trips,
+        "{started_trips} round trips in {elapsed:?}"
+    );
+    assert!(silent.accepted() >= 1, "the store did connect");
+    // A bound any machine meets: 40 times redis_timeout.
+    assert!(
+        slowest < redis_timeout * 40,
+        "the slowest call took {slowest:?}"
     );
 }

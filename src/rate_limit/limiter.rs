@@ -2,6 +2,7 @@
 //! limiter, and the breaker in front of the shared store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,7 +21,8 @@ pub const LEASE_TTL: Duration = Duration::from_secs(1);
 /// attempt tries it again. A store that came back is used again within this
 /// (plus one round trip).
 pub const STORE_RETRY: Duration = Duration::from_secs(1);
-/// Keys kept in memory at most; past it, idle keys are forgotten.
+/// Keys past which idle keys are forgotten. Keys in use are kept, so the
+/// next sweep waits until the keys double.
 const MAX_KEYS: usize = 4096;
 /// The longest wait of a call that has no deadline.
 const NO_DEADLINE_WAIT: Duration = Duration::from_secs(60);
@@ -37,6 +39,19 @@ struct Local {
     /// One round trip to the store at a time per key: the others wait for
     /// its lease rather than each making their own.
     gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Local {
+    /// Whether forgetting the key would change what it is granted: its next
+    /// turn is still to come (a fresh key would get its whole burst again),
+    /// it holds leased turns or a pause, or a round trip is in flight or
+    /// awaited (a fresh gate would let a second one start).
+    fn in_use(&self, now: Instant, now_us: u64) -> bool {
+        self.tat_us > now_us
+            || (self.leased > 0 && now < self.lease_expires)
+            || self.paused_until.is_some_and(|p| p > now)
+            || Arc::strong_count(&self.gate) > 1
+    }
 }
 
 /// Whether the store is used, and since when it is not.
@@ -67,6 +82,8 @@ pub(crate) struct Limiter {
     store: Option<Arc<dyn Store>>,
     origin: Instant,
     keys: Mutex<HashMap<String, Local>>,
+    /// The number of keys at which idle ones are next forgotten.
+    sweep_at: AtomicUsize,
     health: Mutex<Health>,
     listeners: Listeners,
 }
@@ -99,6 +116,7 @@ impl Limiter {
             store,
             origin: Instant::now(),
             keys: Mutex::new(HashMap::new()),
+            sweep_at: AtomicUsize::new(MAX_KEYS),
             health: Mutex::new(Health::default()),
             listeners,
         }
@@ -125,14 +143,15 @@ impl Limiter {
     /// The decision that needs no round trip: a pause, a leased turn, the
     /// local limiter (with no store, or the store left alone).
     fn quick(&self, key: &str, now: Instant, max_wait: Duration, use_store: bool) -> Quick {
+        let now_us = self.now_us(now);
         let mut keys = lock(&self.keys);
         if !keys.contains_key(key) {
             // A key seen for the first time is copied in; one seen before
             // is found without allocating.
-            if keys.len() >= MAX_KEYS {
-                keys.retain(|_, local| {
-                    local.leased > 0 || local.paused_until.is_some_and(|p| p > now)
-                });
+            if keys.len() >= self.sweep_at.load(Ordering::Relaxed) {
+                keys.retain(|_, local| local.in_use(now, now_us));
+                let next = MAX_KEYS.max(keys.len().saturating_mul(2));
+                self.sweep_at.store(next, Ordering::Relaxed);
             }
             keys.insert(
                 key.to_owned(),
@@ -145,7 +164,6 @@ impl Limiter {
                 },
             );
         }
-        let now_us = self.now_us(now);
         let Some(local) = keys.get_mut(key) else {
             return Quick::Store;
         };
@@ -196,6 +214,14 @@ impl Limiter {
 
     /// A turn for an attempt to `key`: Ok when it may go (after any wait),
     /// `rate_limited` when none comes within what it may wait.
+    ///
+    /// One round trip per key is in flight at a time. An attempt that finds
+    /// one waits for it at most `redis_timeout` (the longest that round trip
+    /// can take) and never past its deadline; while the store is down (the
+    /// round trip in flight is the one that tries it again) it does not wait
+    /// at all. Either way, an attempt that gets no turn from the store limits
+    /// itself locally at once: a silent store costs one attempt per key
+    /// `redis_timeout`, and the attempts behind it nothing more.
     pub(crate) async fn acquire(
         self: Arc<Self>,
         key: Arc<str>,
@@ -203,52 +229,61 @@ impl Limiter {
     ) -> Result<(), Error> {
         // Each pass either returns or waits out a pause; a few suffice.
         for _ in 0..8 {
-            let now = Instant::now();
-            let max_wait = self.max_wait(now, deadline);
-            let use_store = self.store_usable(now);
-            match self.quick(&key, now, max_wait, use_store) {
-                Quick::Go => return Ok(()),
-                Quick::Wait(wait) => {
-                    // A local reservation: the turn is ours after the wait.
-                    tokio::time::sleep(wait).await;
-                    return Ok(());
+            let asked = Instant::now();
+            let use_store = self.store_usable(asked);
+            let quick = self.quick(&key, asked, self.max_wait(asked, deadline), use_store);
+            let (Quick::Store, Some(store)) = (&quick, &self.store) else {
+                match Self::settle(quick).await {
+                    Some(result) => return result,
+                    None => continue,
                 }
-                Quick::Paused(wait) => {
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                Quick::Refuse(wait) => return Err(Error::rate_limited(Some(wait))),
-                Quick::Store => {}
-            }
-            let gate = match lock(&self.keys).get(&*key) {
-                Some(local) => Arc::clone(&local.gate),
-                None => continue,
             };
-            let _turn = gate.lock().await;
-            // Another attempt's round trip may have leased turns meanwhile.
-            let now = Instant::now();
-            let max_wait = self.max_wait(now, deadline);
-            match self.quick(&key, now, max_wait, true) {
-                Quick::Go => return Ok(()),
-                Quick::Store => {}
-                _ => continue,
-            }
-            let Some(store) = self.store.as_ref() else {
+            let Some(gate) = self.gate(&key) else {
                 continue;
             };
+            let turn = match Arc::clone(&gate).try_lock_owned() {
+                Ok(turn) => Some(turn),
+                Err(_) if self.store_down() => None,
+                Err(_) => {
+                    let until = bounded(asked + self.settings.redis_timeout, deadline);
+                    tokio::time::timeout_at(until, gate.lock_owned()).await.ok()
+                }
+            };
+            // The round trip this attempt waited for may have leased turns,
+            // or marked the store down: then there is nothing to ask it.
+            let now = Instant::now();
+            let max_wait = self.max_wait(now, deadline);
+            let use_store = turn.is_some() && self.store_usable(now);
+            match self.quick(&key, now, max_wait, use_store) {
+                Quick::Store => {}
+                quick => match Self::settle(quick).await {
+                    Some(result) => return result,
+                    None => continue,
+                },
+            }
             let request = Acquire {
                 rate: self.rate,
                 turns: self.settings.lease,
                 max_wait_us: micros(max_wait),
             };
-            let answer =
-                tokio::time::timeout(self.settings.redis_timeout, store.acquire(&key, request))
-                    .await;
-            let grant = match answer {
+            let given_up = now + self.settings.redis_timeout;
+            let until = bounded(given_up, deadline);
+            let grant = match tokio::time::timeout_at(until, store.acquire(&key, request)).await {
                 Ok(Ok(grant)) => grant,
                 Ok(Err(error)) => {
                     self.store_failed(&error.to_string());
                     continue;
+                }
+                // Cut by the call's deadline, not by the store: the store
+                // is not to blame, and the local limiter answers at once.
+                Err(_) if until < given_up => {
+                    drop(turn);
+                    let now = Instant::now();
+                    let quick = self.quick(&key, now, self.max_wait(now, deadline), false);
+                    match Self::settle(quick).await {
+                        Some(result) => return result,
+                        None => continue,
+                    }
                 }
                 Err(_) => {
                     self.store_failed("no answer within rate_limit.redis_timeout");
@@ -272,13 +307,47 @@ impl Limiter {
                     local.lease_expires = now + LEASE_TTL;
                 }
             }
-            drop(_turn);
+            drop(turn);
             if grant.wait_us > 0 {
-                tokio::time::sleep(Duration::from_micros(grant.wait_us)).await;
+                // Whatever the store says, never past the deadline.
+                let turn_at = now + Duration::from_micros(grant.wait_us);
+                tokio::time::sleep_until(bounded(turn_at, deadline)).await;
             }
             return Ok(());
         }
         Err(Error::rate_limited(None))
+    }
+
+    /// Acts on a decision that needs no round trip; `None` to decide again
+    /// (after a pause, or when the store is to be asked). Its waits were
+    /// bounded by the call's deadline when it was made.
+    async fn settle(quick: Quick) -> Option<Result<(), Error>> {
+        match quick {
+            Quick::Go => Some(Ok(())),
+            Quick::Wait(wait) => {
+                // A local reservation: the turn is ours after the wait.
+                tokio::time::sleep(wait).await;
+                Some(Ok(()))
+            }
+            Quick::Paused(wait) => {
+                tokio::time::sleep(wait).await;
+                None
+            }
+            Quick::Refuse(wait) => Some(Err(Error::rate_limited(Some(wait)))),
+            Quick::Store => None,
+        }
+    }
+
+    /// The gate of `key`'s round trips.
+    fn gate(&self, key: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        lock(&self.keys)
+            .get(key)
+            .map(|local| Arc::clone(&local.gate))
+    }
+
+    /// Whether the store failed and has not answered since.
+    fn store_down(&self) -> bool {
+        lock(&self.health).down_since.is_some()
     }
 
     /// A `429` said to wait `pause`: this process waits, and, with a store,
@@ -366,6 +435,72 @@ impl Limiter {
     }
 }
 
+/// `at`, or the deadline when that comes first.
+fn bounded(at: Instant, deadline: Option<Instant>) -> Instant {
+    deadline.map_or(at, |deadline| at.min(deadline))
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::RateLimitSettings;
+
+    fn limiter() -> Limiter {
+        // One turn a second, one at once: a key that took its turn has its
+        // next one a second away.
+        let settings = RateLimitSettings::builder()
+            .per_second(1.0)
+            .burst(1)
+            .build()
+            .unwrap();
+        Limiter::new(settings, None, Listeners::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sweep_at_4096_keys_forgets_only_idle_ones() {
+        let limiter = limiter();
+        for i in 0..MAX_KEYS / 2 - 2 {
+            assert!(limiter.try_now(&format!("idle-{i}")));
+        }
+        // Idle by its turns, but a round trip is in flight for it.
+        assert!(limiter.try_now("in-flight"));
+        let gate = limiter.gate("in-flight").unwrap();
+        assert!(limiter.try_now("paused"));
+        limiter.pause_here("paused", Instant::now() + Duration::from_secs(30));
+        // The keys above have their next turns now; the busy keys a second
+        // from now.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for i in 0..MAX_KEYS / 2 {
+            assert!(limiter.try_now(&format!("busy-{i}")));
+        }
+        assert_eq!(lock(&limiter.keys).len(), MAX_KEYS);
+
+        // The 4,097th key sweeps.
+        assert!(limiter.try_now("new"));
+        let kept = lock(&limiter.keys).len();
+        assert_eq!(kept, MAX_KEYS / 2 + 3, "busy, paused, in flight, new");
+        for i in 0..MAX_KEYS / 2 {
+            assert!(
+                !limiter.try_now(&format!("busy-{i}")),
+                "busy-{i} kept its limit: no fresh burst"
+            );
+        }
+        assert!(!limiter.try_now("paused"), "the pause holds");
+        let in_flight = limiter.gate("in-flight").unwrap();
+        assert!(Arc::ptr_eq(&gate, &in_flight), "one gate: one round trip");
+        assert!(
+            !lock(&limiter.keys).contains_key("idle-0"),
+            "idle keys are forgotten"
+        );
+        drop((gate, in_flight));
+
+        // Half the keys in use: the next sweep waits for twice as many as
+        // the sweep kept (the new key came after it), rather than sweeping
+        // on every new key.
+        assert_eq!(limiter.sweep_at.load(Ordering::Relaxed), 2 * (kept - 1));
+    }
 }

@@ -21,13 +21,16 @@
 //!   process may hold up to `n - 1` turns taken earlier, so over any interval
 //!   the fleet may send up to `processes x (n - 1)` more than `per_second x
 //!   interval + burst`. Round trips of one key in one process go one at a
-//!   time; the attempts behind one take from its lease.
+//!   time; the attempts behind one take from its lease, waiting for it at
+//!   most `redis_timeout` and never past their deadline, and limit
+//!   themselves locally when it brings them nothing.
 //! - **Redis down or slow** (no answer within `redis_timeout`): the attempt
 //!   that saw it, and every attempt after it, take turns from a local limiter
 //!   at `fallback_per_second` instead; calls never fail because of Redis, and
 //!   wait for it at most `redis_timeout`, once. Redis is left alone for
-//!   [`STORE_RETRY`], then one attempt tries it again: a server that came
-//!   back is used again within a second. Each change is a `tracing` event and
+//!   [`STORE_RETRY`], then one attempt per key tries it again while the
+//!   others take local turns at once: a server that came back is used again
+//!   within a second. Each change is a `tracing` event and
 //!   a [`Listener::rate_limit_backend`](crate::events::Listener::rate_limit_backend)
 //!   event.
 //! - **Shared pauses**: a `429` with `Retry-After` (at most `max_pause`)

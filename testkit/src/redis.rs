@@ -2,6 +2,9 @@
 //! a free port of 127.0.0.1 with nothing saved to disk, stopped when
 //! dropped.
 //!
+//! [`SilentRedis`] is the other failure: a socket that accepts and never
+//! answers, as a server that hangs or a network that drops every packet.
+//!
 //! The binary is `redis-server` on the `PATH`, or the one `REDIS_SERVER`
 //! names. `.ci/run` installs it from the system's packages when it is
 //! missing. A test that needs Redis and finds none fails, saying how to get
@@ -215,5 +218,74 @@ impl SharedRedis {
             .ok()?
             .next()?;
         inline_command(addr, command)
+    }
+}
+
+/// A socket on 127.0.0.1 that accepts connections, reads what comes and
+/// never answers: a Redis that hangs. It counts the connections it took;
+/// they are held until it is dropped.
+#[derive(Debug)]
+pub struct SilentRedis {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentRedis {
+    /// Listens on a free port (in the current Tokio runtime).
+    ///
+    /// # Panics
+    ///
+    /// When no port of 127.0.0.1 can be bound.
+    pub async fn start() -> SilentRedis {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind 127.0.0.1");
+        let port = listener.local_addr().expect("a bound address").port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn({
+            let accepted = std::sync::Arc::clone(&accepted);
+            async move {
+                let mut held = tokio::task::JoinSet::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    // Read and drop what the client sends, so that its
+                    // writes never block: only answers are missing.
+                    held.spawn(async move {
+                        let mut buffer = [0u8; 4096];
+                        while stream.readable().await.is_ok() {
+                            match stream.try_read(&mut buffer) {
+                                Ok(0) => break,
+                                Ok(_) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(_) => break,
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        SilentRedis {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    /// Its URL, `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The connections it accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SilentRedis {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
