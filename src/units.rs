@@ -148,12 +148,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
         _ => return Err(invalid()),
     };
     // The number as an integer of `fraction.len()` decimal places, exact.
-    let digits: u128 = format!("{whole}{fraction}").parse().map_err(|_| invalid())?;
+    let digits: u128 = format!("{whole}{fraction}")
+        .parse()
+        .map_err(|_| invalid())?;
     let scale = 10u128.pow(fraction.len() as u32);
-    let nanos = digits
-        .checked_mul(nanos_per_unit)
-        .ok_or_else(invalid)?
-        / scale;
+    let nanos = digits.checked_mul(nanos_per_unit).ok_or_else(invalid)? / scale;
     let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| invalid())?;
     Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }

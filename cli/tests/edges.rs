@@ -79,7 +79,9 @@ fn a_section_the_file_writes_is_on_in_the_effective_policy() {
 /// The text of `[name]` in a TOML file, up to the next table.
 fn section<'a>(text: &'a str, name: &str) -> &'a str {
     let header = format!("\n[{name}]\n");
-    let start = text.find(&header).unwrap_or_else(|| panic!("no [{name}] in {text}"));
+    let start = text
+        .find(&header)
+        .unwrap_or_else(|| panic!("no [{name}] in {text}"));
     let body = &text[start + header.len() - 1..];
     let end = body[1..].find("\n[").map_or(body.len(), |i| i + 2);
     &body[..end]
@@ -126,10 +128,7 @@ fn check_warns_at_the_line_of_what_a_policy_cannot_do() {
         found[0].starts_with("2:10: rule 0 of classify.rules makes every 429"),
         "{found:?}"
     );
-    let found = warnings(
-        "edges-list",
-        "[classify]\nterminal = [404, 429]\n",
-    );
+    let found = warnings("edges-list", "[classify]\nterminal = [404, 429]\n");
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found[0].starts_with("2:18: 429 Too Many Requests is terminal"),
@@ -224,7 +223,10 @@ fn assert_one_line_failure(output: &Output, what: &str) {
     let stderr = stderr_of(output);
     assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
-    assert!(stderr.starts_with("rebound: cannot write"), "{what}: {stderr}");
+    assert!(
+        stderr.starts_with("rebound: cannot write"),
+        "{what}: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{what}: {stderr}");
 }
 
@@ -278,11 +280,8 @@ const CANARY: &str = "c4n4ry-5ecr3t";
 async fn load_never_prints_the_userinfo_or_query_of_its_url() {
     let server = TestServer::start(|_| async { respond(200, "ok") }).await;
     let plain = server.url("/devices/1");
-    let secret = plain.replacen(
-        "http://",
-        &format!("http://user-{CANARY}:pw-{CANARY}@"),
-        1,
-    ) + &format!("?token={CANARY}&page=2");
+    let secret = plain.replacen("http://", &format!("http://user-{CANARY}:pw-{CANARY}@"), 1)
+        + &format!("?token={CANARY}&page=2");
     for report in [None, Some("json")] {
         let mut args: Vec<String> = vec!["load".into()];
         if let Some(format) = report {

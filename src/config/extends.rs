@@ -174,7 +174,9 @@ fn switch_on_written_sections(document: &mut Table) {
     for path in OPTIONAL_SECTIONS {
         let mut table = Some(&mut *document);
         for segment in path.split('.') {
-            table = table.and_then(|t| t.get_mut(segment)).and_then(Value::as_table_mut);
+            table = table
+                .and_then(|t| t.get_mut(segment))
+                .and_then(Value::as_table_mut);
         }
         if let Some(section) = table {
             if !section.is_empty() && !section.contains_key("enabled") {

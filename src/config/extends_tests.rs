@@ -648,8 +648,15 @@ fn durations_in_a_file_take_fractions() {
     assert_eq!(policy.timeouts().attempt(), Duration::from_millis(1500));
     assert_eq!(policy.timeouts().total(), Duration::from_secs(150));
     let error = Policy::from_toml_str("[timeouts]\nattempt = \"1,5s\"\n").unwrap_err();
-    assert_eq!((error.line(), error.column()), (Some(2), Some(11)), "{error}");
-    assert!(error.message().contains("invalid duration \"1,5s\""), "{error}");
+    assert_eq!(
+        (error.line(), error.column()),
+        (Some(2), Some(11)),
+        "{error}"
+    );
+    assert!(
+        error.message().contains("invalid duration \"1,5s\""),
+        "{error}"
+    );
     // Each key's bounds still hold.
     let error = Policy::from_toml_str("[timeouts]\nattempt = \"0.0001ms\"\n").unwrap_err();
     assert!(error.message().contains("timeouts.attempt"), "{error}");
@@ -660,7 +667,11 @@ fn route_names_are_unique() {
     let text = "[[routes]]\nname = \"writes\"\nmethods = [\"POST\"]\n\n\
                 [[routes]]\nname = \"writes\"\nmethods = [\"PUT\"]\n";
     let error = Policy::from_toml_str(text).unwrap_err();
-    assert_eq!((error.line(), error.column()), (Some(6), Some(8)), "{error}");
+    assert_eq!(
+        (error.line(), error.column()),
+        (Some(6), Some(8)),
+        "{error}"
+    );
     assert!(
         error
             .message()

@@ -49,11 +49,11 @@ use crate::trace::{TraceLayer, TraceRoute};
 use extends::{Origin, Resolved, Source};
 use schema::RawPolicy;
 
+pub use crate::units::{InvalidDuration, parse_duration};
 pub use error::PolicyError;
 pub use extends::MAX_CHAIN;
 pub use routes::Route;
 pub use warnings::PolicyWarning;
-pub use crate::units::{InvalidDuration, parse_duration};
 
 /// The largest policy file [`Policy::from_path`] reads: 1 MiB.
 pub const MAX_POLICY_FILE_BYTES: u64 = 1024 * 1024;

@@ -8,9 +8,9 @@ use super::Policy;
 use super::error::line_and_column;
 use super::extends::Resolved;
 use super::schema::exact_span_of;
+use crate::breaker::BreakerSettings;
 use crate::classify::ClassifySettings;
 use crate::deadline::Timeouts;
-use crate::breaker::BreakerSettings;
 use crate::retry::{BudgetSettings, RetrySettings};
 use crate::status::{RuleInput, StatusClass};
 
