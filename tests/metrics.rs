@@ -390,6 +390,41 @@ async fn hosts_past_the_policys_max_hosts_are_other() {
     assert_eq!(addresses, BTreeSet::from(["127.0.0.1", "localhost"]));
 }
 
+#[tokio::test]
+async fn ports_past_the_policys_max_hosts_are_other() {
+    let (one, two) = (instruments::server().await, instruments::server().await);
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let policy = instruments::policy("[circuit_breaker]\nmax_hosts = 1\n");
+    let listener = MetricsListener::for_policy(&policy);
+    let policy = policy.with_listener(listener);
+    // One listener for both servers: 127.0.0.1 and localhost on each port.
+    instruments::two_hosts(&one, policy.clone()).await;
+    instruments::two_hosts(&two, policy).await;
+    let mut seen = Seen::default();
+    seen.update(&recorder.snapshotter());
+
+    let pairs: BTreeSet<(&str, &str)> = seen
+        .series(REQUEST_DURATION)
+        .iter()
+        .map(|s| {
+            (
+                s.labels["server.address"].as_str(),
+                s.labels["server.port"].as_str(),
+            )
+        })
+        .collect();
+    let first = one.addr().port().to_string();
+    assert_eq!(
+        pairs,
+        BTreeSet::from([
+            ("127.0.0.1", first.as_str()),
+            ("127.0.0.1", "_other"),
+            ("_other", "_other"),
+        ])
+    );
+}
+
 /// PromQL's functions, aggregations and keywords: the identifiers of an
 /// expression that are not metric names.
 const PROMQL_WORDS: &[&str] = &[

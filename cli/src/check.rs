@@ -24,7 +24,9 @@ pub(crate) struct CheckArgs {
 /// Prints `FILE: ok` for each valid file (or, with `--effective`, the
 /// resolved policy) and `FILE:LINE:COL: warning: ...` on stderr for what is
 /// valid but probably wrong; stops at the first invalid file with
-/// `FILE:LINE:COL: message` on stderr and exit status 2.
+/// `FILE:LINE:COL: message` on stderr and exit status 2. Stdout that
+/// cannot be written (closed, or a full disk) is one line on stderr and exit
+/// status 1.
 pub(crate) fn run(args: &CheckArgs) -> u8 {
     if args.effective && args.files.len() != 1 {
         eprintln!("rebound: --effective prints one policy: give one file");
@@ -43,10 +45,13 @@ pub(crate) fn run(args: &CheckArgs) -> u8 {
             eprintln!("{warning}");
             warned = true;
         }
-        if args.effective {
-            print!("{}", loaded.effective_toml());
+        let written = if args.effective {
+            crate::write_stdout(&loaded.effective_toml())
         } else {
-            println!("{}: ok", file.display());
+            crate::write_stdout(&format!("{}: ok\n", file.display()))
+        };
+        if let Err(code) = written {
+            return code;
         }
     }
     if warned && args.deny_warnings {

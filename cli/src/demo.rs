@@ -19,7 +19,7 @@ use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     #[command(flatten)]
-    policy: crate::request::PolicyArg,
+    policy: DemoPolicyArg,
     /// Print the spans and events of every call to stderr
     #[arg(long)]
     trace: bool,
@@ -27,6 +27,20 @@ pub(crate) struct DemoArgs {
     /// Prometheus's text format
     #[arg(long)]
     metrics: bool,
+}
+
+/// The demo's `-p`: the stand-in is the seed API, so its preset is the
+/// default here.
+#[derive(Debug, Args)]
+struct DemoPolicyArg {
+    /// A policy file, or the name of a preset (connio, standard, none)
+    #[arg(
+        short = 'p',
+        long = "policy",
+        value_name = "POLICY",
+        default_value = "connio"
+    )]
+    policy: String,
 }
 
 /// One request of the demo.
@@ -188,16 +202,20 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
             }
         }
     }
-    print_table(&rows);
-    println!(
-        "\n{} calls under the {policy_name:?} policy in {:.1}s, against a stand-in for the seed API on 127.0.0.1.",
+    let mut out = table(&rows);
+    out.push_str(&format!(
+        "\n{} calls under the {policy_name:?} policy in {:.1}s, against a stand-in for the seed API on 127.0.0.1.\n",
         rows.len(),
         started.elapsed().as_secs_f64()
+    ));
+    out.push_str(
+        "Run it under another policy with --policy FILE, and see the spans with --trace.\n",
     );
-    println!("Run it under another policy with --policy FILE, and see the spans with --trace.");
     if let Some(metrics) = metrics {
-        println!("\n{METRICS_HEADING}\n");
-        print!("{}", metrics.render());
+        out.push_str(&format!("\n{METRICS_HEADING}\n\n{}", metrics.render()));
+    }
+    if let Err(code) = crate::write_stdout(&out) {
+        return code;
     }
     EXIT_SUCCESS
 }
@@ -310,7 +328,8 @@ fn explain(
     }
 }
 
-fn print_table(rows: &[Row]) {
+/// The demo's table: a header, then one line per call.
+fn table(rows: &[Row]) -> String {
     let header = [
         "what the server does",
         "request",
@@ -348,7 +367,8 @@ fn print_table(rows: &[Row]) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 9]| {
+    let mut text = String::new();
+    let mut line = |cells: [&str; 9]| {
         let mut out = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
@@ -357,11 +377,13 @@ fn print_table(rows: &[Row]) {
                 out.push_str(&format!("{cell:<width$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        text.push_str(out.trim_end());
+        text.push('\n');
     };
     line(header);
     line(widths.map(|w| "-".repeat(w)).each_ref().map(String::as_str));
     for row in &cells {
         line(row.each_ref().map(String::as_str));
     }
+    text
 }

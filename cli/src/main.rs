@@ -70,7 +70,8 @@ enum Command {
     /// Exit status: 0 when the run completed, whatever the outcomes; 130
     /// when Ctrl-C stopped it (the report is printed all the same); 2 for
     /// bad usage (a bound, the URL, a header, the body, the policy), with
-    /// nothing sent; 1 when the run could not start.
+    /// nothing sent; 1 when the run could not start, or its report could
+    /// not be written.
     Load(load::LoadArgs),
 }
 
@@ -115,6 +116,23 @@ fn usage_error(error: &clap::Error) -> u8 {
             EXIT_USAGE
         }
     }
+}
+
+/// Writes `text` to stdout whole. A stdout that cannot take it (a reader
+/// gone, a full disk) is one line on stderr and the exit status to end with:
+/// `println!` would panic there, and a report cut short must not pass for a
+/// whole one.
+fn write_stdout(text: &str) -> Result<(), u8> {
+    use std::io::Write;
+
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| {
+            eprintln!("rebound: cannot write to stdout: {e}");
+            EXIT_FAILED
+        })
 }
 
 /// A runtime with its timer and I/O, or the exit status of a failure to make one.

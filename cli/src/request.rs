@@ -109,12 +109,12 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
 /// The `-p` option of the commands that run a policy.
 #[derive(Debug, Args)]
 pub(crate) struct PolicyArg {
-    /// A policy file, or the name of a preset (connio, standard, none)
+    /// A policy file, or the name of a preset (standard: ordinary HTTP; connio: the seed API; none)
     #[arg(
         short = 'p',
         long = "policy",
         value_name = "POLICY",
-        default_value = "connio"
+        default_value = "standard"
     )]
     pub(crate) policy: String,
 }

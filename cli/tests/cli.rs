@@ -139,7 +139,7 @@ async fn request_reports_each_outcome() {
         ("/broken", "retries_exhausted", 500, "InternalError"),
         ("/unsupported", "unsupported", 503, "NotImplemented"),
     ] {
-        let output = run(path, &[]).await;
+        let output = run(path, &["-p", "connio"]).await;
         assert_eq!(output.status.code(), Some(1), "{path}");
         let r = report(&output);
         assert_eq!(r["outcome"], outcome, "{path}");
@@ -149,9 +149,11 @@ async fn request_reports_each_outcome() {
         assert_eq!(r["attempts"], attempts, "{path}");
     }
 
-    // Under the standard preset 503 is retryable, not unsupported.
-    let output = run("/unsupported", &["-p", "standard"]).await;
+    // The default policy is the standard preset, where 503 is retryable,
+    // not unsupported as the seed API's connio says.
+    let output = run("/unsupported", &[]).await;
     assert_eq!(report(&output)["outcome"], "retries_exhausted");
+    assert_eq!(report(&output)["attempts"], 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,7 +122,7 @@ async fn the_report_counts_exactly_what_the_server_saw() {
     let lines: Vec<&str> = table.lines().collect();
     assert!(
         lines[0].starts_with(&format!(
-            "GET {} at 50/s for 200ms (policy connio, at most 1000 in flight): done in",
+            "GET {} at 50/s for 200ms (policy standard, at most 1000 in flight): done in",
             server.url("/devices/1")
         )),
         "{table}"

@@ -78,6 +78,7 @@ fn resolve_into(
     // value of the wrong type; then the document.
     let _: RawPolicy = toml::from_str(text).map_err(toml_error)?;
     let mut document: Table = toml::from_str(text).map_err(toml_error)?;
+    switch_on_written_sections(&mut document);
     sources.push(Source {
         origin: origin.name.to_owned(),
         text: text.to_owned(),
@@ -156,9 +157,39 @@ pub(crate) fn none_document() -> Table {
     toml::from_str(NONE).expect("policies/none.toml is valid TOML")
 }
 
+/// The sections that a policy may leave off: each has an `enabled` key.
+pub(crate) const OPTIONAL_SECTIONS: [&str; 4] = [
+    "rate_limit",
+    "adaptive_throttle",
+    "circuit_breaker",
+    "retry.budget",
+];
+
+/// A section a text writes is on unless that text says `enabled = false`:
+/// `[rate_limit] per_second = 190` asks for a limit, whatever the base says.
+/// Each text of a chain is read this way on its own, so a base (or preset)
+/// that writes `enabled = false` keeps its section off for a file that does
+/// not write the section.
+fn switch_on_written_sections(document: &mut Table) {
+    for path in OPTIONAL_SECTIONS {
+        let mut table = Some(&mut *document);
+        for segment in path.split('.') {
+            table = table
+                .and_then(|t| t.get_mut(segment))
+                .and_then(Value::as_table_mut);
+        }
+        if let Some(section) = table {
+            if !section.is_empty() && !section.contains_key("enabled") {
+                section.insert("enabled".to_owned(), Value::Boolean(true));
+            }
+        }
+    }
+}
+
 /// A document given whole (through serde): laid over the preset its
 /// `extends` names. Files are out of reach here.
 pub(crate) fn resolve_document(mut document: Table) -> Result<Table, SettingsError> {
+    switch_on_written_sections(&mut document);
     let extends = match document.remove("extends") {
         None => "standard".to_owned(),
         Some(Value::String(name)) => name,

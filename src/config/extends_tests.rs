@@ -1,6 +1,7 @@
 //! `extends`, warnings, the effective policy, and rules in files.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::*;
 use crate::classify::RuleInput;
@@ -360,16 +361,27 @@ fn probable_mistakes_are_warned_at_their_line() {
     let found = warnings("wreserve", "[retry.budget]\nmin_reserve = 0.5\n");
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found[0].starts_with("2:15: retry.budget.min_reserve (0.5) is below the cost of one retry"),
+        found[0].starts_with(
+            "2:15: retry.max_attempts is 4 but a new process's retry budget holds 0.5 tokens, 0 retries"
+        ),
         "{found:?}"
     );
-    // At the capacity the bucket is fixed, and holds the capacity.
+    // At the capacity the bucket is fixed, and holds the capacity: less
+    // than one retry costs.
     let found = warnings(
         "wfixed",
         "[retry.budget]\ncapacity = 0.5\nmin_reserve = 0.5\n",
     );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("raise retry.budget.capacity and retry.budget.min_reserve to 3"),
+        "{found:?}"
+    );
+    let found = warnings(
+        "wfixed2",
+        "[retry.budget]\ncapacity = 5\nmin_reserve = 5\n[retry]\nmax_attempts = 6\n",
+    );
     assert!(found.is_empty(), "{found:?}");
-
     let found = warnings(
         "wtimeouts",
         "[timeouts]\ntotal = \"5s\"\nattempt = \"10s\"\n",
@@ -538,4 +550,216 @@ fn a_value_that_contradicts_the_base_is_shown_in_the_file() {
     let error = Policy::from_path(dir.join("app.toml")).unwrap_err();
     assert!(error.origin().ends_with("app.toml"), "{error}");
     assert_eq!(error.line(), Some(3), "{error}");
+}
+
+/// Whether each optional section is on: rate limit, adaptive throttle,
+/// breaker, retry budget.
+fn switches(policy: &Policy) -> [bool; 4] {
+    [
+        policy.rate_limit().enabled(),
+        policy.breaker_settings().adaptive_throttle().enabled(),
+        policy.breaker_settings().enabled(),
+        policy.retry_settings().budget().enabled,
+    ]
+}
+
+#[test]
+fn a_section_a_file_writes_is_on() {
+    let policy = Policy::from_toml_str("[rate_limit]\nper_second = 190\n").unwrap();
+    assert!(policy.rate_limit().enabled());
+    assert_eq!(policy.rate_limit().per_second(), 190.0);
+    let policy = Policy::from_toml_str("[adaptive_throttle]\nk = 2\n").unwrap();
+    assert!(policy.breaker_settings().adaptive_throttle().enabled());
+    // Unless the file says otherwise, in the section itself.
+    let policy =
+        Policy::from_toml_str("[rate_limit]\nenabled = false\nper_second = 190\n").unwrap();
+    assert!(!policy.rate_limit().enabled());
+    // A file that does not write a section keeps its base's switch.
+    assert_eq!(
+        switches(&Policy::from_toml_str("").unwrap()),
+        [false, false, true, true]
+    );
+    assert_eq!(
+        switches(&Policy::preset("none").unwrap()),
+        [false, false, true, true]
+    );
+    // Given whole, through serde, the same.
+    let table: toml::Table = toml::from_str("[rate_limit]\nper_second = 5\n").unwrap();
+    assert!(Policy::try_from(table).unwrap().rate_limit().enabled());
+
+    let off = "[rate_limit]\nenabled = false\nper_second = 5\n\
+               [adaptive_throttle]\nenabled = false\nk = 3\n\
+               [circuit_breaker]\nenabled = false\nwindow = 40\n\
+               [retry.budget]\nenabled = false\ncapacity = 40\n";
+    let dir = folder(
+        "written-on",
+        &[
+            ("off.toml", off),
+            ("quiet.toml", "extends = \"off.toml\"\n"),
+            (
+                "loud.toml",
+                "extends = \"off.toml\"\n[rate_limit]\nburst = 3\n[adaptive_throttle]\nwindow = \"1m\"\n\
+                 [circuit_breaker]\nmin_calls = 5\n[retry.budget]\nmin_reserve = 4\n",
+            ),
+            ("on.toml", "[rate_limit]\nper_second = 5\n"),
+            ("over-on.toml", "extends = \"on.toml\"\n"),
+        ],
+    );
+    let load = |name: &str| Policy::from_path(dir.join(name)).unwrap();
+    assert_eq!(switches(&load("off.toml")), [false; 4]);
+    assert_eq!(switches(&load("quiet.toml")), [false; 4]);
+    let loud = load("loud.toml");
+    assert_eq!(switches(&loud), [true; 4]);
+    // The base's values stand under the file's switch.
+    assert_eq!(loud.rate_limit().per_second(), 5.0);
+    assert_eq!(loud.breaker_settings().window(), 40);
+    assert_eq!(loud.breaker_settings().adaptive_throttle().k(), 3.0);
+    // A base's own section, written without `enabled`, is on for the file.
+    assert!(load("over-on.toml").rate_limit().enabled());
+
+    // The effective policy says so, and loads to the same.
+    let loaded = Policy::load(dir.join("loud.toml")).unwrap();
+    let effective = loaded.effective_toml();
+    let written: toml::Table = toml::from_str(&effective).unwrap();
+    for section in ["rate_limit", "adaptive_throttle", "circuit_breaker"] {
+        assert_eq!(
+            written[section]["enabled"].as_bool(),
+            Some(true),
+            "{effective}"
+        );
+    }
+    assert_eq!(
+        written["retry"]["budget"]["enabled"].as_bool(),
+        Some(true),
+        "{effective}"
+    );
+    assert_eq!(
+        switches(&Policy::from_toml_str(&effective).unwrap()),
+        [true; 4]
+    );
+}
+
+#[test]
+fn durations_in_a_file_take_fractions() {
+    let policy = Policy::from_toml_str(
+        "[timeouts]\nattempt = \"1.5s\"\ntotal = \"2.5m\"\n[retry.backoff]\ninitial = \"0.25s\"\n",
+    )
+    .unwrap();
+    assert_eq!(policy.timeouts().attempt(), Duration::from_millis(1500));
+    assert_eq!(policy.timeouts().total(), Duration::from_secs(150));
+    let error = Policy::from_toml_str("[timeouts]\nattempt = \"1,5s\"\n").unwrap_err();
+    assert_eq!(
+        (error.line(), error.column()),
+        (Some(2), Some(11)),
+        "{error}"
+    );
+    assert!(
+        error.message().contains("invalid duration \"1,5s\""),
+        "{error}"
+    );
+    // Each key's bounds still hold.
+    let error = Policy::from_toml_str("[timeouts]\nattempt = \"0.0001ms\"\n").unwrap_err();
+    assert!(error.message().contains("timeouts.attempt"), "{error}");
+}
+
+#[test]
+fn route_names_are_unique() {
+    let text = "[[routes]]\nname = \"writes\"\nmethods = [\"POST\"]\n\n\
+                [[routes]]\nname = \"writes\"\nmethods = [\"PUT\"]\n";
+    let error = Policy::from_toml_str(text).unwrap_err();
+    assert_eq!(
+        (error.line(), error.column()),
+        (Some(6), Some(8)),
+        "{error}"
+    );
+    assert!(
+        error
+            .message()
+            .starts_with("route 1 is named \"writes\" like route 0"),
+        "{error}"
+    );
+    // Unnamed routes are told apart by their index.
+    Policy::from_toml_str("[[routes]]\nmethods = [\"POST\"]\n[[routes]]\nmethods = [\"PUT\"]\n")
+        .unwrap();
+}
+
+#[test]
+fn max_attempts_a_new_process_cannot_reach_is_warned() {
+    // More attempts than a new process's reserve reaches: at max_attempts
+    // when the file leaves min_reserve alone.
+    let found = warnings("wattempts", "[retry]\nmax_attempts = 6\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "2:16: retry.max_attempts is 6 but a new process's retry budget holds 3 tokens, 3 retries at retry.budget.transient_cost = 1"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found[0].contains("makes 4 attempts, not 6; raise retry.budget.min_reserve to 5"),
+        "{found:?}"
+    );
+    let found = warnings(
+        "wattempts2",
+        "[retry]\nmax_attempts = 6\n[retry.budget]\ncapacity = 20\nmin_reserve = 5\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
+    // A route that asks for more attempts than the policy's budget reaches.
+    let found = warnings(
+        "wattempts3",
+        "[[routes]]\nmethods = [\"GET\"]\n[routes.retry]\nmax_attempts = 8\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("4:16: route 0: retry.max_attempts is 8"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_rule_that_makes_every_429_terminal_is_warned() {
+    // A rule that makes every 429 terminal, whatever the lists say.
+    let found = warnings(
+        "wrule429",
+        "[classify]\nretryable = [429, 500]\n\n[[classify.rules]]\nname = \"no-throttle\"\nstatus = [400, 429]\nclass = \"terminal\"\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "6:16: rule 0 of classify.rules makes every 429 Too Many Requests terminal"
+        ),
+        "{found:?}"
+    );
+    // A rule before it that retries some 429s: no warning.
+    let found = warnings(
+        "wrule429b",
+        "[[classify.rules]]\nstatus = 429\nheader = \"Retry-After: 1\"\nclass = \"retryable\"\n\
+         [[classify.rules]]\nstatus = 429\nclass = \"terminal\"\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
+    // A rule that needs a header makes only some 429s terminal: no warning.
+    let found = warnings(
+        "wrule429c",
+        "[[classify.rules]]\nstatus = 429\nheader = \"X-Quota: spent\"\nclass = \"terminal\"\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn a_breaker_that_never_trips_is_warned() {
+    // A breaker with both its triggers off never trips.
+    let found = warnings(
+        "wbreaker",
+        "[circuit_breaker]\nconsecutive_failures = 0\nfailure_rate = 0.0\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("2:24: circuit_breaker is on but both its triggers are off"),
+        "{found:?}"
+    );
+    let found = warnings(
+        "wbreaker2",
+        "[circuit_breaker]\nenabled = false\nconsecutive_failures = 0\nfailure_rate = 0.0\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
 }

@@ -115,7 +115,7 @@ fn magnitude(value: &Value) -> Option<f64> {
     match value {
         Value::Integer(n) => Some(*n as f64),
         Value::Float(x) => Some(*x),
-        Value::String(text) => parse_duration(text).map(|d| d.as_secs_f64()),
+        Value::String(text) => parse_duration(text).ok().map(|d| d.as_secs_f64()),
         _ => None,
     }
 }

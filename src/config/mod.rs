@@ -49,6 +49,7 @@ use crate::trace::{TraceLayer, TraceRoute};
 use extends::{Origin, Resolved, Source};
 use schema::RawPolicy;
 
+pub use crate::units::{InvalidDuration, parse_duration};
 pub use error::PolicyError;
 pub use extends::MAX_CHAIN;
 pub use routes::Route;

@@ -204,6 +204,18 @@ pub(crate) fn routes_of(document: &Table) -> Result<Vec<Route>, SettingsError> {
             Some(Value::String(name)) => Some(name.clone()),
             _ => None,
         };
+        if let Some(earlier) = name
+            .as_deref()
+            .and_then(|name| routes.iter().position(|r| r.name() == Some(name)))
+        {
+            return Err(SettingsError::new(
+                key("name"),
+                format!(
+                    "route {i} is named {:?} like route {earlier}: spans, metrics and reports tell routes apart by name; give each its own",
+                    name.unwrap_or_default()
+                ),
+            ));
+        }
         if let Some(earlier) = routes.iter().position(|r| r.matcher.shadows(&matcher)) {
             return Err(SettingsError::new(
                 format!("routes.{i}"),

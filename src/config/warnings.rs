@@ -8,10 +8,11 @@ use super::Policy;
 use super::error::line_and_column;
 use super::extends::Resolved;
 use super::schema::exact_span_of;
+use crate::breaker::BreakerSettings;
 use crate::classify::ClassifySettings;
 use crate::deadline::Timeouts;
-use crate::retry::RetrySettings;
-use crate::status::StatusClass;
+use crate::retry::{BudgetSettings, RetrySettings};
+use crate::status::{RuleInput, StatusClass};
 
 /// A policy that loads but probably does not do what its author meant, at
 /// the line and column that makes it so.
@@ -119,18 +120,41 @@ fn findings(
     let key = |k: &str| (format!("{prefix}{k}"), None);
     let classifier = classify.classifier();
     let mut found = Vec::new();
-    let throttled = classifier.classify(StatusCode::TOO_MANY_REQUESTS);
-    if throttled != StatusClass::Retryable && !classifier.rules_yield(StatusClass::Retryable) {
-        found.push(Finding {
-            message: format!(
-                "429 Too Many Requests is {throttled}, so a throttled call is never retried: list 429 in classify.retryable"
-            ),
-            keys: vec![
-                key(&format!("classify.{throttled}")),
-                key("classify"),
-                key("extends"),
-            ],
-        });
+    // A plain 429: no header a rule looks for, its body not read yet.
+    let headers = http::HeaderMap::new();
+    let plain = classifier.decide(&RuleInput::new(StatusCode::TOO_MANY_REQUESTS, &headers));
+    let throttled = plain.class();
+    // Rules before the one that decides a plain 429 (all of them, when the
+    // lists do) may still retry some 429s: by a header, or by an error code.
+    let rules = classifier.rules();
+    let before = plain.rule().unwrap_or(rules.len());
+    let rescued = rules[..before]
+        .iter()
+        .any(|rule| rule.may_yield(StatusClass::Retryable));
+    if throttled != StatusClass::Retryable && !rescued {
+        let finding = match plain.rule() {
+            Some(i) => Finding {
+                message: format!(
+                    "rule {i} of classify.rules makes every 429 Too Many Requests {throttled}, so a throttled call is never retried: give the rule a header or code to match, or drop 429 from it"
+                ),
+                keys: vec![
+                    key(&format!("classify.rules.{i}.status")),
+                    key(&format!("classify.rules.{i}")),
+                    key("classify"),
+                ],
+            },
+            None => Finding {
+                message: format!(
+                    "429 Too Many Requests is {throttled}, so a throttled call is never retried: list 429 in classify.retryable"
+                ),
+                keys: vec![
+                    key(&format!("classify.{throttled}")),
+                    key("classify"),
+                    key("extends"),
+                ],
+            },
+        };
+        found.push(finding);
     }
     if writes_poll && !classifier.can_yield(StatusClass::Pollable) {
         found.push(Finding {
@@ -180,6 +204,7 @@ fn findings(
             });
         }
         let breaker = policy.breaker_settings();
+        found.extend(breaker_findings(breaker));
         if breaker.enabled() && breaker.wait_for_probe() >= timeouts.total() {
             found.push(Finding {
                 message: format!(
@@ -196,21 +221,27 @@ fn findings(
         }
     }
     let budget = retry.budget();
-    if attempts > 1
-        && budget.enabled
-        && budget.min_reserve < budget.capacity
-        && budget.min_reserve < budget.transient_cost
-    {
+    let reachable = retries_of_a_new_process(&budget);
+    if attempts > 1 && budget.enabled && reachable < u64::from(attempts - 1) {
+        let start = budget.min_reserve.min(budget.capacity);
+        let needed = f64::from(attempts - 1) * budget.transient_cost;
+        let raise = if needed > budget.capacity {
+            format!("raise retry.budget.capacity and retry.budget.min_reserve to {needed}")
+        } else {
+            format!("raise retry.budget.min_reserve to {needed}")
+        };
+        let made = reachable + 1;
         found.push(Finding {
             message: format!(
-                "retry.budget.min_reserve ({}) is below the cost of one retry (retry.budget.transient_cost = {}): a process that makes few calls never retries; expected at least {}",
-                budget.min_reserve,
+                "retry.max_attempts is {attempts} but a new process's retry budget holds {start} tokens, {reachable} retries at retry.budget.transient_cost = {}: a process that makes few calls (every `rebound request`) makes {made} attempt{}, not {attempts}; {raise} or lower retry.max_attempts",
                 budget.transient_cost,
-                (f64::from(attempts - 1) * budget.transient_cost).min(budget.capacity),
+                if made == 1 { "" } else { "s" },
             ),
             keys: vec![
                 key("retry.budget.min_reserve"),
+                key("retry.max_attempts"),
                 key("retry.budget.transient_cost"),
+                key("retry.budget.capacity"),
                 key("retry.budget"),
                 key("retry"),
             ],
@@ -227,6 +258,30 @@ fn findings(
         });
     }
     found
+}
+
+/// The retries a process's budget grants before it has seen any call: a
+/// scaled bucket holds `min_reserve`, a fixed one (`min_reserve` at or above
+/// `capacity`) its capacity. Counted in thousandths of a token, as the bucket
+/// counts them.
+fn retries_of_a_new_process(budget: &BudgetSettings) -> u64 {
+    let milli = |tokens: f64| (tokens * 1000.0).round() as u64;
+    let start = milli(budget.min_reserve.min(budget.capacity));
+    start / milli(budget.transient_cost).max(1)
+}
+
+/// The warnings of a policy's breaker: one that can never trip.
+fn breaker_findings(breaker: &BreakerSettings) -> Option<Finding> {
+    let key = |k: &str| (k.to_owned(), None);
+    (breaker.enabled() && breaker.consecutive_failures() == 0 && breaker.failure_rate() == 0.0)
+        .then(|| Finding {
+            message: "circuit_breaker is on but both its triggers are off (consecutive_failures = 0 and failure_rate = 0), so it never trips: set one, or enabled = false".to_owned(),
+            keys: vec![
+                key("circuit_breaker.consecutive_failures"),
+                key("circuit_breaker.failure_rate"),
+                key("circuit_breaker"),
+            ],
+        })
 }
 
 /// The warning at the first of its keys the file writes, else at the file's

@@ -4,7 +4,7 @@
 //! A metrics backend keeps one series per distinct set of attribute values,
 //! so every value here comes from a small set: methods outside HTTP's own
 //! are `_OTHER` (as OpenTelemetry's conventions ask), statuses are three
-//! digits, and hosts and routes past a limit share one name.
+//! digits, and hosts, their ports and routes past a limit share one name.
 
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -89,6 +89,28 @@ impl Names {
             return self.get(&host.to_ascii_lowercase());
         }
         self.get(host)
+    }
+
+    /// The name of a port, as `server.port`: its digits while there is
+    /// room, or `_other`; always `_other` for a host named `_other`, whose
+    /// port says nothing of a host the series does not name.
+    pub(crate) fn port(&self, host: &str, port: u16) -> Arc<str> {
+        if host == OTHER {
+            return Arc::clone(&self.other);
+        }
+        // The digits on the stack: a port already named costs no allocation.
+        let mut digits = [0u8; 5];
+        let mut at = digits.len();
+        let mut rest = port;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.get(std::str::from_utf8(&digits[at..]).unwrap_or(OTHER))
     }
 }
 
@@ -180,6 +202,17 @@ mod tests {
         assert_eq!(&*names.host("api.example"), "api.example");
         assert_eq!(&*names.host("::1"), "::1");
         assert_eq!(&*Names::new(0).host("api.example"), "_other");
+    }
+
+    #[test]
+    fn ports_past_the_limit_share_other() {
+        let ports = Names::new(2);
+        assert_eq!(&*ports.port("a", 0), "0");
+        assert_eq!(&*ports.port("a", 65535), "65535");
+        assert_eq!(&*ports.port("a", 8080), "_other");
+        assert_eq!(&*ports.port("b", 65535), "65535");
+        // The port of a host that is not named is not named either.
+        assert_eq!(&*Names::new(9).port("_other", 443), "_other");
     }
 
     #[test]

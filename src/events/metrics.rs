@@ -36,8 +36,10 @@ use crate::breaker::BreakerSettings;
 ///
 /// `server.address` names at most `max_hosts` hosts (by default as many
 /// as a breaker registry keeps, [`BreakerSettings::max_hosts`]); the hosts
-/// after share `_other`, so a client that calls many hosts keeps a bounded
-/// number of series. No path, query or full URL is ever recorded.
+/// after share `_other`, and so do `server.port`'s ports past as many (and
+/// the port of a host named `_other`), so a client that calls many hosts
+/// keeps a bounded number of series. No path, query or full URL is ever
+/// recorded.
 ///
 /// ```
 /// use tower_rebound::events::MetricsListener;
@@ -54,6 +56,8 @@ use crate::breaker::BreakerSettings;
 #[derive(Clone)]
 pub struct MetricsListener {
     hosts: Arc<Names>,
+    /// The ports `server.port` names: as many as hosts.
+    ports: Arc<Names>,
     routes: Arc<Names>,
 }
 
@@ -112,8 +116,10 @@ impl MetricsListener {
             Unit::Count,
             "Shared rate limits on their local fallback now."
         );
+        let max_hosts = BreakerSettings::default().max_hosts();
         MetricsListener {
-            hosts: Arc::new(Names::new(BreakerSettings::default().max_hosts())),
+            hosts: Arc::new(Names::new(max_hosts)),
+            ports: Arc::new(Names::new(max_hosts)),
             routes: Arc::new(Names::new(labels::MAX_ROUTES)),
         }
     }
@@ -123,10 +129,11 @@ impl MetricsListener {
         MetricsListener::new().with_max_hosts(policy.breaker_settings().max_hosts())
     }
 
-    /// Names at most `max_hosts` hosts in `server.address`; the hosts after
-    /// share `_other`.
+    /// Names at most `max_hosts` hosts in `server.address`, and as many
+    /// ports in `server.port`; the hosts and ports after share `_other`.
     pub fn with_max_hosts(mut self, max_hosts: usize) -> Self {
         self.hosts = Arc::new(Names::new(max_hosts));
+        self.ports = Arc::new(Names::new(max_hosts));
         self
     }
 }
@@ -139,12 +146,11 @@ impl Listener for MetricsListener {
         let target = e.target();
         let mut attributes = Vec::with_capacity(5);
         attributes.push(Label::new(labels::METHOD, labels::method(target.method())));
-        attributes.push(Label::new(
-            labels::SERVER_ADDRESS,
-            self.hosts.host(target.host()),
-        ));
-        if let Some(port) = target.port() {
-            attributes.push(Label::new(labels::SERVER_PORT, port.to_string()));
+        let host = self.hosts.host(target.host());
+        let port = target.port().map(|port| self.ports.port(&host, port));
+        attributes.push(Label::new(labels::SERVER_ADDRESS, host));
+        if let Some(port) = port {
+            attributes.push(Label::new(labels::SERVER_PORT, port));
         }
         if let Some(status) = e.status() {
             attributes.push(Label::new(labels::STATUS_CODE, labels::status(status)));

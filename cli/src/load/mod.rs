@@ -14,7 +14,6 @@ mod live;
 mod schedule;
 mod tally;
 
-use std::io::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -118,7 +117,7 @@ pub(crate) fn run(args: LoadArgs) -> u8 {
     let title = format!(
         "{} {} at {}/s for {} (policy {}, at most {} in flight)",
         plan.request.method(),
-        plan.request.uri(),
+        shown_url(plan.request.uri()),
         plan.schedule.rate(),
         args.duration.trim(),
         args.policy.policy,
@@ -157,16 +156,25 @@ pub(crate) fn run(args: LoadArgs) -> u8 {
     if let Some(metrics) = &metrics {
         report.push_str(&format!("\n{METRICS_HEADING}\n\n{}", metrics.render()));
     }
-    // A reader that went away (`| head`) is no reason to fail the run.
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(report.as_bytes())
-        .and_then(|()| stdout.flush());
+    // A report that cannot be written (a closed pipe, a full disk) is lost:
+    // the run failed to say what it saw.
+    if let Err(code) = crate::write_stdout(&report) {
+        return code;
+    }
     if ran.interrupted.is_some() {
         EXIT_INTERRUPTED
     } else {
         EXIT_SUCCESS
     }
+}
+
+/// `uri` as the report shows it: scheme, host, port and path, never the
+/// userinfo or the query, which may carry credentials.
+fn shown_url(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or_default();
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{scheme}://{host}{port}{}", uri.path())
 }
 
 /// Everything that can be wrong with the command line, found before sending.
