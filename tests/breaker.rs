@@ -163,17 +163,46 @@ async fn a_waiting_call_fails_with_circuit_open_when_the_probe_fails() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_waiting_call_fails_with_circuit_open_when_its_wait_runs_out() {
+async fn a_call_no_verdict_can_reach_in_time_fails_at_once() {
+    // Open for 3 s, no probe in flight, and a wait of 1 s: no verdict can
+    // come before the wait ends, so waiting would only delay the answer.
     let script = Scripted::new([Step::status(500)]);
     let (client, breakers) = waiting_stack("probe_every = 0\nwait_for_probe = \"1s\"", &script);
     trip(&client).await;
     let started = Instant::now();
     let error = client.clone().oneshot(request(URL)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::CircuitOpen);
-    assert_eq!(started.elapsed(), Duration::from_secs(1));
-    assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+    assert_eq!(started.elapsed(), Duration::ZERO, "rejected at once");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
     assert_eq!(script.calls(), 2);
-    assert_eq!(breakers.snapshot(URL).unwrap().counters.rejected, 1);
+    let counters = breakers.snapshot(URL).unwrap().counters;
+    assert_eq!((counters.waited, counters.rejected), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_fails_with_circuit_open_when_its_wait_runs_out() {
+    // The second call after the trip is a probe that never answers; the
+    // third waits for its verdict, which does not come within its 1 s.
+    let script = Scripted::new([Step::status(500), Step::status(500), Step::Hang]);
+    let (client, breakers) = waiting_stack("probe_every = 2\nwait_for_probe = \"1s\"", &script);
+    trip(&client).await;
+    let first = client.clone().oneshot(request(URL)).await.unwrap_err();
+    assert_eq!(
+        first.kind(),
+        ErrorKind::CircuitOpen,
+        "no probe yet: at once"
+    );
+    let probe = tokio::spawn(client.clone().oneshot(request(URL)));
+    tokio::task::yield_now().await;
+    assert_eq!(script.calls(), 3, "the probe is in flight");
+    let started = Instant::now();
+    let error = client.clone().oneshot(request(URL)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(script.calls(), 3);
+    let counters = breakers.snapshot(URL).unwrap().counters;
+    assert_eq!((counters.waited, counters.rejected), (1, 2));
+    probe.abort();
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,7 +239,9 @@ async fn a_retry_waits_no_longer_than_its_call() {
     let started = Instant::now();
     let error = client.oneshot(request(URL)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::CircuitOpen);
-    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    // No verdict can come before the call's end: it ends at once, after the
+    // first attempt and its 1 ms backoff.
+    assert_eq!(started.elapsed(), Duration::from_millis(1));
     assert_eq!(script.calls(), 1);
 }
 
@@ -233,7 +264,9 @@ async fn a_first_attempt_waits_no_longer_than_its_call() {
     let started = Instant::now();
     let error = client.oneshot(request(URL)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::CircuitOpen);
-    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    // The open time (3 s) outlasts the call (1 s): no verdict can come in
+    // time, and the call ends at once instead of at its deadline.
+    assert_eq!(started.elapsed(), Duration::ZERO);
     assert_eq!(script.calls(), 1);
 }
 

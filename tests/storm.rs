@@ -33,7 +33,7 @@ fn random(p: f64) -> SimConfig {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_outage_is_not_amplified_at_low_and_high_rates() {
-    for rate in [10.0, 100.0] {
+    for rate in [10.0, 100.0, 1000.0] {
         // Scenario 1: 60 s of outage, then 30 s up.
         let run = drive(
             Config::Connio.policy("10s"),
@@ -146,6 +146,45 @@ fn outage_between(from: u64, until: u64) -> SimConfig {
         seed: 1,
         operations: None,
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_process_keeps_every_call_the_host_could_answer() {
+    // Scenario 7 for one process: 1 call/s, up 30 s, down 60 s, up 30 s.
+    // Too quiet to burden the host, it never trips its breaker, and so
+    // loses no call after the outage to a breaker still open.
+    let run = drive(
+        Config::Connio.policy("10s"),
+        outage_between(30, 90),
+        1.0,
+        Duration::from_secs(120),
+        3,
+    )
+    .await;
+    let bare = drive(
+        Config::NoRetries.policy("10s"),
+        outage_between(30, 90),
+        1.0,
+        Duration::from_secs(120),
+        3,
+    )
+    .await;
+    assert!(
+        run.success_share() >= 0.495 && run.success_share() >= bare.success_share() - 0.005,
+        "{:.4} against {:.4}: {:?}",
+        run.success_share(),
+        bare.success_share(),
+        run.outcomes
+    );
+    let recovered = run.recovered_at(90, 1.0, 0.95).expect("it recovers");
+    assert!(recovered <= 91, "recovered at {recovered} s");
+    assert_eq!(run.count("circuit_open"), 0, "{:?}", run.outcomes);
+    // Its budget still bounds what it sends during the outage.
+    assert!(
+        run.load_during(30..90, 1.0) <= 1.1,
+        "{:.3}x",
+        run.load_during(30..90, 1.0)
+    );
 }
 
 #[tokio::test(start_paused = true)]

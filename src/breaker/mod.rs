@@ -200,7 +200,17 @@ impl<S> CircuitBreaker<S> {
                 return ResponseFuture::rejected(Error::new(ErrorKind::Throttled).with_attempts(0));
             }
         }
-        let (admission, transition) = cell.admit();
+        // When a call that waits for a probe's verdict stops waiting: its
+        // own wait, or its call's end (a first attempt carries no deadline
+        // yet: the call's starts now).
+        let wait_until = |now: tokio::time::Instant| {
+            let own = now.checked_add(cell.settings.wait_for_probe).unwrap_or(now);
+            let deadline = request
+                .context()
+                .deadline_or_start(self.totals.as_deref(), now);
+            deadline.map_or(own, |deadline| deadline.min(own))
+        };
+        let (admission, transition) = cell.admit(wait_until);
         if let Some(transition) = transition {
             report(&cell, &transition);
         }
@@ -213,14 +223,7 @@ impl<S> CircuitBreaker<S> {
                 ResponseFuture::rejected(future::refused(&cell, retry_in))
             }
             Admission::Wait { ticket } => {
-                let now = tokio::time::Instant::now();
-                let own = now.checked_add(cell.settings.wait_for_probe).unwrap_or(now);
-                // A first attempt carries no deadline yet: the call's
-                // starts now.
-                let deadline = request
-                    .context()
-                    .deadline_or_start(self.totals.as_deref(), now);
-                let until = deadline.map_or(own, |deadline| deadline.min(own));
+                let until = wait_until(tokio::time::Instant::now());
                 // A clone, made ready when the call is let through: the
                 // ready service stays here for the next call.
                 ResponseFuture::waiting(self.inner.clone(), request, cell, ticket, until, pauses)

@@ -105,14 +105,17 @@ impl Cell {
 
     /// Whether a call may go through. A closed breaker answers without its
     /// lock and without reading the clock.
-    pub(crate) fn admit(&self) -> (Admission, Option<Transition>) {
+    pub(crate) fn admit(
+        &self,
+        wait_until: impl FnOnce(Instant) -> Instant,
+    ) -> (Admission, Option<Transition>) {
         // With breaking off (throttling alone) the machine never leaves
         // closed: nothing records into it.
         if self.closed.load(Ordering::Acquire) {
             return (Admission::Admit(Permit::Normal), None);
         }
         let mut machine = self.machine();
-        let result = machine.admit(Instant::now());
+        let result = machine.admit(Instant::now(), wait_until);
         self.sync(&machine);
         result
     }

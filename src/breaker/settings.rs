@@ -53,6 +53,7 @@ pub struct BreakerSettings {
     pub(crate) half_open_probes: u32,
     pub(crate) probe_every: u32,
     pub(crate) wait_for_probe: Duration,
+    pub(crate) trip_within: Duration,
     pub(crate) count_throttling: bool,
     pub(crate) throttle: ThrottleSettings,
 }
@@ -131,6 +132,26 @@ impl BreakerSettings {
         self.wait_for_probe
     }
 
+    /// How recent the failures that trip a breaker must be: the fewest a
+    /// trip needs must all have ended within it. Zero: any failures count.
+    pub fn trip_within(&self) -> Duration {
+        self.trip_within
+    }
+
+    /// The fewest failures that can trip a breaker: `consecutive_failures`,
+    /// or the failing share of `min_calls`, whichever rule needs fewer.
+    pub fn fewest_failures_to_trip(&self) -> u32 {
+        let by_rate = (self.failure_rate > 0.0)
+            .then(|| (f64::from(self.min_calls) * self.failure_rate).ceil() as u32);
+        let by_row = (self.consecutive_failures > 0).then_some(self.consecutive_failures);
+        match (by_row, by_rate) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(n), None) | (None, Some(n)) => n,
+            (None, None) => 0,
+        }
+        .max(1)
+    }
+
     /// Whether a 429 counts as a failure.
     pub fn count_throttling(&self) -> bool {
         self.count_throttling
@@ -172,6 +193,7 @@ pub struct BreakerBuilder {
     half_open_probes: Option<u32>,
     probe_every: Option<u32>,
     wait_for_probe: Option<Duration>,
+    trip_within: Option<Duration>,
     count_throttling: Option<bool>,
     throttle: Option<ThrottleSettings>,
 }
@@ -288,6 +310,21 @@ impl BreakerBuilder {
         self
     }
 
+    /// How recent the failures that trip a breaker must be (`trip_within`,
+    /// 0 to 1 h, default 5 s; 0 counts failures however far apart).
+    ///
+    /// The fewest failures that can trip (`consecutive_failures`, or the
+    /// failing share of `min_calls`) must all have ended within this span.
+    /// A client that calls too seldom to burden the host (10 failures
+    /// spread over more than 5 s: about 2 calls a second or fewer) never
+    /// trips, and so never loses the calls made between the host's recovery
+    /// and a probe; its retry budget still bounds what it sends. A busy
+    /// client trips as before.
+    pub fn trip_within(mut self, within: Duration) -> Self {
+        self.trip_within = Some(within);
+        self
+    }
+
     /// Whether 429 counts as a failure (`count_throttling`, default false).
     pub fn count_throttling(mut self, count: bool) -> Self {
         self.count_throttling = Some(count);
@@ -369,6 +406,11 @@ impl BreakerBuilder {
                 self.wait_for_probe.unwrap_or(Duration::from_secs(4)),
                 Duration::ZERO..=hour,
             )?,
+            trip_within: settings::duration(
+                "circuit_breaker.trip_within",
+                self.trip_within.unwrap_or(Duration::from_secs(5)),
+                Duration::ZERO..=hour,
+            )?,
             count_throttling: self.count_throttling.unwrap_or(false),
             throttle: self.throttle.unwrap_or_default(),
         })
@@ -391,6 +433,7 @@ pub(crate) struct RawBreaker {
     half_open_probes: Option<i64>,
     probe_every: Option<i64>,
     wait_for_probe: Option<DurationStr>,
+    trip_within: Option<DurationStr>,
     count_throttling: Option<bool>,
     max_hosts: Option<i64>,
 }
@@ -419,6 +462,7 @@ impl TryFrom<RawBreaker> for BreakerSettings {
         b.half_open_probes = raw.half_open_probes.map(count);
         b.probe_every = raw.probe_every.map(count);
         b.wait_for_probe = raw.wait_for_probe.map(|d| d.0);
+        b.trip_within = raw.trip_within.map(|d| d.0);
         b.count_throttling = raw.count_throttling;
         b.build()
     }

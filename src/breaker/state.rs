@@ -146,6 +146,9 @@ pub(crate) struct StateMachine {
     state: BreakerState,
     consecutive: u32,
     window: Window,
+    /// When the last failures ended, the newest last: as many as the
+    /// fewest a trip needs, kept only when `trip_within` asks for them.
+    recent: std::collections::VecDeque<Instant>,
     open_until: Option<Instant>,
     /// How long the last trip keeps the breaker open.
     open_time: Duration,
@@ -176,6 +179,7 @@ impl StateMachine {
             state: BreakerState::Closed,
             consecutive: 0,
             window: Window::new(settings.window),
+            recent: std::collections::VecDeque::new(),
             open_until: None,
             open_time: settings.open_for,
             trips: 0,
@@ -275,6 +279,7 @@ impl StateMachine {
 
     fn close(&mut self) -> Option<Transition> {
         self.window.clear();
+        self.recent.clear();
         self.consecutive = 0;
         self.trips = 0;
         self.open_until = None;
@@ -314,14 +319,22 @@ impl StateMachine {
         })
     }
 
-    /// Whether a call may go through now.
+    /// Whether a call may go through now; `wait_until` is when the call
+    /// would stop waiting (`wait_for_probe` from now, or the call's end),
+    /// asked for only when the breaker is not closed.
     ///
     /// While open, every `probe_every`-th call is a probe (one of at most
     /// `half_open_probes` in flight); once `open_for` has run out the
     /// breaker is half-open and the next calls are. A call that is not a
-    /// probe waits for one's verdict when `wait_for_probe` allows it, and is
-    /// rejected otherwise.
-    pub(crate) fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
+    /// probe waits for one's verdict when `wait_for_probe` allows it and a
+    /// verdict can come before its wait ends: a probe is in flight, or the
+    /// open time runs out first (the call is then the probe). Otherwise it
+    /// is rejected at once: waiting would only delay the same answer.
+    pub(crate) fn admit(
+        &mut self,
+        now: Instant,
+        wait_until: impl FnOnce(Instant) -> Instant,
+    ) -> (Admission, Option<Transition>) {
         let transition = self.expire(now);
         let admission = match self.state {
             BreakerState::Closed | BreakerState::ForcedClosed => Admission::Admit(Permit::Normal),
@@ -336,23 +349,34 @@ impl StateMachine {
                 {
                     self.probe()
                 } else {
-                    self.hold(now)
+                    self.hold(now, wait_until)
                 }
             }
-            BreakerState::HalfOpen => self.hold(now),
+            BreakerState::HalfOpen => self.hold(now, wait_until),
         };
         (admission, transition)
     }
 
-    /// A call that is not let through: it waits, or is rejected.
-    fn hold(&mut self, now: Instant) -> Admission {
-        if self.settings.wait_for_probe.is_zero() {
+    /// A call that is not let through: it waits, when a verdict can come
+    /// before `wait_until`, or is rejected.
+    fn hold(&mut self, now: Instant, wait_until: impl FnOnce(Instant) -> Instant) -> Admission {
+        if self.settings.wait_for_probe.is_zero() || !self.verdict_before(wait_until(now)) {
             return self.reject(now);
         }
         self.counters.waited += 1;
         Admission::Wait {
             ticket: self.failed_probes,
         }
+    }
+
+    /// Whether a probe's verdict can come before `until`: one is in flight,
+    /// or the open time runs out first and lets one through. A probe by
+    /// count (`probe_every`) is not counted on: it needs calls that may not
+    /// come.
+    fn verdict_before(&self, until: Instant) -> bool {
+        self.probes_in_flight > 0
+            || (self.state == BreakerState::Open
+                && self.open_until.is_some_and(|open_until| open_until < until))
     }
 
     fn reject(&mut self, now: Instant) -> Admission {
@@ -469,8 +493,23 @@ impl StateMachine {
                         .window
                         .rate()
                         .is_some_and(|rate| rate >= s.failure_rate);
-                if by_consecutive || by_rate {
-                    self.trip(now(), random())
+                if s.trip_within.is_zero() {
+                    return (by_consecutive || by_rate).then(|| self.trip(now(), random()))?;
+                }
+                // Failures that come too seldom to burden the host trip
+                // nothing: the ones a trip needs must have ended lately.
+                let now = now();
+                let fewest = s.fewest_failures_to_trip() as usize;
+                self.recent.push_back(now);
+                while self.recent.len() > fewest {
+                    self.recent.pop_front();
+                }
+                let dense = self.recent.len() >= fewest
+                    && self.recent.front().is_some_and(|first| {
+                        now.saturating_duration_since(*first) <= s.trip_within
+                    });
+                if (by_consecutive || by_rate) && dense {
+                    self.trip(now, random())
                 } else {
                     None
                 }

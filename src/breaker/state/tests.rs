@@ -22,12 +22,21 @@ fn settings() -> BreakerSettings {
         // those turn on.
         probe_every: 0,
         wait_for_probe: Duration::ZERO,
+        // Failures count however far apart, as before `trip_within`, which
+        // its own tests turn on.
+        trip_within: Duration::ZERO,
         ..BreakerSettings::default()
     }
 }
 
+/// A wait that ends long after anything the tests do: a call waits
+/// whenever a verdict can come at all.
+fn far(now: Instant) -> Instant {
+    now + Duration::from_secs(24 * 3600)
+}
+
 fn call(m: &mut StateMachine, now: Instant, verdict: Verdict) -> Admission {
-    let (admission, _) = m.admit(now);
+    let (admission, _) = m.admit(now, far);
     if let Admission::Admit(permit) = admission {
         m.record(permit, verdict, || now, || 0);
     }
@@ -47,7 +56,7 @@ fn consecutive_failures_trip_it_and_a_success_resets_the_run() {
         call(&mut m, t0, verdict);
         assert_eq!(m.state(), BreakerState::Closed);
     }
-    let (admission, _) = m.admit(t0);
+    let (admission, _) = m.admit(t0, far);
     let Admission::Admit(permit) = admission else {
         panic!()
     };
@@ -125,25 +134,25 @@ fn open_rejects_until_open_for_then_lets_probes_through() {
     let t0 = Instant::now();
     let mut m = tripped(t0);
     assert_eq!(
-        m.admit(t0 + 400 * MS).0,
+        m.admit(t0 + 400 * MS, far).0,
         Admission::Reject {
             retry_in: Some(600 * MS)
         }
     );
     assert_eq!(
-        m.admit(t0 + 999 * MS).0,
+        m.admit(t0 + 999 * MS, far).0,
         Admission::Reject { retry_in: Some(MS) }
     );
-    let (first, transition) = m.admit(t0 + 1000 * MS);
+    let (first, transition) = m.admit(t0 + 1000 * MS, far);
     assert_eq!(first, Admission::Admit(Permit::Probe { period: 1 }));
     assert_eq!(transition.unwrap().to, BreakerState::HalfOpen);
     assert_eq!(
-        m.admit(t0 + 1000 * MS).0,
+        m.admit(t0 + 1000 * MS, far).0,
         Admission::Admit(Permit::Probe { period: 1 })
     );
     // Only half_open_probes at once.
     assert_eq!(
-        m.admit(t0 + 1000 * MS).0,
+        m.admit(t0 + 1000 * MS, far).0,
         Admission::Reject { retry_in: None }
     );
     assert_eq!(m.counters().peak_probes_in_flight, 2);
@@ -154,10 +163,10 @@ fn all_probes_succeeding_close_it() {
     let t0 = Instant::now();
     let mut m = tripped(t0);
     let t1 = t0 + 1000 * MS;
-    let (Admission::Admit(a), _) = m.admit(t1) else {
+    let (Admission::Admit(a), _) = m.admit(t1, far) else {
         panic!()
     };
-    let (Admission::Admit(b), _) = m.admit(t1) else {
+    let (Admission::Admit(b), _) = m.admit(t1, far) else {
         panic!()
     };
     assert_eq!(m.record(a, Success, || t1, || 0), None);
@@ -178,7 +187,7 @@ fn a_failed_probe_reopens_it_for_longer_up_to_the_cap() {
         let remaining = m.open_remaining(now).unwrap();
         opened.push(remaining);
         now += remaining;
-        let (Admission::Admit(probe), _) = m.admit(now) else {
+        let (Admission::Admit(probe), _) = m.admit(now, far) else {
             panic!()
         };
         let reopened = m.record(probe, Failure, || now, || u64::MAX).unwrap();
@@ -219,25 +228,31 @@ fn a_dropped_probe_gives_its_slot_back() {
     let t0 = Instant::now();
     let mut m = tripped(t0);
     let t1 = t0 + 1000 * MS;
-    let (Admission::Admit(a), _) = m.admit(t1) else {
+    let (Admission::Admit(a), _) = m.admit(t1, far) else {
         panic!()
     };
-    let (Admission::Admit(_b), _) = m.admit(t1) else {
+    let (Admission::Admit(_b), _) = m.admit(t1, far) else {
         panic!()
     };
-    assert!(matches!(m.admit(t1).0, Admission::Reject { .. }));
+    assert!(matches!(m.admit(t1, far).0, Admission::Reject { .. }));
     m.cancel(a);
-    assert_eq!(m.admit(t1).0, Admission::Admit(Permit::Probe { period: 1 }));
+    assert_eq!(
+        m.admit(t1, far).0,
+        Admission::Admit(Permit::Probe { period: 1 })
+    );
     // An ignored probe (a 429) gives its slot back too.
     let mut m = tripped(t0);
-    let (Admission::Admit(a), _) = m.admit(t1) else {
+    let (Admission::Admit(a), _) = m.admit(t1, far) else {
         panic!()
     };
-    let (Admission::Admit(_), _) = m.admit(t1) else {
+    let (Admission::Admit(_), _) = m.admit(t1, far) else {
         panic!()
     };
     m.record(a, Ignored, || t1, || 0);
-    assert_eq!(m.admit(t1).0, Admission::Admit(Permit::Probe { period: 1 }));
+    assert_eq!(
+        m.admit(t1, far).0,
+        Admission::Admit(Permit::Probe { period: 1 })
+    );
 }
 
 #[test]
@@ -246,7 +261,7 @@ fn forced_states_hold_until_reset() {
     let mut m = StateMachine::new(settings());
     m.force(true);
     assert_eq!(
-        m.admit(t0 + Duration::from_secs(3600)).0,
+        m.admit(t0 + Duration::from_secs(3600), far).0,
         Admission::Reject { retry_in: None }
     );
     m.force(false);
@@ -270,7 +285,7 @@ fn forced_states_hold_until_reset() {
 fn calls_admitted_before_a_trip_do_not_move_it() {
     let t0 = Instant::now();
     let mut m = StateMachine::new(settings());
-    let (Admission::Admit(late), _) = m.admit(t0) else {
+    let (Admission::Admit(late), _) = m.admit(t0, far) else {
         panic!()
     };
     for _ in 0..3 {
@@ -306,18 +321,18 @@ fn while_open_every_nth_call_is_a_probe_and_a_failed_one_is_quiet() {
     let t1 = t0 + 100 * MS;
     for _ in 0..2 {
         assert_eq!(
-            m.admit(t1).0,
+            m.admit(t1, far).0,
             Admission::Reject {
                 retry_in: Some(900 * MS)
             }
         );
     }
-    let (third, transition) = m.admit(t1);
+    let (third, transition) = m.admit(t1, far);
     assert_eq!(third, Admission::Admit(Permit::Probe { period: 1 }));
     assert_eq!(transition, None, "still open: no change to report");
     // One probe at a time: the count goes on, the next call waits its turn.
     for _ in 0..5 {
-        assert!(matches!(m.admit(t1).0, Admission::Reject { .. }));
+        assert!(matches!(m.admit(t1, far).0, Admission::Reject { .. }));
     }
     // It fails: still open, no trip, and the open time starts again from
     // now, no longer than before.
@@ -331,7 +346,7 @@ fn while_open_every_nth_call_is_a_probe_and_a_failed_one_is_quiet() {
     assert_eq!(m.open_remaining(t2), Some(1000 * MS));
     // The count ran on while the probe was out: the next call probes, and
     // its success closes the breaker at once.
-    let (next, _) = m.admit(t2);
+    let (next, _) = m.admit(t2, far);
     assert_eq!(next, Admission::Admit(Permit::Probe { period: 1 }));
     let closed = m
         .record(Permit::Probe { period: 1 }, Success, || t2, || 0)
@@ -348,8 +363,11 @@ fn probes_by_count_do_not_replace_the_time_floor() {
     let mut m = tripped_with(probing(1000, Duration::ZERO), t0);
     // A quiet host: far fewer calls than probe_every. Once open_for has
     // passed, the next call is a probe, as without probe_every.
-    assert!(matches!(m.admit(t0 + 999 * MS).0, Admission::Reject { .. }));
-    let (probe, transition) = m.admit(t0 + 1000 * MS);
+    assert!(matches!(
+        m.admit(t0 + 999 * MS, far).0,
+        Admission::Reject { .. }
+    ));
+    let (probe, transition) = m.admit(t0 + 1000 * MS, far);
     assert_eq!(probe, Admission::Admit(Permit::Probe { period: 1 }));
     assert_eq!(transition.unwrap().to, BreakerState::HalfOpen);
     // Its failure is a trip, as ever: reported, and the open time grows.
@@ -372,17 +390,17 @@ fn a_probe_sent_while_open_leads_to_the_other_probes() {
         },
         t0,
     );
-    m.admit(t0);
-    let (Admission::Admit(first), _) = m.admit(t0) else {
+    m.admit(t0, far);
+    let (Admission::Admit(first), _) = m.admit(t0, far) else {
         panic!("the second call is a probe")
     };
     let half = m.record(first, Success, || t0, || 0).unwrap();
     assert_eq!(half.to, BreakerState::HalfOpen);
     // One success of two: the next call is the second probe, at once.
-    let (Admission::Admit(second), _) = m.admit(t0) else {
+    let (Admission::Admit(second), _) = m.admit(t0, far) else {
         panic!("a probe slot is free")
     };
-    assert!(matches!(m.admit(t0).0, Admission::Reject { .. }));
+    assert!(matches!(m.admit(t0, far).0, Admission::Reject { .. }));
     assert_eq!(
         m.record(second, Success, || t0, || 0).unwrap().to,
         BreakerState::Closed
@@ -394,26 +412,29 @@ fn a_dropped_probe_sent_while_open_makes_the_next_call_a_probe() {
     let t0 = Instant::now();
     let mut m = tripped_with(probing(5, Duration::ZERO), t0);
     for _ in 0..4 {
-        m.admit(t0);
+        m.admit(t0, far);
     }
-    let (Admission::Admit(probe), _) = m.admit(t0) else {
+    let (Admission::Admit(probe), _) = m.admit(t0, far) else {
         panic!("the fifth call is a probe")
     };
     m.cancel(probe);
-    assert_eq!(m.admit(t0).0, Admission::Admit(Permit::Probe { period: 1 }));
+    assert_eq!(
+        m.admit(t0, far).0,
+        Admission::Admit(Permit::Probe { period: 1 })
+    );
 }
 
 #[test]
 fn a_waiting_call_goes_through_when_a_probe_closes_the_breaker() {
     let t0 = Instant::now();
     let mut m = tripped_with(probing(3, Duration::from_secs(1)), t0);
-    let (Admission::Wait { ticket: a }, _) = m.admit(t0) else {
+    let (Admission::Wait { ticket: a }, _) = m.admit(t0, far) else {
         panic!("the call waits")
     };
-    let (Admission::Wait { ticket: b }, _) = m.admit(t0) else {
+    let (Admission::Wait { ticket: b }, _) = m.admit(t0, far) else {
         panic!("the call waits")
     };
-    let (Admission::Admit(probe), _) = m.admit(t0) else {
+    let (Admission::Admit(probe), _) = m.admit(t0, far) else {
         panic!("the third call is the probe")
     };
     // Nothing decided yet: they wait on.
@@ -429,10 +450,10 @@ fn a_waiting_call_goes_through_when_a_probe_closes_the_breaker() {
 fn a_waiting_call_is_rejected_once_a_probe_fails() {
     let t0 = Instant::now();
     let mut m = tripped_with(probing(2, Duration::from_secs(1)), t0);
-    let (Admission::Wait { ticket }, _) = m.admit(t0) else {
+    let (Admission::Wait { ticket }, _) = m.admit(t0, far) else {
         panic!("the call waits")
     };
-    let (Admission::Admit(probe), _) = m.admit(t0) else {
+    let (Admission::Admit(probe), _) = m.admit(t0, far) else {
         panic!("the second call is the probe")
     };
     let t1 = t0 + 300 * MS;
@@ -444,7 +465,7 @@ fn a_waiting_call_is_rejected_once_a_probe_fails() {
         }
     );
     // A call that starts waiting after that failure waits for the next one.
-    let (Admission::Wait { ticket: later }, _) = m.admit(t1) else {
+    let (Admission::Wait { ticket: later }, _) = m.admit(t1, far) else {
         panic!("the call waits")
     };
     assert_eq!(m.resume(t1, later).0, Admission::Wait { ticket: later });
@@ -457,7 +478,7 @@ fn a_waiting_call_is_rejected_once_a_probe_fails() {
 fn a_waiting_call_is_the_probe_when_the_open_time_runs_out() {
     let t0 = Instant::now();
     let mut m = tripped_with(probing(0, Duration::from_secs(5)), t0);
-    let (Admission::Wait { ticket }, _) = m.admit(t0 + 200 * MS) else {
+    let (Admission::Wait { ticket }, _) = m.admit(t0 + 200 * MS, far) else {
         panic!("the call waits")
     };
     assert_eq!(
@@ -475,7 +496,7 @@ fn forced_open_rejects_at_once_even_with_waits() {
     let t0 = Instant::now();
     let mut m = StateMachine::new(probing(2, Duration::from_secs(5)));
     m.force(true);
-    assert_eq!(m.admit(t0).0, Admission::Reject { retry_in: None });
+    assert_eq!(m.admit(t0, far).0, Admission::Reject { retry_in: None });
     assert_eq!(m.counters().waited, 0);
 }
 
@@ -758,6 +779,7 @@ fn breaker_settings() -> impl Strategy<Value = BreakerSettings> {
                 } else {
                     Duration::ZERO
                 },
+                trip_within: Duration::ZERO,
                 ..BreakerSettings::default()
             },
         )
@@ -782,7 +804,7 @@ proptest! {
             match op {
                 Op::Call(verdict) | Op::Start(verdict) => {
                     calls += 1;
-                    let (admission, _) = machine.admit(now);
+                    let (admission, _) = machine.admit(now, far);
                     let expected = model.admit(now);
                     let says = match admission {
                         Admission::Admit(permit) => Says::Admit(permit),
@@ -854,4 +876,105 @@ proptest! {
         prop_assert!(s.wait_for_probe > Duration::ZERO || c.waited == 0);
         prop_assert_eq!(c.successes + c.failures + c.ignored + c.cancelled, c.admitted);
     }
+}
+
+#[test]
+fn a_call_waits_only_when_a_verdict_can_come_before_its_wait_ends() {
+    let s = BreakerSettings {
+        wait_for_probe: 4000 * MS,
+        open_for: 5000 * MS,
+        max_open_for: 5000 * MS,
+        half_open_probes: 1,
+        ..settings()
+    };
+    let mut m = StateMachine::new(s);
+    let t0 = Instant::now();
+    for i in 0..3 {
+        call(&mut m, t0 + i * MS, Verdict::Failure);
+    }
+    assert_eq!(m.state(), BreakerState::Open);
+    let wait = |now: Instant| now + 4000 * MS;
+    // Open for 5 s, no probe in flight, a 4 s wait: rejected at once, with
+    // the time until the probes.
+    let (admission, _) = m.admit(t0 + 2 * MS, wait);
+    assert_eq!(
+        admission,
+        Admission::Reject {
+            retry_in: Some(5000 * MS)
+        }
+    );
+    // Within 4 s of the open time's end, the call waits: it will be the probe.
+    let (admission, _) = m.admit(t0 + 1100 * MS, wait);
+    assert!(matches!(admission, Admission::Wait { .. }), "{admission:?}");
+    // A call whose own end comes first does not.
+    let (admission, _) = m.admit(t0 + 1100 * MS, |now| now + 100 * MS);
+    assert!(
+        matches!(admission, Admission::Reject { .. }),
+        "{admission:?}"
+    );
+    // A probe in flight: a verdict may come at any time, so the call waits.
+    let (probe, _) = m.admit(t0 + 5002 * MS, wait);
+    assert!(matches!(probe, Admission::Admit(Permit::Probe { .. })));
+    let (admission, _) = m.admit(t0 + 5003 * MS, |now| now + MS);
+    assert!(matches!(admission, Admission::Wait { .. }), "{admission:?}");
+}
+
+#[test]
+fn failures_too_far_apart_trip_nothing() {
+    let s = BreakerSettings {
+        trip_within: 5000 * MS,
+        failure_rate: 0.0,
+        ..settings()
+    };
+    // Three failures a second apart fit in 5 s: a trip.
+    let mut m = StateMachine::new(s);
+    let t0 = Instant::now();
+    for i in 0..3 {
+        call(&mut m, t0 + i * 1000 * MS, Verdict::Failure);
+    }
+    assert_eq!(m.state(), BreakerState::Open);
+    // Three failures three seconds apart do not, however long the run.
+    let mut m = StateMachine::new(s);
+    for i in 0..30 {
+        call(&mut m, t0 + i * 3000 * MS, Verdict::Failure);
+    }
+    assert_eq!(m.state(), BreakerState::Closed);
+    assert_eq!(m.consecutive_failures(), 30);
+    // Then a burst: the last three within 5 s trip it.
+    call(&mut m, t0 + 90_100 * MS, Verdict::Failure);
+    assert_eq!(m.state(), BreakerState::Closed, "two within 5 s");
+    call(&mut m, t0 + 90_200 * MS, Verdict::Failure);
+    assert_eq!(m.state(), BreakerState::Open, "three within 5 s");
+}
+
+#[test]
+fn the_rate_rule_needs_recent_failures_too() {
+    // The rate rule alone: 6 calls, half failing, trip at the earliest on
+    // the third failure; those three must fall within 5 s.
+    let s = BreakerSettings {
+        trip_within: 5000 * MS,
+        consecutive_failures: 0,
+        ..settings()
+    };
+    assert_eq!(s.fewest_failures_to_trip(), 3);
+    let mut m = StateMachine::new(s);
+    let t0 = Instant::now();
+    for i in 0..20 {
+        let verdict = if i % 2 == 0 {
+            Verdict::Failure
+        } else {
+            Verdict::Success
+        };
+        call(&mut m, t0 + i * 2000 * MS, verdict);
+    }
+    assert_eq!(m.state(), BreakerState::Closed, "a failure every 4 s");
+    for i in 0..6 {
+        let verdict = if i % 2 == 0 {
+            Verdict::Failure
+        } else {
+            Verdict::Success
+        };
+        call(&mut m, t0 + 40_000 * MS + i * 100 * MS, verdict);
+    }
+    assert_eq!(m.state(), BreakerState::Open);
 }
