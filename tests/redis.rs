@@ -2,9 +2,9 @@
 //! stacks (four replicas) against one HTTP server that allows 200 requests a
 //! second; Redis stopped and started in the middle of a run; a 429 pausing
 //! every replica; leases counted on the server; a Redis that accepts and
-//! never answers. `.ci/run` installs Redis and starts one for the run
-//! (`REBOUND_REDIS_URL`); without it each test starts its own. None is
-//! skipped for lack of Redis: they fail, saying how to install it.
+//! never answers. `scripts/test` installs Redis when it is missing; each
+//! test starts its own server, or uses the one `REBOUND_REDIS_URL` names.
+//! None is skipped for lack of Redis: they fail, saying how to install it.
 
 mod common;
 

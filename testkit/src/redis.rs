@@ -6,7 +6,7 @@
 //! answers, as a server that hangs or a network that drops every packet.
 //!
 //! The binary is `redis-server` on the `PATH`, or the one `REDIS_SERVER`
-//! names. `.ci/run` installs it from the system's packages when it is
+//! names. `scripts/test` installs it from the system's packages when it is
 //! missing. A test that needs Redis and finds none fails, saying how to get
 //! it: it is never skipped.
 
@@ -66,7 +66,7 @@ impl RedisServer {
                 panic!(
                     "cannot start {binary} ({e}): the shared rate limit's tests need a real Redis. \
                      Install it (Debian and Ubuntu: `apt-get install redis-server`; macOS: \
-                     `brew install redis`) or name the binary in REDIS_SERVER; .ci/run installs it"
+                     `brew install redis`) or name the binary in REDIS_SERVER; scripts/test installs it"
                 )
             });
         let mut server = RedisServer {
