@@ -368,6 +368,40 @@ async fn hosts_past_max_hosts_are_other() {
     );
 }
 
+#[tokio::test]
+async fn ports_past_max_hosts_are_left_out() {
+    let (one, two) = (instruments::server().await, instruments::server().await);
+    let exported = Exported::new();
+    let listener = exported.listener().with_max_hosts(1);
+    let policy = instruments::policy("").with_listener(listener);
+    // One listener for both servers: 127.0.0.1 and localhost on each port.
+    instruments::two_hosts(&one, policy.clone()).await;
+    instruments::two_hosts(&two, policy).await;
+    let points = exported.points();
+    let pairs: BTreeSet<(String, Option<String>)> = points
+        .iter()
+        .filter(|p| p.name == REQUEST_DURATION)
+        .map(|p| {
+            let get = |key: &str| {
+                p.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == key)
+                    .map(|kv| kv.value.to_string())
+            };
+            (get("server.address").unwrap(), get("server.port"))
+        })
+        .collect();
+    let first = one.addr().port().to_string();
+    assert_eq!(
+        pairs,
+        BTreeSet::from([
+            ("127.0.0.1".to_owned(), Some(first)),
+            ("127.0.0.1".to_owned(), None),
+            ("_other".to_owned(), None),
+        ])
+    );
+}
+
 #[test]
 fn the_default_constructors_bound_hosts_as_the_breakers_do() {
     // The default constructors take the global meter, a no-op until a

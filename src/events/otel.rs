@@ -56,6 +56,9 @@ pub struct OpenTelemetryListener {
     fallbacks: Counter<u64>,
     local: UpDownCounter<i64>,
     hosts: Arc<Names>,
+    /// The ports `server.port` names: as many as hosts; past them (and for
+    /// a host named `_other`) the attribute is left out.
+    ports: Arc<Names>,
     routes: Arc<Names>,
 }
 
@@ -133,6 +136,7 @@ impl OpenTelemetryListener {
                 .with_description("Shared rate limits on their local fallback now.")
                 .build(),
             hosts: Arc::new(Names::new(BreakerSettings::default().max_hosts())),
+            ports: Arc::new(Names::new(BreakerSettings::default().max_hosts())),
             routes: Arc::new(Names::new(labels::MAX_ROUTES)),
         }
     }
@@ -147,6 +151,7 @@ impl OpenTelemetryListener {
     /// share `_other`.
     pub fn with_max_hosts(mut self, max_hosts: usize) -> Self {
         self.hosts = Arc::new(Names::new(max_hosts));
+        self.ports = Arc::new(Names::new(max_hosts));
         self
     }
 }
@@ -157,16 +162,22 @@ impl Listener for OpenTelemetryListener {
             return;
         }
         let target = e.target();
+        let host = self.hosts.host(target.host());
+        // A port is an integer here: one past the names kept is left out
+        // rather than named `_other`, so the attribute keeps one type.
+        let port = target
+            .port()
+            .filter(|&port| &*self.ports.port(&host, port) != super::instrument::OTHER);
         // The optional attributes take the places after the first two.
         let mut attributes = [
             KeyValue::new(labels::METHOD, labels::method(target.method())),
-            KeyValue::new(labels::SERVER_ADDRESS, self.hosts.host(target.host())),
+            KeyValue::new(labels::SERVER_ADDRESS, host),
             KeyValue::new(labels::SERVER_PORT, 0_i64),
             KeyValue::new(labels::STATUS_CODE, 0_i64),
             KeyValue::new(labels::ERROR_TYPE, ""),
         ];
         let mut len = 2;
-        if let Some(port) = target.port() {
+        if let Some(port) = port {
             attributes[len] = KeyValue::new(labels::SERVER_PORT, i64::from(port));
             len += 1;
         }
