@@ -135,6 +135,16 @@ async fn agree(
     for stack in [Stack::Assembled, Stack::ByHand] {
         let server = scripted(statuses).await;
         let counter = Counter::default();
+        #[cfg(feature = "metrics")]
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        #[cfg(feature = "metrics")]
+        let snapshotter = recorder.snapshotter();
+        #[cfg(feature = "metrics")]
+        let _local = metrics::set_default_local_recorder(&recorder);
+        #[cfg(feature = "metrics")]
+        let policy = policy(&counter, max_polls)
+            .with_listener(tower_rebound::events::MetricsListener::new());
+        #[cfg(not(feature = "metrics"))]
         let policy = policy(&counter, max_polls);
         let result = call(stack, &policy, &server).await;
         assert_eq!(
@@ -161,6 +171,23 @@ async fn agree(
             expected.1,
             "{stack:?}: poll_sent events"
         );
+        // The metrics record one request duration per request sent.
+        #[cfg(feature = "metrics")]
+        {
+            use metrics_util::debugging::DebugValue;
+            use tower_rebound::events::instrument::REQUEST_DURATION;
+            let recorded: usize = snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .filter(|(key, ..)| key.key().name() == REQUEST_DURATION)
+                .map(|(.., value)| match value {
+                    DebugValue::Histogram(values) => values.len(),
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(recorded as u32, seen, "{stack:?}: {REQUEST_DURATION}");
+        }
     }
 }
 
