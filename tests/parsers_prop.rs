@@ -37,7 +37,7 @@ fn check<S: Strategy>(
     let config = Config {
         cases: CASES,
         rng_seed: match default.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(0x7265_626f_756e_64),
+            RngSeed::Random => RngSeed::Fixed(0x0072_6562_6f75_6e64),
             chosen => chosen,
         },
         source_file: Some(file!()),
