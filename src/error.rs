@@ -667,7 +667,10 @@ enum Delivery {
     /// The request reached an HTTP/2 connection, and the server said it did
     /// not process it.
     // Only h2's errors say so, and h2 comes with the `rustls` feature.
-    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")),
+        allow(dead_code)
+    )]
     NotProcessed,
 }
 
@@ -705,7 +708,7 @@ fn delivery(error: &(dyn std::error::Error + 'static)) -> Delivery {
             }
         }
         // hyper wraps h2's error in its own, and hyper-util wraps hyper's.
-        #[cfg(feature = "rustls")]
+        #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
         if let Some(stream) = error.downcast_ref::<h2::Error>() {
             if h2_not_processed(stream) {
                 return Delivery::NotProcessed;
@@ -738,7 +741,7 @@ impl fmt::Display for Millis {
 /// `InvalidCertificate` anywhere in the source chain (hyper-rustls and
 /// reqwest wrap it in an `io::Error`, whose `source` skips it).
 fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> bool {
-    #[cfg(feature = "rustls")]
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
     {
         let mut next = Some(error);
         while let Some(error) = next {
@@ -752,7 +755,7 @@ fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> bool {
             };
         }
     }
-    #[cfg(not(feature = "rustls"))]
+    #[cfg(not(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))]
     let _ = error;
     false
 }
@@ -802,7 +805,7 @@ impl RetryRefusal {
 /// error then fails any new stream on that connection, which was never sent
 /// either. So a remote `GOAWAY` error on a stream means "not processed",
 /// whatever its reason; a `GOAWAY` that h2 sent itself does not.
-#[cfg(feature = "rustls")]
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
 fn h2_not_processed(error: &h2::Error) -> bool {
     error.reason() == Some(h2::Reason::REFUSED_STREAM) || (error.is_go_away() && error.is_remote())
 }
@@ -1014,7 +1017,7 @@ mod tests {
         assert_eq!(Error::circuit_open(None).requests(), 0);
     }
 
-    #[cfg(feature = "rustls")]
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
     #[test]
     fn a_refused_certificate_is_a_transport_failure_never_retried() {
         use rustls::CertificateError;
@@ -1043,7 +1046,7 @@ mod tests {
         assert!(other.is_retryable());
     }
 
-    #[cfg(feature = "rustls")]
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
     #[test]
     fn an_http2_stream_the_server_refused_was_not_processed() {
         // h2 lets a caller build its error from a bare reason only; the

@@ -116,6 +116,7 @@
 //! |---|---|---|
 //! | `hyper` | yes | [`client::hyper`]: hyper-util's client in the stack |
 //! | `rustls` | no | `client::hyper_https`: https with rustls and the system's roots, HTTP/2 by ALPN |
+//! | `rustls-aws-lc-rs` | no | the same with aws-lc-rs for rustls' cryptography instead of ring (`rustls` is `rustls-ring`); aws-lc-rs when both are on |
 //! | `reqwest` | no | `client::Reqwest`, `client::reqwest`: `reqwest::Client` in the stack |
 //! | `reqwest-middleware` | no | `client::ReboundMiddleware` |
 //! | `tower-http` | no | `classify::PolicyClassifier`: rebound's classes in tower-http's `TraceLayer` |

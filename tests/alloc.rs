@@ -1,12 +1,14 @@
-//! The success path allocates nothing beyond what the inner service does, and
-//! loading policies leaks nothing.
+//! The success path allocates nothing beyond what the inner service does,
+//! whether the answer is ready at once or only later, and loading policies
+//! leaks nothing.
 //!
 //! A counting global allocator counts the allocations and the live bytes of
 //! each thread; every call here is polled on the test's own thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::future::Future;
+use std::convert::Infallible;
+use std::future::{Future, Ready};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
@@ -114,6 +116,104 @@ fn the_success_path_allocates_no_more_than_the_inner_service() {
             stacked_allocations, bare_allocations,
             "{preset} {status}: the stack allocated {stacked_allocations} times in 1000 calls, \
              the bare service {bare_allocations}"
+        );
+    }
+}
+
+/// A client whose answer is not ready at the first poll, as a real client's
+/// never is: it wakes its task and answers at the second.
+#[derive(Clone)]
+struct Later(Answer);
+
+struct NotYet {
+    answer: Ready<Result<Response<Full<Bytes>>, Infallible>>,
+    polled: bool,
+}
+
+impl Future for NotYet {
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.polled {
+            self.polled = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.answer).poll(cx)
+    }
+}
+
+impl Service<Request<Full<Bytes>>> for Later {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = NotYet;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request<Full<Bytes>>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> NotYet {
+        NotYet {
+            answer: self.0.call(request),
+            polled: false,
+        }
+    }
+}
+
+/// Allocations made by `calls` calls of `service`, each pending at its first
+/// poll and answered at its second.
+fn allocations_pending<S>(service: &mut S, calls: usize, status: u16) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = allocations();
+    for _ in 0..calls {
+        assert!(service.poll_ready(&mut cx).is_ready());
+        let request = Request::get(http::Uri::from_static("http://api.example/devices/1"))
+            .body(Full::new(Bytes::from_static(b"")))
+            .unwrap();
+        let mut future = pin!(service.call(request));
+        assert!(
+            future.as_mut().poll(&mut cx).is_pending(),
+            "not ready at once"
+        );
+        match future.poll(&mut cx) {
+            Poll::Ready(Ok(response)) => assert_eq!(response.status(), status),
+            other => panic!(
+                "expected a response at the second poll, got {:?}",
+                other.is_ready()
+            ),
+        }
+    }
+    allocations() - before
+}
+
+#[test]
+fn the_pending_path_allocates_no_more_than_the_inner_service() {
+    // A pending answer arms the attempt timer: a runtime's clock (paused; no
+    // timer ever fires here) must be there.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    for (preset, status) in [("connio", 200), ("connio", 202), ("standard", 204)] {
+        let policy = Policy::preset(preset).unwrap();
+        let answer = Answer::new(status, "{\"id\":\"1\"}");
+        let mut bare = Later(answer.clone());
+        let mut stacked = ResilienceLayer::new(policy).layer(Later(answer));
+        allocations_pending(&mut bare, 1, status);
+        allocations_pending(&mut stacked, 1, status);
+
+        let bare_allocations = allocations_pending(&mut bare, 1000, status);
+        let stacked_allocations = allocations_pending(&mut stacked, 1000, status);
+        assert_eq!(
+            stacked_allocations, bare_allocations,
+            "{preset} {status}: the stack allocated {stacked_allocations} times in 1000 pending \
+             calls, the bare service {bare_allocations}"
         );
     }
 }

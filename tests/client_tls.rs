@@ -17,12 +17,14 @@ use tower_rebound::{ErrorKind, Policy};
 /// An https server on 127.0.0.1 answering 200 "secure", with a self-signed
 /// certificate for `localhost`; returns its port and the certificate.
 async fn tls_server() -> (u16, rustls::pki_types::CertificateDer<'static>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert = key.cert.der().clone();
     let private =
         rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder()
+    let ring = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(ring)
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![cert.clone()], private)
         .unwrap();
@@ -64,7 +66,9 @@ async fn a_trusted_certificate_gets_through_and_an_unknown_one_does_not() {
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
-    let tls = rustls::ClientConfig::builder()
+    let tls = rustls::ClientConfig::builder_with_provider(tower_rebound::client::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let client = tower_rebound::client::hyper_https_with(Policy::preset("connio").unwrap(), tls);

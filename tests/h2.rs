@@ -34,8 +34,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// rebound's https client held to HTTP/2, which speaks h2c to http:// URLs;
 /// no certificate is ever checked, so the root store is empty.
 fn client() -> HttpsClient {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = rustls::ClientConfig::builder()
+    let tls = rustls::ClientConfig::builder_with_provider(tower_rebound::client::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
     // POST is replayed only when that is known to be safe.

@@ -233,10 +233,21 @@ async fn a_stall_in_the_middle_of_an_error_body() {
         tokio::time::sleep(Duration::from_secs(600)).await;
     });
     let (error, _, elapsed) = call(&hostile, get(&hostile.url())).await;
-    // The attempt timeout ended it, not the total.
+    // Each attempt's own timeout (300 ms) ended its read of the body, not
+    // the call's total (5 s), which would have ended the first attempt as
+    // `deadline_exceeded`: three attempts, each cut by the attempt timeout.
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
-    assert_eq!(error.attempts(), 3);
-    assert!(elapsed < LOADED_MACHINE, "{elapsed:?}");
+    let source = std::error::Error::source(&error).expect("the timeout is the source");
+    assert!(
+        source.is::<tower_rebound::AttemptTimedOut>(),
+        "{error}: {source}"
+    );
+    assert_eq!(source.to_string(), "attempt timed out after 300ms");
+    assert_eq!(error.attempts(), 3, "{error}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < LOADED_MACHINE,
+        "{elapsed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Uri};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError, TestRunner};
 use serde_json::Value;
 use tower_rebound::Policy;
 use tower_rebound::classify::{
@@ -25,17 +25,28 @@ const CASES: u32 = 2000;
 /// Runs `property` on `CASES` inputs drawn from `strategy` (after the saved
 /// regressions) and returns how many of them reached the assertions: the
 /// property answers `Ok(true)` when they did.
+///
+/// The inputs come from a fixed seed, so that every run checks the same
+/// cases and the reach counts are the same; `PROPTEST_RNG_SEED=N` explores
+/// others.
 fn check<S: Strategy>(
     strategy: S,
     property: impl Fn(S::Value) -> Result<bool, TestCaseError>,
 ) -> u32 {
+    let default = Config::default();
     let config = Config {
         cases: CASES,
+        rng_seed: match default.rng_seed {
+            RngSeed::Random => RngSeed::Fixed(0x0072_6562_6f75_6e64),
+            chosen => chosen,
+        },
         source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
-            "proptest-regressions",
+        // Cargo runs the test from the package's root; `SourceParallel`
+        // looks for a `lib.rs` beside the tests and finds none.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/parsers_prop.proptest-regressions",
         ))),
-        ..Config::default()
+        ..default
     };
     let reached = AtomicU32::new(0);
     let mut runner = TestRunner::new(config);
@@ -546,19 +557,94 @@ fn problem_details_map_as_rfc_9457_says() {
     assert_reached(reached, 1.0);
 }
 
+/// `secs` seconds after the epoch as an IMF-fixdate (RFC 9110 section
+/// 5.6.7), such as `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn imf_fixdate(secs: u64) -> String {
+    // Howard Hinnant's civil_from_days, for days after 1970-01-01.
+    let days = secs / 86_400;
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let in_day = secs % 86_400;
+    format!(
+        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        months[(month - 1) as usize],
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    )
+}
+
+/// A `Retry-After` value and the delay it asks for, when it asks for one.
+#[derive(Debug, Clone)]
+enum RetryAfterValue {
+    /// Anything: it may not ask for a delay unless it holds a digit.
+    Text(String),
+    /// Delta-seconds, with leading zeros, up to far past `u64::MAX`.
+    Seconds(String),
+    /// An HTTP-date, seconds after the epoch.
+    Date(u64),
+}
+
+fn retry_after_value() -> impl Strategy<Value = (RetryAfterValue, String)> {
+    let padding = prop_oneof![Just(""), Just(" "), Just("\t"), Just(" \t ")];
+    let value = prop_oneof![
+        1 => "\\PC{0,40}".prop_map(RetryAfterValue::Text),
+        2 => prop_oneof![
+            any::<u32>().prop_map(|s| s.to_string()),
+            any::<u64>().prop_map(|s| format!("00{s}")),
+            "[0-9]{18,30}",
+        ]
+        .prop_map(RetryAfterValue::Seconds),
+        2 => (0u64..253_402_300_800).prop_map(RetryAfterValue::Date),
+    ];
+    (value, padding).prop_map(|(value, padding)| {
+        let text = match &value {
+            RetryAfterValue::Text(text) => text.clone(),
+            RetryAfterValue::Seconds(digits) => format!("{padding}{digits}{padding}"),
+            RetryAfterValue::Date(secs) => format!("{padding}{}{padding}", imf_fixdate(*secs)),
+        };
+        (value, text)
+    })
+}
+
 #[test]
 fn retry_after_never_panics_and_seconds_are_exact() {
-    let strategy = ("\\PC{0,40}", any::<u32>(), 0u64..4_000_000_000);
-    let reached = check(strategy, |(text, secs, now)| {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
-        let _ = parse_retry_after(&text, now);
-        prop_assert_eq!(
-            parse_retry_after(&secs.to_string(), now),
-            Some(Duration::from_secs(u64::from(secs)))
-        );
+    // Up to the year 9999, where HTTP-dates end.
+    let strategy = (retry_after_value(), 0u64..253_402_300_800);
+    let reached = check(strategy, |((value, text), now)| {
+        let clock = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
+        let parsed = parse_retry_after(&text, clock);
+        let expected = match value {
+            RetryAfterValue::Text(_) => {
+                if !text.bytes().any(|b| b.is_ascii_digit()) {
+                    prop_assert_eq!(parsed, None, "{:?}", text);
+                }
+                return Ok(false);
+            }
+            // Exact, and a number past u64 saturates rather than wraps.
+            RetryAfterValue::Seconds(digits) => {
+                let secs = digits.parse::<u128>().unwrap();
+                u64::try_from(secs).unwrap_or(u64::MAX)
+            }
+            // Measured from `now`; a date in the past asks for no wait.
+            RetryAfterValue::Date(date) => date.saturating_sub(now),
+        };
+        prop_assert_eq!(parsed, Some(Duration::from_secs(expected)), "{:?}", text);
         Ok(true)
     });
-    assert_reached(reached, 1.0);
+    // Four cases in five are seconds or dates.
+    assert_reached(reached, 0.6);
 }
 
 fn location() -> impl Strategy<Value = Vec<u8>> {
@@ -620,6 +706,102 @@ fn status_urls_never_panic_and_never_leave_the_origin() {
     assert!(refused >= CASES / 20, "refused {refused}");
 }
 
+/// A path of 0 to 4 segments, each `.`, `..`, empty or a short name, joined
+/// by `/`; `first` chooses what the first segment may be.
+fn segments(first: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        Just(".".to_owned()),
+        Just("..".to_owned()),
+        Just(String::new()),
+        "[a-z0-9]{1,3}",
+    ];
+    (first, proptest::collection::vec(segment, 0..4)).prop_map(|(first, rest)| {
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join("/")
+    })
+}
+
+/// A reference of every RFC 3986 form (relative path, absolute path, network
+/// path, absolute URI) to the base's own origin, with `.`, `..` and empty
+/// segments, a query and a fragment or not; and a base path with empty
+/// segments. Only characters that WHATWG's parser (url's) leaves as they are.
+fn reference_and_base() -> impl Strategy<Value = (String, String)> {
+    let dots_or_name = prop_oneof![Just(".".to_owned()), Just("..".to_owned()), "[a-z0-9]{1,3}",];
+    // The first segment of a relative or absolute path is never empty: that
+    // would make it a network path, to another host.
+    let path = prop_oneof![
+        segments(dots_or_name.clone()),
+        segments(dots_or_name).prop_map(|p| format!("/{p}")),
+        segments(Just(String::new()))
+            .prop_map(|p| format!("//api.example:8443{}", if p.is_empty() { "/" } else { &p })),
+        segments(Just(String::new())).prop_map(|p| format!("https://api.example:8443{p}")),
+        Just(String::new()),
+    ];
+    let query = proptest::option::of("[a-z0-9=&/?.]{0,6}");
+    let fragment = proptest::option::of("[a-z0-9/?.]{0,4}");
+    let reference = (path, query, fragment).prop_map(|(path, query, fragment)| {
+        let mut reference = path;
+        if let Some(query) = query {
+            reference.push('?');
+            reference.push_str(&query);
+        }
+        if let Some(fragment) = fragment {
+            reference.push('#');
+            reference.push_str(&fragment);
+        }
+        reference
+    });
+    let base_segment = prop_oneof![Just(String::new()), "[a-z0-9]{1,3}"];
+    let base = (
+        proptest::collection::vec(base_segment, 0..4),
+        proptest::option::of("[a-z=&]{0,6}"),
+    )
+        .prop_map(|(segments, query)| {
+            let mut base = format!("https://api.example:8443/{}", segments.join("/"));
+            if let Some(query) = query {
+                base.push('?');
+                base.push_str(&query);
+            }
+            base
+        });
+    (reference, base)
+}
+
+#[test]
+fn status_urls_resolve_as_url_join_does() {
+    // The origin rules aside (every reference here stays on the base's
+    // origin), a status URL leads where WHATWG's parser says it does.
+    let reached = check(reference_and_base(), |(reference, base)| {
+        let uri: Uri = base.parse().unwrap();
+        let model = url::Url::parse(&base).unwrap().join(&reference).unwrap();
+        let resolved = resolve_status_url(&uri, &uri, reference.as_bytes(), &[]);
+        if reference.is_empty() {
+            // An empty Location names nothing to poll.
+            prop_assert_eq!(resolved, Err(Refusal::Malformed));
+            return Ok(false);
+        }
+        let target = match resolved {
+            Ok(Target::SameOrigin(target)) => target,
+            other => {
+                return Err(TestCaseError::fail(format!(
+                    "{reference:?} from {base}: {other:?}, url says {model}"
+                )));
+            }
+        };
+        prop_assert_eq!(
+            (target.path(), target.query()),
+            (model.path(), model.query()),
+            "{:?} from {}",
+            reference,
+            base
+        );
+        Ok(true)
+    });
+    assert_reached(reached, 0.9);
+}
+
 fn policy_like() -> impl Strategy<Value = String> {
     let line = prop_oneof![
         Just("[retry]".to_owned()),
@@ -638,6 +820,96 @@ fn policy_like() -> impl Strategy<Value = String> {
     proptest::collection::vec(line, 0..12).prop_map(|lines| lines.join("\n"))
 }
 
+/// A policy of valid lines in some of its sections, with comments and blank
+/// lines between them, and one bad line (an unknown key, a value out of its
+/// bounds or of the wrong type, text that is not TOML) inside one of its
+/// sections: the text and the number of the bad line.
+fn policy_with_one_bad_line() -> impl Strategy<Value = (String, usize)> {
+    // Per section: its good lines, and bad lines whose keys none of the good
+    // ones uses (a key twice would be a mistake of its own).
+    const SECTIONS: [(&str, &[&str], &[&str]); 4] = [
+        (
+            "[retry]",
+            &[
+                "max_retry_after = \"10s\"",
+                "add_idempotency_key = false",
+                "max_attempts = 3",
+            ],
+            &["buffer_max = \"65MiB\"", "buffer_max = -1", "backoff = 3"],
+        ),
+        (
+            "[timeouts]",
+            &["total = \"30s\""],
+            &["attempt = \"0ms\"", "attempt = \"2h\"", "attempt = 5"],
+        ),
+        (
+            "[poll]",
+            &["max_polls = 5", "max_duration = \"60s\""],
+            &[
+                "interval = \"2h\"",
+                "interval = \"1 fortnight\"",
+                "max_interval = true",
+            ],
+        ),
+        (
+            "[circuit_breaker]",
+            &["open_for = \"5s\"", "probe_every = 10"],
+            &[
+                "consecutive_failures = 1001",
+                "failure_rate = 1.5",
+                "failure_rate = -0.1",
+            ],
+        ),
+    ];
+    const EVERYWHERE: [&str; 3] = [
+        "no_such_key = 1",
+        "this is not toml",
+        "max_attempts = \"unterminated",
+    ];
+    let sections = proptest::sample::subsequence(vec![0usize, 1, 2, 3], 1..=4);
+    let goods = [0usize, 1, 2, 3]
+        .map(|i| proptest::sample::subsequence(SECTIONS[i].1, 0..=SECTIONS[i].1.len()));
+    let fillers =
+        proptest::collection::vec(prop_oneof![Just(""), Just("# a note"), Just("  ")], 24);
+    let picks = (
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+    );
+    (sections, goods, fillers, picks).prop_map(|(sections, goods, fillers, picks)| {
+        let (in_section, kind, bad, at) = picks;
+        let bad_section = *in_section.get(&sections);
+        let (_, _, own_bad) = SECTIONS[bad_section];
+        let bad_line = if kind.index(3) == 0 {
+            *bad.get(&EVERYWHERE)
+        } else {
+            *bad.get(own_bad)
+        };
+        let mut fillers = fillers.into_iter().cycle();
+        let mut lines: Vec<&str> = Vec::new();
+        let mut bad_number = 0;
+        for section in sections {
+            lines.push(SECTIONS[section].0);
+            let good = &goods[section];
+            let bad_at = (section == bad_section).then(|| at.index(good.len() + 1));
+            for i in 0..=good.len() {
+                if let Some(filler) = fillers.next().filter(|f| !f.is_empty() || i % 2 == 0) {
+                    lines.push(filler);
+                }
+                if bad_at == Some(i) {
+                    lines.push(bad_line);
+                    bad_number = lines.len();
+                }
+                if let Some(line) = good.get(i) {
+                    lines.push(line);
+                }
+            }
+        }
+        (lines.join("\n"), bad_number)
+    })
+}
+
 #[test]
 fn policy_text_never_panics_and_errors_name_the_line() {
     let loaded = AtomicU32::new(0);
@@ -648,41 +920,171 @@ fn policy_text_never_panics_and_errors_name_the_line() {
                 Ok(false)
             }
             Err(error) => {
-                // Every mistake in a string names the origin `<string>`.
+                // Every mistake in a string names the origin `<string>`, and
+                // a line of the text.
                 prop_assert!(error.to_string().starts_with("<string>"), "{}", error);
+                if let Some(line) = error.line() {
+                    prop_assert!(
+                        line >= 1 && line <= text.lines().count().max(1),
+                        "{}",
+                        error
+                    );
+                }
                 Ok(true)
             }
         }
     });
     assert_reached(reached, 0.2);
     assert!(loaded.into_inner() >= CASES / 20, "some texts are policies");
+
+    // Where the bad line is known, the error names exactly it.
+    let reached = check(policy_with_one_bad_line(), |(text, bad)| {
+        let error = match Policy::from_toml_str(&text) {
+            Ok(_) => return Err(TestCaseError::fail(format!("accepted:\n{text}"))),
+            Err(error) => error,
+        };
+        prop_assert_eq!(error.line(), Some(bad), "{}\n{}", error, text);
+        let prefix = format!("<string>:{bad}:");
+        prop_assert!(error.to_string().starts_with(&prefix), "{}", error);
+        Ok(true)
+    });
+    assert_reached(reached, 1.0);
+}
+
+/// A size as `policies/README.md` defines it: an integer and one of its
+/// units (and `kB`, SI's own spelling, which the parser takes as `KB`).
+fn documented_size(text: &str) -> Option<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let number: u64 = text[..digits].parse().ok()?;
+    let scale: u64 = match &text[digits..] {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+/// A duration as `policies/README.md` defines it: an integer and `ms`, `s`,
+/// `m` or `h`.
+fn documented_duration(text: &str) -> Option<Duration> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let number: u64 = text[..digits].parse().ok()?;
+    let millis: u64 = match &text[digits..] {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(millis).map(Duration::from_millis)
 }
 
 #[test]
 fn policy_values_are_checked_not_trusted() {
+    // Values on both sides of each documented bound: `max_attempts` 1 to 10,
+    // `buffer_max` up to 64 MiB, `max_retry_after` up to 1 h,
+    // `failure_rate` 0 to 1.
     let strategy = (
         prop_oneof![9 => -3i64..15, 1 => any::<i64>()],
         prop_oneof![9 => -0.2f64..1.2, 1 => any::<f64>()],
-        prop_oneof![9 => "[0-9]{1,3}(B|KiB|MiB)", 1 => "[0-9]{1,25}[A-Za-z]{0,3}"],
-        prop_oneof![9 => "[0-9]{1,3}(ms|s)", 1 => "[0-9]{1,25}(ms|s|m|h|d|)"],
+        prop_oneof![
+            6 => "[0-9]{1,3}(B|KiB|MiB)",
+            2 => "6[0-9]MiB|6[0-9]{7}",
+            // Each side of the bound, exactly.
+            1 => prop_oneof![
+                Just("64MiB"),
+                Just("65536KiB"),
+                Just("65537KiB"),
+                Just("67108864"),
+                Just("67108865B"),
+            ]
+            .prop_map(str::to_owned),
+            1 => "[0-9]{1,25}[A-Za-z]{0,3}",
+        ],
+        prop_oneof![
+            6 => "[0-9]{1,3}(ms|s)",
+            2 => "[0-9]{1,2}(m|h)|3[56][0-9]{2}s",
+            1 => prop_oneof![
+                Just("1h"),
+                Just("60m"),
+                Just("61m"),
+                Just("3600000ms"),
+                Just("3600001ms"),
+                Just("3601s"),
+            ]
+            .prop_map(str::to_owned),
+            1 => "[0-9]{1,25}(ms|s|m|h|d|)",
+        ],
     );
     let loaded = AtomicU32::new(0);
+    // Refusals where one value alone was out of bounds, by key.
+    let refused = [(); 4].map(|()| AtomicU32::new(0));
     let reached = check(strategy, |(attempts, rate, size, duration)| {
         let text = format!(
             "[retry]\nmax_attempts = {attempts}\nbuffer_max = \"{size}\"\nmax_retry_after = \"{duration}\"\n\
              [circuit_breaker]\nfailure_rate = {rate:?}\n"
         );
-        let policy = Policy::from_toml_str(&text);
-        if !(1..=10).contains(&attempts) || !(0.0..=1.0).contains(&rate) {
-            prop_assert!(policy.is_err(), "accepted {}", text);
-        }
-        if let Ok(policy) = policy {
-            loaded.fetch_add(1, Ordering::Relaxed);
-            prop_assert_eq!(i64::from(policy.max_attempts()), attempts);
+        let size_ok = documented_size(&size).filter(|&s| s <= 64 << 20);
+        let duration_ok =
+            documented_duration(&duration).filter(|&d| d <= Duration::from_secs(3600));
+        // The line of each key, for the values out of bounds.
+        let bad: Vec<(usize, usize)> = [
+            (0, 2, (1..=10).contains(&attempts)),
+            (1, 3, size_ok.is_some()),
+            (2, 4, duration_ok.is_some()),
+            (3, 6, (0.0..=1.0).contains(&rate)),
+        ]
+        .into_iter()
+        .filter(|&(_, _, ok)| !ok)
+        .map(|(key, line, _)| (key, line))
+        .collect();
+        match Policy::from_toml_str(&text) {
+            Ok(policy) => {
+                prop_assert!(bad.is_empty(), "accepted {}", text);
+                loaded.fetch_add(1, Ordering::Relaxed);
+                let retry = policy.retry_settings();
+                prop_assert_eq!(i64::from(policy.max_attempts()), attempts);
+                prop_assert_eq!(Some(retry.buffer_max() as u64), size_ok);
+                prop_assert_eq!(Some(retry.max_retry_after()), duration_ok);
+                prop_assert_eq!(policy.breaker_settings().failure_rate(), rate);
+            }
+            Err(error) => {
+                prop_assert!(!bad.is_empty(), "refused {}: {}", text, error);
+                let line = error.line();
+                prop_assert!(
+                    bad.iter().any(|&(_, bad)| line == Some(bad)),
+                    "{} names none of the lines {:?}",
+                    error,
+                    bad
+                );
+                if let [(key, _)] = bad[..] {
+                    refused[key].fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         Ok(true)
     });
     assert_reached(reached, 1.0);
     let loaded = loaded.into_inner();
     assert!(loaded >= CASES / 10, "only {loaded} policies in bounds");
+    for (key, refused) in [
+        "max_attempts",
+        "buffer_max",
+        "max_retry_after",
+        "failure_rate",
+    ]
+    .iter()
+    .zip(refused)
+    {
+        let refused = refused.into_inner();
+        assert!(
+            refused >= CASES / 100,
+            "{key} alone refused only {refused} times"
+        );
+    }
 }

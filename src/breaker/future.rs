@@ -478,7 +478,7 @@ mod tests {
         assert_eq!(verdict::<()>(&Err(open), false), Verdict::Ignored);
     }
 
-    #[cfg(feature = "rustls")]
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
     #[test]
     fn a_refused_certificate_says_nothing_of_the_host() {
         let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);

@@ -21,6 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower_layer::Layer;
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+use {rustls::crypto::CryptoProvider, std::sync::Arc};
 
 use crate::config::Policy;
 use crate::stack::{Resilience, ResilienceLayer};
@@ -37,8 +39,11 @@ pub fn hyper(policy: Policy) -> HyperClient {
 }
 
 /// hyper-util's client over http and https (rustls), in the rebound stack.
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
 pub type HttpsClient<B = Full<Bytes>> =
     Resilience<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>>;
 
@@ -49,12 +54,15 @@ pub type HttpsClient<B = Full<Bytes>> =
 /// use tower_rebound::Policy;
 ///
 /// let roots = rustls::RootCertStore::empty(); // add the roots you trust
-/// let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+/// let tls = rustls::ClientConfig::builder_with_provider(tower_rebound::client::crypto_provider())
+///     .with_safe_default_protocol_versions()?
+///     .with_root_certificates(roots)
+///     .with_no_client_auth();
 /// let client = hyper_https_versions(Policy::preset("standard")?, tls, HttpVersions::Http1Only);
 /// # let _ = client;
-/// # Ok::<_, tower_rebound::PolicyError>(())
+/// # Ok::<_, Box<dyn std::error::Error>>(())
 /// ```
-#[cfg(feature = "rustls")]
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HttpVersions {
@@ -69,14 +77,39 @@ pub enum HttpVersions {
     Http2PriorKnowledge,
 }
 
-/// A client for http and https, with TLS by rustls and the system's root
-/// certificates, speaking HTTP/2 where the server offers it; fails when the
-/// system's roots cannot be read.
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+/// The crypto provider rebound's https client gives rustls: aws-lc-rs with
+/// the `rustls-aws-lc-rs` feature (even when `rustls-ring` is on as well),
+/// ring otherwise.
+///
+/// It is passed to rustls explicitly and never installed as the process
+/// default, so a program whose dependencies turn on both of rustls' providers
+/// (where rustls cannot choose one by itself, and its
+/// `ClientConfig::builder()` panics) gets a working client. Use it for the
+/// configuration of [`hyper_https_with`] to get the same.
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "rustls-aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "rustls-aws-lc-rs"))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
+}
+
+/// A client for http and https, with TLS by rustls (with
+/// [`crypto_provider`]) and the system's root certificates, speaking HTTP/2
+/// where the server offers it; fails when the system's roots cannot be read.
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
 pub fn hyper_https(policy: Policy) -> std::io::Result<HttpsClient> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
+        .with_provider_and_native_roots(crypto_provider())?
         .https_or_http()
         .enable_http1()
         .enable_http2()
@@ -88,15 +121,21 @@ pub fn hyper_https(policy: Policy) -> std::io::Result<HttpsClient> {
 /// Like [`hyper_https`], with a TLS configuration of your own: private
 /// certificate authorities, client certificates, pinned roots. HTTP/2 is
 /// negotiated by ALPN.
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
 pub fn hyper_https_with(policy: Policy, tls: rustls::ClientConfig) -> HttpsClient {
     hyper_https_versions(policy, tls, HttpVersions::Negotiate)
 }
 
 /// Like [`hyper_https_with`], speaking the HTTP `versions` asked for.
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
 pub fn hyper_https_versions(
     policy: Policy,
     tls: rustls::ClientConfig,

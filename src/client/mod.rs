@@ -1,7 +1,8 @@
 //! Ready-made clients: the clients users already have, in the rebound stack.
 //!
 //! - [`hyper`] (feature `hyper`, on by default): hyper-util's client over
-//!   plain http; [`hyper_https`] (feature `rustls`) adds https with rustls.
+//!   plain http; [`hyper_https`] (feature `rustls`, or `rustls-aws-lc-rs`) adds https
+//!   with rustls.
 //! - [`Reqwest`] (feature `reqwest`): `reqwest::Client` as a Tower service
 //!   from `http::Request` to `http::Response`, with a streaming body, so the
 //!   same [`ResilienceLayer`](crate::ResilienceLayer) wraps it; [`reqwest`]
@@ -21,10 +22,13 @@ mod middleware;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
 pub use self::hyper::{
-    HttpVersions, HttpsClient, hyper_https, hyper_https_versions, hyper_https_with,
+    HttpVersions, HttpsClient, crypto_provider, hyper_https, hyper_https_versions, hyper_https_with,
 };
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]

@@ -244,28 +244,44 @@ fn with_normal_path(uri: Uri) -> Result<Uri, Refusal> {
     Uri::from_parts(parts).map_err(|_| Refusal::Malformed)
 }
 
-/// RFC 3986 section 5.2.4.
+/// RFC 3986 section 5.2.4: `.` and `..` segments removed; empty segments
+/// (`/a//b`) are segments like any other and stay.
 fn remove_dot_segments(path: &str) -> String {
-    let mut output: Vec<&str> = Vec::new();
-    let ends_with_slash = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                output.pop();
-            }
-            s => output.push(s),
+    let mut input = path;
+    let mut output = String::with_capacity(path.len() + 1);
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../") {
+            input = rest;
+        } else if let Some(rest) = input.strip_prefix("./") {
+            input = rest;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") {
+            input = &input[3..];
+            output.truncate(output.rfind('/').unwrap_or(0));
+        } else if input == "/.." {
+            input = "/";
+            output.truncate(output.rfind('/').unwrap_or(0));
+        } else if input == "." || input == ".." {
+            input = "";
+        } else {
+            // The first segment, with its leading `/`, up to the next `/`.
+            let end = input
+                .bytes()
+                .skip(1)
+                .position(|b| b == b'/')
+                .map_or(input.len(), |i| i + 1);
+            output.push_str(&input[..end]);
+            input = &input[end..];
         }
     }
-    let mut result = String::with_capacity(path.len() + 1);
-    for segment in &output {
-        result.push('/');
-        result.push_str(segment);
+    // A path of an http(s) URL with an authority is empty or starts with `/`.
+    if !output.starts_with('/') {
+        output.insert(0, '/');
     }
-    if ends_with_slash || result.is_empty() {
-        result.push('/');
-    }
-    result
+    output
 }
 
 #[cfg(test)]
@@ -309,6 +325,21 @@ mod tests {
         );
         assert_eq!(ok("/ops/1#fragment"), "https://api.example:8443/ops/1");
         assert_eq!(ok("  /ops/1\t"), "https://api.example:8443/ops/1");
+    }
+
+    #[test]
+    fn empty_segments_are_kept_as_rfc_3986_says() {
+        assert_eq!(ok("/a//b"), "https://api.example:8443/a//b");
+        assert_eq!(ok("/a//b/../c"), "https://api.example:8443/a//c");
+        assert_eq!(ok("x//"), "https://api.example:8443/v3/devices/7/x//");
+        assert_eq!(ok("..//x"), "https://api.example:8443/v3/devices//x");
+        assert_eq!(ok("/a/b/.."), "https://api.example:8443/a/");
+        assert_eq!(ok("/a/."), "https://api.example:8443/a/");
+        assert_eq!(ok("/.."), "https://api.example:8443/");
+        assert_eq!(
+            ok("https://api.example:8443//ops//1/./"),
+            "https://api.example:8443//ops//1/"
+        );
     }
 
     #[test]

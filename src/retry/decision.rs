@@ -216,7 +216,7 @@ mod tests {
 
     /// An HTTP/2 stream reset with `reason`, as hyper-util reports it: its
     /// error, hyper's, then h2's, each the source of the one before.
-    #[cfg(feature = "rustls")]
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
     fn h2_reset(reason: h2::Reason) -> Error {
         #[derive(Debug)]
         struct Client(Box<dyn std::error::Error + Send + Sync>);
@@ -331,7 +331,7 @@ mod tests {
                 );
                 // An HTTP/2 stream the server refused was not processed; one
                 // it reset for another reason may have been.
-                #[cfg(feature = "rustls")]
+                #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
                 {
                     assert_eq!(
                         run(&h2_reset(h2::Reason::REFUSED_STREAM), &f, &s),
