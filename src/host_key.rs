@@ -3,6 +3,10 @@
 
 use http::Uri;
 
+/// How many hosts are kept apart by default: breakers per registry, and
+/// the hosts a metrics listener names before the rest share `_other`.
+pub(crate) const DEFAULT_MAX_HOSTS: usize = 1024;
+
 /// The host key of a request: `scheme://host:port`, the host in lower case
 /// and the port made explicit. Never the path, the query or userinfo.
 pub(crate) fn write_key(uri: &Uri, out: &mut impl std::fmt::Write) -> std::fmt::Result {

@@ -23,6 +23,13 @@ use tower_rebound_testkit::redis::{RedisServer, SharedRedis, SilentRedis};
 use tower_rebound_testkit::{TestServer, respond};
 
 /// A key no other test (or earlier run on the same server) uses.
+/// The `redis_timeout` of the tests where Redis is up: a round trip on a
+/// loaded 2-core machine can take longer than the default 50 ms, and a
+/// fallback the test did not cause would change its counts. A stopped
+/// Redis refuses connections at once, whatever this says; only
+/// `a_silent_redis_...` waits on the timeout, and sets its own.
+const HEALTHY_REDIS: Duration = Duration::from_secs(2);
+
 fn fresh_key(name: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -142,6 +149,7 @@ async fn run_replicas(
 async fn four_replicas_share_one_limit_and_the_api_stops_answering_429() {
     let redis = SharedRedis::get();
     let limit = RateLimitSettings::builder()
+        .redis_timeout(HEALTHY_REDIS)
         .per_second(190.0)
         .burst(10)
         .scope(LimitScope::Policy)
@@ -224,6 +232,7 @@ async fn redis_stopped_mid_run_changes_no_outcome_and_is_used_again_when_back() 
     let api = TestServer::start(|_| async { respond(200, "{}") }).await;
     let backends = Arc::new(Backends::default());
     let limit = RateLimitSettings::builder()
+        .redis_timeout(HEALTHY_REDIS)
         .per_second(1000.0)
         .backend(Backend::Redis { url: redis.url() })
         .key(fresh_key("stop"))
@@ -326,6 +335,7 @@ async fn a_429_with_retry_after_pauses_every_replica() {
     .await;
     let key = fresh_key("pause");
     let limit = RateLimitSettings::builder()
+        .redis_timeout(HEALTHY_REDIS)
         .per_second(100.0)
         .backend(Backend::Redis {
             url: redis.url().to_owned(),
@@ -370,6 +380,7 @@ async fn a_lease_of_five_takes_a_fifth_of_the_round_trips() {
     let mut trips = Vec::new();
     for lease in [1, 5] {
         let limit = RateLimitSettings::builder()
+            .redis_timeout(HEALTHY_REDIS)
             .per_second(10_000.0)
             .burst(100)
             .backend(Backend::Redis { url: redis.url() })

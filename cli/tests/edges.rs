@@ -268,6 +268,26 @@ async fn load_on_a_closed_or_full_stdout_fails_in_one_line() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_on_a_closed_or_full_stdout_fails_in_one_line() {
+    let server = TestServer::start(|_| async { respond(200, "x".repeat(100_000)) }).await;
+    let url = server.url("/");
+    for closed in [true, false] {
+        let url = url.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            let args = ["request", &url];
+            if closed {
+                rebound_into(&args, closed_pipe())
+            } else {
+                rebound_into(&args, full_disk())
+            }
+        })
+        .await
+        .unwrap();
+        assert_one_line_failure(&output, if closed { "closed pipe" } else { "/dev/full" });
+    }
+}
+
 #[test]
 fn the_demo_on_a_closed_stdout_fails_in_one_line() {
     let output = rebound_into(&["demo"], closed_pipe());

@@ -365,7 +365,8 @@ impl BreakerBuilder {
         };
         let max_hosts = settings::count(
             "circuit_breaker.max_hosts",
-            self.max_hosts.unwrap_or(1024),
+            self.max_hosts
+                .unwrap_or(crate::host_key::DEFAULT_MAX_HOSTS as u32),
             1..=100_000,
         )?;
         Ok(BreakerSettings {

@@ -15,7 +15,6 @@ use super::{
     AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RateLimitBackend, RetryRefused,
     RetryScheduled,
 };
-use crate::breaker::BreakerSettings;
 
 /// Records the stack's [instruments](super::instrument) through the
 /// [`metrics`](::metrics) facade (feature `metrics`): to whatever recorder
@@ -35,7 +34,7 @@ use crate::breaker::BreakerSettings;
 /// summaries.
 ///
 /// `server.address` names at most `max_hosts` hosts (by default as many
-/// as a breaker registry keeps, [`BreakerSettings::max_hosts`]); the hosts
+/// as a breaker registry keeps, [`BreakerSettings::max_hosts`](crate::breaker::BreakerSettings::max_hosts)); the hosts
 /// after share `_other`, and so do `server.port`'s ports past as many (and
 /// the port of a host named `_other`), so a client that calls many hosts
 /// keeps a bounded number of series. No path, query or full URL is ever
@@ -116,7 +115,7 @@ impl MetricsListener {
             Unit::Count,
             "Shared rate limits on their local fallback now."
         );
-        let max_hosts = BreakerSettings::default().max_hosts();
+        let max_hosts = crate::host_key::DEFAULT_MAX_HOSTS;
         MetricsListener {
             hosts: Arc::new(Names::new(max_hosts)),
             ports: Arc::new(Names::new(max_hosts)),

@@ -14,7 +14,6 @@ use super::{
     AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RateLimitBackend, RetryRefused,
     RetryScheduled,
 };
-use crate::breaker::BreakerSettings;
 
 /// Records the stack's [instruments](super::instrument) through the
 /// OpenTelemetry metrics API (feature `opentelemetry`).
@@ -28,7 +27,7 @@ use crate::breaker::BreakerSettings;
 /// recommends for HTTP ([`DURATION_BUCKETS`]).
 ///
 /// `server.address` names at most `max_hosts` hosts (by default as many
-/// as a breaker registry keeps, [`BreakerSettings::max_hosts`]); the hosts
+/// as a breaker registry keeps, [`BreakerSettings::max_hosts`](crate::breaker::BreakerSettings::max_hosts)); the hosts
 /// after share `_other`, so a client that calls many hosts keeps a bounded
 /// number of series. No path, query or full URL is ever recorded.
 ///
@@ -135,8 +134,8 @@ impl OpenTelemetryListener {
                 .with_unit("{limit}")
                 .with_description("Shared rate limits on their local fallback now.")
                 .build(),
-            hosts: Arc::new(Names::new(BreakerSettings::default().max_hosts())),
-            ports: Arc::new(Names::new(BreakerSettings::default().max_hosts())),
+            hosts: Arc::new(Names::new(crate::host_key::DEFAULT_MAX_HOSTS)),
+            ports: Arc::new(Names::new(crate::host_key::DEFAULT_MAX_HOSTS)),
             routes: Arc::new(Names::new(labels::MAX_ROUTES)),
         }
     }
