@@ -540,4 +540,34 @@ mod tests {
         let request: Request<String> = status_request(&head(), &target, &settings(true));
         assert!(request.headers().contains_key("authorization"));
     }
+
+    #[test]
+    fn a_polled_answer_says_what_was_sent_and_where_it_came_from() {
+        let ops: Uri = "https://api.example/ops/1".parse().unwrap();
+        let kept = PollState::<()> {
+            head: None,
+            context: CallContext::default(),
+            started: None,
+            counts: Counts::default(),
+            polling: Some(Box::new(Operation {
+                service: None,
+                polls: 2,
+                target: Target::SameOrigin(ops.clone()),
+                span: Span::none(),
+            })),
+        };
+        let counts = Counts {
+            attempts: 1,
+            requests: 4,
+        };
+        let mut response = Response::new(());
+        finish(&mut response, Some(&kept), counts, 2);
+        assert_eq!(FinalUrl::of(&response), Some(&ops));
+        let info = CallInfo::of(&response);
+        assert_eq!((info.attempts(), info.polls(), info.requests()), (1, 2, 4));
+        // An answer to the first request went through no poll: nothing added.
+        let mut response = Response::new(());
+        finish(&mut response, Some(&kept), counts, 0);
+        assert!(response.extensions().is_empty());
+    }
 }
