@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
-use super::location::{Target, resolve_status_url};
-use super::{OnAccepted, PollSettings, Shared};
+use super::location::Target;
+use super::step::{Answered, Counts, Progress, Refused, Step, Wait, step};
+use super::{PollRoute, PollSettings, Shared};
 use crate::call::{self, Answer, CallContext, CallRequest, Head};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
@@ -21,7 +22,6 @@ use crate::info::{CallInfo, FinalUrl};
 use crate::ready::ready_clone;
 use crate::retry_after::retry_after_of;
 use crate::span::UrlWithoutQuery;
-use crate::status::StatusClass;
 use crate::timer::Timer;
 
 /// What status requests keep of the original request.
@@ -116,10 +116,10 @@ pin_project! {
         S: Service<R>,
     {
         #[pin]
-        step: Step<S::Future>,
+        state: State<S::Future>,
         // What the call keeps in case it must poll; `None` when it never
         // can (no header to read a status URL from).
-        state: Option<PollState<S>>,
+        kept: Option<PollState<S>>,
         shared: Arc<Shared<S>>,
         // The call's route, which says how to poll.
         route: usize,
@@ -130,8 +130,8 @@ pin_project! {
 pin_project! {
     /// Where the call is: the request or a poll in flight, the wait before
     /// the next poll, or the service getting ready to send it.
-    #[project = StepProj]
-    enum Step<F> {
+    #[project = StateProj]
+    enum State<F> {
         Calling { #[pin] future: F },
         Waiting { #[pin] timer: Timer },
         Readying,
@@ -151,9 +151,9 @@ where
         context: CallContext,
     ) -> Self {
         ResponseFuture {
-            step: Step::Calling { future: first },
+            state: State::Calling { future: first },
             route: context.route,
-            state: Some(PollState {
+            kept: Some(PollState {
                 head,
                 context,
                 started: None,
@@ -167,50 +167,12 @@ where
 
     pub(crate) fn without_polling(first: S::Future, shared: Arc<Shared<S>>, route: usize) -> Self {
         ResponseFuture {
-            step: Step::Calling { future: first },
-            state: None,
+            state: State::Calling { future: first },
+            kept: None,
             shared,
             route,
             _request: PhantomData,
         }
-    }
-}
-
-/// What a polled call has sent so far.
-#[derive(Debug, Clone, Copy, Default)]
-struct Counts {
-    /// Attempts of the original request.
-    attempts: u32,
-    /// Every request: the attempts, and each status request's.
-    requests: u32,
-}
-
-impl Counts {
-    /// The counts after an answer that took `sent` attempts: the original
-    /// request's when nothing was polled yet, a status request's after.
-    fn after(self, sent: u32, polled: bool) -> Counts {
-        Counts {
-            attempts: if polled { self.attempts } else { sent },
-            requests: self.requests.saturating_add(sent),
-        }
-    }
-
-    /// `error` with the call's counts: the status request's own attempts
-    /// are already in `requests`.
-    fn stamp(self, error: Error, polls: u32) -> Error {
-        error
-            .with_attempts(self.attempts)
-            .with_polls(polls)
-            .with_requests(self.requests)
-    }
-}
-
-/// How a call ends when polling cannot go on.
-fn poll_error(kind: ErrorKind, counts: Counts, polls: u32, detail: Option<String>) -> Error {
-    let error = counts.stamp(Error::new(kind), polls);
-    match detail {
-        Some(detail) => error.with_detail(detail),
-        None => error,
     }
 }
 
@@ -229,264 +191,283 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> TaskPoll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.step.as_mut().project() {
-                StepProj::Calling { future } => {
-                    let counts = this
-                        .state
-                        .as_ref()
-                        .map_or_else(Counts::default, |s| s.counts);
-                    let polling = this.state.as_ref().and_then(|s| s.polling.as_deref());
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let polling = this.kept.as_ref().and_then(|k| k.polling.as_deref());
                     let polled = match polling {
-                        Some(polling) => {
-                            let _entered = polling.span.enter();
-                            future.poll(cx)
-                        }
+                        Some(polling) => polling.span.in_scope(|| future.poll(cx)),
                         None => future.poll(cx),
                     };
-                    let polls = polling.map_or(0, |p| p.polls);
-                    let response = match polled {
+                    let (mut response, handed) = match polled {
                         TaskPoll::Pending => {
-                            if let Some(state) = this.state.as_mut() {
-                                state.started.get_or_insert_with(Instant::now);
+                            if let Some(kept) = this.kept.as_mut() {
+                                kept.started.get_or_insert_with(Instant::now);
                             }
                             return TaskPoll::Pending;
                         }
                         TaskPoll::Ready(Err(error)) => {
-                            this.step.set(Step::Done);
-                            if let Some(polling) = polling {
-                                crate::span::record_error_fields(&polling.span, &error);
-                                // The status request's attempts were sent too.
-                                let counts = counts.after(error.attempts(), true);
-                                return TaskPoll::Ready(Err(counts.stamp(error, polls)));
-                            }
-                            return TaskPoll::Ready(Err(error));
+                            this.state.set(State::Done);
+                            return TaskPoll::Ready(Err(failed(this.kept.as_ref(), error)));
                         }
                         TaskPoll::Ready(Ok(answer)) => answer.split(),
                     };
-                    let (mut response, handed) = response;
-                    let status = response.status();
-                    if let Some(polling) = polling {
-                        polling
-                            .span
-                            .record("http.response.status_code", status.as_u16());
-                    }
-                    let counts =
-                        counts.after(CallInfo::of(&response).attempts(), polling.is_some());
-                    if let Some(state) = this.state.as_mut() {
-                        state.counts = counts;
-                    }
+                    this.state.set(State::Done);
+                    let counts = count(this.kept.as_mut(), &response);
                     let route = call::route(&this.shared.routes, *this.route);
-                    if route.classifier.classify_head(status, response.headers())
-                        != StatusClass::Pollable
-                    {
-                        this.step.set(Step::Done);
-                        if polls > 0 {
-                            let info = CallInfo::new(counts.attempts, polls)
-                                .with_requests(counts.requests);
-                            let extensions = response.extensions_mut();
-                            extensions.insert(info);
-                            if let Some(PollState {
-                                polling: Some(polling),
-                                ..
-                            }) = this.state.as_ref()
-                            {
-                                extensions.insert(FinalUrl(polling.target.uri().clone()));
+                    let (next, polls) =
+                        decide(this.kept.as_ref(), route, &response, handed.as_ref());
+                    match next {
+                        Step::Return => {
+                            finish(&mut response, this.kept.as_ref(), counts, polls);
+                            return TaskPoll::Ready(Ok(response));
+                        }
+                        Step::Accept => return TaskPoll::Ready(Ok(response)),
+                        Step::Refuse(refused) => {
+                            return TaskPoll::Ready(Err(refuse(&refused, route, counts, polls)));
+                        }
+                        Step::End(ending) => return TaskPoll::Ready(Err(ending.error(counts))),
+                        Step::Wait(wait) => {
+                            log_wait(&wait, response.headers());
+                            let until = wait.until;
+                            if let Some(kept) = this.kept.as_mut() {
+                                kept.follow(wait, handed);
+                            }
+                            this.state.set(State::Waiting { timer: Timer::Idle });
+                            if let StateProj::Waiting { timer } = this.state.as_mut().project() {
+                                timer.arm(until);
                             }
                         }
-                        return TaskPoll::Ready(Ok(response));
-                    }
-                    let settings = &route.settings;
-                    if let (Some(state), Some(head)) = (this.state.as_mut(), handed) {
-                        state.head.get_or_insert_with(|| head.into());
-                    }
-                    // Without the request's head no status request can be
-                    // made: the 202 is what the call has.
-                    let Some(PollState {
-                        head: Some(head),
-                        polling,
-                        started,
-                        ..
-                    }) = this.state.as_mut()
-                    else {
-                        this.step.set(Step::Done);
-                        return TaskPoll::Ready(accepted(response, settings, counts));
-                    };
-                    // The operation goes on: where, and after how long?
-                    let found = settings
-                        .location_headers
-                        .iter()
-                        .find_map(|name| response.headers().get(name));
-                    match found {
-                        // RFC 9110: relative to the URL that answered.
-                        Some(value) => match resolve_status_url(
-                            &head.uri,
-                            polling
-                                .as_ref()
-                                .map_or(&head.uri, |polling| polling.target.uri()),
-                            value.as_bytes(),
-                            &settings.allowed_origins,
-                        ) {
-                            Ok(target) => match polling.as_mut() {
-                                Some(polling) => polling.target = target,
-                                None => {
-                                    *polling = Some(Box::new(Operation {
-                                        service: None,
-                                        polls: 0,
-                                        target,
-                                        span: Span::none(),
-                                    }))
-                                }
-                            },
-                            Err(refusal) => {
-                                this.step.set(Step::Done);
-                                tracing::warn!(reason = %refusal, "status url refused");
-                                return TaskPoll::Ready(Err(poll_error(
-                                    ErrorKind::PollRefused,
-                                    counts,
-                                    polls,
-                                    Some(refusal.to_string()),
-                                )));
-                            }
-                        },
-                        // A later answer may leave the URL out: keep polling it.
-                        None if polling.is_some() => {}
-                        None => {
-                            this.step.set(Step::Done);
-                            return TaskPoll::Ready(accepted(response, settings, counts));
-                        }
-                    }
-                    let now = Instant::now();
-                    let started = *started.get_or_insert(now);
-                    let wait = retry_after_of(response.headers())
-                        .map(|asked| asked.min(settings.max_interval))
-                        .unwrap_or_else(|| settings.interval_before(polls + 1));
-                    let resume = now + wait;
-                    let polling_for = resume.saturating_duration_since(started);
-                    let ending =
-                        if polls >= settings.max_polls || polling_for > settings.max_duration {
-                            Some(ErrorKind::PollTimeout)
-                        } else if resume >= call_deadline(started, route.timeouts.total(), None) {
-                            Some(ErrorKind::DeadlineExceeded)
-                        } else {
-                            None
-                        };
-                    if let Some(kind) = ending {
-                        this.step.set(Step::Done);
-                        let detail = format!(
-                            "the operation was still going after {polls} polls and {}ms",
-                            now.saturating_duration_since(started).as_millis()
-                        );
-                        return TaskPoll::Ready(Err(poll_error(kind, counts, polls, Some(detail))));
-                    }
-                    tracing::info!(
-                        poll = polls + 1,
-                        delay_ms = wait.as_millis() as u64,
-                        reason = if response.headers().contains_key(http::header::RETRY_AFTER) {
-                            "retry_after"
-                        } else {
-                            "interval"
-                        },
-                        "polling"
-                    );
-                    drop(response);
-                    this.step.set(Step::Waiting { timer: Timer::Idle });
-                    if let StepProj::Waiting { timer } = this.step.as_mut().project() {
-                        timer.arm(now + wait);
                     }
                 }
-                StepProj::Waiting { timer } => {
+                StateProj::Waiting { timer } => {
                     ready!(timer.poll_fired(cx));
-                    this.step.set(Step::Readying);
+                    this.state.set(State::Readying);
                 }
-                StepProj::Readying => {
-                    // Waiting and readying come only after a status URL, so
-                    // the call kept what polling needs.
-                    let Some(PollState {
-                        head: Some(head),
-                        context,
-                        started,
-                        counts,
-                        polling: Some(polling),
-                    }) = this.state.as_mut()
-                    else {
-                        this.step.set(Step::Done);
-                        return TaskPoll::Ready(Err(Error::new(ErrorKind::PollRefused)));
-                    };
-                    let service =
-                        match ready!(ready_clone(&mut polling.service, &this.shared.spare, cx)) {
-                            Ok(service) => service,
-                            Err(error) => {
-                                let polls = polling.polls;
-                                this.step.set(Step::Done);
-                                return TaskPoll::Ready(Err(counts.stamp(error, polls)));
-                            }
-                        };
+                StateProj::Readying => {
                     let route = call::route(&this.shared.routes, *this.route);
-                    let request = status_request(head, &polling.target, &route.settings);
-                    // The whole call's deadline bounds each poll, its
-                    // attempts and its retries too.
-                    let context = match *started {
-                        Some(started) => context.with_deadline(call_deadline(
-                            started,
-                            route.timeouts.total(),
-                            context.deadline,
-                        )),
-                        None => *context,
+                    let sent = match this.kept.as_mut() {
+                        Some(kept) => ready!(kept.send(this.shared, route, cx)),
+                        None => Err(Error::new(ErrorKind::PollRefused)),
                     };
-                    let request = R::from_parts(request, context);
-                    polling.polls += 1;
-                    if this.shared.listeners.is_some() {
-                        let event = PollSent {
-                            target: events::Target::new(&http::Method::GET, polling.target.uri()),
-                            poll: polling.polls,
-                        };
-                        this.shared.listeners.emit(|l| l.poll_sent(&event));
+                    match sent {
+                        Ok(future) => this.state.set(State::Calling { future }),
+                        Err(error) => {
+                            this.state.set(State::Done);
+                            return TaskPoll::Ready(Err(error));
+                        }
                     }
-                    polling.span = tracing::info_span!(
-                        "rebound.poll",
-                        rebound.poll = polling.polls,
-                        url.full = %UrlWithoutQuery(polling.target.uri()),
-                        http.response.status_code = tracing::field::Empty,
-                        error.type = tracing::field::Empty,
-                        rebound.error_codes = tracing::field::Empty,
-                    );
-                    let future = {
-                        let _entered = polling.span.enter();
-                        service.call(request)
-                    };
-                    this.step.set(Step::Calling { future });
                 }
-                StepProj::Done => panic!("poll::ResponseFuture polled after completion"),
+                StateProj::Done => panic!("poll::ResponseFuture polled after completion"),
             }
         }
     }
 }
 
-/// A 202 with no status URL: returned as it is, or an error, as the policy
-/// says.
-fn accepted<RB>(
-    response: Response<RB>,
-    settings: &PollSettings,
-    counts: Counts,
-) -> Result<Response<RB>, Error> {
-    match settings.on_accepted {
-        OnAccepted::Succeed => Ok(response),
-        OnAccepted::Error => {
-            let looked_in: Vec<&str> = settings
-                .location_headers
-                .iter()
-                .map(HeaderName::as_str)
-                .collect();
-            Err(poll_error(
-                ErrorKind::PollRefused,
-                counts,
-                0,
-                Some(format!(
-                    "the 202 names no status url (looked in: {}) and poll.on_accepted is \"error\"",
-                    looked_in.join(", ")
-                )),
-            ))
+/// A failed request or poll: a status request's error carries the call's
+/// counts, its own attempts among them.
+fn failed<S>(kept: Option<&PollState<S>>, error: Error) -> Error {
+    match kept {
+        Some(PollState {
+            counts,
+            polling: Some(polling),
+            ..
+        }) => {
+            crate::span::record_error_fields(&polling.span, &error);
+            counts
+                .after(error.attempts(), true)
+                .stamp(error, polling.polls)
         }
+        _ => error,
+    }
+}
+
+/// Counts an answer's attempts, and gives the poll's span its status.
+#[inline]
+fn count<S, RB>(kept: Option<&mut PollState<S>>, response: &Response<RB>) -> Counts {
+    let Some(kept) = kept else {
+        return Counts::default().after(CallInfo::of(response).attempts(), false);
+    };
+    if let Some(polling) = &kept.polling {
+        polling
+            .span
+            .record("http.response.status_code", response.status().as_u16());
+    }
+    kept.counts = kept
+        .counts
+        .after(CallInfo::of(response).attempts(), kept.polling.is_some());
+    kept.counts
+}
+
+/// Runs the step on an answer. The clock and `Retry-After` are read only if
+/// the step follows the answer.
+#[inline]
+fn decide<S, RB>(
+    kept: Option<&PollState<S>>,
+    route: &PollRoute,
+    response: &Response<RB>,
+    handed: Option<&Head>,
+) -> (Step, u32) {
+    let progress = progress(kept, handed);
+    let headers = response.headers();
+    let answer = Answered {
+        class: route.classifier.classify_head(response.status(), headers),
+        headers,
+    };
+    let total = route.timeouts.total();
+    let retry_after = || retry_after_of(headers);
+    let next = step(
+        &answer,
+        &progress,
+        &route.settings,
+        total,
+        Instant::now,
+        retry_after,
+    );
+    (next, progress.polls)
+}
+
+/// What the call knows of the operation. In an assembled stack the retry
+/// layer hands the request's head over with the answer.
+#[inline]
+fn progress<'a, S>(kept: Option<&'a PollState<S>>, handed: Option<&'a Head>) -> Progress<'a> {
+    let Some(kept) = kept else {
+        return Progress::default();
+    };
+    Progress {
+        request: kept
+            .head
+            .as_ref()
+            .map(|head| &head.uri)
+            .or(handed.map(|head| &head.uri)),
+        target: kept.polling.as_ref().map(|polling| polling.target.uri()),
+        polls: kept.polling.as_ref().map_or(0, |polling| polling.polls),
+        started: kept.started,
+    }
+}
+
+/// The call's error when polling cannot start or go on.
+fn refuse(refused: &Refused, route: &PollRoute, counts: Counts, polls: u32) -> Error {
+    if let Refused::StatusUrl(refusal) = refused {
+        tracing::warn!(reason = %refusal, "status url refused");
+    }
+    refused.error(&route.settings, counts, polls)
+}
+
+/// A polled operation's final answer says what the call sent, and where the
+/// answer came from.
+#[inline]
+fn finish<S, RB>(
+    response: &mut Response<RB>,
+    kept: Option<&PollState<S>>,
+    counts: Counts,
+    polls: u32,
+) {
+    if polls == 0 {
+        return;
+    }
+    let extensions = response.extensions_mut();
+    extensions.insert(CallInfo::new(counts.attempts, polls).with_requests(counts.requests));
+    if let Some(polling) = kept.and_then(|kept| kept.polling.as_deref()) {
+        extensions.insert(FinalUrl(polling.target.uri().clone()));
+    }
+}
+
+fn log_wait(wait: &Wait, headers: &HeaderMap) {
+    tracing::info!(
+        poll = wait.poll,
+        delay_ms = wait.delay.as_millis() as u64,
+        reason = if headers.contains_key(header::RETRY_AFTER) {
+            "retry_after"
+        } else {
+            "interval"
+        },
+        "polling"
+    );
+}
+
+impl<S> PollState<S> {
+    /// Takes on what the step decided: the head handed over, the start, and
+    /// the status URL to poll.
+    fn follow(&mut self, wait: Wait, handed: Option<Head>) {
+        if let Some(head) = handed {
+            self.head.get_or_insert_with(|| head.into());
+        }
+        self.started = Some(wait.started);
+        match (wait.target, self.polling.as_mut()) {
+            (Some(target), Some(polling)) => polling.target = target,
+            (Some(target), None) => {
+                self.polling = Some(Box::new(Operation {
+                    service: None,
+                    polls: 0,
+                    target,
+                    span: Span::none(),
+                }))
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// Sends the next status request once the service is ready.
+    fn send<R>(
+        &mut self,
+        shared: &Shared<S>,
+        route: &PollRoute,
+        cx: &mut Context<'_>,
+    ) -> TaskPoll<Result<S::Future, Error>>
+    where
+        R: CallRequest,
+        R::Body: Default,
+        S: Service<R, Error = Error> + Clone,
+    {
+        // Waiting and readying come only after a status URL, so the call
+        // kept what polling needs.
+        let PollState {
+            head: Some(head),
+            context,
+            started,
+            counts,
+            polling: Some(polling),
+        } = self
+        else {
+            return TaskPoll::Ready(Err(Error::new(ErrorKind::PollRefused)));
+        };
+        let service = match ready!(ready_clone(&mut polling.service, &shared.spare, cx)) {
+            Ok(service) => service,
+            Err(error) => return TaskPoll::Ready(Err(counts.stamp(error, polling.polls))),
+        };
+        let request = status_request(head, &polling.target, &route.settings);
+        // The whole call's deadline bounds each poll, its attempts and its
+        // retries too.
+        let context = match *started {
+            Some(started) => context.with_deadline(call_deadline(
+                started,
+                route.timeouts.total(),
+                context.deadline,
+            )),
+            None => *context,
+        };
+        let request = R::from_parts(request, context);
+        polling.polls += 1;
+        if shared.listeners.is_some() {
+            let event = PollSent {
+                target: events::Target::new(&http::Method::GET, polling.target.uri()),
+                poll: polling.polls,
+            };
+            shared.listeners.emit(|l| l.poll_sent(&event));
+        }
+        polling.span = tracing::info_span!(
+            "rebound.poll",
+            rebound.poll = polling.polls,
+            url.full = %UrlWithoutQuery(polling.target.uri()),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            rebound.error_codes = tracing::field::Empty,
+        );
+        let future = {
+            let _entered = polling.span.enter();
+            service.call(request)
+        };
+        TaskPoll::Ready(Ok(future))
     }
 }
 
@@ -558,5 +539,35 @@ mod tests {
         assert_eq!(names, ["x-tenant"]);
         let request: Request<String> = status_request(&head(), &target, &settings(true));
         assert!(request.headers().contains_key("authorization"));
+    }
+
+    #[test]
+    fn a_polled_answer_says_what_was_sent_and_where_it_came_from() {
+        let ops: Uri = "https://api.example/ops/1".parse().unwrap();
+        let kept = PollState::<()> {
+            head: None,
+            context: CallContext::default(),
+            started: None,
+            counts: Counts::default(),
+            polling: Some(Box::new(Operation {
+                service: None,
+                polls: 2,
+                target: Target::SameOrigin(ops.clone()),
+                span: Span::none(),
+            })),
+        };
+        let counts = Counts {
+            attempts: 1,
+            requests: 4,
+        };
+        let mut response = Response::new(());
+        finish(&mut response, Some(&kept), counts, 2);
+        assert_eq!(FinalUrl::of(&response), Some(&ops));
+        let info = CallInfo::of(&response);
+        assert_eq!((info.attempts(), info.polls(), info.requests()), (1, 2, 4));
+        // An answer to the first request went through no poll: nothing added.
+        let mut response = Response::new(());
+        finish(&mut response, Some(&kept), counts, 0);
+        assert!(response.extensions().is_empty());
     }
 }

@@ -37,6 +37,7 @@ mod future;
 mod layer;
 mod location;
 mod settings;
+mod step;
 
 use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll};

@@ -1,0 +1,650 @@
+//! What the poll layer does after an answer: one pure step.
+//!
+//! A function of the answer (its class and headers), of what the call knows
+//! of the operation so far, of the policy and of the time: the decision table
+//! of the poll layer, tested without a clock or a server. The future
+//! (`future.rs`) gathers those facts, runs the step and acts on what it
+//! returns, as tower-http's `follow_redirect` acts on `Policy::redirect`.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, Uri};
+use tokio::time::Instant;
+
+use super::location::{Refusal, Target, resolve_status_url};
+use super::{OnAccepted, PollSettings};
+use crate::deadline::call_deadline;
+use crate::error::{Error, ErrorKind};
+use crate::status::StatusClass;
+
+/// What the poll layer reads of an answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered<'a> {
+    /// The answer's class, as the route's classifier says.
+    pub(crate) class: StatusClass,
+    pub(crate) headers: &'a HeaderMap,
+}
+
+/// What the call knows of the operation before the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Progress<'a> {
+    /// The original request's URL: `None` when the call kept no head, so
+    /// that no status request can be made.
+    pub(crate) request: Option<&'a Uri>,
+    /// The status URL being polled: `None` before the first poll.
+    pub(crate) target: Option<&'a Uri>,
+    /// Status requests sent so far.
+    pub(crate) polls: u32,
+    /// When the call started, if the clock was read yet.
+    pub(crate) started: Option<Instant>,
+}
+
+/// What follows an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The answer is not pollable: it ends the call.
+    Return,
+    /// A 202 the call cannot follow, and `on_accepted = "succeed"`: it ends
+    /// the call as it is.
+    Accept,
+    /// The call fails with `poll_refused`.
+    Refuse(Refused),
+    /// The operation goes on: poll again.
+    Wait(Wait),
+    /// The operation is still going at a bound of the policy.
+    End(Ending),
+}
+
+/// Why polling cannot start or go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// A 202 the call cannot follow, and `on_accepted = "error"`.
+    NoStatusUrl,
+    /// The status URL may not be polled.
+    StatusUrl(Refusal),
+}
+
+/// The next poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wait {
+    /// The status URL the answer named; `None` to poll the same one again.
+    pub(crate) target: Option<Target>,
+    /// When the call started: the clock's first reading.
+    pub(crate) started: Instant,
+    /// When to send the poll.
+    pub(crate) until: Instant,
+    /// The wait, from the answer's `Retry-After` or the interval.
+    pub(crate) delay: Duration,
+    /// The poll's number, 1 for the first.
+    pub(crate) poll: u32,
+}
+
+/// An operation that outlived `max_polls`, `max_duration` or the call's
+/// deadline, or whose next poll would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ending {
+    /// `PollTimeout` or `DeadlineExceeded`.
+    pub(crate) kind: ErrorKind,
+    pub(crate) polls: u32,
+    /// From the call's start to the answer.
+    pub(crate) elapsed: Duration,
+}
+
+/// Decides what follows an answer.
+///
+/// `now` and `retry_after` (the wait the answer asks for) are read only for
+/// an answer that is followed: an answer that ends the call reads no clock.
+/// `total` is the route's `timeouts.total`.
+pub(crate) fn step(
+    answer: &Answered<'_>,
+    progress: &Progress<'_>,
+    settings: &PollSettings,
+    total: Duration,
+    now: impl FnOnce() -> Instant,
+    retry_after: impl FnOnce() -> Option<Duration>,
+) -> Step {
+    if answer.class != StatusClass::Pollable {
+        return Step::Return;
+    }
+    // Without the request's URL no status request can be made: the 202 is
+    // what the call has.
+    let Some(request) = progress.request else {
+        return accepted(settings);
+    };
+    let found = settings
+        .location_headers
+        .iter()
+        .find_map(|name| answer.headers.get(name));
+    let target = match found {
+        // RFC 9110: relative to the URL that answered.
+        Some(value) => match resolve_status_url(
+            request,
+            progress.target.unwrap_or(request),
+            value.as_bytes(),
+            &settings.allowed_origins,
+        ) {
+            Ok(target) => Some(target),
+            Err(refusal) => return Step::Refuse(Refused::StatusUrl(refusal)),
+        },
+        // A later answer may leave the URL out: keep polling it.
+        None if progress.target.is_some() => None,
+        None => return accepted(settings),
+    };
+    let now = now();
+    let started = progress.started.unwrap_or(now);
+    let polls = progress.polls;
+    let delay = retry_after()
+        .map(|asked| asked.min(settings.max_interval))
+        .unwrap_or_else(|| settings.interval_before(polls + 1));
+    let until = now + delay;
+    let kind = if polls >= settings.max_polls
+        || until.saturating_duration_since(started) > settings.max_duration
+    {
+        ErrorKind::PollTimeout
+    } else if until >= call_deadline(started, total, None) {
+        ErrorKind::DeadlineExceeded
+    } else {
+        return Step::Wait(Wait {
+            target,
+            started,
+            until,
+            delay,
+            poll: polls + 1,
+        });
+    };
+    Step::End(Ending {
+        kind,
+        polls,
+        elapsed: now.saturating_duration_since(started),
+    })
+}
+
+/// A 202 with no status URL: returned as it is, or an error, as the policy
+/// says.
+fn accepted(settings: &PollSettings) -> Step {
+    match settings.on_accepted {
+        OnAccepted::Succeed => Step::Accept,
+        OnAccepted::Error => Step::Refuse(Refused::NoStatusUrl),
+    }
+}
+
+impl Refused {
+    /// The call's error: `poll_refused` with the reason.
+    pub(crate) fn error(&self, settings: &PollSettings, counts: Counts, polls: u32) -> Error {
+        let detail = match self {
+            Refused::StatusUrl(refusal) => refusal.to_string(),
+            Refused::NoStatusUrl => {
+                let looked_in: Vec<&str> = settings
+                    .location_headers
+                    .iter()
+                    .map(HeaderName::as_str)
+                    .collect();
+                format!(
+                    "the 202 names no status url (looked in: {}) and poll.on_accepted is \"error\"",
+                    looked_in.join(", ")
+                )
+            }
+        };
+        poll_error(ErrorKind::PollRefused, counts, polls, detail)
+    }
+}
+
+impl Ending {
+    /// The call's error, saying how long the operation was followed.
+    pub(crate) fn error(&self, counts: Counts) -> Error {
+        let detail = format!(
+            "the operation was still going after {} polls and {}ms",
+            self.polls,
+            self.elapsed.as_millis()
+        );
+        poll_error(self.kind, counts, self.polls, detail)
+    }
+}
+
+/// What a polled call has sent so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Attempts of the original request.
+    pub(crate) attempts: u32,
+    /// Every request: the attempts, and each status request's.
+    pub(crate) requests: u32,
+}
+
+impl Counts {
+    /// The counts after an answer that took `sent` attempts: the original
+    /// request's when nothing was polled yet, a status request's after.
+    pub(crate) fn after(self, sent: u32, polled: bool) -> Counts {
+        Counts {
+            attempts: if polled { self.attempts } else { sent },
+            requests: self.requests.saturating_add(sent),
+        }
+    }
+
+    /// `error` with the call's counts: the status request's own attempts
+    /// are already in `requests`.
+    pub(crate) fn stamp(self, error: Error, polls: u32) -> Error {
+        error
+            .with_attempts(self.attempts)
+            .with_polls(polls)
+            .with_requests(self.requests)
+    }
+}
+
+/// How a call ends when polling cannot go on.
+fn poll_error(kind: ErrorKind, counts: Counts, polls: u32, detail: String) -> Error {
+    counts.stamp(Error::new(kind), polls).with_detail(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::poll::Origin;
+    use http::HeaderValue;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn settings(on_accepted: OnAccepted) -> PollSettings {
+        PollSettings::builder()
+            .on_accepted(on_accepted)
+            .interval(S)
+            .multiplier(2.0)
+            .max_interval(8 * S)
+            .max_polls(5)
+            .max_duration(30 * S)
+            .allowed_origins(vec![Origin::parse("https://ops.example").unwrap()])
+            .build()
+            .unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    fn uri(text: &str) -> Uri {
+        text.parse().unwrap()
+    }
+
+    /// One row: the answer, the call's progress, and what must follow.
+    struct Row {
+        name: &'static str,
+        class: StatusClass,
+        headers: &'static [(&'static str, &'static str)],
+        on_accepted: OnAccepted,
+        /// Whether the call kept the request's head.
+        head: bool,
+        /// The status URL being polled, if any.
+        target: Option<&'static str>,
+        polls: u32,
+        /// Seconds since the call started, when the clock was read.
+        started_ago: Option<u32>,
+        /// The route's `timeouts.total`, in seconds.
+        total: u32,
+        expect: Expect,
+    }
+
+    /// What must follow; `U` is how a status URL is written (`&str` in the
+    /// rows, `String` from the step).
+    #[derive(Debug, PartialEq)]
+    enum Expect<U = &'static str> {
+        Return,
+        Accept,
+        NoStatusUrl,
+        Refused(Refusal),
+        /// The new status URL (or `None`), the wait in seconds, the poll's
+        /// number.
+        Wait(Option<U>, u64, u32),
+        End(ErrorKind),
+    }
+
+    impl Expect {
+        fn owned(self) -> Expect<String> {
+            match self {
+                Expect::Return => Expect::Return,
+                Expect::Accept => Expect::Accept,
+                Expect::NoStatusUrl => Expect::NoStatusUrl,
+                Expect::Refused(refusal) => Expect::Refused(refusal),
+                Expect::Wait(url, secs, poll) => Expect::Wait(url.map(str::to_owned), secs, poll),
+                Expect::End(kind) => Expect::End(kind),
+            }
+        }
+    }
+
+    fn expect(step: &Step, now: Instant) -> Expect<String> {
+        match step {
+            Step::Return => Expect::Return,
+            Step::Accept => Expect::Accept,
+            Step::Refuse(Refused::NoStatusUrl) => Expect::NoStatusUrl,
+            Step::Refuse(Refused::StatusUrl(refusal)) => Expect::Refused(refusal.clone()),
+            Step::Wait(wait) => {
+                assert_eq!(wait.until, now + wait.delay);
+                let target = wait.target.as_ref().map(|t| t.uri().to_string());
+                Expect::Wait(target, wait.delay.as_secs(), wait.poll)
+            }
+            Step::End(ending) => Expect::End(ending.kind),
+        }
+    }
+
+    fn row(name: &'static str) -> Row {
+        Row {
+            name,
+            class: StatusClass::Pollable,
+            headers: &[],
+            on_accepted: OnAccepted::Succeed,
+            head: true,
+            target: None,
+            polls: 0,
+            started_ago: None,
+            total: 120,
+            expect: Expect::Return,
+        }
+    }
+
+    #[test]
+    fn the_step_table() {
+        use ErrorKind::{DeadlineExceeded, PollTimeout};
+        use OnAccepted::{Error as Fail, Succeed};
+        const OPS: &str = "https://api.example/ops/1";
+        let rows = [
+            Row {
+                class: StatusClass::Success,
+                headers: &[("location", "/ops/1")],
+                polls: 2,
+                target: Some(OPS),
+                ..row("a final answer ends the call, whatever it names")
+            },
+            Row {
+                class: StatusClass::Terminal,
+                on_accepted: Fail,
+                ..row("a terminal answer ends the call too")
+            },
+            Row {
+                headers: &[("location", "/ops/1")],
+                expect: Expect::Wait(Some(OPS), 1, 1),
+                ..row("a 202 with a status url is followed after the interval")
+            },
+            Row {
+                headers: &[("location", "/ops/1")],
+                on_accepted: Fail,
+                expect: Expect::Wait(Some(OPS), 1, 1),
+                ..row("on_accepted does not matter when there is a url")
+            },
+            Row {
+                headers: &[("operation-location", "/ops/2"), ("location", "/ops/1")],
+                expect: Expect::Wait(Some("https://api.example/ops/2"), 1, 1),
+                ..row("the first of location_headers wins")
+            },
+            Row {
+                on_accepted: Succeed,
+                expect: Expect::Accept,
+                ..row("a 202 without a url is returned as it is")
+            },
+            Row {
+                on_accepted: Fail,
+                expect: Expect::NoStatusUrl,
+                ..row("a 202 without a url fails under on_accepted = error")
+            },
+            Row {
+                headers: &[("location", "/ops/1")],
+                head: false,
+                expect: Expect::Accept,
+                ..row("without the request's head the 202 is returned")
+            },
+            Row {
+                headers: &[("location", "/ops/1")],
+                head: false,
+                on_accepted: Fail,
+                expect: Expect::NoStatusUrl,
+                ..row("without the request's head the 202 fails under error")
+            },
+            Row {
+                headers: &[("location", "https://evil.example/ops/1")],
+                expect: Expect::Refused(Refusal::OtherOrigin("https://evil.example:443".into())),
+                ..row("another origin is refused")
+            },
+            Row {
+                headers: &[("location", "http://api.example/ops/1")],
+                on_accepted: Fail,
+                expect: Expect::Refused(Refusal::Downgrade),
+                ..row("a downgrade is refused")
+            },
+            Row {
+                headers: &[("location", "https://ops.example/1")],
+                expect: Expect::Wait(Some("https://ops.example/1"), 1, 1),
+                ..row("an allowed origin is followed")
+            },
+            Row {
+                headers: &[("location", "/ops/1"), ("retry-after", "3")],
+                expect: Expect::Wait(Some(OPS), 3, 1),
+                ..row("retry-after sets the wait")
+            },
+            Row {
+                headers: &[("location", "/ops/1"), ("retry-after", "50")],
+                expect: Expect::Wait(Some(OPS), 8, 1),
+                ..row("retry-after is capped by max_interval")
+            },
+            Row {
+                headers: &[("location", "/ops/1"), ("retry-after", "soon")],
+                expect: Expect::Wait(Some(OPS), 1, 1),
+                ..row("an unreadable retry-after leaves the interval")
+            },
+            Row {
+                target: Some(OPS),
+                polls: 2,
+                started_ago: Some(5),
+                expect: Expect::Wait(None, 4, 3),
+                ..row("a later answer without a url polls the same url, the interval grown")
+            },
+            Row {
+                headers: &[("location", "2")],
+                target: Some(OPS),
+                polls: 1,
+                started_ago: Some(5),
+                expect: Expect::Wait(Some("https://api.example/ops/2"), 2, 2),
+                ..row("a later url is resolved against the status url")
+            },
+            Row {
+                target: Some(OPS),
+                polls: 4,
+                started_ago: Some(5),
+                expect: Expect::Wait(None, 8, 5),
+                ..row("the last poll max_polls allows")
+            },
+            Row {
+                target: Some(OPS),
+                polls: 5,
+                started_ago: Some(5),
+                expect: Expect::End(PollTimeout),
+                ..row("max_polls")
+            },
+            Row {
+                target: Some(OPS),
+                polls: 1,
+                started_ago: Some(28),
+                expect: Expect::Wait(None, 2, 2),
+                ..row("a wait that ends at max_duration")
+            },
+            Row {
+                target: Some(OPS),
+                polls: 1,
+                started_ago: Some(29),
+                expect: Expect::End(PollTimeout),
+                ..row("a wait that would end past max_duration")
+            },
+            Row {
+                headers: &[("location", "/ops/1"), ("retry-after", "5")],
+                total: 5,
+                expect: Expect::End(DeadlineExceeded),
+                ..row("a wait that would end at the deadline")
+            },
+            Row {
+                headers: &[("location", "/ops/1"), ("retry-after", "4")],
+                total: 5,
+                expect: Expect::Wait(Some(OPS), 4, 1),
+                ..row("a wait that ends before the deadline")
+            },
+            Row {
+                target: Some(OPS),
+                polls: 1,
+                started_ago: Some(28),
+                total: 30,
+                expect: Expect::End(DeadlineExceeded),
+                ..row("the deadline counts from the call's start")
+            },
+            Row {
+                target: Some(OPS),
+                polls: 5,
+                started_ago: Some(28),
+                total: 30,
+                expect: Expect::End(PollTimeout),
+                ..row("the poll bounds come before the deadline")
+            },
+        ];
+        // Later than any start a row asks for.
+        let now = Instant::now() + 3600 * S;
+        let request = uri("https://api.example/v3/data");
+        for row in rows {
+            let headers = headers(row.headers);
+            let settings = settings(row.on_accepted);
+            let target = row.target.map(uri);
+            let progress = Progress {
+                request: row.head.then_some(&request),
+                target: target.as_ref(),
+                polls: row.polls,
+                started: row.started_ago.map(|ago| now - ago * S),
+            };
+            let answer = Answered {
+                class: row.class,
+                headers: &headers,
+            };
+            let retry_after = || crate::retry_after::retry_after_of(&headers);
+            let got = step(
+                &answer,
+                &progress,
+                &settings,
+                row.total * S,
+                || now,
+                retry_after,
+            );
+            assert_eq!(expect(&got, now), row.expect.owned(), "{}", row.name);
+        }
+    }
+
+    #[test]
+    fn answers_that_end_the_call_read_no_clock() {
+        let settings = settings(OnAccepted::Error);
+        let headers = headers(&[("location", "https://evil.example/1")]);
+        let request = uri("https://api.example/v3/data");
+        for (class, head) in [
+            (StatusClass::Success, true),
+            (StatusClass::Pollable, false),
+            (StatusClass::Pollable, true),
+        ] {
+            let progress = Progress {
+                request: head.then_some(&request),
+                ..Progress::default()
+            };
+            let answer = Answered {
+                class,
+                headers: &headers,
+            };
+            let clock = || -> Instant { panic!("the clock was read for {class:?}") };
+            let asked = || -> Option<Duration> { panic!("retry-after was read for {class:?}") };
+            let got = step(&answer, &progress, &settings, 60 * S, clock, asked);
+            assert!(!matches!(got, Step::Wait(_) | Step::End(_)), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn a_followed_answer_starts_the_clock_and_keeps_an_earlier_start() {
+        let settings = settings(OnAccepted::Succeed);
+        let headers = headers(&[("location", "/ops/1")]);
+        let request = uri("https://api.example/v3/data");
+        let now = Instant::now() + 3600 * S;
+        let answer = Answered {
+            class: StatusClass::Pollable,
+            headers: &headers,
+        };
+        for (started, expected) in [(None, now), (Some(now - 3 * S), now - 3 * S)] {
+            let progress = Progress {
+                request: Some(&request),
+                started,
+                ..Progress::default()
+            };
+            let Step::Wait(wait) = step(&answer, &progress, &settings, 60 * S, || now, || None)
+            else {
+                panic!("not followed");
+            };
+            assert_eq!(wait.started, expected);
+        }
+    }
+
+    #[test]
+    fn errors_say_why_and_carry_the_counts() {
+        let settings = settings(OnAccepted::Error);
+        let counts = Counts {
+            attempts: 2,
+            requests: 7,
+        };
+        let error = Refused::NoStatusUrl.error(&settings, counts, 0);
+        assert_eq!(error.kind(), ErrorKind::PollRefused);
+        assert_eq!(
+            (error.attempts(), error.polls(), error.requests()),
+            (2, 0, 7)
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("looked in: operation-location, location"),
+            "{error}"
+        );
+        let error = Refused::StatusUrl(Refusal::Userinfo).error(&settings, counts, 3);
+        assert_eq!(error.polls(), 3);
+        assert!(error.to_string().contains("userinfo"), "{error}");
+        let ending = Ending {
+            kind: ErrorKind::PollTimeout,
+            polls: 4,
+            elapsed: Duration::from_millis(12_345),
+        };
+        let error = ending.error(counts);
+        assert_eq!(error.kind(), ErrorKind::PollTimeout);
+        assert_eq!(error.polls(), 4);
+        assert!(
+            error.to_string().contains("after 4 polls and 12345ms"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn counts_take_the_first_attempts_and_add_every_request() {
+        let first = Counts::default().after(3, false);
+        assert_eq!(
+            first,
+            Counts {
+                attempts: 3,
+                requests: 3
+            }
+        );
+        let polled = first.after(2, true);
+        assert_eq!(
+            polled,
+            Counts {
+                attempts: 3,
+                requests: 5
+            }
+        );
+        let full = Counts {
+            attempts: 1,
+            requests: u32::MAX,
+        }
+        .after(1, true);
+        assert_eq!(full.requests, u32::MAX);
+    }
+}
