@@ -13,7 +13,7 @@ use tracing::Span;
 use super::decision::{DelayReason, Refusal, RequestFacts, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
-use super::step::{Progress, Step, step};
+use super::step::{Progress, Step, step, succeed};
 use super::{RetryRoute, Shared};
 use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
@@ -195,12 +195,14 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Running { future } => {
-                    let answer = ready!(call.poll_attempt(future, cx));
-                    let error = match call.step(answer) {
-                        Step::Return(response) => {
+                    let error = match ready!(call.poll_attempt(future, cx)) {
+                        Ok(response) => {
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(call.answer::<R, RB>(response)));
                         }
+                        Err(error) => error,
+                    };
+                    let error = match call.step(error) {
                         Step::Fail(error) | Step::Refuse { error, .. } => error,
                         Step::Retry { delay, until, .. } => {
                             if delay.is_zero() {
@@ -273,19 +275,16 @@ where
         polled
     }
 
-    /// Runs the step on an attempt's answer, and tells spans and listeners
+    /// Runs the step on an attempt's failure, and tells spans and listeners
     /// what it was and what follows.
-    #[inline(always)]
-    fn step<RB>(&mut self, answer: Result<Response<RB>, Error>) -> Step<Response<RB>> {
-        if let Err(error) = &answer {
-            attempt_failed(&self.span, self.watch(), &self.progress, error);
-        }
+    fn step(&mut self, error: Error) -> Step {
+        attempt_failed(&self.span, self.watch(), &self.progress, &error);
         let route = call::route(&self.shared.routes, self.context.route);
         let (started, deadline, template) =
             (&mut self.started, self.context.deadline, &self.template);
         let step = step(
             &mut self.progress,
-            answer,
+            error,
             &route.settings,
             &route.budget,
             || {
@@ -301,9 +300,6 @@ where
         );
         let watch = self.watch();
         match &step {
-            Step::Return(response) => {
-                attempt_answered(&self.span, watch, &self.progress, route, response)
-            }
             Step::Fail(_) => {}
             Step::Refuse {
                 refusal, failed, ..
@@ -315,12 +311,16 @@ where
         step
     }
 
-    /// What the caller gets for the response that ends the call.
+    /// Runs the step on the response that ends the call, tells spans and
+    /// listeners, and makes what the caller gets of it.
     #[inline(always)]
-    fn answer<R, RB>(&mut self, response: Response<RB>) -> R::Answer<RB>
+    fn answer<R, RB>(&mut self, mut response: Response<RB>) -> R::Answer<RB>
     where
         R: CallRequest<Body = B>,
     {
+        let route = call::route(&self.shared.routes, self.context.route);
+        succeed(&self.progress, &mut response, &route.budget);
+        attempt_answered(&self.span, self.watch(), &self.progress, route, &response);
         let template = &mut self.template;
         R::answer(response, || template.take().map(Template::into_head))
     }

@@ -32,11 +32,10 @@ pub(crate) struct Progress {
     pub(crate) last_error: Option<Error>,
 }
 
-/// What to do after an attempt's answer.
+/// What to do after an attempt's failure. A response ends the call: see
+/// [`succeed`].
 #[derive(Debug)]
-pub(crate) enum Step<T> {
-    /// The call ends with this response.
-    Return(T),
+pub(crate) enum Step {
     /// The call ends with this error: never retried, or cut at the end of
     /// the call.
     Fail(Error),
@@ -102,25 +101,21 @@ impl Progress {
     }
 }
 
-/// What follows an attempt's `answer`. `clock` gives the time and the end of
+/// What follows an attempt that failed with `error`. `clock` gives the time and the end of
 /// the call and is read only for a failure that may be retried, so that an
 /// answer that is never retried reads no clock; `replay` answers whether the
 /// request can be sent again, `jitter` draws the backoff's randomness. Takes
 /// from `budget` only for a retry; deposits for an answer of the server that
-/// is not a failure, and refunds a retry that succeeded.
-pub(crate) fn step<RB>(
+/// is not a failure.
+pub(crate) fn step(
     progress: &mut Progress,
-    answer: Result<Response<RB>, Error>,
+    error: Error,
     settings: &RetrySettings,
     budget: &Budget,
     clock: impl FnOnce() -> (Instant, Instant),
     replay: impl FnOnce() -> bool,
     jitter: impl FnOnce() -> u64,
-) -> Step<Response<RB>> {
-    let error = match answer {
-        Ok(response) => return Step::Return(succeed(progress, response, budget)),
-        Err(error) => error,
-    };
+) -> Step {
     let sent = progress.sent(&error);
     let error = error.with_attempts(sent);
     if error.kind() == ErrorKind::DeadlineExceeded {
@@ -169,9 +164,11 @@ pub(crate) fn step<RB>(
     }
 }
 
-/// The response that ends the call: a retry that succeeded is refunded, and
-/// the response says how many attempts it took.
-fn succeed<RB>(progress: &Progress, mut response: Response<RB>, budget: &Budget) -> Response<RB> {
+/// What a response that ends the call does: the budget gains, a retry that
+/// succeeded is refunded, and the response says how many attempts it took.
+/// It is changed in place: moved through a step and back, it cost the
+/// success path a copy (STACK_LOOP=retry).
+pub(crate) fn succeed<RB>(progress: &Progress, response: &mut Response<RB>, budget: &Budget) {
     budget.deposit();
     if progress.facts.attempts > 1 {
         if let Some(last) = progress.last_error.as_ref() {
@@ -184,7 +181,6 @@ fn succeed<RB>(progress: &Progress, mut response: Response<RB>, budget: &Budget)
         let info = CallInfo::new(progress.facts.attempts, 0);
         response.extensions_mut().insert(info);
     }
-    response
 }
 
 /// The error a refused retry ends the call with.
@@ -275,22 +271,22 @@ mod tests {
         }
     }
 
-    /// One attempt's answer to the step.
+    /// One attempt's failure to the step.
     struct Run<'a> {
         progress: &'a mut Progress,
-        answer: Result<Response<()>, Error>,
+        error: Error,
         budget: &'a Budget,
         left: Duration,
         replayable: bool,
     }
 
     /// What the step returned, whether it read the clock, and when "now" was.
-    fn run(run: Run<'_>) -> (Step<Response<()>>, bool, Instant) {
+    fn run(run: Run<'_>) -> (Step, bool, Instant) {
         let now = Instant::now();
         let read = Cell::new(false);
         let step = step(
             run.progress,
-            run.answer,
+            run.error,
             &settings(),
             run.budget,
             || {
@@ -325,18 +321,9 @@ mod tests {
         ];
         for (attempts, last, put_back, info) in rows {
             let b = budget(5.0);
-            let mut p = progress(Method::GET, attempts, last);
-            let (step, read, _) = run(Run {
-                progress: &mut p,
-                answer: Ok(Response::new(())),
-                budget: &b,
-                left: Duration::from_secs(60),
-                replayable: true,
-            });
-            let Step::Return(response) = step else {
-                panic!("{attempts}: {step:?}");
-            };
-            assert!(!read, "{attempts}: a success reads no clock");
+            let p = progress(Method::GET, attempts, last);
+            let mut response = Response::new(());
+            succeed(&p, &mut response, &b);
             assert_eq!(b.available(), 5.0 + put_back, "{attempts}");
             assert_eq!(
                 response
@@ -449,7 +436,7 @@ mod tests {
             let mut p = progress(Method::GET, attempts, last);
             let (step, read, _) = run(Run {
                 progress: &mut p,
-                answer: Err(error),
+                error,
                 budget: &b,
                 left: Duration::from_secs(60),
                 replayable: true,
@@ -578,7 +565,7 @@ mod tests {
             let mut p = progress(method, attempts, None);
             let (step, read, _) = run(Run {
                 progress: &mut p,
-                answer: Err(error),
+                error,
                 budget: &b,
                 left: Duration::from_secs(left),
                 replayable,
@@ -645,7 +632,7 @@ mod tests {
             p.previous_delay = Duration::from_millis(40);
             let (step, read, now) = run(Run {
                 progress: &mut p,
-                answer: Err(error),
+                error,
                 budget: &b,
                 left: Duration::from_secs(60),
                 replayable: true,
@@ -688,9 +675,9 @@ mod tests {
             let b = budget(5.0);
             let mut p = progress(Method::GET, 2, None);
             p.previous_delay = Duration::from_millis(150);
-            match step::<()>(
+            match step(
                 &mut p,
-                Err(status(500, StatusClass::Retryable, None)),
+                status(500, StatusClass::Retryable, None),
                 &s,
                 &b,
                 || (now, now + Duration::from_secs(60)),
