@@ -10,10 +10,11 @@ use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
-use super::decision::{Decision, DelayReason, Refusal, RequestFacts, decide, is_idempotent};
+use super::decision::{DelayReason, Refusal, RequestFacts, is_idempotent};
 use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
-use super::{RetryCause, RetryRoute, Shared};
+use super::step::{Progress, Step, step, succeed};
+use super::{RetryRoute, Shared};
 use crate::call::{self, CallContext, CallRequest};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
@@ -21,7 +22,6 @@ use crate::events::{
     AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target, WaitReason,
     retry_reason,
 };
-use crate::info::CallInfo;
 use crate::ready::ready_clone;
 use crate::status::StatusClass;
 use crate::timer::Timer;
@@ -38,26 +38,30 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // The service that sends the retries, cloned from the shared spare
-        // when the first retry is due.
-        service: Option<S>,
-        // An unsent copy of the request, from which each retry is made.
-        template: Option<Template<R::Body>>,
-        shared: Arc<Shared<S>>,
-        facts: RequestFacts,
-        // When the call started; read at the first moment it matters, so that
-        // an answer that is ready at once reads no clock.
-        started: Option<Instant>,
-        // The route and the end of an enclosing call (a poll of an
-        // operation), when the request carries one: no retry may go past it.
-        context: CallContext,
-        previous_delay: Duration,
-        last_error: Option<Error>,
-        span: Span,
-        // Where the request goes and when the attempt in flight started:
-        // kept only when someone listens for events.
-        watch: Option<Box<AttemptWatch>>,
+        call: Call<S, R::Body>,
     }
+}
+
+/// What the loop keeps of a call between its attempts, and the pieces of
+/// the driver: each runs a step or sends, and tells spans and listeners.
+struct Call<S, B> {
+    // The service that sends the retries, cloned from the shared spare
+    // when the first retry is due.
+    service: Option<S>,
+    // An unsent copy of the request, from which each retry is made.
+    template: Option<Template<B>>,
+    shared: Arc<Shared<S>>,
+    progress: Progress,
+    // When the call started; read at the first moment it matters, so that
+    // an answer that is ready at once reads no clock.
+    started: Option<Instant>,
+    // The route and the end of an enclosing call (a poll of an
+    // operation), when the request carries one: no retry may go past it.
+    context: CallContext,
+    span: Span,
+    // Where the request goes and when the attempt in flight started:
+    // kept only when someone listens for events.
+    watch: Option<Box<AttemptWatch>>,
 }
 
 /// What the events of a call's attempts say of it.
@@ -70,6 +74,16 @@ struct AttemptWatch {
 impl AttemptWatch {
     fn target(&self) -> Target<'_> {
         Target::new(&self.method, &self.uri)
+    }
+
+    /// Tells the listeners that attempt number `attempt` starts now.
+    fn start(&mut self, listeners: &Listeners, attempt: u32) {
+        self.started = Instant::now();
+        let event = AttemptStarted {
+            target: self.target(),
+            attempt,
+        };
+        listeners.emit(|l| l.attempt_started(&event));
     }
 }
 
@@ -150,16 +164,16 @@ where
         };
         ResponseFuture {
             state: State::Running { future },
-            service: None,
-            template,
-            shared,
-            facts,
-            started: None,
-            context,
-            previous_delay: Duration::ZERO,
-            last_error: None,
-            span,
-            watch,
+            call: Call {
+                service: None,
+                template,
+                shared,
+                progress: Progress::new(facts),
+                started: None,
+                context,
+                span,
+                watch,
+            },
         }
     }
 }
@@ -177,293 +191,285 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let call = this.call;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Running { future } => {
-                    let polled = {
-                        let _entered = this.span.enter();
-                        future.poll(cx)
-                    };
-                    let error = match polled {
-                        Poll::Ready(Ok(mut response)) => {
-                            let route = call::route(&this.shared.routes, this.context.route);
-                            route.budget.deposit();
-                            record_response(this.span, &response, route);
-                            if let Some(watch) = this.watch.as_deref() {
-                                let class = route.classifier.as_ref().map_or(
-                                    StatusClass::Success,
-                                    |classifier| {
-                                        classifier
-                                            .classify_head(response.status(), response.headers())
-                                    },
-                                );
-                                let event = AttemptEnded {
-                                    target: watch.target(),
-                                    attempt: this.facts.attempts,
-                                    status: Some(response.status()),
-                                    class: Some(class),
-                                    error: None,
-                                    duration: watch.started.elapsed(),
-                                };
-                                this.shared.listeners.emit(|l| l.attempt_ended(&event));
-                            }
-                            if this.facts.attempts > 1 {
-                                if let Some(last) = this.last_error.as_ref() {
-                                    route.budget.refund(if last.is_throttling() {
-                                        RetryCause::Throttling
-                                    } else {
-                                        RetryCause::Transient
-                                    });
-                                }
-                                let info = CallInfo::new(this.facts.attempts, 0);
-                                response.extensions_mut().insert(info);
-                            }
+                    let error = match ready!(call.poll_attempt(future, cx)) {
+                        Ok(response) => {
                             this.state.set(State::Done);
-                            let template = this.template;
-                            let answer =
-                                R::answer(response, || template.take().map(Template::into_head));
-                            return Poll::Ready(Ok(answer));
+                            return Poll::Ready(Ok(call.answer::<R, RB>(response)));
                         }
-                        Poll::Ready(Err(error)) => error,
-                        Poll::Pending => {
-                            this.started.get_or_insert_with(Instant::now);
-                            return Poll::Pending;
-                        }
+                        Err(error) => error,
                     };
-                    // An attempt an open circuit stopped was never sent.
-                    let sent = match error.kind() {
-                        ErrorKind::CircuitOpen | ErrorKind::Throttled | ErrorKind::RateLimited => {
-                            this.facts.attempts - 1
-                        }
-                        _ => this.facts.attempts,
-                    };
-                    let error = error.with_attempts(sent);
-                    record_error(this.span, &error);
-                    if let Some(watch) = this.watch.as_deref() {
-                        let event = AttemptEnded {
-                            target: watch.target(),
-                            attempt: this.facts.attempts,
-                            status: error.status(),
-                            class: error.class(),
-                            error: Some(error.kind()),
-                            duration: watch.started.elapsed(),
-                        };
-                        this.shared.listeners.emit(|l| l.attempt_ended(&event));
-                    }
-                    if error.kind() == ErrorKind::DeadlineExceeded {
-                        // Classify cut the attempt at the end of the call.
-                        this.state.set(State::Done);
-                        let error = match this.last_error.take() {
-                            Some(last) => last.with_kind(ErrorKind::DeadlineExceeded),
-                            None => error,
-                        };
-                        return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
-                    }
-                    if !error.is_retryable() {
-                        // Nothing to decide, and no clock to read: an answer
-                        // that is never retried (an open circuit among them)
-                        // costs no more than a success.
-                        if error.class().is_some() {
-                            // The server answered, and not with a failure.
-                            call::route(&this.shared.routes, this.context.route)
-                                .budget
-                                .deposit();
-                        }
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(error));
-                    }
-                    let now = Instant::now();
-                    let started = *this.started.get_or_insert(now);
-                    let template = &*this.template;
-                    let shared = call::route(&this.shared.routes, this.context.route);
-                    let settings = &shared.settings;
-                    let retry = this.facts.attempts;
-                    let previous = *this.previous_delay;
-                    let decision = decide(
-                        &error,
-                        this.facts,
-                        settings,
-                        &shared.budget,
-                        now,
-                        Some(call_deadline(
-                            started,
-                            shared.timeouts.total(),
-                            this.context.deadline,
-                        )),
-                        || template.as_ref().is_some_and(Template::is_replayable),
-                        || {
-                            settings
-                                .backoff
-                                .delay(retry, previous, shared.jitter.next_u64())
-                        },
-                    );
-                    match decision {
-                        Decision::Stop(refusal) => {
-                            this.state.set(State::Done);
-                            if let Some(watch) = this.watch.as_deref() {
-                                refused_event(&this.shared.listeners, watch, refusal, this.facts);
-                            }
-                            return Poll::Ready(Err(refuse(error, refusal, shared, this.facts)));
-                        }
-                        Decision::Retry { delay, reason } => {
-                            if let Some(watch) = this.watch.as_deref() {
-                                let event = RetryScheduled {
-                                    target: watch.target(),
-                                    attempt: this.facts.attempts,
-                                    delay,
-                                    wait: match reason {
-                                        DelayReason::RetryAfter => WaitReason::RetryAfter,
-                                        DelayReason::Backoff => WaitReason::Backoff,
-                                    },
-                                    reason: retry_reason(&error),
-                                };
-                                this.shared.listeners.emit(|l| l.retry_scheduled(&event));
-                            }
-                            tracing::info!(
-                                attempt = this.facts.attempts,
-                                max_attempts = settings.max_attempts,
-                                delay_ms = delay.as_millis() as u64,
-                                reason = reason.as_str(),
-                                error.type = error.kind().as_str(),
-                                http.response.status_code = error.status().map(|s| s.as_u16()),
-                                "retrying"
-                            );
-                            *this.previous_delay = delay;
-                            *this.last_error = Some(error);
+                    let error = match call.step(error) {
+                        Step::Fail(error) | Step::Refuse { error, .. } => error,
+                        Step::Retry { delay, until, .. } => {
                             if delay.is_zero() {
                                 this.state.set(State::Readying { timer: Timer::Idle });
                             } else {
                                 this.state.set(State::Waiting { timer: Timer::Idle });
                                 if let StateProj::Waiting { timer } = this.state.as_mut().project()
                                 {
-                                    timer.arm(now + delay);
+                                    timer.arm(until);
                                 }
                             }
+                            continue;
                         }
-                    }
+                    };
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(error));
                 }
                 StateProj::Waiting { timer } => {
                     ready!(timer.poll_fired(cx));
                     this.state.set(State::Readying { timer: Timer::Idle });
                 }
-                StateProj::Readying { mut timer } => {
-                    let deadline = call_deadline(
-                        this.started.unwrap_or_else(Instant::now),
-                        call::route(&this.shared.routes, this.context.route)
-                            .timeouts
-                            .total(),
-                        this.context.deadline,
-                    );
-                    let service = match ready_clone(this.service, &this.shared.spare, cx) {
-                        Poll::Ready(Ok(service)) => service,
-                        Poll::Ready(Err(error)) => {
-                            let attempts = this.facts.attempts;
-                            this.state.set(State::Done);
-                            return Poll::Ready(Err(error.with_attempts(attempts)));
-                        }
-                        Poll::Pending => {
-                            if !timer.is_armed() {
-                                timer.as_mut().arm(deadline);
-                            }
-                            ready!(timer.poll_fired(cx));
-                            this.state.set(State::Done);
-                            let error = deadline_error(this.last_error.take());
-                            return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
-                        }
-                    };
-                    // The copy is made only now, when it is sent: a retry that
-                    // is never sent copies nothing.
-                    let Some(request) = this.template.as_ref().and_then(Template::request) else {
-                        // The body outgrew its recording since the decision.
+                StateProj::Readying { timer } => match ready!(call.poll_send(timer, cx)) {
+                    Ok(future) => this.state.set(State::Running { future }),
+                    Err(error) => {
                         this.state.set(State::Done);
-                        let error = this.last_error.take().map_or_else(
-                            || Error::new(ErrorKind::Transport),
-                            |e| {
-                                e.with_detail(
-                                    "the request body cannot be replayed, so it was sent once",
-                                )
-                            },
-                        );
-                        return Poll::Ready(Err(error.with_attempts(this.facts.attempts)));
-                    };
-                    // No attempt may outlive the call: classify ends it by then.
-                    let request = R::from_parts(request, this.context.with_deadline(deadline));
-                    *this.span = attempt_span(this.facts.attempts);
-                    this.facts.attempts += 1;
-                    if let Some(watch) = this.watch.as_deref_mut() {
-                        watch.started = Instant::now();
-                        let event = AttemptStarted {
-                            target: watch.target(),
-                            attempt: this.facts.attempts,
-                        };
-                        this.shared.listeners.emit(|l| l.attempt_started(&event));
+                        return Poll::Ready(Err(error));
                     }
-                    let future = {
-                        let _entered = this.span.enter();
-                        service.call(request)
-                    };
-                    this.state.set(State::Running { future });
-                }
+                },
                 StateProj::Done => panic!("retry::ResponseFuture polled after completion"),
             }
         }
     }
 }
 
-/// The event of a retry that was due and is not sent; refusals that mean
-/// no retry was due (not retryable, unsafe, attempts spent) are none.
-fn refused_event(
-    listeners: &Listeners,
-    watch: &AttemptWatch,
-    refusal: Refusal,
-    facts: &RequestFacts,
+impl<S, B> Call<S, B>
+where
+    B: ReplayBody,
+{
+    fn route(&self) -> &RetryRoute {
+        call::route(&self.shared.routes, self.context.route)
+    }
+
+    fn watch(&self) -> Watch<'_> {
+        self.watch.as_deref().map(|w| (w, &self.shared.listeners))
+    }
+
+    /// The end of the call, which no wait and no attempt may pass.
+    fn end(&self, started: Instant) -> Instant {
+        call_deadline(
+            started,
+            self.route().timeouts.total(),
+            self.context.deadline,
+        )
+    }
+
+    /// Polls the attempt in flight inside its span.
+    #[inline(always)]
+    fn poll_attempt<F: Future>(
+        &mut self,
+        future: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        let polled = {
+            let _entered = self.span.enter();
+            future.poll(cx)
+        };
+        if polled.is_pending() {
+            self.started.get_or_insert_with(Instant::now);
+        }
+        polled
+    }
+
+    /// Runs the step on an attempt's failure, and tells spans and listeners
+    /// what it was and what follows.
+    fn step(&mut self, error: Error) -> Step {
+        attempt_failed(&self.span, self.watch(), &self.progress, &error);
+        let route = call::route(&self.shared.routes, self.context.route);
+        let (started, deadline, template) =
+            (&mut self.started, self.context.deadline, &self.template);
+        let step = step(
+            &mut self.progress,
+            error,
+            &route.settings,
+            &route.budget,
+            || {
+                let now = Instant::now();
+                let started = *started.get_or_insert(now);
+                (
+                    now,
+                    call_deadline(started, route.timeouts.total(), deadline),
+                )
+            },
+            || template.as_ref().is_some_and(Template::is_replayable),
+            || route.jitter.next_u64(),
+        );
+        let watch = self.watch();
+        match &step {
+            Step::Fail(_) => {}
+            Step::Refuse {
+                refusal, failed, ..
+            } => refused(watch, &self.progress, *refusal, *failed),
+            Step::Retry { delay, reason, .. } => {
+                scheduled(watch, &self.progress, route, *delay, *reason)
+            }
+        }
+        step
+    }
+
+    /// Runs the step on the response that ends the call, tells spans and
+    /// listeners, and makes what the caller gets of it.
+    #[inline(always)]
+    fn answer<R, RB>(&mut self, mut response: Response<RB>) -> R::Answer<RB>
+    where
+        R: CallRequest<Body = B>,
+    {
+        let route = call::route(&self.shared.routes, self.context.route);
+        succeed(&self.progress, &mut response, &route.budget);
+        attempt_answered(&self.span, self.watch(), &self.progress, route, &response);
+        let template = &mut self.template;
+        R::answer(response, || template.take().map(Template::into_head))
+    }
+
+    /// Sends the next attempt once the service is ready, unless the call
+    /// ends first.
+    fn poll_send<R>(
+        &mut self,
+        mut timer: Pin<&mut Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<S::Future, Error>>
+    where
+        R: CallRequest<Body = B>,
+        S: Service<R, Error = Error> + Clone,
+    {
+        let deadline = self.end(self.started.unwrap_or_else(Instant::now));
+        let service = match ready_clone(&mut self.service, &self.shared.spare, cx) {
+            Poll::Ready(Ok(service)) => service,
+            Poll::Ready(Err(error)) => {
+                return Poll::Ready(Err(self.progress.not_ready_error(error)));
+            }
+            Poll::Pending => {
+                if !timer.is_armed() {
+                    timer.as_mut().arm(deadline);
+                }
+                ready!(timer.poll_fired(cx));
+                return Poll::Ready(Err(self.progress.deadline_error()));
+            }
+        };
+        // The copy is made only now, when it is sent: a retry that is never
+        // sent copies nothing.
+        let Some(request) = self.template.as_ref().and_then(Template::request) else {
+            return Poll::Ready(Err(self.progress.unreplayable_error()));
+        };
+        // No attempt may outlive the call: classify ends it by then.
+        let request = R::from_parts(request, self.context.with_deadline(deadline));
+        self.span = attempt_span(self.progress.facts.attempts);
+        self.progress.facts.attempts += 1;
+        if let Some(watch) = self.watch.as_deref_mut() {
+            watch.start(&self.shared.listeners, self.progress.facts.attempts);
+        }
+        let _entered = self.span.enter();
+        Poll::Ready(Ok(service.call(request)))
+    }
+}
+
+/// Who listens to the call's events, and what they say of it.
+type Watch<'a> = Option<(&'a AttemptWatch, &'a Listeners)>;
+
+/// Records a failed attempt in its span and tells the listeners.
+fn attempt_failed(span: &Span, watch: Watch<'_>, progress: &Progress, error: &Error) {
+    record_error(span, error);
+    if let Some((watch, listeners)) = watch {
+        let event = AttemptEnded {
+            target: watch.target(),
+            attempt: progress.facts.attempts,
+            status: error.status(),
+            class: error.class(),
+            error: Some(error.kind()),
+            duration: watch.started.elapsed(),
+        };
+        listeners.emit(|l| l.attempt_ended(&event));
+    }
+}
+
+/// Records the attempt that answered the call in its span and tells the
+/// listeners.
+fn attempt_answered<RB>(
+    span: &Span,
+    watch: Watch<'_>,
+    progress: &Progress,
+    route: &RetryRoute,
+    response: &Response<RB>,
 ) {
-    let Some(refusal) = refusal.public() else {
+    record_response(span, response, route);
+    if let Some((watch, listeners)) = watch {
+        let class = route
+            .classifier
+            .as_ref()
+            .map_or(StatusClass::Success, |classifier| {
+                classifier.classify_head(response.status(), response.headers())
+            });
+        let event = AttemptEnded {
+            target: watch.target(),
+            attempt: progress.facts.attempts,
+            status: Some(response.status()),
+            class: Some(class),
+            error: None,
+            duration: watch.started.elapsed(),
+        };
+        listeners.emit(|l| l.attempt_ended(&event));
+    }
+}
+
+/// Tells of a retry that is due: an event, and a line in the log.
+fn scheduled(
+    watch: Watch<'_>,
+    progress: &Progress,
+    route: &RetryRoute,
+    delay: Duration,
+    reason: DelayReason,
+) {
+    // The step keeps the failure it retries.
+    let Some(error) = progress.last_error.as_ref() else {
         return;
     };
-    let event = RetryRefused {
-        target: watch.target(),
-        attempt: facts.attempts,
-        refusal,
-    };
-    listeners.emit(|l| l.retry_refused(&event));
-}
-
-fn deadline_error(last: Option<Error>) -> Error {
-    match last {
-        Some(error) => error.with_kind(ErrorKind::DeadlineExceeded),
-        None => Error::new(ErrorKind::DeadlineExceeded),
+    if let Some((watch, listeners)) = watch {
+        let event = RetryScheduled {
+            target: watch.target(),
+            attempt: progress.facts.attempts,
+            delay,
+            wait: match reason {
+                DelayReason::RetryAfter => WaitReason::RetryAfter,
+                DelayReason::Backoff => WaitReason::Backoff,
+            },
+            reason: retry_reason(error),
+        };
+        listeners.emit(|l| l.retry_scheduled(&event));
     }
+    tracing::info!(
+        attempt = progress.facts.attempts,
+        max_attempts = route.settings.max_attempts,
+        delay_ms = delay.as_millis() as u64,
+        reason = reason.as_str(),
+        error.type = error.kind().as_str(),
+        http.response.status_code = error.status().map(|s| s.as_u16()),
+        "retrying"
+    );
 }
 
-/// The error a refused retry ends the call with, and the event that says why.
-fn refuse(error: Error, refusal: Refusal, shared: &RetryRoute, facts: &RequestFacts) -> Error {
+/// Tells of a refused retry: the event of a retry that was due and is not
+/// sent (refusals that mean no retry was due, such as spent attempts, are
+/// none), and a line in the log.
+fn refused(watch: Watch<'_>, progress: &Progress, refusal: Refusal, failed: ErrorKind) {
+    if let (Some((watch, listeners)), Some(public)) = (watch, refusal.public()) {
+        let event = RetryRefused {
+            target: watch.target(),
+            attempt: progress.facts.attempts,
+            refusal: public,
+        };
+        listeners.emit(|l| l.retry_refused(&event));
+    }
     if refusal != Refusal::NotRetryable {
         tracing::info!(
-            attempt = facts.attempts,
+            attempt = progress.facts.attempts,
             reason = refusal.as_str(),
-            error.type = error.kind().as_str(),
+            error.type = failed.as_str(),
             "not retrying"
         );
-    }
-    let error = match refusal.public() {
-        Some(public) => error.with_refusal(public),
-        None => error,
-    };
-    match refusal {
-        Refusal::NotRetryable | Refusal::UnsafeMethod | Refusal::AttemptsExhausted => error,
-        Refusal::NotReplayable => {
-            error.with_detail("the request body cannot be replayed, so it was sent once")
-        }
-        Refusal::RetryAfterTooLong { asked } => error
-            .with_kind(ErrorKind::RetriesExhausted)
-            .with_detail(format!(
-                "the server asked to wait {}s, more than retry.max_retry_after ({}s)",
-                asked.as_secs(),
-                shared.settings.max_retry_after.as_secs()
-            )),
-        Refusal::Deadline => error.with_kind(ErrorKind::DeadlineExceeded),
-        Refusal::Budget => error.with_kind(ErrorKind::BudgetExhausted),
     }
 }
 

@@ -46,6 +46,7 @@ mod layer;
 mod replay;
 mod reserve;
 mod settings;
+mod step;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
