@@ -13,7 +13,7 @@ use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 use tower_rebound::events::{
     AttemptEnded, AttemptStarted, BreakerRejected, BreakerTransition, CallEnded, Listener,
-    PollSent, Refusal, RetryReason, RetryRefused, RetryScheduled, WaitReason,
+    PollScheduled, PollSent, Refusal, RetryReason, RetryRefused, RetryScheduled, WaitReason,
 };
 use tower_rebound::{ErrorKind, Policy, ResilienceLayer};
 
@@ -35,8 +35,14 @@ impl Listener for Recorder {
         self.push(format!("started {} {}", e.attempt(), e.target().method()));
     }
     fn attempt_ended(&self, e: &AttemptEnded<'_>) {
+        let codes: Vec<&str> = e.api_errors().iter().filter_map(|a| a.code()).collect();
+        let codes = if codes.is_empty() {
+            String::new()
+        } else {
+            format!(" {codes:?}")
+        };
         self.push(format!(
-            "ended {} {:?} {:?} {:?} {:?}",
+            "ended {} {:?} {:?} {:?} {:?}{codes}",
             e.attempt(),
             e.status().map(|s| s.as_u16()),
             e.class(),
@@ -46,6 +52,7 @@ impl Listener for Recorder {
     }
     fn retry_scheduled(&self, e: &RetryScheduled<'_>) {
         assert!(e.delay() < std::time::Duration::from_secs(1));
+        assert_eq!(e.max_attempts(), 4, "connio's");
         self.push(format!(
             "retry {} {:?} {:?}",
             e.attempt(),
@@ -61,6 +68,15 @@ impl Listener for Recorder {
     }
     fn breaker_rejected(&self, e: &BreakerRejected<'_>) {
         self.push(format!("rejected {}", e.host()));
+    }
+    fn poll_scheduled(&self, e: &PollScheduled<'_>) {
+        self.push(format!(
+            "scheduled poll {} {:?} {} {}",
+            e.poll(),
+            e.wait(),
+            e.delay().as_millis(),
+            e.target().host()
+        ));
     }
     fn poll_sent(&self, e: &PollSent<'_>) {
         self.push(format!("poll {} {}", e.poll(), e.target().host()));
@@ -107,10 +123,14 @@ async fn a_call_tells_every_step_once_and_no_secret() {
         recorder.lines(),
         [
             "started 1 GET".to_owned(),
-            format!("ended 1 Some(500) Some(Retryable) Some(RetriesExhausted) {target}"),
+            format!(
+                "ended 1 Some(500) Some(Retryable) Some(RetriesExhausted) {target} [\"InternalError\"]"
+            ),
             "retry 1 Backoff Status".to_owned(),
             "started 2 GET".to_owned(),
-            format!("ended 2 Some(500) Some(Retryable) Some(RetriesExhausted) {target}"),
+            format!(
+                "ended 2 Some(500) Some(Retryable) Some(RetriesExhausted) {target} [\"InternalError\"]"
+            ),
             "retry 2 Backoff Status".to_owned(),
             "started 3 GET".to_owned(),
             format!("ended 3 Some(200) Some(Success) None {target}"),
@@ -148,7 +168,18 @@ async fn a_call_tells_every_step_once_and_no_secret() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let lines = recorder.lines();
-    assert!(lines.contains(&"poll 1 127.0.0.1".to_owned()), "{lines:?}");
+    let scheduled = lines
+        .iter()
+        .position(|l| l == "scheduled poll 1 Interval 1 127.0.0.1")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let sent = lines
+        .iter()
+        .position(|l| l == "poll 1 127.0.0.1")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        scheduled < sent,
+        "the wait is told before the poll: {lines:?}"
+    );
     assert_eq!(lines.last().unwrap(), "call success Some(200) 1 1 None");
     assert!(!format!("{lines:?}").contains(CANARY));
 }

@@ -1,25 +1,24 @@
 //! What a person sees while a call runs: with `-v`, one line per attempt,
 //! wait and poll as it happens; on a terminal, a live status line during a
 //! wait, gone when the call ends.
+//!
+//! Both read the stack's typed events (a [`Listener`] added to the policy),
+//! not its tracing fields: renaming a span field cannot change them.
 
-use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::prelude::*;
-use tracing_subscriber::registry::LookupSpan;
+use tower_rebound::Policy;
+use tower_rebound::events::{
+    AttemptEnded, AttemptStarted, BreakerTransition, CallEnded, Listener, PollScheduled, PollSent,
+    Refusal, RetryRefused, RetryScheduled,
+};
 
-/// Keeps the progress reporting installed on this thread until dropped.
+/// Keeps the status line until dropped, which clears it.
 pub(crate) struct Installed {
-    _guard: Option<tracing::subscriber::DefaultGuard>,
     bar: ProgressBar,
 }
 
@@ -29,70 +28,33 @@ impl Drop for Installed {
     }
 }
 
-/// Installs, on this thread, `-v`'s lines (when `verbose`) and the status
-/// line (when stderr is a terminal). Nothing at all when neither is asked
-/// for or possible.
-pub(crate) fn install(verbose: bool) -> Installed {
+/// `policy`, telling `-v`'s lines (when `verbose`) and the status line (when
+/// stderr is a terminal) as its calls run; the guard clears the line. The
+/// policy is unchanged when neither is asked for or possible.
+pub(crate) fn install(policy: Policy, verbose: bool) -> (Policy, Installed) {
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
     } else {
         ProgressBar::hidden()
     };
+    let installed = Installed { bar: bar.clone() };
     if !verbose && bar.is_hidden() {
-        return Installed { _guard: None, bar };
+        return (policy, installed);
     }
-    let layer = Progress {
+    let progress = Progress {
         verbose,
-        bar: bar.clone(),
-        spans: Mutex::new(HashMap::new()),
-    };
-    let subscriber = tracing_subscriber::registry().with(
-        layer.with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("tower_rebound", tracing::Level::INFO),
-        ),
-    );
-    Installed {
-        _guard: Some(tracing::subscriber::set_default(subscriber)),
         bar,
-    }
+        poll: Mutex::new(None),
+    };
+    (policy.with_listener(progress), installed)
 }
 
 struct Progress {
     verbose: bool,
     bar: ProgressBar,
-    /// Each open span of interest: its fields and when it opened.
-    spans: Mutex<HashMap<Id, SpanSeen>>,
-}
-
-struct SpanSeen {
-    name: &'static str,
-    opened: Instant,
-    fields: Fields,
-    /// Whether its line was printed before it closed.
-    said: bool,
-}
-
-#[derive(Default)]
-struct Fields(HashMap<&'static str, String>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name(), value.to_owned());
-    }
-}
-
-impl Fields {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    fn number(&self, name: &str) -> Option<u64> {
-        self.get(name).and_then(|v| v.parse().ok())
-    }
+    /// The poll whose status request is in flight: the attempts that follow
+    /// a poll's event are that poll's.
+    poll: Mutex<Option<u32>>,
 }
 
 impl Progress {
@@ -131,168 +93,126 @@ impl Progress {
         );
         self.bar.tick();
     }
-}
 
-impl<S> Layer<S> for Progress
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let name = attrs.metadata().name();
-        if !matches!(name, "rebound.call" | "rebound.attempt" | "rebound.poll") {
-            return;
-        }
-        if name != "rebound.call" {
-            self.clear();
-        }
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        if let Ok(mut spans) = self.spans.lock() {
-            spans.insert(
-                id.clone(),
-                SpanSeen {
-                    name,
-                    opened: Instant::now(),
-                    fields,
-                    said: false,
-                },
-            );
-        }
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        if let Some(seen) = self.spans.lock().ok().as_mut().and_then(|s| s.get_mut(id)) {
-            values.record(&mut seen.fields);
-        }
-    }
-
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
-        let Some(seen) = self.spans.lock().ok().and_then(|mut s| s.remove(&id)) else {
-            return;
-        };
-        if seen.said {
-            return;
-        }
-        self.say_span(&seen);
-    }
-
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        // An attempt's end is recorded before the decision it leads to: say
-        // it first.
-        self.flush_attempts();
-        let mut f = Fields::default();
-        event.record(&mut f);
-        let delay = Duration::from_millis(f.number("delay_ms").unwrap_or(0));
-        let reason = f.get("reason").unwrap_or("");
-        match f.get("message").unwrap_or("") {
-            "retrying" => {
-                let next = f.number("attempt").unwrap_or(0) + 1;
-                let of = f
-                    .number("max_attempts")
-                    .map_or_else(String::new, |max| format!(" of {max}"));
-                let why = match reason {
-                    "retry_after" => "for Retry-After",
-                    "backoff" => "to back off",
-                    other => other,
-                };
-                self.say(&format!(
-                    "waiting {} ms ({reason}) before attempt {next}{of}",
-                    delay.as_millis()
-                ));
-                self.wait(delay, format!("{why}, attempt {next}{of}"));
-            }
-            "polling" => {
-                let poll = f.number("poll").unwrap_or(0);
-                let why = if reason == "retry_after" {
-                    "for Retry-After"
-                } else {
-                    "for the poll interval"
-                };
-                self.say(&format!(
-                    "waiting {} ms ({reason}) before poll {poll}",
-                    delay.as_millis()
-                ));
-                self.wait(delay, format!("{why}, poll {poll} of the operation"));
-            }
-            "not retrying" => {
-                let words = match reason {
-                    "budget" => "the retry budget refused another attempt",
-                    "deadline" => "no time left within timeouts.total",
-                    other => other,
-                };
-                self.say(&format!("not retrying: {words}"));
-            }
-            "circuit breaker state changed" => {
-                let key = f.get("key").unwrap_or("");
-                let from = f.get("from").unwrap_or("");
-                let to = f.get("to").unwrap_or("");
-                self.say(&format!("circuit breaker for {key}: {from} -> {to}"));
-            }
-            "status url refused" => self.say(&format!("status url refused: {reason}")),
-            _ => {}
-        }
+    fn poll(&self) -> Option<u32> {
+        self.poll.lock().ok().and_then(|poll| *poll)
     }
 }
 
-impl Progress {
-    /// Says the attempts that have ended (their answer is recorded) and
-    /// whose span is still open.
-    fn flush_attempts(&self) {
-        let Ok(mut spans) = self.spans.lock() else {
-            return;
-        };
-        let mut ended: Vec<&mut SpanSeen> = spans
-            .values_mut()
-            .filter(|s| {
-                s.name == "rebound.attempt"
-                    && !s.said
-                    && (s.fields.get("http.response.status_code").is_some()
-                        || s.fields.get("error.type").is_some())
-            })
-            .collect();
-        ended.sort_by_key(|s| s.opened);
-        for seen in ended {
-            seen.said = true;
-            self.say_span(seen);
-        }
+impl Listener for Progress {
+    fn attempt_started(&self, _: &AttemptStarted<'_>) {
+        self.clear();
     }
 
-    fn say_span(&self, seen: &SpanSeen) {
-        let took = seen.opened.elapsed().as_millis();
-        let f = &seen.fields;
-        let answer = match (f.get("http.response.status_code"), f.get("error.type")) {
-            (Some(status), _) => status.to_owned(),
-            (None, Some(error)) => error.to_owned(),
+    fn attempt_ended(&self, e: &AttemptEnded<'_>) {
+        let answer = match (e.status(), e.error()) {
+            (Some(status), _) => status.as_u16().to_string(),
+            (None, Some(error)) => error.as_str().to_owned(),
             (None, None) => "no answer".to_owned(),
         };
-        match seen.name {
-            "rebound.attempt" => {
-                let n = f.number("http.request.resend_count").unwrap_or(0) + 1;
-                let mut line = format!("attempt {n}: {answer}");
-                if let Some(class) = f.get("rebound.class") {
-                    let _ = write!(line, " ({class})");
-                }
-                if let Some(codes) = f.get("rebound.error_codes") {
-                    let _ = write!(line, " [{codes}]");
-                }
-                let _ = write!(line, " in {took} ms");
-                self.say(&line);
+        let took = e.duration().as_millis();
+        let mut line = match self.poll() {
+            // A status request's answer: its class is what the poll says.
+            Some(poll) if e.attempt() == 1 => {
+                self.say(&format!("poll {poll}: {answer} in {took} ms"));
+                return;
             }
-            "rebound.poll" => {
-                let n = f.number("rebound.poll").unwrap_or(0);
-                self.say(&format!("poll {n}: {answer} in {took} ms"));
-            }
-            _ => {
-                self.clear();
-                let outcome = f.get("rebound.outcome").unwrap_or("unknown");
-                if outcome == "circuit_open" {
-                    let host = f.get("server.address").unwrap_or("the host");
-                    self.say(&format!(
-                        "the circuit breaker for {host} is open: the call was not sent"
-                    ));
-                }
-                self.say(&format!("call: {outcome} in {took} ms"));
-            }
+            Some(poll) => format!("poll {poll}, attempt {}: {answer}", e.attempt()),
+            None => format!("attempt {}: {answer}", e.attempt()),
+        };
+        if let Some(class) = e.class() {
+            let _ = write!(line, " ({})", class.as_str());
         }
+        let mut codes = e.api_errors().iter().filter_map(|a| a.code()).peekable();
+        if codes.peek().is_some() {
+            let codes: Vec<&str> = codes.collect();
+            let _ = write!(line, " [{}]", codes.join(","));
+        }
+        let _ = write!(line, " in {took} ms");
+        self.say(&line);
+    }
+
+    fn retry_scheduled(&self, e: &RetryScheduled<'_>) {
+        let next = e.attempt() + 1;
+        let of = e.max_attempts();
+        let reason = e.wait().as_str();
+        let why = match e.wait() {
+            tower_rebound::events::WaitReason::RetryAfter => "for Retry-After",
+            _ => "to back off",
+        };
+        let what = match self.poll() {
+            Some(poll) => format!("attempt {next} of {of} of poll {poll}"),
+            None => format!("attempt {next} of {of}"),
+        };
+        self.say(&format!(
+            "waiting {} ms ({reason}) before {what}",
+            e.delay().as_millis()
+        ));
+        self.wait(e.delay(), format!("{why}, {what}"));
+    }
+
+    fn retry_refused(&self, e: &RetryRefused<'_>) {
+        let words = match e.refusal() {
+            Refusal::Budget => "the retry budget refused another attempt",
+            Refusal::Deadline => "no time left within timeouts.total",
+            Refusal::NotReplayable => "the request body cannot be sent again",
+            Refusal::RetryAfter => "the server asked to wait longer than retry.max_retry_after",
+            Refusal::UnsafeMethod => {
+                "the request may have been processed, and is not safe to send twice"
+            }
+            other => other.as_str(),
+        };
+        self.say(&format!("not retrying: {words}"));
+    }
+
+    fn breaker_transition(&self, e: &BreakerTransition<'_>) {
+        self.say(&format!(
+            "circuit breaker for {}: {} -> {}",
+            e.key(),
+            e.from().as_str(),
+            e.to().as_str()
+        ));
+    }
+
+    fn poll_scheduled(&self, e: &PollScheduled<'_>) {
+        let reason = e.wait().as_str();
+        let why = match e.wait() {
+            tower_rebound::events::PollWait::RetryAfter => "for Retry-After",
+            _ => "for the poll interval",
+        };
+        self.say(&format!(
+            "waiting {} ms ({reason}) before poll {}",
+            e.delay().as_millis(),
+            e.poll()
+        ));
+        self.wait(
+            e.delay(),
+            format!("{why}, poll {} of the operation", e.poll()),
+        );
+    }
+
+    fn poll_sent(&self, e: &PollSent<'_>) {
+        self.clear();
+        if let Ok(mut poll) = self.poll.lock() {
+            *poll = Some(e.poll());
+        }
+    }
+
+    fn call_ended(&self, e: &CallEnded<'_>) {
+        self.clear();
+        if let Ok(mut poll) = self.poll.lock() {
+            *poll = None;
+        }
+        let outcome = e.outcome().as_str();
+        if outcome == "circuit_open" {
+            self.say(&format!(
+                "the circuit breaker for {} is open: the call was not sent",
+                e.target().host()
+            ));
+        }
+        self.say(&format!(
+            "call: {outcome} in {} ms",
+            e.duration().as_millis()
+        ));
     }
 }

@@ -193,7 +193,7 @@ impl Report {
 }
 
 pub(crate) fn run(args: RequestArgs) -> u8 {
-    let prepared = match prepare(&args) {
+    let mut prepared = match prepare(&args) {
         Ok(prepared) => prepared,
         Err(message) => {
             eprintln!("rebound: {message}");
@@ -204,7 +204,8 @@ pub(crate) fn run(args: RequestArgs) -> u8 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let _progress = crate::progress::install(args.verbose);
+    let (policy, _progress) = crate::progress::install(prepared.policy, args.verbose);
+    prepared.policy = policy;
     let report = runtime.block_on(send(prepared, args.report.is_none()));
     if args.report.is_some() {
         eprintln!("{}", report.to_json());

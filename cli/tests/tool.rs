@@ -282,6 +282,7 @@ async fn eventful_server() -> TestServer {
             };
             match path.as_str() {
                 "/flaky" if count <= 2 => api_error(500, &[("InternalError", "Try again")]),
+                "/down" => api_error(500, &[("InternalError", "Down")]),
                 "/slow-op" => {
                     let mut response = respond(202, "");
                     response
@@ -352,6 +353,25 @@ async fn verbose_prints_each_attempt_wait_and_poll() {
     );
     assert!(stderr.contains("* poll 2: 200 in "), "{stderr}");
     assert_eq!(text(&output.stdout), "done");
+
+    // A write that fails is not sent twice, and says why.
+    let output = run(&[
+        "request",
+        "-v",
+        "-X",
+        "POST",
+        "-d",
+        "{}",
+        &server.url("/down"),
+    ])
+    .await;
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "* not retrying: the request may have been processed, and is not safe to send twice\n"
+        ),
+        "{stderr}"
+    );
 }
 
 /// Quotes `arg` for the shell `script` runs the command with.

@@ -104,6 +104,11 @@ pub trait Listener: Send + Sync + 'static {
     fn rate_limit_backend(&self, event: &RateLimitBackend<'_>) {
         let _ = event;
     }
+    /// A `202 Accepted` operation goes on: its next status request is sent
+    /// after a wait.
+    fn poll_scheduled(&self, event: &PollScheduled<'_>) {
+        let _ = event;
+    }
     /// A status request of a `202 Accepted` operation is about to be sent.
     fn poll_sent(&self, event: &PollSent<'_>) {
         let _ = event;
@@ -183,6 +188,7 @@ pub struct AttemptEnded<'a> {
     pub(crate) status: Option<StatusCode>,
     pub(crate) class: Option<StatusClass>,
     pub(crate) error: Option<ErrorKind>,
+    pub(crate) api_errors: &'a [crate::ApiError],
     pub(crate) duration: Duration,
 }
 
@@ -207,6 +213,11 @@ impl<'a> AttemptEnded<'a> {
     /// it passed through).
     pub fn error(&self) -> Option<ErrorKind> {
         self.error
+    }
+    /// The errors the API reported in the body of a failed answer, in
+    /// order (none for an answer that passed through).
+    pub fn api_errors(&self) -> &'a [crate::ApiError] {
+        self.api_errors
     }
     /// How long it took, from sending to the answer (or the error).
     pub fn duration(&self) -> Duration {
@@ -273,6 +284,7 @@ pub struct RetryScheduled<'a> {
     pub(crate) delay: Duration,
     pub(crate) wait: WaitReason,
     pub(crate) reason: RetryReason,
+    pub(crate) max_attempts: u32,
 }
 
 impl<'a> RetryScheduled<'a> {
@@ -295,6 +307,10 @@ impl<'a> RetryScheduled<'a> {
     /// What failed.
     pub fn reason(&self) -> RetryReason {
         self.reason
+    }
+    /// The most attempts the route allows, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
 }
 
@@ -390,6 +406,54 @@ impl<'a> RateLimitBackend<'a> {
     /// What failed, on a fallback.
     pub fn error(&self) -> Option<&'a str> {
         self.error
+    }
+}
+
+/// The wait before the next status request of an operation that goes on.
+#[derive(Debug, Clone, Copy)]
+pub struct PollScheduled<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) poll: u32,
+    pub(crate) delay: Duration,
+    pub(crate) wait: PollWait,
+}
+
+impl<'a> PollScheduled<'a> {
+    /// Where it goes (the status URL's host).
+    pub fn target(&self) -> Target<'a> {
+        self.target
+    }
+    /// Which poll it is (1 for the first).
+    pub fn poll(&self) -> u32 {
+        self.poll
+    }
+    /// How long it waits before it is sent.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+    /// What set the wait.
+    pub fn wait(&self) -> PollWait {
+        self.wait
+    }
+}
+
+/// What set the wait before a status request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PollWait {
+    /// The policy's poll interval.
+    Interval,
+    /// The server's `Retry-After`.
+    RetryAfter,
+}
+
+impl PollWait {
+    /// `"interval"` or `"retry_after"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PollWait::Interval => "interval",
+            PollWait::RetryAfter => "retry_after",
+        }
     }
 }
 

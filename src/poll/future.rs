@@ -3,6 +3,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll, ready};
+use std::time::Duration;
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, Request, Response, Uri, Version};
@@ -17,7 +18,7 @@ use super::{PollRoute, PollSettings, Shared};
 use crate::call::{self, Answer, CallContext, CallRequest, Head};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
-use crate::events::{self, PollSent};
+use crate::events::{self, Listeners, PollScheduled, PollSent, PollWait};
 use crate::info::{CallInfo, FinalUrl};
 use crate::ready::ready_clone;
 use crate::retry_after::retry_after_of;
@@ -227,10 +228,11 @@ where
                         }
                         Step::End(ending) => return TaskPoll::Ready(Err(ending.error(counts))),
                         Step::Wait(wait) => {
-                            log_wait(&wait, response.headers());
+                            let announced = log_wait(&wait, response.headers());
                             let until = wait.until;
                             if let Some(kept) = this.kept.as_mut() {
                                 kept.follow(wait, handed);
+                                kept.announce(&this.shared.listeners, announced);
                             }
                             this.state.set(State::Waiting { timer: Timer::Idle });
                             if let StateProj::Waiting { timer } = this.state.as_mut().project() {
@@ -372,20 +374,40 @@ fn finish<S, RB>(
     }
 }
 
-fn log_wait(wait: &Wait, headers: &HeaderMap) {
+/// Logs the wait before the next poll, and returns what its event says.
+fn log_wait(wait: &Wait, headers: &HeaderMap) -> (u32, Duration, PollWait) {
+    let reason = if headers.contains_key(header::RETRY_AFTER) {
+        PollWait::RetryAfter
+    } else {
+        PollWait::Interval
+    };
     tracing::info!(
         poll = wait.poll,
         delay_ms = wait.delay.as_millis() as u64,
-        reason = if headers.contains_key(header::RETRY_AFTER) {
-            "retry_after"
-        } else {
-            "interval"
-        },
+        reason = reason.as_str(),
         "polling"
     );
+    (wait.poll, wait.delay, reason)
 }
 
 impl<S> PollState<S> {
+    /// Tells the listeners of the wait before the next poll, once the status
+    /// URL it goes to is known.
+    fn announce(&self, listeners: &Listeners, (poll, delay, wait): (u32, Duration, PollWait)) {
+        let Some(polling) = self.polling.as_deref() else {
+            return;
+        };
+        if listeners.is_some() {
+            let event = PollScheduled {
+                target: events::Target::new(&http::Method::GET, polling.target.uri()),
+                poll,
+                delay,
+                wait,
+            };
+            listeners.emit(|l| l.poll_scheduled(&event));
+        }
+    }
+
     /// Takes on what the step decided: the head handed over, the start, and
     /// the status URL to poll.
     fn follow(&mut self, wait: Wait, handed: Option<Head>) {

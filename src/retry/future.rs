@@ -380,6 +380,7 @@ fn attempt_failed(span: &Span, watch: Watch<'_>, progress: &Progress, error: &Er
             status: error.status(),
             class: error.class(),
             error: Some(error.kind()),
+            api_errors: error.api_errors(),
             duration: watch.started.elapsed(),
         };
         listeners.emit(|l| l.attempt_ended(&event));
@@ -409,6 +410,7 @@ fn attempt_answered<RB>(
             status: Some(response.status()),
             class: Some(class),
             error: None,
+            api_errors: &[],
             duration: watch.started.elapsed(),
         };
         listeners.emit(|l| l.attempt_ended(&event));
@@ -437,6 +439,7 @@ fn scheduled(
                 DelayReason::Backoff => WaitReason::Backoff,
             },
             reason: retry_reason(error),
+            max_attempts: route.settings.max_attempts,
         };
         listeners.emit(|l| l.retry_scheduled(&event));
     }
