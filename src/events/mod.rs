@@ -154,11 +154,7 @@ impl<'a> Target<'a> {
 
     /// The port: the URI's, or the scheme's default (80, 443).
     pub fn port(&self) -> Option<u16> {
-        self.uri.port_u16().or(match self.uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        })
+        crate::host_key::port(self.uri)
     }
 }
 

@@ -70,7 +70,8 @@ impl Origin {
             _ => return None,
         };
         let host = uri.host()?.to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        // http or https, so the scheme names its port.
+        let port = crate::host_key::port(uri)?;
         Some(Origin { https, host, port })
     }
 

@@ -159,12 +159,7 @@ fn call_span(method: &http::Method, uri: &Uri) -> tracing::Span {
                 host.trim_start_matches('[').trim_end_matches(']'),
             );
         }
-        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        });
-        if let Some(port) = port {
+        if let Some(port) = crate::host_key::port(uri) {
             span.record("server.port", port);
         }
     }
