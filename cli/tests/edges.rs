@@ -248,14 +248,14 @@ fn check_on_a_closed_or_full_stdout_fails_in_one_line() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_on_a_closed_or_full_stdout_fails_in_one_line() {
-    let server = TestServer::start(|_| async { respond(200, "ok") }).await;
-    let url = server.url("/");
+/// Runs `args` with stdout a closed pipe, then `/dev/full`, off the
+/// runtime's threads (the test's server keeps serving), and checks each
+/// fails in one line.
+async fn fails_on_a_closed_or_full_stdout(args: Vec<String>) {
     for closed in [true, false] {
-        let url = url.clone();
+        let owned = args.clone();
         let output = tokio::task::spawn_blocking(move || {
-            let args = ["load", "--rate", "10", "--duration", "100ms", &url];
+            let args: Vec<&str> = owned.iter().map(String::as_str).collect();
             if closed {
                 rebound_into(&args, closed_pipe())
             } else {
@@ -264,28 +264,30 @@ async fn load_on_a_closed_or_full_stdout_fails_in_one_line() {
         })
         .await
         .unwrap();
-        assert_one_line_failure(&output, if closed { "closed pipe" } else { "/dev/full" });
+        let what = if closed { "closed pipe" } else { "/dev/full" };
+        assert_one_line_failure(&output, &format!("{} into a {what}", args[0]));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_on_a_closed_or_full_stdout_fails_in_one_line() {
+    let server = TestServer::start(|_| async { respond(200, "ok") }).await;
+    let args = [
+        "load",
+        "--rate",
+        "10",
+        "--duration",
+        "100ms",
+        &server.url("/"),
+    ];
+    fails_on_a_closed_or_full_stdout(args.map(str::to_owned).to_vec()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_on_a_closed_or_full_stdout_fails_in_one_line() {
     let server = TestServer::start(|_| async { respond(200, "x".repeat(100_000)) }).await;
-    let url = server.url("/");
-    for closed in [true, false] {
-        let url = url.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            let args = ["request", &url];
-            if closed {
-                rebound_into(&args, closed_pipe())
-            } else {
-                rebound_into(&args, full_disk())
-            }
-        })
-        .await
-        .unwrap();
-        assert_one_line_failure(&output, if closed { "closed pipe" } else { "/dev/full" });
-    }
+    let args = ["request", &server.url("/")];
+    fails_on_a_closed_or_full_stdout(args.map(str::to_owned).to_vec()).await;
 }
 
 #[test]

@@ -69,6 +69,15 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// `COMMAND --report json -p POLICY` and `more`, then a write with an
+/// `Idempotency-Key` (so that it may be retried) to `url`.
+fn write_args(command: &str, policy: &std::path::Path, more: &[&str], url: &str) -> Vec<String> {
+    let mut all = args(&[command, "--report", "json", "-p", policy.to_str().unwrap()]);
+    all.extend(args(more));
+    all.extend(args(&["-X", "POST", "-H", "Idempotency-Key: w-1", url]));
+    all
+}
+
 fn report_of(stderr: &[u8]) -> Value {
     let stderr = String::from_utf8_lossy(stderr);
     let line = stderr.lines().last().unwrap_or_default();
@@ -79,20 +88,12 @@ fn report_of(stderr: &[u8]) -> Value {
 async fn request_reports_every_request_the_server_saw() {
     let server = operations().await;
     let policy = policy_file("count-request");
-    let output = rebound_async(args(&[
+    let output = rebound_async(write_args(
         "request",
-        "--report",
-        "json",
-        "-p",
-        policy.to_str().unwrap(),
-        "-X",
-        "POST",
-        "-H",
-        "Idempotency-Key: w-1",
-        "-d",
-        "{}",
+        &policy,
+        &["-d", "{}"],
         &server.url("/write"),
-    ]))
+    ))
     .await;
     let r = report_of(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{r}");
@@ -111,22 +112,12 @@ async fn request_reports_every_request_the_server_saw() {
 async fn load_counts_what_the_server_saw_polls_and_their_retries_included() {
     let server = operations().await;
     let policy = policy_file("count-load");
-    let output = rebound_async(args(&[
+    let output = rebound_async(write_args(
         "load",
-        "--report",
-        "json",
-        "--rate",
-        "20",
-        "--duration",
-        "1s",
-        "-p",
-        policy.to_str().unwrap(),
-        "-X",
-        "POST",
-        "-H",
-        "Idempotency-Key: w-1",
+        &policy,
+        &["--rate", "20", "--duration", "1s"],
         &server.url("/write"),
-    ]))
+    ))
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
