@@ -143,6 +143,7 @@ mod outcome;
 pub mod poll;
 pub mod rate_limit;
 mod ready;
+mod reload;
 pub mod retry;
 mod retry_after;
 mod rng;
@@ -163,6 +164,7 @@ pub use deadline::Timeouts;
 pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind, RetryRefusal};
 pub use info::{CallInfo, FinalUrl};
 pub use outcome::Outcome;
+pub use reload::{PolicySwap, Reloadable, ReloadableLayer};
 pub use settings::SettingsError;
 pub use stack::{Resilience, ResilienceLayer, ResponseFuture};
 

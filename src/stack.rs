@@ -153,6 +153,18 @@ impl ResilienceLayer {
     pub fn breakers(&self) -> BreakerHandle {
         self.breaker.handle()
     }
+
+    /// The stack for `policy`, keeping this stack's breakers (the state of
+    /// every host's breaker, open ones included) when `policy` says the
+    /// same of them; with breakers of its own when it says otherwise.
+    pub(crate) fn succeeded_by(&self, policy: &Policy) -> Self {
+        let breaker = if self.breaker.settings() == policy.breaker_settings() {
+            self.breaker.clone()
+        } else {
+            policy.breaker_layer()
+        };
+        ResilienceLayer::build(policy, breaker, None)
+    }
 }
 
 impl<S: Clone> Layer<S> for ResilienceLayer {

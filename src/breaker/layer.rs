@@ -38,6 +38,11 @@ impl std::fmt::Debug for CircuitBreakerLayer {
 }
 
 impl CircuitBreakerLayer {
+    /// The settings its breakers follow.
+    pub(crate) fn settings(&self) -> &BreakerSettings {
+        &self.settings
+    }
+
     /// Breakers as `settings` say (none when they are not enabled).
     pub fn new(settings: BreakerSettings) -> Self {
         CircuitBreakerLayer::with_seed(settings, SharedRng::from_entropy().next_u64())
