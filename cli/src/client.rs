@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tower_rebound::Policy;
-use tower_rebound::client::{HttpVersions, HttpsClient};
+use tower_rebound::client::{BareHttpsClient, HttpVersions, HttpsClient};
 
 /// How to connect: trust, TLS checks and HTTP versions.
 #[derive(Debug, Clone, Args)]
@@ -77,6 +77,14 @@ impl Connect {
     /// The client for `policy`. Certificates are loaded only when a call
     /// goes to an https URL (`https`), so plain http needs none.
     pub(crate) fn client(&self, policy: Policy, https: bool) -> Result<HttpsClient, String> {
+        Ok(tower::Layer::layer(
+            &tower_rebound::ResilienceLayer::new(policy),
+            self.bare(https)?,
+        ))
+    }
+
+    /// The client with no stack around it, for a stack of the caller's.
+    pub(crate) fn bare(&self, https: bool) -> Result<BareHttpsClient, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -111,11 +119,7 @@ impl Connect {
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         };
-        Ok(tower_rebound::client::hyper_https_versions(
-            policy,
-            config,
-            self.versions,
-        ))
+        Ok(tower_rebound::client::https_client(config, self.versions))
     }
 }
 

@@ -44,8 +44,16 @@ pub fn hyper(policy: Policy) -> HyperClient {
     docsrs,
     doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
 )]
-pub type HttpsClient<B = Full<Bytes>> =
-    Resilience<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>>;
+pub type HttpsClient<B = Full<Bytes>> = Resilience<BareHttpsClient<B>>;
+
+/// hyper-util's client over http and https (rustls), with no stack around
+/// it: what [`https_client`] builds.
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
+pub type BareHttpsClient<B = Full<Bytes>> = Client<hyper_rustls::HttpsConnector<HttpConnector>, B>;
 
 /// Which HTTP versions the https client speaks.
 ///
@@ -141,6 +149,18 @@ pub fn hyper_https_versions(
     tls: rustls::ClientConfig,
     versions: HttpVersions,
 ) -> HttpsClient {
+    ResilienceLayer::new(policy).layer(https_client(tls, versions))
+}
+
+/// hyper-util's client over http and https with `tls`, speaking the HTTP
+/// `versions` asked for, with no stack around it: for a stack of your own,
+/// such as a [`ReloadableLayer`](crate::ReloadableLayer)'s.
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
+)]
+pub fn https_client(tls: rustls::ClientConfig, versions: HttpVersions) -> BareHttpsClient {
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
@@ -153,5 +173,5 @@ pub fn hyper_https_versions(
     if versions == HttpVersions::Http2PriorKnowledge {
         client.http2_only(true);
     }
-    ResilienceLayer::new(policy).layer(client.build(connector))
+    client.build(connector)
 }

@@ -28,7 +28,8 @@ mod reqwest;
     doc(cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc-rs")))
 )]
 pub use self::hyper::{
-    HttpVersions, HttpsClient, crypto_provider, hyper_https, hyper_https_versions, hyper_https_with,
+    BareHttpsClient, HttpVersions, HttpsClient, crypto_provider, https_client, hyper_https,
+    hyper_https_versions, hyper_https_with,
 };
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]

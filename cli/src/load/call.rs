@@ -9,7 +9,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt;
-use tower_rebound::client::HttpsClient;
+use tower_rebound::Reloadable;
+use tower_rebound::client::BareHttpsClient;
 use tower_rebound::{CallInfo, Outcome};
 
 use super::lock;
@@ -18,8 +19,9 @@ use super::tally::{ABANDONED, Tally};
 /// What every call needs: the one client, the classifier that names an
 /// answer's outcome, the request to clone and the tally to count in.
 pub(super) struct Caller {
-    pub(super) client: HttpsClient,
-    pub(super) classifier: Arc<tower_rebound::classify::Classifier>,
+    pub(super) client: Reloadable<BareHttpsClient>,
+    /// The classifier of the policy in force (`--watch` swaps it).
+    pub(super) classifiers: super::watch::Classifiers,
     pub(super) request: Request<Full<Bytes>>,
     pub(super) tally: Arc<Mutex<Tally>>,
 }
@@ -38,7 +40,10 @@ impl Caller {
             _slot: slot,
         };
         let client = self.client.clone();
-        let classifier = Arc::clone(&self.classifier);
+        let classifier = match self.classifiers.read() {
+            Ok(current) => Arc::clone(&current),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
         let request = self.request.clone();
         async move {
             let (outcome, requests) = match client.oneshot(request).await {

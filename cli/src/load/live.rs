@@ -73,6 +73,12 @@ impl Live {
         self.bar.suspend(|| eprintln!("{text}"));
     }
 
+    /// What prints above the line, for a task of its own.
+    pub(crate) fn sayer(&self) -> impl Fn(&str) + Send + 'static {
+        let bar = self.bar.clone();
+        move |text| bar.suspend(|| eprintln!("{text}"))
+    }
+
     /// Takes the line away.
     pub(crate) fn finish(self) {
         if let Some(ticker) = &self.ticker {

@@ -13,6 +13,7 @@ mod interrupt;
 mod live;
 mod schedule;
 mod tally;
+mod watch;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -75,6 +76,11 @@ pub(crate) struct LoadArgs {
     /// Prometheus's text format
     #[arg(long)]
     metrics: bool,
+    /// Read the policy file (-p FILE) again whenever it changes: the calls
+    /// that start after a change take the new policy; a file that cannot
+    /// be read is said once, and the run goes on under the policy in force
+    #[arg(long)]
+    watch: bool,
     /// The URL to call (http:// or https://)
     url: String,
 }
@@ -82,6 +88,10 @@ pub(crate) struct LoadArgs {
 /// A run, checked before anything is sent.
 struct Plan {
     policy: Policy,
+    /// The policy file to read again when it changes (`--watch`).
+    watch: Option<std::path::PathBuf>,
+    /// Whether the calls record metrics (`--metrics`).
+    metrics: bool,
     request: Request<Full<Bytes>>,
     connect: Connect,
     schedule: Schedule,
@@ -100,6 +110,7 @@ pub(crate) fn run(args: LoadArgs) -> u8 {
         match Metrics::install() {
             Ok(metrics) => {
                 plan.policy = metrics.watch(plan.policy);
+                plan.metrics = true;
                 Some(metrics)
             }
             Err(message) => {
@@ -202,11 +213,25 @@ fn plan(args: &LoadArgs) -> Result<Plan, String> {
             )
         })?;
     let policy = crate::request::load_policy(&args.policy.policy)?;
+    let watch = if args.watch {
+        let path = std::path::PathBuf::from(&args.policy.policy);
+        if !path.is_file() {
+            return Err(format!(
+                "--watch reads a policy file again when it changes: -p {:?} is not a file",
+                args.policy.policy
+            ));
+        }
+        Some(path)
+    } else {
+        None
+    };
     let uri = crate::request::parse_url(&args.url)?;
     let connect = args.connect.check()?;
     let request = args.message.build(uri)?;
     Ok(Plan {
         policy,
+        watch,
+        metrics: false,
         request,
         connect,
         schedule: Schedule::new(rate, duration),
@@ -226,12 +251,16 @@ struct Ran {
 
 async fn load(plan: Plan) -> Result<Ran, String> {
     let https = plan.request.uri().scheme_str() == Some("https");
-    let client = plan.connect.client(plan.policy.clone(), https)?;
+    let (layer, swap) = tower_rebound::ReloadableLayer::new(plan.policy.clone());
+    let client = tower::Layer::layer(&layer, plan.connect.bare(https)?);
     let mut interrupts =
         Interrupts::listen().map_err(|e| format!("cannot listen for Ctrl-C: {e}"))?;
+    let classifiers: watch::Classifiers = Arc::new(std::sync::RwLock::new(Arc::clone(
+        plan.policy.classify_settings().classifier(),
+    )));
     let caller = Caller {
         client,
-        classifier: Arc::clone(plan.policy.classify_settings().classifier()),
+        classifiers: Arc::clone(&classifiers),
         request: plan.request,
         tally: Arc::default(),
     };
@@ -244,6 +273,9 @@ async fn load(plan: Plan) -> Result<Ran, String> {
         started: started.into_std(),
         duration: plan.schedule.duration(),
     });
+    let watcher = plan
+        .watch
+        .map(|path| watch::watch(path, swap, classifiers, plan.metrics, live.sayer()));
 
     let mut calls = JoinSet::new();
     let mut interrupted = None;
@@ -295,6 +327,9 @@ async fn load(plan: Plan) -> Result<Ran, String> {
         calls.shutdown().await;
     }
     let elapsed = started.elapsed();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     live.finish();
     drop(slots);
     let tally = std::mem::take(&mut *lock(&caller.tally));
