@@ -122,6 +122,8 @@
 //! | `tower-http` | no | `classify::PolicyClassifier`: rebound's classes in tower-http's `TraceLayer` |
 //! | `backoff` | no | `Backoff::from(&backoff::ExponentialBackoff)` (the crate is unmaintained: never by default) |
 //! | `metrics` | no | `events::MetricsListener`: the `metrics` facade |
+//! | `redis` | no | a `[rate_limit]` shared through Redis (`rate_limit::RedisStore`) |
+//! | `watch` | no | `PolicySwap::watch_file`: a policy file put in force when it changes |
 //! | `opentelemetry` | no | `events::OpenTelemetryListener`: the OpenTelemetry metrics API |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]

@@ -119,6 +119,48 @@ impl PolicySwap {
     pub fn breakers(&self) -> crate::breaker::BreakerHandle {
         self.current.layer().1.breakers()
     }
+
+    /// Reads the policy file at `path` every `every` and, when its contents
+    /// change, loads it and hands the result to `take`, which returns the
+    /// policy to put in force (with listeners of its own, say), or `None` to
+    /// keep the one in force (a file that cannot be read: say so there). A
+    /// file being replaced (unreadable for a moment) is looked at again at
+    /// the next turn. Runs on the current Tokio runtime until the returned
+    /// task is aborted.
+    ///
+    /// The file is read and compared rather than watched through the
+    /// operating system: no dependency, and an editor that saves by renaming
+    /// a new file over the old one is seen as well.
+    #[cfg(feature = "watch")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
+    pub fn watch_file<F>(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        every: std::time::Duration,
+        mut take: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut(Result<Policy, crate::PolicyError>) -> Option<Policy> + Send + 'static,
+    {
+        let path = path.into();
+        let swap = self.clone();
+        tokio::spawn(async move {
+            let mut seen = std::fs::read(&path).ok();
+            let mut turns = tokio::time::interval(every);
+            turns.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                turns.tick().await;
+                let now = std::fs::read(&path).ok();
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                seen = now;
+                if let Some(policy) = take(Policy::from_path(&path)) {
+                    swap.swap(policy);
+                }
+            }
+        })
+    }
 }
 
 impl<S: Clone> Layer<S> for ReloadableLayer {

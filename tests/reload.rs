@@ -171,3 +171,49 @@ async fn a_call_in_flight_finishes_under_its_own_policy() {
         .unwrap();
     assert_eq!(started.elapsed(), Duration::from_millis(10));
 }
+
+#[cfg(feature = "watch")]
+#[tokio::test(start_paused = true)]
+async fn a_watched_file_is_put_in_force_when_it_changes_and_a_broken_one_is_not() {
+    let dir = std::env::temp_dir().join(format!("rebound-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, "[retry]\nmax_attempts = 2\n").unwrap();
+    let (_layer, swap) = ReloadableLayer::new(Policy::from_path(&path).unwrap());
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let watcher = swap.watch_file(&path, Duration::from_millis(100), {
+        let errors = Arc::clone(&errors);
+        move |loaded| match loaded {
+            Ok(policy) => Some(policy),
+            Err(error) => {
+                errors.lock().unwrap().push(error.to_string());
+                None
+            }
+        }
+    });
+    // Unchanged: nothing is swapped, however long.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(swap.generation(), 0);
+    std::fs::write(&path, "[retry]\nmax_attempts = 3\n").unwrap();
+    for _ in 0..100 {
+        if swap.generation() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(swap.generation(), 1);
+    // A broken edit is handed over as an error, and nothing is swapped.
+    std::fs::write(&path, "[retry]\nmax_attempts = \"many\"\n").unwrap();
+    for _ in 0..100 {
+        if !errors.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let said = errors.lock().unwrap().clone();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("policy.toml:2:"), "{said:?}");
+    assert_eq!(swap.generation(), 1);
+    watcher.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

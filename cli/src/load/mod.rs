@@ -275,7 +275,7 @@ async fn load(plan: Plan) -> Result<Ran, String> {
     });
     let watcher = plan
         .watch
-        .map(|path| watch::watch(path, swap, classifiers, plan.metrics, live.sayer()));
+        .map(|path| watch::watch(path, &swap, classifiers, plan.metrics, live.sayer()));
 
     let mut calls = JoinSet::new();
     let mut interrupted = None;
