@@ -44,7 +44,15 @@ impl Current {
 }
 
 /// Wraps clients in the rebound stack of a policy that can be swapped while
-/// they run; see the [module](self).
+/// they run.
+///
+/// Calls that start after a swap run under the new policy; calls in flight
+/// finish under the one they started with (each holds its own stack), and
+/// no call mixes the two. The breakers carry over when the new policy gives
+/// them the same settings, so a host whose breaker is open stays cut off;
+/// budgets and rate limits start anew. Each client looks for a new policy
+/// when it gets ready (one atomic load) and builds its stack anew once per
+/// swap.
 ///
 /// ```
 /// # use std::convert::Infallible;
