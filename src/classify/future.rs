@@ -91,16 +91,8 @@ where
                         }
                         Head::Fail(error) => Poll::Ready(error),
                         Head::ReadBody(read) => {
-                            let (parts, body) = response.into_parts();
-                            let read = ErrorBodyRead {
-                                body,
-                                status: parts.status,
-                                headers: parts.headers,
-                                read,
-                            };
-                            this.state.set(State::Reading {
-                                read: Box::pin(read),
-                            });
+                            let read = ErrorBodyRead::new(response, read);
+                            this.state.set(State::Reading { read });
                             continue;
                         }
                     },
@@ -138,6 +130,16 @@ pin_project! {
 }
 
 impl<RB: Body> ErrorBodyRead<RB> {
+    fn new(response: Response<RB>, read: ErrorBody) -> Pin<Box<Self>> {
+        let (parts, body) = response.into_parts();
+        Box::pin(ErrorBodyRead {
+            body,
+            status: parts.status,
+            headers: parts.headers,
+            read,
+        })
+    }
+
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

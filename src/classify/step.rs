@@ -53,6 +53,21 @@ pub(crate) fn head(
     if decision.class().passes_through() {
         return Head::Pass;
     }
+    failed(decision, status, headers, classifier, settings, ended)
+}
+
+/// A head that fails: kept out of line, so that the success path stays a
+/// few instructions in the future's `poll`.
+#[cold]
+#[inline(never)]
+fn failed(
+    decision: Decision,
+    status: StatusCode,
+    headers: &HeaderMap,
+    classifier: &Classifier,
+    settings: &ErrorBodySettings,
+    ended: impl FnOnce() -> bool,
+) -> Head {
     let mut body = ErrorBody::new(decision, settings.max_bytes());
     match body.next(ended) {
         Read::More => Head::ReadBody(body),
