@@ -160,3 +160,70 @@ impl<RB: Body> ErrorBodyRead<RB> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body::Frame;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::ErrorKind;
+    use crate::classify::{Classify, ErrorBodySettings};
+    use crate::deadline::Timeouts;
+
+    /// A body that must not be read: with no room for it, the layer only
+    /// asks whether it has ended.
+    #[derive(Debug)]
+    struct Unread {
+        ended: bool,
+    }
+
+    impl Body for Unread {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            panic!("an error body with no room was read");
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.ended
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_room_the_error_body_is_not_read() {
+        for ended in [false, true] {
+            let client = tower::service_fn(move |_: Request<()>| async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(500)
+                        .header("retry-after", "3")
+                        .body(Unread { ended })
+                        .unwrap(),
+                )
+            });
+            let settings = ClassifySettings::builder()
+                .retryable([500])
+                .error_body(ErrorBodySettings::new(0).unwrap())
+                .build()
+                .unwrap();
+            let error = Classify::new(client, settings, Timeouts::default())
+                .oneshot(Request::new(()))
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::RetriesExhausted);
+            assert!(error.body().is_empty());
+            // A body that has not said it ended counts as cut at the cap.
+            assert_eq!(error.body_truncated(), !ended);
+            assert_eq!(error.retry_after(), Some(std::time::Duration::from_secs(3)));
+        }
+    }
+}
