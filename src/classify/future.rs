@@ -2,20 +2,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use http::{HeaderMap, Response, StatusCode, header};
+use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
-use super::{ErrorBodySettings, Shared, parse_error_body};
-use crate::deadline::call_deadline;
-use crate::error::{ApiError, BoxError, Error, ErrorKind, ResponseFailure};
-use crate::retry_after::retry_after_of;
-use crate::status::{Classifier, Decision, RuleInput};
+use super::step::{self, ErrorBody, Head, Limit, Read};
+use super::{ClassifySettings, Shared};
+use crate::error::{BoxError, Error};
 use crate::timer::Timer;
 
 pin_project! {
@@ -33,9 +29,9 @@ pin_project! {
         timer: Timer,
         // The end of the whole call, when the retry layer set one.
         deadline: Option<Instant>,
-        // Whether the timer stands for the end of the whole call rather than
-        // for this attempt's own timeout.
-        timer_is_deadline: bool,
+        // What the armed timer stands for: this attempt's own timeout or
+        // the end of the whole call.
+        limit: Limit,
         shared: Arc<Shared>,
     }
 }
@@ -58,7 +54,7 @@ impl<F, RB> ResponseFuture<F, RB> {
             state: State::Calling { future },
             timer: Timer::Idle,
             deadline,
-            timer_is_deadline: false,
+            limit: Limit::Attempt,
             shared,
         }
     }
@@ -77,43 +73,32 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let settings = &this.shared.settings;
         loop {
             let polled = match this.state.as_mut().project() {
                 StateProj::Calling { future } => match future.poll(cx) {
                     Poll::Pending => Poll::Pending,
-                    Poll::Ready(Ok(response)) => {
-                        let classifier = &this.shared.settings.classifier;
-                        let decision = if classifier.rules().is_empty() {
-                            Decision::new(classifier.classify(response.status()), None)
-                        } else {
-                            classifier
-                                .decide(&RuleInput::new(response.status(), response.headers()))
-                        };
-                        if decision.class().passes_through() {
+                    Poll::Ready(Ok(response)) => match step::head(
+                        response.status(),
+                        response.headers(),
+                        &settings.classifier,
+                        &settings.error_body,
+                        || response.body().is_end_stream(),
+                    ) {
+                        Head::Pass => {
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
-                        let (parts, body) = response.into_parts();
-                        let read = ErrorBodyRead {
-                            body,
-                            status: parts.status,
-                            retry_after: retry_after_of(&parts.headers),
-                            headers: parts.headers,
-                            decision,
-                            classifier: Arc::clone(classifier),
-                            buf: BytesMut::new(),
-                            truncated: false,
-                        };
-                        this.state.set(State::Reading {
-                            read: Box::pin(read),
-                        });
-                        continue;
-                    }
+                        Head::Fail(error) => Poll::Ready(error),
+                        Head::ReadBody(read) => {
+                            let read = ErrorBodyRead::new(response, read);
+                            this.state.set(State::Reading { read });
+                            continue;
+                        }
+                    },
                     Poll::Ready(Err(e)) => Poll::Ready(Error::transport(e.into())),
                 },
-                StateProj::Reading { read } => read
-                    .as_mut()
-                    .poll_read(cx, &this.shared.settings.error_body),
+                StateProj::Reading { read } => read.as_mut().poll_read(cx, settings),
                 StateProj::Done => panic!("classify::ResponseFuture polled after completion"),
             };
             if let Poll::Ready(error) = polled {
@@ -122,21 +107,13 @@ where
             }
             // Waiting: on the response head, or on the rest of an error body.
             if !this.timer.is_armed() {
-                let now = Instant::now();
-                let attempt_end = now + this.shared.timeouts.attempt();
-                // A first attempt starts the call: its end is the call's.
-                let call_end = call_deadline(now, this.shared.timeouts.total(), *this.deadline);
-                *this.timer_is_deadline = call_end <= attempt_end;
-                this.timer.as_mut().arm(attempt_end.min(call_end));
+                let timeout = step::timeout(Instant::now(), &this.shared.timeouts, *this.deadline);
+                *this.limit = timeout.by;
+                this.timer.as_mut().arm(timeout.at);
             }
             ready!(this.timer.as_mut().poll_fired(cx));
             this.state.set(State::Done);
-            let error = if *this.timer_is_deadline {
-                Error::new(ErrorKind::DeadlineExceeded)
-            } else {
-                Error::attempt_timed_out(this.shared.timeouts.attempt())
-            };
-            return Poll::Ready(Err(error));
+            return Poll::Ready(Err(this.limit.error(this.shared.timeouts.attempt())));
         }
     }
 }
@@ -148,74 +125,105 @@ pin_project! {
         body: RB,
         status: StatusCode,
         headers: HeaderMap,
-        // The class of the head; rules that read error codes may change it
-        // once the body is read.
-        decision: Decision,
-        classifier: Arc<Classifier>,
-        retry_after: Option<Duration>,
-        buf: BytesMut,
-        truncated: bool,
+        read: ErrorBody,
     }
 }
 
 impl<RB: Body> ErrorBodyRead<RB> {
+    fn new(response: Response<RB>, read: ErrorBody) -> Pin<Box<Self>> {
+        let (parts, body) = response.into_parts();
+        Box::pin(ErrorBodyRead {
+            body,
+            status: parts.status,
+            headers: parts.headers,
+            read,
+        })
+    }
+
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        settings: &ErrorBodySettings,
+        settings: &ClassifySettings,
     ) -> Poll<Error> {
         let mut this = self.project();
-        loop {
-            let room = settings.max_bytes() - this.buf.len();
-            if room == 0 {
-                // Reading on to learn whether more follows would read past the
-                // cap; a body that has not announced its end counts as cut.
-                *this.truncated = !this.body.is_end_stream();
+        while this.read.next(|| this.body.is_end_stream()) == Read::More {
+            let frame = ready!(this.body.as_mut().poll_frame(cx));
+            if this.read.take(frame) == Read::Done {
                 break;
             }
-            match ready!(this.body.as_mut().poll_frame(cx)) {
-                None => break,
-                Some(Err(_)) => {
-                    // The status already says what happened; a body that broke
-                    // off is kept as far as it came.
-                    *this.truncated = true;
-                    break;
-                }
-                Some(Ok(frame)) => {
-                    let Ok(mut data) = frame.into_data() else {
-                        continue;
-                    };
-                    if data.remaining() > room {
-                        this.buf.put((&mut data).take(room));
-                        *this.truncated = true;
-                        break;
-                    }
-                    this.buf.put(data);
-                }
-            }
         }
-        let body = std::mem::take(this.buf).freeze();
-        let api_errors = parse_error_body(settings, this.headers.get(header::CONTENT_TYPE), &body);
-        let mut decision = *this.decision;
-        if this.classifier.reads_codes() {
-            let codes: Vec<&str> = api_errors.iter().filter_map(ApiError::code).collect();
-            let input = RuleInput::new(*this.status, this.headers).with_codes(&codes);
-            decision = this.classifier.decide(&input);
-        }
-        let failure = ResponseFailure {
-            api_errors,
-            body,
-            body_truncated: *this.truncated,
-            retry_after: *this.retry_after,
-            rule: decision
-                .rule()
-                .and_then(|i| this.classifier.rule_label(i))
-                .cloned(),
-        };
-        Poll::Ready(Error::from_response(
+        Poll::Ready(this.read.failure(
             *this.status,
-            decision.class(),
-            failure,
+            this.headers,
+            &settings.classifier,
+            &settings.error_body,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body::Frame;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::ErrorKind;
+    use crate::classify::{Classify, ErrorBodySettings};
+    use crate::deadline::Timeouts;
+
+    /// A body that must not be read: with no room for it, the layer only
+    /// asks whether it has ended.
+    #[derive(Debug)]
+    struct Unread {
+        ended: bool,
+    }
+
+    impl Body for Unread {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            panic!("an error body with no room was read");
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.ended
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_room_the_error_body_is_not_read() {
+        for ended in [false, true] {
+            let client = tower::service_fn(move |_: Request<()>| async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(500)
+                        .header("retry-after", "3")
+                        .body(Unread { ended })
+                        .unwrap(),
+                )
+            });
+            let settings = ClassifySettings::builder()
+                .retryable([500])
+                .error_body(ErrorBodySettings::new(0).unwrap())
+                .build()
+                .unwrap();
+            let error = Classify::new(client, settings, Timeouts::default())
+                .oneshot(Request::new(()))
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::RetriesExhausted);
+            assert!(error.body().is_empty());
+            // A body that has not said it ended counts as cut at the cap.
+            assert_eq!(error.body_truncated(), !ended);
+            assert_eq!(error.retry_after(), Some(std::time::Duration::from_secs(3)));
+        }
     }
 }

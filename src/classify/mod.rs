@@ -57,6 +57,7 @@ mod error_body;
 mod future;
 mod layer;
 mod settings;
+mod step;
 #[cfg(feature = "tower-http")]
 mod tower_http;
 
