@@ -35,7 +35,7 @@ pin_project! {
     /// What the loop keeps of a call between its attempts lies in the future
     /// itself, not in a struct of its own: built apart and moved in, such a
     /// struct cost the success path copies and a drop of its own
-    /// (STACK_LOOP=retry). The driver's pieces borrow it as a [`Call`].
+    /// (STACK_LOOP=retry). The driver's pieces borrow it as a `Call`.
     #[project = Projection]
     pub struct ResponseFuture<S, R>
     where
@@ -260,6 +260,9 @@ where
     }
 }
 
+/// Where the loop is, pinned for one poll.
+type Pinned<'a, F> = Pin<&'a mut State<F>>;
+
 impl<'a, S, R> Projection<'a, S, R>
 where
     R: CallRequest,
@@ -267,7 +270,7 @@ where
 {
     /// Where the loop is, and the rest of the call for the driver's pieces.
     #[inline(always)]
-    fn split(self) -> (Pin<&'a mut State<S::Future>>, Call<'a, S, R::Body>) {
+    fn split(self) -> (Pinned<'a, S::Future>, Call<'a, S, R::Body>) {
         let call = Call {
             service: self.service,
             template: self.template,
