@@ -15,7 +15,7 @@ use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
 use super::step::{Progress, Step, step, succeed};
 use super::{RetryRoute, Shared};
-use crate::call::{self, CallContext, CallRequest};
+use crate::call::{self, CallContext, CallRequest, Head};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::events::{
@@ -31,6 +31,12 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pin_project! {
     /// The future of a [`Retry`](super::Retry) call: the retry loop as a state
     /// machine, so that a call that succeeds at once allocates nothing.
+    ///
+    /// What the loop keeps of a call between its attempts lies in the future
+    /// itself, not in a struct of its own: built apart and moved in, such a
+    /// struct cost the success path copies and a drop of its own
+    /// (STACK_LOOP=retry). The driver's pieces borrow it as a `Call`.
+    #[project = Projection]
     pub struct ResponseFuture<S, R>
     where
         R: CallRequest,
@@ -38,30 +44,38 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        call: Call<S, R::Body>,
+        // The service that sends the retries, cloned from the shared spare
+        // when the first retry is due.
+        service: Option<S>,
+        // An unsent copy of the request, from which each retry is made.
+        template: Option<Template<R::Body>>,
+        shared: Arc<Shared<S>>,
+        progress: Progress,
+        // When the call started; read at the first moment it matters, so that
+        // an answer that is ready at once reads no clock.
+        started: Option<Instant>,
+        // The route and the end of an enclosing call (a poll of an
+        // operation), when the request carries one: no retry may go past it.
+        context: CallContext,
+        span: Span,
+        // Where the request goes and when the attempt in flight started:
+        // kept only when someone listens for events.
+        watch: Option<Box<AttemptWatch>>,
     }
 }
 
-/// What the loop keeps of a call between its attempts, and the pieces of
-/// the driver: each runs a step or sends, and tells spans and listeners.
-struct Call<S, B> {
-    // The service that sends the retries, cloned from the shared spare
-    // when the first retry is due.
-    service: Option<S>,
-    // An unsent copy of the request, from which each retry is made.
-    template: Option<Template<B>>,
-    shared: Arc<Shared<S>>,
-    progress: Progress,
-    // When the call started; read at the first moment it matters, so that
-    // an answer that is ready at once reads no clock.
-    started: Option<Instant>,
-    // The route and the end of an enclosing call (a poll of an
-    // operation), when the request carries one: no retry may go past it.
-    context: CallContext,
-    span: Span,
-    // Where the request goes and when the attempt in flight started:
-    // kept only when someone listens for events.
-    watch: Option<Box<AttemptWatch>>,
+/// What the loop keeps of a call, borrowed from the future for one poll,
+/// and the pieces of the driver: each runs a step or sends, and tells spans
+/// and listeners.
+struct Call<'a, S, B> {
+    service: &'a mut Option<S>,
+    template: &'a mut Option<Template<B>>,
+    shared: &'a Arc<Shared<S>>,
+    progress: &'a mut Progress,
+    started: &'a mut Option<Instant>,
+    context: &'a CallContext,
+    span: &'a mut Span,
+    watch: &'a mut Option<Box<AttemptWatch>>,
 }
 
 /// What the events of a call's attempts say of it.
@@ -164,16 +178,14 @@ where
         };
         ResponseFuture {
             state: State::Running { future },
-            call: Call {
-                service: None,
-                template,
-                shared,
-                progress: Progress::new(facts),
-                started: None,
-                context,
-                span,
-                watch,
-            },
+            service: None,
+            template,
+            shared,
+            progress: Progress::new(facts),
+            started: None,
+            context,
+            span,
+            watch,
         }
     }
 }
@@ -190,44 +202,55 @@ where
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let call = this.call;
+        let (mut state, mut call) = self.project().split();
         loop {
-            match this.state.as_mut().project() {
+            match state.as_mut().project() {
                 StateProj::Running { future } => {
-                    let error = match ready!(call.poll_attempt(future, cx)) {
-                        Ok(response) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(Ok(call.answer::<R, RB>(response)));
+                    // Polled and matched here, the response stays where the
+                    // attempt put it: each step through a `ready!` or a helper
+                    // that returns it or takes it by value cost the success
+                    // path a copy (STACK_LOOP=retry).
+                    let polled = {
+                        let _entered = call.span.enter();
+                        future.poll(cx)
+                    };
+                    let error = match polled {
+                        Poll::Ready(Ok(mut response)) => {
+                            call.answered(&mut response);
+                            state.set(State::Done);
+                            return Poll::Ready(Ok(R::answer(response, call.head())));
                         }
-                        Err(error) => error,
+                        Poll::Ready(Err(error)) => error,
+                        Poll::Pending => {
+                            call.started.get_or_insert_with(Instant::now);
+                            return Poll::Pending;
+                        }
                     };
                     let error = match call.step(error) {
                         Step::Fail(error) | Step::Refuse { error, .. } => error,
                         Step::Retry { delay, until, .. } => {
                             if delay.is_zero() {
-                                this.state.set(State::Readying { timer: Timer::Idle });
+                                state.set(State::Readying { timer: Timer::Idle });
                             } else {
-                                this.state.set(State::Waiting { timer: Timer::Idle });
-                                if let StateProj::Waiting { timer } = this.state.as_mut().project()
-                                {
+                                state.set(State::Waiting { timer: Timer::Idle });
+                                if let StateProj::Waiting { timer } = state.as_mut().project() {
                                     timer.arm(until);
                                 }
                             }
                             continue;
                         }
                     };
-                    this.state.set(State::Done);
+                    state.set(State::Done);
                     return Poll::Ready(Err(error));
                 }
                 StateProj::Waiting { timer } => {
                     ready!(timer.poll_fired(cx));
-                    this.state.set(State::Readying { timer: Timer::Idle });
+                    state.set(State::Readying { timer: Timer::Idle });
                 }
                 StateProj::Readying { timer } => match ready!(call.poll_send(timer, cx)) {
-                    Ok(future) => this.state.set(State::Running { future }),
+                    Ok(future) => state.set(State::Running { future }),
                     Err(error) => {
-                        this.state.set(State::Done);
+                        state.set(State::Done);
                         return Poll::Ready(Err(error));
                     }
                 },
@@ -237,7 +260,32 @@ where
     }
 }
 
-impl<S, B> Call<S, B>
+/// Where the loop is, pinned for one poll.
+type Pinned<'a, F> = Pin<&'a mut State<F>>;
+
+impl<'a, S, R> Projection<'a, S, R>
+where
+    R: CallRequest,
+    S: Service<R>,
+{
+    /// Where the loop is, and the rest of the call for the driver's pieces.
+    #[inline(always)]
+    fn split(self) -> (Pinned<'a, S::Future>, Call<'a, S, R::Body>) {
+        let call = Call {
+            service: self.service,
+            template: self.template,
+            shared: self.shared,
+            progress: self.progress,
+            started: self.started,
+            context: self.context,
+            span: self.span,
+            watch: self.watch,
+        };
+        (self.state, call)
+    }
+}
+
+impl<S, B> Call<'_, S, B>
 where
     B: ReplayBody,
 {
@@ -258,32 +306,15 @@ where
         )
     }
 
-    /// Polls the attempt in flight inside its span.
-    #[inline(always)]
-    fn poll_attempt<F: Future>(
-        &mut self,
-        future: Pin<&mut F>,
-        cx: &mut Context<'_>,
-    ) -> Poll<F::Output> {
-        let polled = {
-            let _entered = self.span.enter();
-            future.poll(cx)
-        };
-        if polled.is_pending() {
-            self.started.get_or_insert_with(Instant::now);
-        }
-        polled
-    }
-
     /// Runs the step on an attempt's failure, and tells spans and listeners
     /// what it was and what follows.
     fn step(&mut self, error: Error) -> Step {
-        attempt_failed(&self.span, self.watch(), &self.progress, &error);
+        attempt_failed(self.span, self.watch(), self.progress, &error);
         let route = call::route(&self.shared.routes, self.context.route);
         let (started, deadline, template) =
-            (&mut self.started, self.context.deadline, &self.template);
+            (&mut *self.started, self.context.deadline, &*self.template);
         let step = step(
-            &mut self.progress,
+            &mut *self.progress,
             error,
             &route.settings,
             &route.budget,
@@ -303,26 +334,27 @@ where
             Step::Fail(_) => {}
             Step::Refuse {
                 refusal, failed, ..
-            } => refused(watch, &self.progress, *refusal, *failed),
+            } => refused(watch, self.progress, *refusal, *failed),
             Step::Retry { delay, reason, .. } => {
-                scheduled(watch, &self.progress, route, *delay, *reason)
+                scheduled(watch, self.progress, route, *delay, *reason)
             }
         }
         step
     }
 
-    /// Runs the step on the response that ends the call, tells spans and
-    /// listeners, and makes what the caller gets of it.
+    /// Runs the step on the response that ends the call, in place, and
+    /// tells spans and listeners.
     #[inline(always)]
-    fn answer<R, RB>(&mut self, mut response: Response<RB>) -> R::Answer<RB>
-    where
-        R: CallRequest<Body = B>,
-    {
+    fn answered<RB>(&mut self, response: &mut Response<RB>) {
         let route = call::route(&self.shared.routes, self.context.route);
-        succeed(&self.progress, &mut response, &route.budget);
-        attempt_answered(&self.span, self.watch(), &self.progress, route, &response);
-        let template = &mut self.template;
-        R::answer(response, || template.take().map(Template::into_head))
+        succeed(self.progress, response, &route.budget);
+        attempt_answered(self.span, self.watch(), self.progress, route, response);
+    }
+
+    /// The request's head for the caller's answer, taken only when asked.
+    #[inline(always)]
+    fn head(&mut self) -> impl FnOnce() -> Option<Head> + '_ {
+        || self.template.take().map(Template::into_head)
     }
 
     /// Sends the next attempt once the service is ready, unless the call
@@ -337,7 +369,7 @@ where
         S: Service<R, Error = Error> + Clone,
     {
         let deadline = self.end(self.started.unwrap_or_else(Instant::now));
-        let service = match ready_clone(&mut self.service, &self.shared.spare, cx) {
+        let service = match ready_clone(self.service, &self.shared.spare, cx) {
             Poll::Ready(Ok(service)) => service,
             Poll::Ready(Err(error)) => {
                 return Poll::Ready(Err(self.progress.not_ready_error(error)));
@@ -357,7 +389,7 @@ where
         };
         // No attempt may outlive the call: classify ends it by then.
         let request = R::from_parts(request, self.context.with_deadline(deadline));
-        self.span = attempt_span(self.progress.facts.attempts);
+        *self.span = attempt_span(self.progress.facts.attempts);
         self.progress.facts.attempts += 1;
         if let Some(watch) = self.watch.as_deref_mut() {
             watch.start(&self.shared.listeners, self.progress.facts.attempts);
@@ -388,7 +420,9 @@ fn attempt_failed(span: &Span, watch: Watch<'_>, progress: &Progress, error: &Er
 }
 
 /// Records the attempt that answered the call in its span and tells the
-/// listeners.
+/// listeners. Inlined, so that a call with a disabled span and no listener
+/// (the success path's common case) calls nothing (STACK_LOOP=retry).
+#[inline(always)]
 fn attempt_answered<RB>(
     span: &Span,
     watch: Watch<'_>,
@@ -396,25 +430,38 @@ fn attempt_answered<RB>(
     route: &RetryRoute,
     response: &Response<RB>,
 ) {
-    record_response(span, response, route);
-    if let Some((watch, listeners)) = watch {
-        let class = route
-            .classifier
-            .as_ref()
-            .map_or(StatusClass::Success, |classifier| {
-                classifier.classify_head(response.status(), response.headers())
-            });
-        let event = AttemptEnded {
-            target: watch.target(),
-            attempt: progress.facts.attempts,
-            status: Some(response.status()),
-            class: Some(class),
-            error: None,
-            api_errors: &[],
-            duration: watch.started.elapsed(),
-        };
-        listeners.emit(|l| l.attempt_ended(&event));
+    if !span.is_disabled() {
+        record_response(span, response, route);
     }
+    if let Some((watch, listeners)) = watch {
+        answered(watch, listeners, progress, route, response);
+    }
+}
+
+/// Tells the listeners of the attempt that answered the call.
+fn answered<RB>(
+    watch: &AttemptWatch,
+    listeners: &Listeners,
+    progress: &Progress,
+    route: &RetryRoute,
+    response: &Response<RB>,
+) {
+    let class = route
+        .classifier
+        .as_ref()
+        .map_or(StatusClass::Success, |classifier| {
+            classifier.classify_head(response.status(), response.headers())
+        });
+    let event = AttemptEnded {
+        target: watch.target(),
+        attempt: progress.facts.attempts,
+        status: Some(response.status()),
+        class: Some(class),
+        error: None,
+        api_errors: &[],
+        duration: watch.started.elapsed(),
+    };
+    listeners.emit(|l| l.attempt_ended(&event));
 }
 
 /// Tells of a retry that is due: an event, and a line in the log.

@@ -61,6 +61,7 @@ pub(crate) struct Template<B> {
 
 impl<B: ReplayBody> Template<B> {
     /// A template of `request`.
+    #[inline]
     pub(crate) fn of(request: &Request<B>) -> Template<B> {
         Template {
             body: request.body().try_clone(),
