@@ -1,6 +1,7 @@
 //! `rebound demo`: the seed API's behaviour, misbehaviour included, met by a
 //! policy, in one table.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -180,14 +181,20 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
     let client = layer.layer(client);
     let started = Instant::now();
     let mut tasks = Vec::new();
+    // Every group's first call is made before any is awaited: the retry
+    // budget, whose reserve follows the calls the process has made, then
+    // sees all of them before the first retry, on every run and machine.
+    let gate = Arc::new(tokio::sync::Barrier::new(scenarios.len()));
     for group in scenarios {
         let client = client.clone();
+        let gate = Arc::clone(&gate);
         // Each group runs in order (the second call to a host sees what the
         // first did to its breaker); groups run at the same time.
         tasks.push(tokio::spawn(async move {
             let mut rows = Vec::new();
+            let mut gate = Some(gate);
             for scenario in group {
-                rows.push(run_one(client.clone(), scenario, breaker_on).await);
+                rows.push(run_one(client.clone(), scenario, breaker_on, gate.take()).await);
             }
             rows
         }));
@@ -220,7 +227,12 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
     EXIT_SUCCESS
 }
 
-async fn run_one<S>(client: S, scenario: Scenario, breaker_on: bool) -> Row
+async fn run_one<S>(
+    mut client: S,
+    scenario: Scenario,
+    breaker_on: bool,
+    gate: Option<Arc<tokio::sync::Barrier>>,
+) -> Row
 where
     S: tower::Service<
             Request<Full<Bytes>>,
@@ -250,7 +262,22 @@ where
             .trim_start_matches(|c: char| c.is_ascii_digit())
     );
     let started = Instant::now();
-    match client.oneshot(request).await {
+    let sent = match client.ready().await {
+        Ok(client) => {
+            let call = client.call(request);
+            if let Some(gate) = gate {
+                gate.wait().await;
+            }
+            call.await
+        }
+        Err(error) => {
+            if let Some(gate) = gate {
+                gate.wait().await;
+            }
+            Err(error)
+        }
+    };
+    match sent {
         Ok(response) => {
             let info = CallInfo::of(&response);
             let status = response.status().as_u16();
