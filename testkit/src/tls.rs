@@ -51,7 +51,6 @@ impl TestServer {
         F: Fn(super::TestRequest) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = http::Response<super::Body>> + Send + 'static,
     {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let (certificate, config) = server_config(&options);
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let handler: Arc<Handler> = Arc::new(move |request| Box::pin(handler(request)));
@@ -127,10 +126,16 @@ fn server_config(options: &TlsOptions) -> (TestCertificate, rustls::ServerConfig
     let der = cert.der().clone();
     let private = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
         .expect("a private key in DER");
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![der.clone()], private)
-        .expect("a server configuration");
+    // An explicit provider, never the process default: a test that installed
+    // one would hide a client that relies on it.
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![der.clone()], private)
+    .expect("a server configuration");
     config.alpn_protocols = options.alpn.clone();
     (
         TestCertificate {
