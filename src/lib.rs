@@ -131,7 +131,6 @@
 
 pub mod breaker;
 mod breaker_state;
-mod call;
 pub mod classify;
 pub mod client;
 pub mod config;
@@ -158,9 +157,6 @@ mod timer;
 pub mod trace;
 mod units;
 
-pub use call::CallRequest;
-#[doc(hidden)]
-pub use call::{Call, CallContext};
 pub use config::{Policy, PolicyError};
 pub use deadline::Timeouts;
 pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind, RetryRefusal};

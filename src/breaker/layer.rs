@@ -1,12 +1,10 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::registry::Registry;
 use super::{BreakerHandle, BreakerSettings, CircuitBreaker};
 use crate::events::{Listener, Listeners};
-use crate::rate_limit::Hook;
 use crate::rng::SharedRng;
 
 /// Wraps a service in [`CircuitBreaker`]. Clones of the layer, and every
@@ -25,8 +23,6 @@ pub struct CircuitBreakerLayer {
     settings: BreakerSettings,
     seed: u64,
     listeners: Listeners,
-    limit: Option<Hook>,
-    totals: Option<Arc<[Duration]>>,
 }
 
 impl std::fmt::Debug for CircuitBreakerLayer {
@@ -63,8 +59,6 @@ impl CircuitBreakerLayer {
             settings,
             seed,
             listeners,
-            limit: None,
-            totals: None,
         }
     }
 
@@ -81,18 +75,9 @@ impl CircuitBreakerLayer {
         CircuitBreakerLayer::build(self.settings, self.seed, listeners.clone())
     }
 
-    /// The same layer, taking a turn of `limit` before each admission (the
-    /// assembled stack's rate limit).
-    pub(crate) fn rate_limit(mut self, limit: Option<Hook>) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// The same layer, bounding a first attempt's wait for a probe by the
-    /// total timeout of its call's route (`totals[0]` the policy's).
-    pub(crate) fn call_totals(mut self, totals: Arc<[Duration]>) -> Self {
-        self.totals = Some(totals);
-        self
+    /// This layer's breakers, for the assembled stack's driver.
+    pub(crate) fn registry(&self) -> Option<Arc<Registry>> {
+        self.registry.clone()
     }
 
     /// A handle on this layer's breakers.
@@ -109,8 +94,6 @@ impl<S> Layer<S> for CircuitBreakerLayer {
             inner,
             registry: self.registry.clone(),
             last: None,
-            limit: self.limit.clone(),
-            totals: self.totals.clone(),
         }
     }
 }

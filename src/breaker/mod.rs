@@ -73,6 +73,7 @@
 //! and forces it open or closed, for operators and tests.
 
 mod future;
+mod gate;
 mod handle;
 mod layer;
 mod registry;
@@ -86,11 +87,12 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, InStack};
-use crate::error::{Error, ErrorKind};
-use crate::rate_limit::{Hook, Pauses};
+use crate::deadline::CallDeadline;
+use crate::error::Error;
+pub(crate) use gate::{Gate, PermitGuard, ProbeWait, gate as admit_to};
 use registry::{Cell, LastHost, Registry};
-use state::{Admission, Transition};
+pub(crate) use registry::{LastHost as BreakerCache, Registry as BreakerRegistry};
+use state::Transition;
 
 pub use future::ResponseFuture;
 pub use handle::{BreakerHandle, BreakerSnapshot};
@@ -111,12 +113,6 @@ pub struct CircuitBreaker<S> {
     /// The breaker of the host this service called last: a client that calls
     /// one host finds its breaker without the registry's lock.
     last: Option<LastHost>,
-    /// The policy's rate limit, in the assembled stack: a turn is taken
-    /// here, before the breaker's admission.
-    limit: Option<Hook>,
-    /// The total timeouts of the policy and its routes, in the assembled
-    /// stack, for the first attempt of a call that waits for a probe.
-    totals: Option<Arc<[std::time::Duration]>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
@@ -149,109 +145,23 @@ impl<S> CircuitBreaker<S> {
     // Forced, with the breaker layer's other forced inlines: 119 and 139
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
-    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R>
+    fn admit<B, RB>(&mut self, request: Request<B>) -> ResponseFuture<S, Request<B>>
     where
-        R: CallRequest,
-        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
-    {
-        if self.limit.is_none() {
-            return self.admit(request, None);
-        }
-        self.call_limited(request)
-    }
-
-    /// [`call_any`](Self::call_any) under a rate limit: out of line, so
-    /// that a stack without one builds its future in place.
-    #[inline(never)]
-    fn call_limited<R, RB>(&mut self, request: R) -> ResponseFuture<S, R>
-    where
-        R: CallRequest,
-        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
-    {
-        let Some(limit) = &self.limit else {
-            return self.admit(request, None);
-        };
-        let key = limit.key(request.request().uri());
-        if !limit.try_now(&key) {
-            return self.limited(limit.clone(), key, request);
-        }
-        let pauses = limit.pauses(&key);
-        self.admit(request, pauses)
-    }
-
-    /// The breaker's admission of a request that has its turn.
-    #[inline(always)]
-    pub(crate) fn admit<R, RB>(
-        &mut self,
-        request: R,
-        pauses: Option<Box<Pauses>>,
-    ) -> ResponseFuture<S, R>
-    where
-        R: CallRequest,
-        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+        S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     {
         let Some(registry) = &self.registry else {
-            return ResponseFuture::passed(self.inner.call(request), pauses);
+            return ResponseFuture::called(self.inner.call(request), None);
         };
-        let cell = registry.cell_via(request.request().uri(), &mut self.last);
-        if let Some(throttle) = &cell.throttle {
-            if !throttle.admit(tokio::time::Instant::now(), cell.rng.next_u64()) {
-                // Rejected here, at no cost to the host.
-                return ResponseFuture::rejected(Error::new(ErrorKind::Throttled).with_attempts(0));
-            }
+        // A call that waits for a probe's verdict stops waiting at the end
+        // of its call, when a layer above set one.
+        let deadline = CallDeadline::of(&request);
+        match gate::gate(registry, request.uri(), &mut self.last, |_| deadline) {
+            Gate::Admit(permit) => ResponseFuture::called(self.inner.call(request), Some(permit)),
+            Gate::Reject(error) => ResponseFuture::rejected(error),
+            // A clone, made ready when the call is let through: the ready
+            // service stays here for the next call.
+            Gate::Wait(probe) => ResponseFuture::waiting(self.inner.clone(), request, probe),
         }
-        // When a call that waits for a probe's verdict stops waiting: its
-        // own wait, or its call's end (a first attempt carries no deadline
-        // yet: the call's starts now).
-        let wait_until = |now: tokio::time::Instant| {
-            let own = now.checked_add(cell.settings.wait_for_probe).unwrap_or(now);
-            let deadline = request
-                .context()
-                .deadline_or_start(self.totals.as_deref(), now);
-            deadline.map_or(own, |deadline| deadline.min(own))
-        };
-        let (admission, transition) = cell.admit(wait_until);
-        if let Some(transition) = transition {
-            report(&cell, &transition);
-        }
-        match admission {
-            Admission::Admit(permit) => {
-                let future = self.inner.call(request);
-                ResponseFuture::admitted(future, cell, permit, pauses)
-            }
-            Admission::Reject { retry_in } => {
-                ResponseFuture::rejected(future::refused(&cell, retry_in))
-            }
-            Admission::Wait { ticket } => {
-                let until = wait_until(tokio::time::Instant::now());
-                // A clone, made ready when the call is let through: the
-                // ready service stays here for the next call.
-                ResponseFuture::waiting(self.inner.clone(), request, cell, ticket, until, pauses)
-            }
-        }
-    }
-}
-
-impl<S> CircuitBreaker<S> {
-    /// A call that waits for its turn first: the ready service goes with
-    /// it, in a breaker of its own that admits it when the turn comes.
-    #[cold]
-    fn limited<R, RB>(&mut self, limit: Hook, key: Arc<str>, request: R) -> ResponseFuture<S, R>
-    where
-        R: CallRequest,
-        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
-    {
-        let clone = self.inner.clone();
-        let breaker = CircuitBreaker {
-            inner: std::mem::replace(&mut self.inner, clone),
-            registry: self.registry.clone(),
-            last: None,
-            limit: None,
-            totals: self.totals.clone(),
-        };
-        let pauses = limit.pauses(&key);
-        let acquire = limit.acquire(key, request.context());
-        ResponseFuture::limited(breaker, request, acquire, pauses)
     }
 }
 
@@ -273,27 +183,7 @@ where
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.call_any(request)
-    }
-}
-
-impl<S, B, RB> Service<Call<B>> for InStack<CircuitBreaker<S>>
-where
-    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
-{
-    type Response = Response<RB>;
-    type Error = Error;
-    type Future = ResponseFuture<S, Call<B>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.0.inner.poll_ready(cx)
-    }
-
-    // Forced, with the breaker layer's other forced inlines: 119 and 139
-    // fewer instructions per call, ready and pending path (STACK_LOOP).
-    #[inline(always)]
-    fn call(&mut self, request: Call<B>) -> Self::Future {
-        self.0.call_any(request)
+        self.admit(request)
     }
 }
 

@@ -120,7 +120,7 @@ where
 
 pin_project! {
     /// Reads an error body up to the cap, then turns it into an [`Error`].
-    struct ErrorBodyRead<RB> {
+    pub(crate) struct ErrorBodyRead<RB> {
         #[pin]
         body: RB,
         status: StatusCode,
@@ -130,7 +130,7 @@ pin_project! {
 }
 
 impl<RB: Body> ErrorBodyRead<RB> {
-    fn new(response: Response<RB>, read: ErrorBody) -> Pin<Box<Self>> {
+    pub(crate) fn new(response: Response<RB>, read: ErrorBody) -> Pin<Box<Self>> {
         let (parts, body) = response.into_parts();
         Box::pin(ErrorBodyRead {
             body,
@@ -140,7 +140,7 @@ impl<RB: Body> ErrorBodyRead<RB> {
         })
     }
 
-    fn poll_read(
+    pub(crate) fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         settings: &ClassifySettings,

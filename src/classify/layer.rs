@@ -22,8 +22,6 @@ use crate::deadline::Timeouts;
 pub struct ClassifyLayer {
     settings: Arc<ClassifySettings>,
     timeouts: Timeouts,
-    /// The settings of each route of a policy, after its own.
-    routes: Vec<(Arc<ClassifySettings>, Timeouts)>,
 }
 
 impl ClassifyLayer {
@@ -33,7 +31,6 @@ impl ClassifyLayer {
         ClassifyLayer {
             settings: settings.into(),
             timeouts: Timeouts::default(),
-            routes: Vec::new(),
         }
     }
 
@@ -43,27 +40,18 @@ impl ClassifyLayer {
         self.timeouts = timeouts;
         self
     }
-
-    /// The same layer, with the settings of a policy's routes after its own.
-    pub(crate) fn routes(mut self, routes: Vec<(Arc<ClassifySettings>, Timeouts)>) -> Self {
-        self.routes = routes;
-        self
-    }
 }
 
 impl<S> Layer<S> for ClassifyLayer {
     type Service = Classify<S>;
 
     fn layer(&self, inner: S) -> Classify<S> {
-        let shared = |settings: &ClassifySettings, timeouts| {
+        Classify::with_shared(
+            inner,
             Arc::new(Shared {
-                settings: settings.clone(),
-                timeouts,
-            })
-        };
-        let routes: Arc<[Arc<Shared>]> = std::iter::once(shared(&self.settings, self.timeouts))
-            .chain(self.routes.iter().map(|(s, t)| shared(s, *t)))
-            .collect();
-        Classify::with_routes(inner, routes)
+                settings: (*self.settings).clone(),
+                timeouts: self.timeouts,
+            }),
+        )
     }
 }

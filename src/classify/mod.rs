@@ -57,7 +57,7 @@ mod error_body;
 mod future;
 mod layer;
 mod settings;
-mod step;
+pub(crate) mod step;
 #[cfg(feature = "tower-http")]
 mod tower_http;
 
@@ -67,7 +67,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{self, Call, CallRequest, InStack};
+use crate::deadline::CallDeadline;
 use crate::deadline::Timeouts;
 use crate::error::{BoxError, Error};
 
@@ -76,6 +76,7 @@ pub use error_body::{
     ErrorBodyBuilder, ErrorBodyFormat, ErrorBodySettings, ErrorFields, ErrorFieldsBuilder,
     parse_api_errors, parse_error_body,
 };
+pub(crate) use future::ErrorBodyRead;
 pub use future::ResponseFuture;
 pub use layer::ClassifyLayer;
 pub(crate) use settings::RawClassify;
@@ -91,8 +92,7 @@ pub use tower_http::{PolicyClassifier, PolicyFailure};
 #[derive(Debug, Clone)]
 pub struct Classify<S> {
     inner: S,
-    /// Per route: the policy's own settings first.
-    routes: Arc<[Arc<Shared>]>,
+    shared: Arc<Shared>,
 }
 
 /// What every call of one [`Classify`] service reads, behind one pointer: a
@@ -109,7 +109,7 @@ impl<S> Classify<S> {
     pub fn new(inner: S, settings: ClassifySettings, timeouts: Timeouts) -> Self {
         Classify {
             inner,
-            routes: Arc::new([Arc::new(Shared { settings, timeouts })]),
+            shared: Arc::new(Shared { settings, timeouts }),
         }
     }
 
@@ -130,24 +130,8 @@ impl<S> Classify<S> {
 }
 
 impl<S> Classify<S> {
-    /// The same service, with the settings of each route of a policy after
-    /// its own.
-    pub(crate) fn with_routes(inner: S, routes: Arc<[Arc<Shared>]>) -> Self {
-        Classify { inner, routes }
-    }
-
-    // Forced, with the classify layer's other forced inlines: 43 and 64
-    // fewer instructions per call, ready and pending path (STACK_LOOP).
-    #[inline(always)]
-    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future, RB>
-    where
-        R: CallRequest,
-        S: Service<Request<R::Body>, Response = Response<RB>>,
-    {
-        let context = request.context();
-        let shared = Arc::clone(call::route(&self.routes, context.route));
-        let request = request.into_request();
-        ResponseFuture::new(self.inner.call(request), shared, context.deadline)
+    pub(crate) fn with_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Classify { inner, shared }
     }
 }
 
@@ -171,28 +155,8 @@ where
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.call_any(request)
-    }
-}
-
-impl<S, B, RB> Service<Call<B>> for InStack<Classify<S>>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-    S::Error: Into<BoxError>,
-    RB: http_body::Body,
-{
-    type Response = Response<RB>;
-    type Error = Error;
-    type Future = ResponseFuture<S::Future, RB>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Service::<Request<B>>::poll_ready(&mut self.0, cx)
-    }
-
-    // Forced, with the classify layer's other forced inlines: 43 and 64
-    // fewer instructions per call, ready and pending path (STACK_LOOP).
-    #[inline(always)]
-    fn call(&mut self, request: Call<B>) -> Self::Future {
-        self.0.call_any(request)
+        let deadline = CallDeadline::of(&request);
+        let shared = Arc::clone(&self.shared);
+        ResponseFuture::new(self.inner.call(request), shared, deadline)
     }
 }

@@ -39,13 +39,13 @@ use crate::breaker::{BreakerSettings, CircuitBreakerLayer, ThrottleSettings};
 use crate::classify::{ClassifyLayer, ClassifySettings, ErrorBodySettings};
 use crate::deadline::Timeouts;
 use crate::events::{Listener, Listeners};
-use crate::poll::{PollRoute, PollSettings, PollingLayer};
+use crate::poll::{PollSettings, PollingLayer};
 use crate::rate_limit::{RateLimitLayer, RateLimitSettings, Store};
 use crate::retry::{Backoff, Budget, Buffered, RetryLayer, RetrySettings};
 use crate::route::{RouteRequest, RouteTable, Selector};
 use crate::settings::SettingsError;
 use crate::status::StatusClass;
-use crate::trace::{TraceLayer, TraceRoute};
+use crate::trace::TraceLayer;
 use extends::{Origin, Resolved, Source};
 use schema::RawPolicy;
 
@@ -438,47 +438,6 @@ impl Policy {
     /// The classify layer of this policy, for stacks made by hand.
     pub fn classify_layer(&self) -> ClassifyLayer {
         ClassifyLayer::new(Arc::clone(&self.classify)).timeouts(self.timeouts)
-    }
-
-    /// The layers of this policy, each knowing the settings of every route,
-    /// for the stack `ResilienceLayer` builds.
-    pub(crate) fn routed_layers(&self) -> (TraceLayer, PollingLayer, RetryLayer, ClassifyLayer) {
-        let routes = &self.routes;
-        let trace = self
-            .trace_layer()
-            .routes(routes.iter().enumerate().map(|(i, r)| TraceRoute {
-                classifier: Arc::clone(r.classify.classifier()),
-                name: Arc::from(r.name.clone().unwrap_or_else(|| i.to_string())),
-            }));
-        let poll = self.polling_layer().routes(
-            routes
-                .iter()
-                .map(|r| PollRoute {
-                    settings: Arc::clone(&r.poll),
-                    classifier: Arc::clone(r.classify.classifier()),
-                    timeouts: r.timeouts,
-                })
-                .collect(),
-        );
-        let retry = self.retry_layer().routes(
-            routes
-                .iter()
-                .map(|r| {
-                    (
-                        Arc::clone(&r.retry),
-                        Arc::clone(r.classify.classifier()),
-                        r.timeouts,
-                    )
-                })
-                .collect(),
-        );
-        let classify = self.classify_layer().routes(
-            routes
-                .iter()
-                .map(|r| (Arc::clone(&r.classify), r.timeouts))
-                .collect(),
-        );
-        (trace, poll, retry, classify)
     }
 
     /// This policy with a rate limit on every attempt (`[rate_limit]`),

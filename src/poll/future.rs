@@ -15,8 +15,7 @@ use tracing::Span;
 use super::location::Target;
 use super::step::{Answered, Counts, Progress, Refused, Step, Wait, step};
 use super::{PollRoute, PollSettings, Shared};
-use crate::call::{self, Answer, CallContext, CallRequest, Head};
-use crate::deadline::call_deadline;
+use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::events::{self, Listeners, PollScheduled, PollSent, PollWait};
 use crate::info::{CallInfo, FinalUrl};
@@ -42,13 +41,17 @@ impl RequestHead {
     }
 }
 
-impl From<Head> for RequestHead {
-    fn from(head: Head) -> Self {
+impl RequestHead {
+    pub(crate) fn new(uri: Uri, headers: HeaderMap, version: Version) -> Self {
         RequestHead {
-            uri: head.uri,
-            headers: head.headers,
-            version: head.version,
+            uri,
+            headers,
+            version,
         }
+    }
+
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
     }
 }
 
@@ -85,10 +88,10 @@ const CREDENTIALS: [HeaderName; 3] = [
 
 /// What a call keeps in case it must poll.
 struct PollState<S> {
-    /// Copied before the request is sent, or, in an assembled stack, handed
-    /// over by the retry layer with the first answer.
-    head: Option<RequestHead>,
-    context: CallContext,
+    /// Copied before the request is sent.
+    head: RequestHead,
+    /// The end of an enclosing call, when the request carries one.
+    outer: Option<Instant>,
     started: Option<Instant>,
     /// Attempts of the original request, and requests sent in all (its
     /// attempts, then each status request with its retries): what the
@@ -111,10 +114,9 @@ pin_project! {
     /// The future of a [`Polling`](super::Polling) call. A response that is not
     /// pollable is returned as soon as it arrives; polling is a state machine
     /// of its own, with one timer and no task.
-    pub struct ResponseFuture<S, R>
+    pub struct ResponseFuture<S, B>
     where
-        R: CallRequest,
-        S: Service<R>,
+        S: Service<Request<B>>,
     {
         #[pin]
         state: State<S::Future>,
@@ -122,9 +124,7 @@ pin_project! {
         // can (no header to read a status URL from).
         kept: Option<PollState<S>>,
         shared: Arc<Shared<S>>,
-        // The call's route, which says how to poll.
-        route: usize,
-        _request: PhantomData<fn() -> R>,
+        _request: PhantomData<fn() -> B>,
     }
 }
 
@@ -140,23 +140,21 @@ pin_project! {
     }
 }
 
-impl<S, R> ResponseFuture<S, R>
+impl<S, B> ResponseFuture<S, B>
 where
-    R: CallRequest,
-    S: Service<R>,
+    S: Service<Request<B>>,
 {
     pub(crate) fn new(
         first: S::Future,
         shared: Arc<Shared<S>>,
-        head: Option<RequestHead>,
-        context: CallContext,
+        head: RequestHead,
+        outer: Option<Instant>,
     ) -> Self {
         ResponseFuture {
             state: State::Calling { future: first },
-            route: context.route,
             kept: Some(PollState {
                 head,
-                context,
+                outer,
                 started: None,
                 counts: Counts::default(),
                 polling: None,
@@ -166,23 +164,20 @@ where
         }
     }
 
-    pub(crate) fn without_polling(first: S::Future, shared: Arc<Shared<S>>, route: usize) -> Self {
+    pub(crate) fn without_polling(first: S::Future, shared: Arc<Shared<S>>) -> Self {
         ResponseFuture {
             state: State::Calling { future: first },
             kept: None,
             shared,
-            route,
             _request: PhantomData,
         }
     }
 }
 
-impl<S, R, A, RB> Future for ResponseFuture<S, R>
+impl<S, B, RB> Future for ResponseFuture<S, B>
 where
-    R: CallRequest,
-    R::Body: Default,
-    S: Service<R, Response = A, Error = Error> + Clone,
-    A: Answer<Body = RB>,
+    B: Default,
+    S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -199,7 +194,7 @@ where
                         Some(polling) => polling.span.in_scope(|| future.poll(cx)),
                         None => future.poll(cx),
                     };
-                    let (mut response, handed) = match polled {
+                    let mut response = match polled {
                         TaskPoll::Pending => {
                             if let Some(kept) = this.kept.as_mut() {
                                 kept.started.get_or_insert_with(Instant::now);
@@ -210,16 +205,17 @@ where
                             this.state.set(State::Done);
                             return TaskPoll::Ready(Err(failed(this.kept.as_ref(), error)));
                         }
-                        TaskPoll::Ready(Ok(answer)) => answer.split(),
+                        TaskPoll::Ready(Ok(response)) => response,
                     };
                     this.state.set(State::Done);
                     let counts = count(this.kept.as_mut(), &response);
-                    let route = call::route(&this.shared.routes, *this.route);
-                    let (next, polls) =
-                        decide(this.kept.as_ref(), route, &response, handed.as_ref());
+                    let route = &this.shared.route;
+                    let (next, polls) = decide(this.kept.as_ref(), route, &response);
                     match next {
                         Step::Return => {
-                            finish(&mut response, this.kept.as_ref(), counts, polls);
+                            let target =
+                                this.kept.as_ref().and_then(|kept| kept.polling.as_deref());
+                            finish(&mut response, target.map(|p| p.target.uri()), counts, polls);
                             return TaskPoll::Ready(Ok(response));
                         }
                         Step::Accept => return TaskPoll::Ready(Ok(response)),
@@ -231,7 +227,7 @@ where
                             let announced = log_wait(&wait, response.headers());
                             let until = wait.until;
                             if let Some(kept) = this.kept.as_mut() {
-                                kept.follow(wait, handed);
+                                kept.follow(wait);
                                 kept.announce(&this.shared.listeners, announced);
                             }
                             this.state.set(State::Waiting { timer: Timer::Idle });
@@ -246,9 +242,9 @@ where
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {
-                    let route = call::route(&this.shared.routes, *this.route);
+                    let route = &this.shared.route;
                     let sent = match this.kept.as_mut() {
-                        Some(kept) => ready!(kept.send(this.shared, route, cx)),
+                        Some(kept) => ready!(kept.send::<B>(this.shared, route, cx)),
                         None => Err(Error::new(ErrorKind::PollRefused)),
                     };
                     match sent {
@@ -307,9 +303,8 @@ fn decide<S, RB>(
     kept: Option<&PollState<S>>,
     route: &PollRoute,
     response: &Response<RB>,
-    handed: Option<&Head>,
 ) -> (Step, u32) {
-    let progress = progress(kept, handed);
+    let progress = progress(kept);
     let headers = response.headers();
     let answer = Answered {
         class: route.classifier.classify_head(response.status(), headers),
@@ -328,19 +323,14 @@ fn decide<S, RB>(
     (next, progress.polls)
 }
 
-/// What the call knows of the operation. In an assembled stack the retry
-/// layer hands the request's head over with the answer.
+/// What the call knows of the operation.
 #[inline]
-fn progress<'a, S>(kept: Option<&'a PollState<S>>, handed: Option<&'a Head>) -> Progress<'a> {
+fn progress<S>(kept: Option<&PollState<S>>) -> Progress<'_> {
     let Some(kept) = kept else {
         return Progress::default();
     };
     Progress {
-        request: kept
-            .head
-            .as_ref()
-            .map(|head| &head.uri)
-            .or(handed.map(|head| &head.uri)),
+        request: Some(&kept.head.uri),
         target: kept.polling.as_ref().map(|polling| polling.target.uri()),
         polls: kept.polling.as_ref().map_or(0, |polling| polling.polls),
         started: kept.started,
@@ -348,7 +338,7 @@ fn progress<'a, S>(kept: Option<&'a PollState<S>>, handed: Option<&'a Head>) -> 
 }
 
 /// The call's error when polling cannot start or go on.
-fn refuse(refused: &Refused, route: &PollRoute, counts: Counts, polls: u32) -> Error {
+pub(crate) fn refuse(refused: &Refused, route: &PollRoute, counts: Counts, polls: u32) -> Error {
     if let Refused::StatusUrl(refusal) = refused {
         tracing::warn!(reason = %refusal, "status url refused");
     }
@@ -358,9 +348,9 @@ fn refuse(refused: &Refused, route: &PollRoute, counts: Counts, polls: u32) -> E
 /// A polled operation's final answer says what the call sent, and where the
 /// answer came from.
 #[inline]
-fn finish<S, RB>(
+pub(crate) fn finish<RB>(
     response: &mut Response<RB>,
-    kept: Option<&PollState<S>>,
+    target: Option<&Uri>,
     counts: Counts,
     polls: u32,
 ) {
@@ -369,13 +359,13 @@ fn finish<S, RB>(
     }
     let extensions = response.extensions_mut();
     extensions.insert(CallInfo::new(counts.attempts, polls).with_requests(counts.requests));
-    if let Some(polling) = kept.and_then(|kept| kept.polling.as_deref()) {
-        extensions.insert(FinalUrl(polling.target.uri().clone()));
+    if let Some(target) = target {
+        extensions.insert(FinalUrl(target.clone()));
     }
 }
 
 /// Logs the wait before the next poll, and returns what its event says.
-fn log_wait(wait: &Wait, headers: &HeaderMap) -> (u32, Duration, PollWait) {
+pub(crate) fn log_wait(wait: &Wait, headers: &HeaderMap) -> (u32, Duration, PollWait) {
     let reason = if headers.contains_key(header::RETRY_AFTER) {
         PollWait::RetryAfter
     } else {
@@ -408,12 +398,9 @@ impl<S> PollState<S> {
         }
     }
 
-    /// Takes on what the step decided: the head handed over, the start, and
+    /// Takes on what the step decided: the start, and
     /// the status URL to poll.
-    fn follow(&mut self, wait: Wait, handed: Option<Head>) {
-        if let Some(head) = handed {
-            self.head.get_or_insert_with(|| head.into());
-        }
+    fn follow(&mut self, wait: Wait) {
         self.started = Some(wait.started);
         match (wait.target, self.polling.as_mut()) {
             (Some(target), Some(polling)) => polling.target = target,
@@ -430,22 +417,21 @@ impl<S> PollState<S> {
     }
 
     /// Sends the next status request once the service is ready.
-    fn send<R>(
+    fn send<B>(
         &mut self,
         shared: &Shared<S>,
         route: &PollRoute,
         cx: &mut Context<'_>,
     ) -> TaskPoll<Result<S::Future, Error>>
     where
-        R: CallRequest,
-        R::Body: Default,
-        S: Service<R, Error = Error> + Clone,
+        B: Default,
+        S: Service<Request<B>, Error = Error> + Clone,
     {
         // Waiting and readying come only after a status URL, so the call
         // kept what polling needs.
         let PollState {
-            head: Some(head),
-            context,
+            head,
+            outer,
             started,
             counts,
             polling: Some(polling),
@@ -457,18 +443,16 @@ impl<S> PollState<S> {
             Ok(service) => service,
             Err(error) => return TaskPoll::Ready(Err(counts.stamp(error, polling.polls))),
         };
-        let request = status_request(head, &polling.target, &route.settings);
+        let mut request = status_request(head, &polling.target, &route.settings);
         // The whole call's deadline bounds each poll, its attempts and its
         // retries too.
-        let context = match *started {
-            Some(started) => context.with_deadline(call_deadline(
-                started,
-                route.timeouts.total(),
-                context.deadline,
-            )),
-            None => *context,
+        let deadline = match *started {
+            Some(started) => Some(call_deadline(started, route.timeouts.total(), *outer)),
+            None => *outer,
         };
-        let request = R::from_parts(request, context);
+        if let Some(deadline) = deadline {
+            request.extensions_mut().insert(CallDeadline(deadline));
+        }
         polling.polls += 1;
         if shared.listeners.is_some() {
             let event = PollSent {
@@ -495,7 +479,7 @@ impl<S> PollState<S> {
 
 /// The `GET` of a status URL: the original request's headers without the
 /// body's, and without credentials for another origin.
-fn status_request<B: Default>(
+pub(crate) fn status_request<B: Default>(
     head: &RequestHead,
     target: &Target,
     settings: &PollSettings,
@@ -566,30 +550,18 @@ mod tests {
     #[test]
     fn a_polled_answer_says_what_was_sent_and_where_it_came_from() {
         let ops: Uri = "https://api.example/ops/1".parse().unwrap();
-        let kept = PollState::<()> {
-            head: None,
-            context: CallContext::default(),
-            started: None,
-            counts: Counts::default(),
-            polling: Some(Box::new(Operation {
-                service: None,
-                polls: 2,
-                target: Target::SameOrigin(ops.clone()),
-                span: Span::none(),
-            })),
-        };
         let counts = Counts {
             attempts: 1,
             requests: 4,
         };
         let mut response = Response::new(());
-        finish(&mut response, Some(&kept), counts, 2);
+        finish(&mut response, Some(&ops), counts, 2);
         assert_eq!(FinalUrl::of(&response), Some(&ops));
         let info = CallInfo::of(&response);
         assert_eq!((info.attempts(), info.polls(), info.requests()), (1, 2, 4));
         // An answer to the first request went through no poll: nothing added.
         let mut response = Response::new(());
-        finish(&mut response, Some(&kept), counts, 0);
+        finish(&mut response, Some(&ops), counts, 0);
         assert!(response.extensions().is_empty());
     }
 }

@@ -27,7 +27,6 @@ pub struct PollingLayer {
     classifier: Arc<Classifier>,
     timeouts: Timeouts,
     /// The settings of each route of a policy, after its own.
-    routes: Vec<PollRoute>,
     listeners: Listeners,
 }
 
@@ -39,7 +38,6 @@ impl PollingLayer {
             settings: settings.into(),
             classifier,
             timeouts: Timeouts::default(),
-            routes: Vec::new(),
             listeners: Listeners::default(),
         }
     }
@@ -63,10 +61,14 @@ impl PollingLayer {
         self
     }
 
-    /// The same layer, with the settings of a policy's routes after its own.
-    pub(crate) fn routes(mut self, routes: Vec<PollRoute>) -> Self {
-        self.routes = routes;
-        self
+    /// What a call of this layer's settings needs: the assembled stack's
+    /// plan holds one for each route.
+    pub(crate) fn route(&self) -> PollRoute {
+        PollRoute {
+            settings: Arc::clone(&self.settings),
+            classifier: Arc::clone(&self.classifier),
+            timeouts: self.timeouts,
+        }
     }
 }
 
@@ -74,14 +76,6 @@ impl<S: Clone> Layer<S> for PollingLayer {
     type Service = Polling<S>;
 
     fn layer(&self, inner: S) -> Polling<S> {
-        let own = PollRoute {
-            settings: Arc::clone(&self.settings),
-            classifier: Arc::clone(&self.classifier),
-            timeouts: self.timeouts,
-        };
-        let routes = std::iter::once(own)
-            .chain(self.routes.iter().cloned())
-            .collect();
-        Polling::from_routes(inner, routes, self.listeners.clone())
+        Polling::from_route(inner, self.route(), self.listeners.clone())
     }
 }

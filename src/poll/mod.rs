@@ -37,7 +37,7 @@ mod future;
 mod layer;
 mod location;
 mod settings;
-mod step;
+pub(crate) mod step;
 
 use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll};
@@ -45,12 +45,12 @@ use std::task::{Context, Poll as TaskPoll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{self, Call, CallRequest, Handover, InStack};
-use crate::deadline::Timeouts;
+use crate::deadline::{CallDeadline, Timeouts};
 use crate::error::Error;
 use crate::status::Classifier;
 
 pub use future::ResponseFuture;
+pub(crate) use future::{RequestHead, finish, log_wait, refuse, status_request};
 pub use layer::PollingLayer;
 pub use location::{Origin, Refusal, Target};
 // Public for the fuzz targets and property tests, not for users.
@@ -88,7 +88,7 @@ pub struct Polling<S> {
 pub(crate) struct Shared<S> {
     spare: S,
     /// Per route: the policy's own settings first.
-    routes: Box<[PollRoute]>,
+    route: PollRoute,
     listeners: crate::events::Listeners,
 }
 
@@ -101,9 +101,9 @@ pub(crate) struct PollRoute {
 }
 
 impl<S> Polling<S> {
-    pub(crate) fn from_routes(
+    pub(crate) fn from_route(
         inner: S,
-        routes: Box<[PollRoute]>,
+        route: PollRoute,
         listeners: crate::events::Listeners,
     ) -> Self
     where
@@ -112,7 +112,7 @@ impl<S> Polling<S> {
         Polling {
             shared: Arc::new(Shared {
                 spare: inner.clone(),
-                routes,
+                route,
                 listeners,
             }),
             inner,
@@ -132,37 +132,6 @@ impl<S> Polling<S> {
     }
 }
 
-impl<S> Polling<S> {
-    // Forced, with the poll layer's other forced inlines: 89 and 80
-    // fewer instructions per call, ready and pending path (STACK_LOOP).
-    #[inline(always)]
-    fn call_any<R>(&mut self, request: R) -> ResponseFuture<S, R>
-    where
-        R: CallRequest,
-        S: Service<R>,
-    {
-        let shared = Arc::clone(&self.shared);
-        let context = request.context();
-        if call::route(&shared.routes, context.route)
-            .settings
-            .location_headers
-            .is_empty()
-        {
-            // No status URL can ever be followed: nothing to keep.
-            return ResponseFuture::without_polling(
-                self.inner.call(request),
-                shared,
-                context.route,
-            );
-        }
-        // In an assembled stack the retry layer below keeps the request's
-        // head and hands it over with the answer: no copy here.
-        let head = (!R::IN_STACK).then(|| future::RequestHead::of(request.request()));
-        let first = self.inner.call(request);
-        ResponseFuture::new(first, shared, head, context)
-    }
-}
-
 impl<S, B, RB> Service<Request<B>> for Polling<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
@@ -170,7 +139,7 @@ where
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = ResponseFuture<S, Request<B>>;
+    type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> TaskPoll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -180,28 +149,15 @@ where
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.call_any(request)
-    }
-}
-
-impl<S, B, RB> Service<Call<B>> for InStack<Polling<S>>
-where
-    S: Service<Call<B>, Response = Handover<RB>, Error = Error> + Clone,
-    B: Default,
-{
-    type Response = Response<RB>;
-    type Error = Error;
-    type Future = ResponseFuture<S, Call<B>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> TaskPoll<Result<(), Error>> {
-        self.0.inner.poll_ready(cx)
-    }
-
-    // Forced, with the poll layer's other forced inlines: 89 and 80
-    // fewer instructions per call, ready and pending path (STACK_LOOP).
-    #[inline(always)]
-    fn call(&mut self, request: Call<B>) -> Self::Future {
-        self.0.call_any(request)
+        let shared = Arc::clone(&self.shared);
+        if shared.route.settings.location_headers.is_empty() {
+            // No status URL can ever be followed: nothing to keep.
+            return ResponseFuture::without_polling(self.inner.call(request), shared);
+        }
+        let head = future::RequestHead::of(&request);
+        let outer = CallDeadline::of(&request);
+        let first = self.inner.call(request);
+        ResponseFuture::new(first, shared, head, outer)
     }
 }
 

@@ -55,7 +55,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, InStack};
+use crate::deadline::CallDeadline;
 use crate::error::Error;
 use crate::events::Listeners;
 
@@ -73,13 +73,11 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// The limit and the key a `429` pauses.
 pub(crate) type Pauses = (Arc<Limiter>, Arc<str>);
 
-/// The limit as a step of another layer: the assembled stack takes turns in
-/// its breaker layer, so that the limit adds no layer (and no move of the
-/// whole inner future) to every call.
+/// The limit's steps, without a service: the rate limit layer's future and
+/// the assembled stack's driver both take their turns through it.
 #[derive(Clone, Debug)]
 pub(crate) struct Hook {
     limiter: Arc<Limiter>,
-    totals: Option<Arc<[Duration]>>,
 }
 
 impl Hook {
@@ -104,16 +102,14 @@ impl Hook {
             .then(|| Box::new((Arc::clone(&self.limiter), Arc::clone(key))))
     }
 
-    /// The wait for a turn of a call with `context`; its first attempt
-    /// carries no deadline yet, so the call's starts now.
+    /// The wait for a turn, until `deadline` at the latest (the end of the
+    /// call, when it is known).
     #[cold]
     pub(crate) fn acquire(
         &self,
         key: Arc<str>,
-        context: crate::call::CallContext,
+        deadline: Option<tokio::time::Instant>,
     ) -> BoxFuture<Result<(), Error>> {
-        let now = tokio::time::Instant::now();
-        let deadline = context.deadline_or_start(self.totals.as_deref(), now);
         Box::pin(Arc::clone(&self.limiter).acquire(key, deadline))
     }
 }
@@ -134,9 +130,6 @@ pub(crate) fn pause_after<RB>(
 #[derive(Clone, Debug, Default)]
 pub struct RateLimitLayer {
     limiter: Option<Arc<Limiter>>,
-    /// The total timeout of the policy and of each route, for the first
-    /// attempt of a call, which carries no deadline yet.
-    totals: Option<Arc<[Duration]>>,
 }
 
 impl RateLimitLayer {
@@ -163,21 +156,13 @@ impl RateLimitLayer {
         let store = store.or_else(|| backend_store(&settings));
         RateLimitLayer {
             limiter: Some(Arc::new(Limiter::new(settings, store, listeners))),
-            totals: None,
         }
-    }
-
-    /// The total timeouts of a policy (first) and its routes.
-    pub(crate) fn totals(mut self, totals: Vec<Duration>) -> RateLimitLayer {
-        self.totals = Some(totals.into());
-        self
     }
 
     /// The limit as a step of another layer, when it is on.
     pub(crate) fn hook(&self) -> Option<Hook> {
         Some(Hook {
             limiter: Arc::clone(self.limiter.as_ref()?),
-            totals: self.totals.clone(),
         })
     }
 
@@ -238,15 +223,14 @@ impl<S> RateLimit<S> {
     }
 
     #[inline(always)]
-    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R, RB>
+    fn call_any<B, RB>(&mut self, request: Request<B>) -> ResponseFuture<S, Request<B>, RB>
     where
-        R: CallRequest,
-        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
+        S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     {
         let Some(hook) = &self.hook else {
             return ResponseFuture::called(self.inner.call(request), None);
         };
-        let key = hook.key(request.request().uri());
+        let key = hook.key(request.uri());
         if hook.try_now(&key) {
             let pauses = hook.pauses(&key);
             let future = self.inner.call(request);
@@ -257,7 +241,7 @@ impl<S> RateLimit<S> {
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         let pauses = hook.pauses(&key);
-        let acquire = hook.acquire(key, request.context());
+        let acquire = hook.acquire(key, CallDeadline::of(&request));
         ResponseFuture {
             state: State::Acquiring {
                 acquire,
@@ -296,24 +280,6 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.call_any(request)
-    }
-}
-
-impl<S, B, RB> Service<Call<B>> for InStack<RateLimit<S>>
-where
-    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
-{
-    type Response = Response<RB>;
-    type Error = Error;
-    type Future = ResponseFuture<S, Call<B>, RB>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.0.inner.poll_ready(cx)
-    }
-
-    #[inline(always)]
-    fn call(&mut self, request: Call<B>) -> Self::Future {
-        self.0.call_any(request)
     }
 }
 

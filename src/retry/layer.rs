@@ -29,12 +29,8 @@ pub struct RetryLayer {
     timeouts: Timeouts,
     jitter: Arc<SharedRng>,
     /// The settings of each route of a policy, after its own.
-    routes: Vec<RouteRetry>,
     listeners: Listeners,
 }
-
-/// What a route changes of the retry layer.
-pub(crate) type RouteRetry = (Arc<RetrySettings>, Arc<Classifier>, Timeouts);
 
 impl RetryLayer {
     /// A layer that retries under `settings`, with a budget of its own made
@@ -47,7 +43,6 @@ impl RetryLayer {
             classifier: None,
             timeouts: Timeouts::default(),
             jitter: Arc::new(SharedRng::from_entropy()),
-            routes: Vec::new(),
             listeners: Listeners::default(),
         }
     }
@@ -91,10 +86,16 @@ impl RetryLayer {
         self
     }
 
-    /// The same layer, with the settings of a policy's routes after its own.
-    pub(crate) fn routes(mut self, routes: Vec<RouteRetry>) -> Self {
-        self.routes = routes;
-        self
+    /// What a call of this layer's settings needs: the assembled stack's
+    /// plan holds one for each route.
+    pub(crate) fn route(&self) -> RetryRoute {
+        RetryRoute {
+            settings: Arc::clone(&self.settings),
+            budget: Arc::clone(&self.budget),
+            classifier: self.classifier.clone(),
+            timeouts: self.timeouts,
+            jitter: Arc::clone(&self.jitter),
+        }
     }
 
     /// The budget this layer's retries draw on.
@@ -107,23 +108,10 @@ impl<S: Clone> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
-        let route = |settings: &Arc<RetrySettings>, classifier, timeouts| RetryRoute {
-            settings: Arc::clone(settings),
-            budget: Arc::clone(&self.budget),
-            classifier,
-            timeouts,
-            jitter: Arc::clone(&self.jitter),
-        };
-        let own = route(&self.settings, self.classifier.clone(), self.timeouts);
-        let routes = std::iter::once(own)
-            .chain(self.routes.iter().map(|(settings, classifier, timeouts)| {
-                route(settings, Some(Arc::clone(classifier)), *timeouts)
-            }))
-            .collect();
         Retry {
             shared: Arc::new(Shared {
                 spare: inner.clone(),
-                routes,
+                route: self.route(),
                 listeners: self.listeners.clone(),
             }),
             inner,

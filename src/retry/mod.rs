@@ -39,14 +39,15 @@
 
 mod backoff;
 mod budget;
-mod decision;
+pub(crate) mod decision;
 mod future;
-mod key;
+pub(crate) mod key;
 mod layer;
-mod replay;
+pub(crate) mod replay;
+pub(crate) mod report;
 mod reserve;
 mod settings;
-mod step;
+pub(crate) mod step;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -54,7 +55,6 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::call::{Call, CallRequest, Handover, InStack};
 use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
@@ -87,7 +87,7 @@ pub enum NonIdempotent {
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
     pub(crate) spare: S,
-    pub(crate) routes: Box<[RetryRoute]>,
+    pub(crate) route: RetryRoute,
     pub(crate) listeners: crate::events::Listeners,
 }
 
@@ -128,20 +128,6 @@ impl<S> Retry<S> {
     }
 }
 
-impl<S> Retry<S> {
-    // Forced, with the retry layer's other forced inlines: 53 and 39
-    // fewer instructions per call, ready and pending path (STACK_LOOP).
-    #[inline(always)]
-    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S, R>
-    where
-        R: CallRequest,
-        R::Body: ReplayBody,
-        S: Service<R, Response = Response<RB>, Error = Error> + Clone,
-    {
-        ResponseFuture::new(&mut self.inner, request, Arc::clone(&self.shared))
-    }
-}
-
 impl<S, B, RB> Service<Request<B>> for Retry<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
@@ -149,7 +135,7 @@ where
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = ResponseFuture<S, Request<B>>;
+    type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -159,29 +145,6 @@ where
     // fewer instructions per call, ready and pending path (STACK_LOOP).
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.call_any(request)
-    }
-}
-
-impl<S, B, RB> Service<Call<B>> for InStack<Retry<S>>
-where
-    S: Service<Call<B>, Response = Response<RB>, Error = Error> + Clone,
-    B: ReplayBody,
-{
-    // The answer comes with the head of the request the layer kept, for the
-    // poll layer above.
-    type Response = Handover<RB>;
-    type Error = Error;
-    type Future = ResponseFuture<S, Call<B>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.0.inner.poll_ready(cx)
-    }
-
-    // Forced, with the retry layer's other forced inlines: 53 and 39
-    // fewer instructions per call, ready and pending path (STACK_LOOP).
-    #[inline(always)]
-    fn call(&mut self, request: Call<B>) -> Self::Future {
-        self.0.call_any(request)
+        ResponseFuture::new(&mut self.inner, request, Arc::clone(&self.shared))
     }
 }

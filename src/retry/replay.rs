@@ -16,7 +16,6 @@ use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Empty, Full};
 
-use crate::call::Head;
 use crate::error::BoxError;
 
 /// A request body that may be sent again.
@@ -49,7 +48,7 @@ impl ReplayBody for String {
 /// Kept field by field: copying a request's head into a new `Request` would
 /// first build and then drop a default head, on every call. The body is
 /// `None` when it cannot be sent again; the head is still kept, for the
-/// status requests of the poll layer above, which it hands the head to.
+/// status requests of an assembled stack.
 pub(crate) struct Template<B> {
     method: http::Method,
     uri: http::Uri,
@@ -73,6 +72,11 @@ impl<B: ReplayBody> Template<B> {
         }
     }
 
+    /// The request's URL.
+    pub(crate) fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
+
     /// Whether a copy can still be made.
     pub(crate) fn is_replayable(&self) -> bool {
         self.body.as_ref().and_then(ReplayBody::try_clone).is_some()
@@ -89,13 +93,10 @@ impl<B: ReplayBody> Template<B> {
         Some(request)
     }
 
-    /// The head, for the poll layer: moved, not copied.
-    pub(crate) fn into_head(self) -> Head {
-        Head {
-            uri: self.uri,
-            headers: self.headers,
-            version: self.version,
-        }
+    /// What status requests need of the request (its URL, headers and
+    /// version): moved, not copied.
+    pub(crate) fn into_head(self) -> (http::Uri, http::HeaderMap, http::Version) {
+        (self.uri, self.headers, self.version)
     }
 }
 

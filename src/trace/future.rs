@@ -7,14 +7,11 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use crate::call::{self, CallRequest};
 use crate::error::Error;
 use crate::events::{CallEnded, Listeners, Target};
 use crate::info::CallInfo;
 use crate::outcome::Outcome;
 use crate::status::Classifier;
-
-use super::TraceRoute;
 
 pin_project! {
     /// The future of a [`Trace`](super::Trace) call: polls the inner future
@@ -59,27 +56,27 @@ pub(crate) struct CallWatch {
 impl CallWatch {
     /// The watch of `request`'s call, when anyone listens.
     #[inline]
-    pub(crate) fn start<R: CallRequest>(
-        request: &R,
-        routes: &[TraceRoute],
+    pub(crate) fn start(
+        method: &http::Method,
+        uri: &http::Uri,
+        route: Option<&Arc<str>>,
+        classifier: &Arc<Classifier>,
         listeners: &Listeners,
     ) -> Option<Box<CallWatch>> {
         if !listeners.is_some() {
             return None;
         }
-        let index = request.context().route;
-        let route = call::route(routes, index);
         Some(Box::new(CallWatch {
             listeners: listeners.clone(),
-            method: request.request().method().clone(),
-            uri: request.request().uri().clone(),
+            method: method.clone(),
+            uri: uri.clone(),
             started: tokio::time::Instant::now(),
-            route: (index > 0).then(|| Arc::clone(&route.name)),
-            classifier: Arc::clone(&route.classifier),
+            route: route.cloned(),
+            classifier: Arc::clone(classifier),
         }))
     }
 
-    fn end<RB>(self, result: &Result<Response<RB>, Error>) {
+    pub(crate) fn end<RB>(self, result: &Result<Response<RB>, Error>) {
         let (outcome, status, attempts, polls, requests) = match result {
             Ok(response) => {
                 let class = self
@@ -163,7 +160,11 @@ where
 }
 
 /// What the call span records when the call ends.
-fn record<RB>(span: &Span, result: &Result<Response<RB>, Error>, classifier: &Classifier) {
+pub(crate) fn record<RB>(
+    span: &Span,
+    result: &Result<Response<RB>, Error>,
+    classifier: &Classifier,
+) {
     match result {
         Ok(response) => {
             let status = response.status();

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{Trace, TraceRoute};
+use super::Trace;
 use crate::events::{Listener, Listeners};
 use crate::status::Classifier;
 
@@ -23,7 +23,7 @@ use crate::status::Classifier;
 /// ```
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
-    routes: Vec<TraceRoute>,
+    classifier: Arc<Classifier>,
     listeners: Listeners,
 }
 
@@ -31,10 +31,7 @@ impl TraceLayer {
     /// A layer that names outcomes by `classifier`.
     pub fn new(classifier: Arc<Classifier>) -> Self {
         TraceLayer {
-            routes: vec![TraceRoute {
-                classifier,
-                name: Arc::from(""),
-            }],
+            classifier,
             listeners: Listeners::default(),
         }
     }
@@ -50,23 +47,6 @@ impl TraceLayer {
         self.listeners = listeners.clone();
         self
     }
-
-    pub(crate) fn listeners(&self) -> &Listeners {
-        &self.listeners
-    }
-
-    /// The same layer, naming the outcomes and routes of a policy's routes
-    /// after its own.
-    /// What the call span says of each route, the policy's own first.
-    pub(crate) fn route_names(&self) -> Arc<[TraceRoute]> {
-        self.routes.iter().cloned().collect()
-    }
-
-    pub(crate) fn routes(mut self, routes: impl IntoIterator<Item = TraceRoute>) -> Self {
-        self.routes.truncate(1);
-        self.routes.extend(routes);
-        self
-    }
 }
 
 impl<S> Layer<S> for TraceLayer {
@@ -75,7 +55,7 @@ impl<S> Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Trace<S> {
         Trace {
             inner,
-            routes: self.routes.iter().cloned().collect(),
+            classifier: Arc::clone(&self.classifier),
             listeners: self.listeners.clone(),
         }
     }

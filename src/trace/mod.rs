@@ -30,30 +30,21 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Uri};
 use tower_service::Service;
 
-use crate::call::{self, CallRequest};
 use crate::error::Error;
 use crate::events::Listeners;
 use crate::status::Classifier;
 
 pub use future::ResponseFuture;
-pub(crate) use future::{CallWatch, poll_in_span};
+pub(crate) use future::{CallWatch, record};
 pub use layer::TraceLayer;
 
 /// Opens a span for each call of the inner service; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
-    /// Per route: the policy's own first.
-    routes: Arc<[TraceRoute]>,
+    /// Names the outcome in the span and the event.
+    classifier: Arc<Classifier>,
     listeners: Listeners,
-}
-
-/// What the span of a call on one route says.
-#[derive(Debug, Clone)]
-pub(crate) struct TraceRoute {
-    pub(crate) classifier: Arc<Classifier>,
-    /// The route's `name`, or its place in the policy's list.
-    pub(crate) name: Arc<str>,
 }
 
 impl<S> Trace<S> {
@@ -73,39 +64,25 @@ impl<S> Trace<S> {
     }
 }
 
-impl<S> Trace<S> {
-    #[inline]
-    fn call_any<R, RB>(&mut self, request: R) -> ResponseFuture<S::Future>
-    where
-        R: CallRequest,
-        S: Service<R, Response = Response<RB>, Error = Error>,
-    {
-        let (span, classifier) = open(&request, &self.routes);
-        let watch = CallWatch::start(&request, &self.routes, &self.listeners);
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        ResponseFuture::new(future, span, classifier, watch)
-    }
-}
-
-/// The span of a call, with its route named, and what names its outcome at
-/// the end (only when someone listens).
+/// Opens the span of a call to `uri`, and names its route in it (`route`
+/// for a call that took a route of a policy's, `None` for the policy's own).
+/// Returns the classifier the span needs to name the outcome, only when the
+/// span is recorded.
 #[inline]
-pub(crate) fn open<R: CallRequest>(
-    request: &R,
-    routes: &[TraceRoute],
+pub(crate) fn open(
+    method: &http::Method,
+    uri: &Uri,
+    route: Option<&str>,
+    classifier: &Arc<Classifier>,
 ) -> (tracing::Span, Option<Arc<Classifier>>) {
-    let span = call_span(request.request().method(), request.request().uri());
-    let route = request.context().route;
-    let own = call::route(routes, route);
-    if route > 0 && !span.is_disabled() {
-        span.record("rebound.route", &*own.name);
+    let span = call_span(method, uri);
+    if span.is_disabled() {
+        return (span, None);
     }
-    // The policy is needed only to name the outcome in the span.
-    let classifier = (!span.is_disabled()).then(|| Arc::clone(&own.classifier));
-    (span, classifier)
+    if let Some(route) = route {
+        span.record("rebound.route", route);
+    }
+    (span, Some(Arc::clone(classifier)))
 }
 
 impl<S, B, RB> Service<Request<B>> for Trace<S>
@@ -122,7 +99,14 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.call_any(request)
+        let (method, uri) = (request.method(), request.uri());
+        let (span, classifier) = open(method, uri, None, &self.classifier);
+        let watch = CallWatch::start(method, uri, None, &self.classifier, &self.listeners);
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture::new(future, span, classifier, watch)
     }
 }
 

@@ -1,41 +1,32 @@
 //! The whole stack, assembled from a policy.
 
-use std::future::Future;
-use std::pin::Pin;
+mod driver;
+mod plan;
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-use tracing::Span;
-
-use pin_project_lite::pin_project;
 
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::breaker::{BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
-use crate::call::{Call, CallContext, InStack};
-use crate::classify::{Classify, ClassifyLayer};
+use crate::breaker::{BreakerHandle, CircuitBreakerLayer};
 use crate::config::Policy;
 use crate::error::{BoxError, Error};
-use crate::events::Listeners;
-use crate::poll::{self, Polling, PollingLayer};
-use crate::retry::{ReplayBody, Retry, RetryLayer};
-use crate::route::{RouteRequest, RouteTable};
-use crate::status::Classifier;
-use crate::trace::{self, CallWatch, TraceLayer, TraceRoute};
+use crate::retry::ReplayBody;
+use plan::{LastHost, Plans};
 
-/// The layers under the poll layer.
-type Inner<S> = InStack<Retry<InStack<CircuitBreaker<InStack<Classify<S>>>>>>;
-/// The layers the call span wraps: the stack's future opens that span itself,
-/// rather than nesting the trace layer's future (one move of the whole
-/// future fewer per call).
-type Stack<S> = InStack<Polling<Inner<S>>>;
+pub use driver::ResponseFuture;
 
 /// Builds the whole rebound stack around a client, in the order of the
 /// design: trace, poll, retry, rate limit, breaker, classify, then the
-/// client. The rate limit takes its turns in the breaker layer, before the
-/// breaker's admission: the same order, one layer fewer for every call.
+/// client.
+///
+/// The stack is not a nest of the standalone layers' services but one
+/// driver that runs the same steps in that order, over one client future,
+/// one timer and the plan of the call's route, chosen once: a layer alone
+/// and the assembled stack behave the same, and the stack's call moves no
+/// future into another.
 ///
 /// The stack needs a Tokio runtime with its timer enabled: timeouts and waits
 /// come from `tokio::time`. Request bodies must implement
@@ -103,14 +94,10 @@ type Stack<S> = InStack<Polling<Inner<S>>>;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ResilienceLayer {
-    /// How each call picks its route; `None` for a policy without routes,
-    /// which then spends nothing on it.
-    routes: Option<Arc<RouteTable>>,
-    trace: TraceLayer,
-    poll: PollingLayer,
-    retry: RetryLayer,
+    plans: Arc<Plans>,
+    /// The stack's breakers, kept for its handle and for a successor that
+    /// keeps them.
     breaker: CircuitBreakerLayer,
-    classify: ClassifyLayer,
 }
 
 impl ResilienceLayer {
@@ -129,22 +116,22 @@ impl ResilienceLayer {
     }
 
     fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>) -> Self {
-        let (trace, poll, retry, classify) = policy.routed_layers();
-        let totals: Vec<_> = std::iter::once(policy.timeouts().total())
-            .chain(policy.routes().iter().map(|r| r.timeouts.total()))
-            .collect();
-        let limit = policy.rate_limit_layer().totals(totals.clone());
-        let breaker = breaker.rate_limit(limit.hook()).call_totals(totals.into());
+        let retry = policy.retry_layer();
+        let retry = match seed {
+            Some(seed) => retry.seed(seed),
+            None => retry,
+        };
+        let limit = policy.rate_limit_layer().hook();
+        let plans = Plans::of(
+            policy,
+            &retry,
+            &policy.polling_layer(),
+            breaker.registry(),
+            limit,
+        );
         ResilienceLayer {
-            routes: policy.route_table(),
-            trace,
-            poll,
-            retry: match seed {
-                Some(seed) => retry.seed(seed),
-                None => retry,
-            },
+            plans: Arc::new(plans),
             breaker,
-            classify,
         }
     }
 
@@ -171,44 +158,46 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
     type Service = Resilience<S>;
 
     fn layer(&self, inner: S) -> Resilience<S> {
-        let classify = InStack(self.classify.layer(inner));
-        let breaker = InStack(self.breaker.layer(classify));
-        let retry = InStack(self.retry.layer(breaker));
-        let poll = InStack(self.poll.layer(retry));
         Resilience {
-            routes: self.routes.clone(),
-            trace: self.trace.route_names(),
-            listeners: self.trace.listeners().clone(),
-            inner: poll,
+            spare: Arc::new(inner.clone()),
+            inner,
+            plans: Arc::clone(&self.plans),
+            last: None,
         }
     }
 }
 
 /// A client wrapped in the rebound stack; built by [`ResilienceLayer`].
 ///
-/// There is no `get_mut`: the retry and poll layers send their second
-/// requests through clones of the client made when the stack was built, which
-/// a change made through it would not reach.
-#[derive(Debug, Clone)]
+/// There is no `get_mut`: retries and status requests go through a clone of
+/// the client made when the stack was built, which a change made through it
+/// would not reach.
+#[derive(Clone)]
 pub struct Resilience<S> {
-    routes: Option<Arc<RouteTable>>,
-    /// What the call span says of each route.
-    trace: Arc<[TraceRoute]>,
-    listeners: Listeners,
-    inner: Stack<S>,
+    inner: S,
+    /// The clone retries and status requests are sent through.
+    spare: Arc<S>,
+    plans: Arc<Plans>,
+    last: LastHost,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Resilience<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resilience")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> Resilience<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
-        let breaker = self.inner.0.get_ref().0.get_ref();
-        breaker.0.get_ref().0.get_ref()
+        &self.inner
     }
 
     /// Unwraps the client.
     pub fn into_inner(self) -> S {
-        let breaker = self.inner.0.into_inner().0.into_inner();
-        breaker.0.into_inner().0.into_inner()
+        self.inner
     }
 }
 
@@ -221,72 +210,22 @@ where
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, B, RB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Service::<Call<B>>::poll_ready(&mut self.inner, cx)
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::transport(e.into()))
     }
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let mut context = CallContext::default();
-        if let Some(routes) = &self.routes {
-            context.route = routes.select(&RouteRequest {
-                method: request.method(),
-                uri: request.uri(),
-                headers: request.headers(),
-                extensions: request.extensions(),
-            });
-        }
-        let call = Call::new(request, context);
-        let (span, classifier) = trace::open(&call, &self.trace);
-        let watch = CallWatch::start(&call, &self.trace, &self.listeners);
-        let inner = {
-            let _entered = span.enter();
-            self.inner.call(call)
-        };
-        ResponseFuture {
-            inner,
-            span,
-            classifier,
-            watch,
-        }
-    }
-}
-
-pin_project! {
-    /// The future of a [`Resilience`] call: a type of its own, so that the
-    /// layers inside may change without changing it.
-    pub struct ResponseFuture<S, B>
-    where
-        Inner<S>: Service<Call<B>>,
-    {
-        #[pin]
-        inner: poll::ResponseFuture<Inner<S>, Call<B>>,
-        span: Span,
-        classifier: Option<Arc<Classifier>>,
-        watch: Option<Box<CallWatch>>,
-    }
-}
-
-impl<S, B, RB> Future for ResponseFuture<S, B>
-where
-    S: Service<Request<B>, Response = Response<RB>> + Clone,
-    S::Error: Into<BoxError>,
-    B: ReplayBody + Default,
-    RB: http_body::Body,
-{
-    type Output = Result<Response<RB>, Error>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        trace::poll_in_span(
-            this.inner,
-            this.span,
-            this.classifier.as_deref(),
-            this.watch,
-            cx,
+        ResponseFuture::start(
+            &mut self.inner,
+            &self.spare,
+            &self.plans,
+            &mut self.last,
+            request,
         )
     }
 }

@@ -1,0 +1,790 @@
+//! The assembled stack's future: one driver that runs every concern's steps
+//! (the limit's turn, the breaker's gate, classify, retry, poll, the call's
+//! span) over one client future, one timer and one plan.
+//!
+//! The standalone layers run the same steps, each around its inner service;
+//! here the steps follow each other in one state machine, so that the
+//! client's future is stored once and never moved into another future.
+//! Decisions live in the steps: this file only says which step runs when,
+//! and what it sends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::header::HeaderName;
+use http::{Request, Response, Uri};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+use tracing::Span;
+
+use super::plan::{CallClock, LastHost, Plans, RoutePlan};
+use crate::breaker::{self, PermitGuard, ProbeWait};
+use crate::classify::ErrorBodyRead;
+use crate::classify::step::{self as classify_step, Head, Limit};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::events::{self, AttemptStarted, PollSent};
+use crate::poll::step::{self as poll_step, Answered, Counts};
+use crate::poll::{self, RequestHead, Target};
+use crate::rate_limit::{Pauses, pause_after};
+use crate::retry::ReplayBody;
+use crate::retry::decision::{RequestFacts, is_idempotent};
+use crate::retry::key::idempotency_key;
+use crate::retry::replay::Template;
+use crate::retry::report::{
+    AttemptWatch, attempt_answered, attempt_failed, attempt_span, refused, scheduled,
+};
+use crate::retry::step::{self as retry_step, Progress};
+use crate::retry_after::retry_after_of;
+use crate::span::UrlWithoutQuery;
+use crate::status::Classifier;
+use crate::timer::Timer;
+use crate::trace::{self, CallWatch};
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pin_project! {
+    /// The future of a [`Resilience`](super::Resilience) call.
+    pub struct ResponseFuture<S, B, RB>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future, RB>,
+        // The one timer of the call: the attempt's timeout while a request
+        // is in flight, the end of a wait while waiting.
+        #[pin]
+        timer: Timer,
+        call: Call<S, B>,
+        // The call's span, entered whenever the call is polled; last, so
+        // that the spans of its requests close before it.
+        span: Span,
+    }
+}
+
+pin_project! {
+    /// Where the call is.
+    #[project = StateProj]
+    enum State<F, RB> {
+        /// A request is in flight; the timer, once armed, is its timeout.
+        Sending { #[pin] future: F },
+        /// The body of a failure is being read, under the same timeout.
+        Reading { read: Pin<Box<ErrorBodyRead<RB>>> },
+        /// Refused before it was sent (an open breaker, a throttle).
+        Refused { error: Option<Error> },
+        /// Waiting for a turn of the rate limit.
+        Turn { acquire: BoxFuture<Result<(), Error>> },
+        /// Waiting for the verdict of the breaker's probe.
+        Probe { wait: Box<ProbeWait> },
+        /// A `429` pauses the rate limit's key before it is taken in.
+        Pausing {
+            pause: BoxFuture<()>,
+            result: Option<Box<Result<Response<RB>, Error>>>,
+        },
+        /// Waiting out a backoff or a poll's interval: the timer's end.
+        Waiting,
+        /// The spare service is getting ready for the next request; the
+        /// timer, once armed, is the end of the call.
+        Readying,
+        Done,
+    }
+}
+
+/// What the call keeps between its steps.
+pub(crate) struct Call<S, B> {
+    shared: Arc<Plans>,
+    route: usize,
+    clock: CallClock,
+    /// The spare client's clone, for every request after the first.
+    spare: Arc<S>,
+    service: Option<S>,
+    /// What the next request is, once the service is ready.
+    next: Next<B>,
+    /// The breaker's permit of the request in flight.
+    permit: Option<PermitGuard>,
+    /// What a `429` of the request in flight pauses.
+    pauses: Option<Box<Pauses>>,
+    /// The request in flight's retry loop: a status request starts its own.
+    template: Option<Template<B>>,
+    progress: Progress,
+    /// What ends the request in flight if it gets no answer in time.
+    limit: Limit,
+    attempt_span: Span,
+    watch: Option<Box<AttemptWatch>>,
+    /// The operation, once the call polls one.
+    operation: Option<Box<Operation>>,
+    counts: Counts,
+    /// What the call's span needs to name the outcome, when it is recorded.
+    classifier: Option<Arc<Classifier>>,
+    call_watch: Option<Box<CallWatch>>,
+}
+
+/// An operation being polled.
+struct Operation {
+    head: RequestHead,
+    target: Target,
+    polls: u32,
+    span: Span,
+}
+
+/// What the call sends once the service is ready.
+enum Next<B> {
+    /// Another attempt of the request, from its template.
+    Retry,
+    /// The next status request.
+    Poll,
+    /// A request that had its turn, and goes to the breaker's gate.
+    Gate(Request<B>),
+    /// A request the breaker let through.
+    Send(Request<B>),
+}
+
+impl<S, B, RB> ResponseFuture<S, B, RB>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody + Default,
+{
+    /// Starts a call: picks its plan, opens its span and sends the first
+    /// attempt through `service`, which is ready.
+    #[inline(always)]
+    pub(crate) fn start(
+        service: &mut S,
+        spare: &Arc<S>,
+        shared: &Arc<Plans>,
+        last: &mut LastHost,
+        mut request: Request<B>,
+    ) -> Self {
+        let route = shared.select(&request);
+        let plan = shared.plan(route);
+        let (span, classifier) = trace::open(
+            request.method(),
+            request.uri(),
+            plan.name.as_deref(),
+            &plan.classifier,
+        );
+        let call_watch = CallWatch::start(
+            request.method(),
+            request.uri(),
+            plan.name.as_ref(),
+            &plan.classifier,
+            &shared.listeners,
+        );
+        let _entered = span.enter();
+        let progress = Progress::new(begin(plan, &mut request));
+        let polls = !plan.poll.settings.location_headers.is_empty();
+        let template =
+            (plan.retry.settings.max_attempts > 1 || polls).then(|| Template::of(&request));
+        let attempt_span = attempt_span(0);
+        let watch = started(&shared.listeners, &request);
+        let mut call = Call {
+            shared: Arc::clone(shared),
+            route,
+            clock: CallClock::new(plan.timeouts.total()),
+            spare: Arc::clone(spare),
+            service: None,
+            next: Next::Retry,
+            permit: None,
+            pauses: None,
+            template,
+            progress,
+            limit: Limit::Attempt,
+            attempt_span,
+            watch,
+            operation: None,
+            counts: Counts::default(),
+            classifier,
+            call_watch,
+        };
+        let state = call.admit(request, service, last);
+        drop(_entered);
+        ResponseFuture {
+            state,
+            timer: Timer::Idle,
+            call,
+            span,
+        }
+    }
+}
+
+/// The retry loop's start for a request: the budget counts it, and a write
+/// gets an `Idempotency-Key` when the policy adds one. Returns what the
+/// retry steps need to know of it.
+#[inline(always)]
+fn begin<B>(plan: &RoutePlan, request: &mut Request<B>) -> RequestFacts {
+    plan.retry.budget.record_call();
+    let idempotent = is_idempotent(request.method());
+    // Looked up only where it matters: a retry of an idempotent request is
+    // safe with or without a key.
+    let has_idempotency_key = !idempotent && {
+        let key = HeaderName::from_static(IDEMPOTENCY_KEY);
+        if plan.retry.settings.add_idempotency_key && !request.headers().contains_key(&key) {
+            // Without the system's randomness no key is added, and the write
+            // is not retried: better than a key others can guess.
+            if let Some(value) = idempotency_key() {
+                request.headers_mut().insert(key.clone(), value);
+            }
+        }
+        request.headers().contains_key(&key)
+    };
+    RequestFacts {
+        idempotent,
+        has_idempotency_key,
+        attempts: 1,
+    }
+}
+
+/// The watch of a request's attempts, when anyone listens, and the event of
+/// its first.
+#[inline(always)]
+fn started<B>(listeners: &events::Listeners, request: &Request<B>) -> Option<Box<AttemptWatch>> {
+    listeners.is_some().then(|| {
+        let watch = Box::new(AttemptWatch {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            started: Instant::now(),
+        });
+        let event = AttemptStarted {
+            target: watch.target(),
+            attempt: 1,
+        };
+        listeners.emit(|l| l.attempt_started(&event));
+        watch
+    })
+}
+
+impl<S, B> Call<S, B>
+where
+    S: Service<Request<B>> + Clone,
+{
+    /// The rate limit's turn, then the breaker's gate; sends the request
+    /// through `service` (ready) when both let it through at once.
+    #[inline(always)]
+    fn admit<RB>(
+        &mut self,
+        request: Request<B>,
+        service: &mut S,
+        last: &mut LastHost,
+    ) -> State<S::Future, RB> {
+        if let Some(limit) = &self.shared.limit {
+            let key = limit.key(request.uri());
+            self.pauses = limit.pauses(&key);
+            if !limit.try_now(&key) {
+                let end = self.clock.end(Instant::now());
+                let acquire = limit.acquire(key, Some(end));
+                self.next = Next::Gate(request);
+                return State::Turn { acquire };
+            }
+        }
+        self.gate(request, service, last)
+    }
+
+    /// The breaker's gate.
+    #[inline(always)]
+    fn gate<RB>(
+        &mut self,
+        request: Request<B>,
+        service: &mut S,
+        last: &mut LastHost,
+    ) -> State<S::Future, RB> {
+        let Some(registry) = &self.shared.breakers else {
+            return self.send(request, service);
+        };
+        let clock = &self.clock;
+        match breaker::admit_to(registry, request.uri(), last, |now| {
+            Some(clock.end_if_started(now))
+        }) {
+            breaker::Gate::Admit(permit) => {
+                self.permit = Some(permit);
+                self.send(request, service)
+            }
+            breaker::Gate::Reject(error) => State::Refused { error: Some(error) },
+            breaker::Gate::Wait(wait) => {
+                self.next = Next::Send(request);
+                State::Probe { wait }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn send<RB>(&mut self, request: Request<B>, service: &mut S) -> State<S::Future, RB> {
+        let future = {
+            let _poll = self.operation.as_ref().map(|op| op.span.enter());
+            let _attempt = self.attempt_span.enter();
+            service.call(request)
+        };
+        State::Sending { future }
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, B, RB>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody + Default,
+    RB: Body,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let call = this.call;
+        let _entered = this.span.enter();
+        loop {
+            // The result of the request in flight, once it has one; `sent`
+            // when it reached the client, so that the breaker and the limit
+            // take it in.
+            let (result, sent) = match this.state.as_mut().project() {
+                StateProj::Sending { future } => {
+                    let polled = {
+                        let _poll = call.operation.as_ref().map(|op| op.span.enter());
+                        let _attempt = call.attempt_span.enter();
+                        future.poll(cx)
+                    };
+                    match polled {
+                        Poll::Ready(Ok(response)) => match call.head(response) {
+                            Headed::Pass(response) => (Ok(response), true),
+                            Headed::Fail(error) => (Err(error), true),
+                            Headed::Read(read) => {
+                                this.state.set(State::Reading { read });
+                                continue;
+                            }
+                        },
+                        Poll::Ready(Err(error)) => (Err(Error::transport(error.into())), true),
+                        Poll::Pending => match call.timed_out(this.timer.as_mut(), cx) {
+                            Some(error) => (Err(error), true),
+                            None => return Poll::Pending,
+                        },
+                    }
+                }
+                StateProj::Reading { read } => {
+                    let settings = &call.shared.plan(call.route).classify.settings;
+                    match read.as_mut().poll_read(cx, settings) {
+                        Poll::Ready(error) => (Err(error), true),
+                        Poll::Pending => match call.timed_out(this.timer.as_mut(), cx) {
+                            Some(error) => (Err(error), true),
+                            None => return Poll::Pending,
+                        },
+                    }
+                }
+                StateProj::Refused { error } => {
+                    let error = error.take().unwrap_or_else(|| Error::circuit_open(None));
+                    (Err(error), false)
+                }
+                StateProj::Turn { acquire } => match ready!(acquire.as_mut().poll(cx)) {
+                    Ok(()) => {
+                        this.state.set(State::Readying);
+                        continue;
+                    }
+                    Err(error) => (Err(error), false),
+                },
+                StateProj::Probe { wait } => match ready!(wait.poll_verdict(cx)) {
+                    Ok(permit) => {
+                        call.permit = Some(permit);
+                        this.state.set(State::Readying);
+                        continue;
+                    }
+                    Err(error) => (Err(error), false),
+                },
+                StateProj::Pausing { pause, result } => {
+                    ready!(pause.as_mut().poll(cx));
+                    let result = result.take().map_or_else(
+                        || Err(Error::new(ErrorKind::Transport).with_detail("paused twice")),
+                        |result| *result,
+                    );
+                    (result, false)
+                }
+                StateProj::Waiting => {
+                    ready!(this.timer.as_mut().poll_fired(cx));
+                    this.timer.set(Timer::Idle);
+                    this.state.set(State::Readying);
+                    continue;
+                }
+                StateProj::Readying => {
+                    let next = ready!(call.poll_next(this.timer.as_mut(), cx));
+                    this.timer.set(Timer::Idle);
+                    match next {
+                        Ok(state) => {
+                            this.state.set(state);
+                            continue;
+                        }
+                        Err(error) => (Err(error), false),
+                    }
+                }
+                StateProj::Done => panic!("Resilience's future polled after completion"),
+            };
+            if sent {
+                this.timer.set(Timer::Idle);
+                if let Some(permit) = call.permit.take() {
+                    permit.finish(&result);
+                }
+                if let Some(pause) = call.pauses.take().and_then(|p| pause_after(*p, &result)) {
+                    this.state.set(State::Pausing {
+                        pause,
+                        result: Some(Box::new(result)),
+                    });
+                    continue;
+                }
+            }
+            let flow = match result {
+                Ok(response) => call.answered(response, this.timer.as_mut()),
+                Err(error) => call.failed(error, this.timer.as_mut()),
+            };
+            match flow {
+                Flow::Wait => this.state.set(State::Waiting),
+                Flow::Ready => this.state.set(State::Readying),
+                Flow::End(result) => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(call.end(this.span, result));
+                }
+            }
+        }
+    }
+}
+
+/// What classify's step makes of an answer's head.
+enum Headed<RB> {
+    /// The answer passes: a success, or pollable.
+    Pass(Response<RB>),
+    /// A failure known from the head.
+    Fail(Error),
+    /// A failure whose body must be read first.
+    Read(Pin<Box<ErrorBodyRead<RB>>>),
+}
+
+/// What follows a request's result.
+enum Flow<RB> {
+    /// Wait for the armed timer, then send the next request.
+    Wait,
+    /// Send the next request now.
+    Ready,
+    /// The call ends.
+    End(Result<Response<RB>, Error>),
+}
+
+impl<S, B> Call<S, B>
+where
+    S: Service<Request<B>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody + Default,
+{
+    /// Classify's step on an answer's head.
+    #[inline(always)]
+    fn head<RB: Body>(&self, response: Response<RB>) -> Headed<RB> {
+        let settings = &self.shared.plan(self.route).classify.settings;
+        match classify_step::head(
+            response.status(),
+            response.headers(),
+            &settings.classifier,
+            &settings.error_body,
+            || response.body().is_end_stream(),
+        ) {
+            Head::Pass => Headed::Pass(response),
+            Head::Fail(error) => Headed::Fail(error),
+            Head::ReadBody(read) => Headed::Read(ErrorBodyRead::new(response, read)),
+        }
+    }
+
+    /// Arms the request's timeout when it first waits; the error that ends
+    /// it once the timeout fires.
+    fn timed_out(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Option<Error> {
+        let timeouts = self.shared.plan(self.route).timeouts;
+        if !timer.is_armed() {
+            let now = Instant::now();
+            let end = self.clock.end(now);
+            let timeout = classify_step::timeout(now, &timeouts, Some(end));
+            self.limit = timeout.by;
+            timer.as_mut().arm(timeout.at);
+        }
+        match timer.poll_fired(cx) {
+            Poll::Ready(()) => Some(self.limit.error(timeouts.attempt())),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Runs the retry step on a request's failure, and tells spans and
+    /// listeners what follows.
+    fn failed<RB>(&mut self, error: Error, mut timer: Pin<&mut Timer>) -> Flow<RB> {
+        let _poll = self.operation.as_ref().map(|op| op.span.enter());
+        let plan = self.shared.plan(self.route);
+        let listeners = &self.shared.listeners;
+        let watch = self.watch.as_deref().map(|w| (w, listeners));
+        attempt_failed(&self.attempt_span, watch, &self.progress, &error);
+        let (clock, template) = (&mut self.clock, &self.template);
+        let step = retry_step::step(
+            &mut self.progress,
+            error,
+            &plan.retry.settings,
+            &plan.retry.budget,
+            || {
+                let now = Instant::now();
+                (now, clock.end(now))
+            },
+            || template.as_ref().is_some_and(Template::is_replayable),
+            || plan.retry.jitter.next_u64(),
+        );
+        let error = match step {
+            retry_step::Step::Fail(error) => error,
+            retry_step::Step::Refuse {
+                error,
+                refusal,
+                failed,
+            } => {
+                refused(watch, &self.progress, refusal, failed);
+                error
+            }
+            retry_step::Step::Retry {
+                delay,
+                reason,
+                until,
+            } => {
+                scheduled(watch, &self.progress, &plan.retry, delay, reason);
+                self.next = Next::Retry;
+                if delay.is_zero() {
+                    return Flow::Ready;
+                }
+                timer.as_mut().arm(until);
+                return Flow::Wait;
+            }
+        };
+        drop(_poll);
+        Flow::End(Err(self.request_failed(error)))
+    }
+
+    /// A request that fails for good: a status request's error carries the
+    /// call's counts, its own attempts among them.
+    fn request_failed(&self, error: Error) -> Error {
+        match &self.operation {
+            Some(op) => {
+                crate::span::record_error_fields(&op.span, &error);
+                self.counts
+                    .after(error.attempts(), true)
+                    .stamp(error, op.polls)
+            }
+            None => error,
+        }
+    }
+
+    /// Runs the retry and poll steps on an answer that passed classify.
+    fn answered<RB>(&mut self, mut response: Response<RB>, timer: Pin<&mut Timer>) -> Flow<RB> {
+        let plan = self.shared.plan(self.route);
+        retry_step::succeed(&self.progress, &mut response, &plan.retry.budget);
+        let listeners = &self.shared.listeners;
+        let watch = self.watch.as_deref().map(|w| (w, listeners));
+        attempt_answered(
+            &self.attempt_span,
+            watch,
+            &self.progress,
+            &plan.retry,
+            &response,
+        );
+        if plan.poll.settings.location_headers.is_empty() {
+            // No status URL can ever be followed.
+            return Flow::End(Ok(response));
+        }
+        self.follow(response, timer)
+    }
+
+    /// The poll step on an answer: it ends the call, or the operation goes
+    /// on.
+    fn follow<RB>(&mut self, mut response: Response<RB>, mut timer: Pin<&mut Timer>) -> Flow<RB> {
+        let plan = self.shared.plan(self.route);
+        let polled = self.operation.is_some();
+        if let Some(op) = &self.operation {
+            op.span
+                .record("http.response.status_code", response.status().as_u16());
+        }
+        self.counts = self.counts.after(self.progress.facts.attempts, polled);
+        let headers = response.headers();
+        let answer = Answered {
+            class: plan
+                .poll
+                .classifier
+                .classify_head(response.status(), headers),
+            headers,
+        };
+        let progress = poll_step::Progress {
+            request: match &self.operation {
+                Some(op) => Some(op.head.uri()),
+                None => self.template.as_ref().map(Template::uri),
+            },
+            target: self.operation.as_ref().map(|op| op.target.uri()),
+            polls: self.operation.as_ref().map_or(0, |op| op.polls),
+            started: self.clock.started(),
+        };
+        let polls = progress.polls;
+        let step = poll_step::step(
+            &answer,
+            &progress,
+            &plan.poll.settings,
+            plan.poll.timeouts.total(),
+            Instant::now,
+            || retry_after_of(headers),
+        );
+        let wait = match step {
+            poll_step::Step::Return => {
+                let target = self.operation.as_ref().map(|op| op.target.uri());
+                poll::finish(&mut response, target, self.counts, polls);
+                return Flow::End(Ok(response));
+            }
+            poll_step::Step::Accept => return Flow::End(Ok(response)),
+            poll_step::Step::Refuse(refused) => {
+                let error = poll::refuse(&refused, &plan.poll, self.counts, polls);
+                return Flow::End(Err(error));
+            }
+            poll_step::Step::End(ending) => return Flow::End(Err(ending.error(self.counts))),
+            poll_step::Step::Wait(wait) => wait,
+        };
+        let (poll, delay, reason) = poll::log_wait(&wait, response.headers());
+        self.clock.start(wait.started);
+        match (wait.target, self.operation.as_mut()) {
+            (Some(target), Some(op)) => op.target = target,
+            (Some(target), None) => {
+                let Some(template) = self.template.take() else {
+                    return Flow::End(Err(Error::new(ErrorKind::PollRefused)));
+                };
+                let (uri, headers, version) = template.into_head();
+                self.operation = Some(Box::new(Operation {
+                    head: RequestHead::new(uri, headers, version),
+                    target,
+                    polls: 0,
+                    span: Span::none(),
+                }));
+            }
+            (None, _) => {}
+        }
+        if let (Some(op), true) = (&self.operation, listeners_on(&self.shared)) {
+            let event = events::PollScheduled {
+                target: events::Target::new(&http::Method::GET, op.target.uri()),
+                poll,
+                delay,
+                wait: reason,
+            };
+            self.shared.listeners.emit(|l| l.poll_scheduled(&event));
+        }
+        self.next = Next::Poll;
+        timer.as_mut().arm(wait.until);
+        Flow::Wait
+    }
+
+    /// Readies the spare service, then sends the next request, unless the
+    /// call ends first.
+    fn poll_next<RB>(
+        &mut self,
+        mut timer: Pin<&mut Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<State<S::Future, RB>, Error>> {
+        let spare = &self.spare;
+        let service = self.service.get_or_insert_with(|| S::clone(spare));
+        match service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => {
+                let error = Error::transport(error.into());
+                return Poll::Ready(Err(self.progress.not_ready_error(error)));
+            }
+            Poll::Pending => {
+                if !timer.is_armed() {
+                    let end = self.clock.end(Instant::now());
+                    timer.as_mut().arm(end);
+                }
+                ready!(timer.poll_fired(cx));
+                return Poll::Ready(Err(self.progress.deadline_error()));
+            }
+        }
+        let Some(mut service) = self.service.take() else {
+            return Poll::Ready(Err(self.progress.deadline_error()));
+        };
+        let state = match std::mem::replace(&mut self.next, Next::Retry) {
+            Next::Retry => self.retry(&mut service),
+            Next::Poll => Ok(self.status_request(&mut service)),
+            Next::Gate(request) => Ok(self.gate(request, &mut service, &mut None)),
+            Next::Send(request) => Ok(self.send(request, &mut service)),
+        };
+        self.service = Some(service);
+        Poll::Ready(state)
+    }
+
+    /// Another attempt of the request in flight.
+    fn retry<RB>(&mut self, service: &mut S) -> Result<State<S::Future, RB>, Error> {
+        // The copy is made only now, when it is sent: a retry that is never
+        // sent copies nothing.
+        let Some(request) = self.template.as_ref().and_then(Template::request) else {
+            return Err(self.progress.unreplayable_error());
+        };
+        self.attempt_span = {
+            let _poll = self.operation.as_ref().map(|op| op.span.enter());
+            attempt_span(self.progress.facts.attempts)
+        };
+        self.progress.facts.attempts += 1;
+        if let Some(watch) = self.watch.as_deref_mut() {
+            watch.start(&self.shared.listeners, self.progress.facts.attempts);
+        }
+        Ok(self.admit(request, service, &mut None))
+    }
+
+    /// The next status request of the operation, with a retry loop of its
+    /// own.
+    fn status_request<RB>(&mut self, service: &mut S) -> State<S::Future, RB> {
+        let shared = Arc::clone(&self.shared);
+        let plan = shared.plan(self.route);
+        let Some(op) = self.operation.as_deref_mut() else {
+            return State::Refused {
+                error: Some(Error::new(ErrorKind::PollRefused)),
+            };
+        };
+        let mut request: Request<B> =
+            poll::status_request(&op.head, &op.target, &plan.poll.settings);
+        op.polls += 1;
+        if shared.listeners.is_some() {
+            let event = PollSent {
+                target: events::Target::new(&http::Method::GET, op.target.uri()),
+                poll: op.polls,
+            };
+            shared.listeners.emit(|l| l.poll_sent(&event));
+        }
+        op.span = poll_span(op.polls, op.target.uri());
+        self.progress = Progress::new(begin(plan, &mut request));
+        self.template = (plan.retry.settings.max_attempts > 1).then(|| Template::of(&request));
+        self.attempt_span = {
+            let _poll = op.span.enter();
+            attempt_span(0)
+        };
+        self.watch = started(&shared.listeners, &request);
+        self.admit(request, service, &mut None)
+    }
+
+    /// Ends the call: its span and its listeners learn the outcome.
+    fn end<RB>(
+        &mut self,
+        span: &Span,
+        result: Result<Response<RB>, Error>,
+    ) -> Result<Response<RB>, Error> {
+        if let Some(classifier) = &self.classifier {
+            trace::record(span, &result, classifier);
+        }
+        if let Some(watch) = self.call_watch.take() {
+            watch.end(&result);
+        }
+        result
+    }
+}
+
+fn listeners_on(shared: &Plans) -> bool {
+    shared.listeners.is_some()
+}
+
+fn poll_span(poll: u32, target: &Uri) -> Span {
+    tracing::info_span!(
+        "rebound.poll",
+        rebound.poll = poll,
+        url.full = %UrlWithoutQuery(target),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        rebound.error_codes = tracing::field::Empty,
+    )
+}
