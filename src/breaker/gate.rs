@@ -191,24 +191,38 @@ impl PermitGuard {
     }
 
     /// Records what the answer says of the host.
-    pub(crate) fn finish<RB>(mut self, result: &Result<Response<RB>, Error>) {
+    pub(crate) fn finish<RB>(self, result: &Result<Response<RB>, Error>) {
+        // The host accepted the request: it answered, and not with a
+        // failure worth retrying.
+        let accepted = match result {
+            Ok(_) => true,
+            Err(error) => error.status().is_some() && error.class() != Some(StatusClass::Retryable),
+        };
+        let count_throttling = self
+            .cell
+            .as_ref()
+            .is_some_and(|cell| cell.settings.count_throttling);
+        self.record(accepted, verdict(result, count_throttling));
+    }
+
+    /// Records an answer that passed classify: a success, as [`finish`]
+    /// records it, without the answer in a `Result`.
+    ///
+    /// [`finish`]: PermitGuard::finish
+    #[inline]
+    pub(crate) fn succeeded(self) {
+        self.record(true, Verdict::Success);
+    }
+
+    fn record(mut self, accepted: bool, verdict: Verdict) {
         let Some(cell) = self.cell.take() else {
             return;
         };
         if let Some(throttle) = &cell.throttle {
-            // The host accepted the request: it answered, and not with a
-            // failure worth retrying.
-            let accepted = match result {
-                Ok(_) => true,
-                Err(error) => {
-                    error.status().is_some() && error.class() != Some(StatusClass::Retryable)
-                }
-            };
             if accepted {
                 throttle.accepted(Instant::now());
             }
         }
-        let verdict = verdict(result, cell.settings.count_throttling);
         let verdict = match (verdict, self.started, cell.settings.slow_call_duration) {
             (Verdict::Success, Some(started), Some(slow)) if started.elapsed() > slow => {
                 Verdict::Failure

@@ -138,10 +138,12 @@ enum Next<B> {
     Retry,
     /// The next status request.
     Poll,
-    /// A request that had its turn, and goes to the breaker's gate.
-    Gate(Request<B>),
-    /// A request the breaker let through.
-    Send(Request<B>),
+    /// A request that had its turn, and goes to the breaker's gate. Boxed,
+    /// as only a request that waited needs it: the future stays small for
+    /// every other call.
+    Gate(Box<Request<B>>),
+    /// A request the breaker let through after a wait.
+    Send(Box<Request<B>>),
 }
 
 impl<S, B, RB> ResponseFuture<S, B, RB>
@@ -277,7 +279,7 @@ where
             if !limit.try_now(&key) {
                 let end = self.clock.end(Instant::now());
                 let acquire = limit.acquire(key, Some(end));
-                self.next = Next::Gate(request);
+                self.next = Next::Gate(Box::new(request));
                 return State::Turn { acquire };
             }
         }
@@ -305,7 +307,7 @@ where
             }
             breaker::Gate::Reject(error) => State::Refused { error: Some(error) },
             breaker::Gate::Wait(wait) => {
-                self.next = Next::Send(request);
+                self.next = Next::Send(Box::new(request));
                 State::Probe { wait }
             }
         }
@@ -347,10 +349,32 @@ where
                         future.poll(cx)
                     };
                     match polled {
-                        Poll::Ready(Ok(response)) => match call.head(response) {
-                            Headed::Pass(response) => (Ok(response), true),
-                            Headed::Fail(error) => (Err(error), true),
-                            Headed::Read(read) => {
+                        Poll::Ready(Ok(mut response)) => match call.head(&response) {
+                            Head::Pass if call.passes(&response) => {
+                                // The success path, in place: the answer
+                                // moves only into the call's output.
+                                this.timer.set(Timer::Idle);
+                                let flow = call.answered(&mut response, this.timer.as_mut());
+                                match flow {
+                                    Flow::End(None) => {
+                                        this.state.set(State::Done);
+                                        call.end(this.span, Ok(&response));
+                                        return Poll::Ready(Ok(response));
+                                    }
+                                    flow => {
+                                        this.state.set(flow.state());
+                                        if let Flow::End(Some(error)) = flow {
+                                            call.end::<RB>(this.span, Err(&error));
+                                            return Poll::Ready(Err(error));
+                                        }
+                                        continue;
+                                    }
+                                }
+                            }
+                            Head::Pass => (Ok(response), true),
+                            Head::Fail(error) => (Err(error), true),
+                            Head::ReadBody(read) => {
+                                let read = ErrorBodyRead::new(response, read);
                                 this.state.set(State::Reading { read });
                                 continue;
                             }
@@ -413,7 +437,13 @@ where
                             this.state.set(state);
                             continue;
                         }
-                        Err(error) => (Err(error), false),
+                        Err(error) => {
+                            // No request was sent: the call ends as it is.
+                            this.state.set(State::Done);
+                            let error = call.request_failed(error);
+                            call.end::<RB>(this.span, Err(&error));
+                            return Poll::Ready(Err(error));
+                        }
                     }
                 }
                 StateProj::Done => panic!("Resilience's future polled after completion"),
@@ -432,39 +462,44 @@ where
                 }
             }
             let flow = match result {
-                Ok(response) => call.answered(response, this.timer.as_mut()),
+                Ok(mut response) => match call.answered(&mut response, this.timer.as_mut()) {
+                    Flow::End(None) => {
+                        this.state.set(State::Done);
+                        call.end(this.span, Ok(&response));
+                        return Poll::Ready(Ok(response));
+                    }
+                    flow => flow,
+                },
                 Err(error) => call.failed(error, this.timer.as_mut()),
             };
-            match flow {
-                Flow::Wait => this.state.set(State::Waiting),
-                Flow::Ready => this.state.set(State::Readying),
-                Flow::End(result) => {
-                    this.state.set(State::Done);
-                    return Poll::Ready(call.end(this.span, result));
-                }
+            this.state.set(flow.state());
+            if let Flow::End(Some(error)) = flow {
+                call.end::<RB>(this.span, Err(&error));
+                return Poll::Ready(Err(error));
             }
         }
     }
 }
 
-/// What classify's step makes of an answer's head.
-enum Headed<RB> {
-    /// The answer passes: a success, or pollable.
-    Pass(Response<RB>),
-    /// A failure known from the head.
-    Fail(Error),
-    /// A failure whose body must be read first.
-    Read(Pin<Box<ErrorBodyRead<RB>>>),
-}
-
 /// What follows a request's result.
-enum Flow<RB> {
+enum Flow {
     /// Wait for the armed timer, then send the next request.
     Wait,
     /// Send the next request now.
     Ready,
-    /// The call ends.
-    End(Result<Response<RB>, Error>),
+    /// The call ends: with the answer in hand (`None`), or with an error.
+    End(Option<Error>),
+}
+
+impl Flow {
+    /// The state the call moves to.
+    fn state<F, RB>(&self) -> State<F, RB> {
+        match self {
+            Flow::Wait => State::Waiting,
+            Flow::Ready => State::Readying,
+            Flow::End(_) => State::Done,
+        }
+    }
 }
 
 impl<S, B> Call<S, B>
@@ -473,21 +508,34 @@ where
     S::Error: Into<BoxError>,
     B: ReplayBody + Default,
 {
-    /// Classify's step on an answer's head.
+    /// Classify's step on an answer's head; the answer stays where it is.
     #[inline(always)]
-    fn head<RB: Body>(&self, response: Response<RB>) -> Headed<RB> {
+    fn head<RB: Body>(&self, response: &Response<RB>) -> Head {
         let settings = &self.shared.plan(self.route).classify.settings;
-        match classify_step::head(
+        classify_step::head(
             response.status(),
             response.headers(),
             &settings.classifier,
             &settings.error_body,
             || response.body().is_end_stream(),
-        ) {
-            Head::Pass => Headed::Pass(response),
-            Head::Fail(error) => Headed::Fail(error),
-            Head::ReadBody(read) => Headed::Read(ErrorBodyRead::new(response, read)),
+        )
+    }
+
+    /// Takes in an answer that passed classify, when that needs no move of
+    /// it: the breaker records a success, and the answer pauses no limit
+    /// (a `429` that passes, which may, takes the general path).
+    #[inline(always)]
+    fn passes<RB>(&mut self, response: &Response<RB>) -> bool {
+        if self.pauses.is_some() {
+            if response.status() == http::StatusCode::TOO_MANY_REQUESTS {
+                return false;
+            }
+            self.pauses = None;
         }
+        if let Some(permit) = self.permit.take() {
+            permit.succeeded();
+        }
+        true
     }
 
     /// Arms the request's timeout when it first waits; the error that ends
@@ -509,7 +557,7 @@ where
 
     /// Runs the retry step on a request's failure, and tells spans and
     /// listeners what follows.
-    fn failed<RB>(&mut self, error: Error, mut timer: Pin<&mut Timer>) -> Flow<RB> {
+    fn failed(&mut self, error: Error, mut timer: Pin<&mut Timer>) -> Flow {
         let _poll = self.operation.as_ref().map(|op| op.span.enter());
         let plan = self.shared.plan(self.route);
         let listeners = &self.shared.listeners;
@@ -553,7 +601,7 @@ where
             }
         };
         drop(_poll);
-        Flow::End(Err(self.request_failed(error)))
+        Flow::End(Some(self.request_failed(error)))
     }
 
     /// A request that fails for good: a status request's error carries the
@@ -570,10 +618,12 @@ where
         }
     }
 
-    /// Runs the retry and poll steps on an answer that passed classify.
-    fn answered<RB>(&mut self, mut response: Response<RB>, timer: Pin<&mut Timer>) -> Flow<RB> {
+    /// Runs the retry and poll steps on an answer that passed classify, in
+    /// place.
+    #[inline(always)]
+    fn answered<RB>(&mut self, response: &mut Response<RB>, timer: Pin<&mut Timer>) -> Flow {
         let plan = self.shared.plan(self.route);
-        retry_step::succeed(&self.progress, &mut response, &plan.retry.budget);
+        retry_step::succeed(&self.progress, response, &plan.retry.budget);
         let listeners = &self.shared.listeners;
         let watch = self.watch.as_deref().map(|w| (w, listeners));
         attempt_answered(
@@ -581,18 +631,18 @@ where
             watch,
             &self.progress,
             &plan.retry,
-            &response,
+            response,
         );
         if plan.poll.settings.location_headers.is_empty() {
             // No status URL can ever be followed.
-            return Flow::End(Ok(response));
+            return Flow::End(None);
         }
         self.follow(response, timer)
     }
 
     /// The poll step on an answer: it ends the call, or the operation goes
     /// on.
-    fn follow<RB>(&mut self, mut response: Response<RB>, mut timer: Pin<&mut Timer>) -> Flow<RB> {
+    fn follow<RB>(&mut self, response: &mut Response<RB>, mut timer: Pin<&mut Timer>) -> Flow {
         let plan = self.shared.plan(self.route);
         let polled = self.operation.is_some();
         if let Some(op) = &self.operation {
@@ -629,15 +679,15 @@ where
         let wait = match step {
             poll_step::Step::Return => {
                 let target = self.operation.as_ref().map(|op| op.target.uri());
-                poll::finish(&mut response, target, self.counts, polls);
-                return Flow::End(Ok(response));
+                poll::finish(response, target, self.counts, polls);
+                return Flow::End(None);
             }
-            poll_step::Step::Accept => return Flow::End(Ok(response)),
+            poll_step::Step::Accept => return Flow::End(None),
             poll_step::Step::Refuse(refused) => {
                 let error = poll::refuse(&refused, &plan.poll, self.counts, polls);
-                return Flow::End(Err(error));
+                return Flow::End(Some(error));
             }
-            poll_step::Step::End(ending) => return Flow::End(Err(ending.error(self.counts))),
+            poll_step::Step::End(ending) => return Flow::End(Some(ending.error(self.counts))),
             poll_step::Step::Wait(wait) => wait,
         };
         let (poll, delay, reason) = poll::log_wait(&wait, response.headers());
@@ -646,7 +696,7 @@ where
             (Some(target), Some(op)) => op.target = target,
             (Some(target), None) => {
                 let Some(template) = self.template.take() else {
-                    return Flow::End(Err(Error::new(ErrorKind::PollRefused)));
+                    return Flow::End(Some(Error::new(ErrorKind::PollRefused)));
                 };
                 let (uri, headers, version) = template.into_head();
                 self.operation = Some(Box::new(Operation {
@@ -702,8 +752,8 @@ where
         let state = match std::mem::replace(&mut self.next, Next::Retry) {
             Next::Retry => self.retry(&mut service),
             Next::Poll => Ok(self.status_request(&mut service)),
-            Next::Gate(request) => Ok(self.gate(request, &mut service, &mut None)),
-            Next::Send(request) => Ok(self.send(request, &mut service)),
+            Next::Gate(request) => Ok(self.gate(*request, &mut service, &mut None)),
+            Next::Send(request) => Ok(self.send(*request, &mut service)),
         };
         self.service = Some(service);
         Poll::Ready(state)
@@ -759,18 +809,14 @@ where
     }
 
     /// Ends the call: its span and its listeners learn the outcome.
-    fn end<RB>(
-        &mut self,
-        span: &Span,
-        result: Result<Response<RB>, Error>,
-    ) -> Result<Response<RB>, Error> {
+    #[inline(always)]
+    fn end<RB>(&mut self, span: &Span, result: Result<&Response<RB>, &Error>) {
         if let Some(classifier) = &self.classifier {
-            trace::record(span, &result, classifier);
+            trace::record(span, result, classifier);
         }
         if let Some(watch) = self.call_watch.take() {
-            watch.end(&result);
+            watch.end(result);
         }
-        result
     }
 }
 

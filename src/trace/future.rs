@@ -76,7 +76,7 @@ impl CallWatch {
         }))
     }
 
-    pub(crate) fn end<RB>(self, result: &Result<Response<RB>, Error>) {
+    pub(crate) fn end<RB>(self, result: Result<&Response<RB>, &Error>) {
         let (outcome, status, attempts, polls, requests) = match result {
             Ok(response) => {
                 let class = self
@@ -151,10 +151,10 @@ where
     let _entered = span.enter();
     let result = ready!(inner.poll(cx));
     if let Some(classifier) = classifier {
-        record(span, &result, classifier);
+        record(span, result.as_ref(), classifier);
     }
     if let Some(watch) = watch.take() {
-        watch.end(&result);
+        watch.end(result.as_ref());
     }
     Poll::Ready(result)
 }
@@ -162,7 +162,7 @@ where
 /// What the call span records when the call ends.
 pub(crate) fn record<RB>(
     span: &Span,
-    result: &Result<Response<RB>, Error>,
+    result: Result<&Response<RB>, &Error>,
     classifier: &Classifier,
 ) {
     match result {
