@@ -11,6 +11,8 @@ use tokio::time::Instant;
 use super::budget::{Budget, RetryCause};
 use super::{NonIdempotent, RetrySettings};
 use crate::error::Error;
+use crate::events::WaitReason;
+use crate::retry_after::WaitSource;
 
 /// What the retry layer knows about the request being retried.
 #[derive(Debug, Clone, Copy)]
@@ -30,18 +32,41 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Why the wait before a retry is what it is.
+/// Why the wait before a retry is what it is: the policy's backoff, or
+/// what the server asked for and where it said so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DelayReason {
     Backoff,
     RetryAfter,
+    RateLimit,
+    XRateLimitReset,
+    RetryDelay,
 }
 
 impl DelayReason {
+    /// The server's wait, by where it came from; a wait with no source
+    /// named is `Retry-After`'s.
+    fn asked(source: Option<WaitSource>) -> DelayReason {
+        match source {
+            Some(WaitSource::RateLimit) => DelayReason::RateLimit,
+            Some(WaitSource::XRateLimitReset) => DelayReason::XRateLimitReset,
+            Some(WaitSource::RetryDelay) => DelayReason::RetryDelay,
+            Some(WaitSource::RetryAfter) | None => DelayReason::RetryAfter,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
+        self.public().as_str()
+    }
+
+    /// The reason as events name it.
+    pub(crate) fn public(self) -> WaitReason {
         match self {
-            DelayReason::Backoff => "backoff",
-            DelayReason::RetryAfter => "retry_after",
+            DelayReason::Backoff => WaitReason::Backoff,
+            DelayReason::RetryAfter => WaitReason::RetryAfter,
+            DelayReason::RateLimit => WaitReason::RateLimit,
+            DelayReason::XRateLimitReset => WaitReason::XRateLimitReset,
+            DelayReason::RetryDelay => WaitReason::RetryDelay,
         }
     }
 }
@@ -149,7 +174,7 @@ pub(crate) fn decide(
         Some(asked) if asked > settings.max_retry_after => {
             return Decision::Stop(Refusal::RetryAfterTooLong { asked });
         }
-        Some(asked) => (asked, DelayReason::RetryAfter),
+        Some(asked) => (asked, DelayReason::asked(error.retry_after_source())),
         None => (backoff(), DelayReason::Backoff),
     };
     if let Some(deadline) = deadline {

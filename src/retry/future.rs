@@ -19,8 +19,7 @@ use crate::call::{self, CallContext, CallRequest, Head};
 use crate::deadline::call_deadline;
 use crate::error::{Error, ErrorKind};
 use crate::events::{
-    AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target, WaitReason,
-    retry_reason,
+    AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target, retry_reason,
 };
 use crate::ready::ready_clone;
 use crate::status::StatusClass;
@@ -481,10 +480,7 @@ fn scheduled(
             target: watch.target(),
             attempt: progress.facts.attempts,
             delay,
-            wait: match reason {
-                DelayReason::RetryAfter => WaitReason::RetryAfter,
-                DelayReason::Backoff => WaitReason::Backoff,
-            },
+            wait: reason.public(),
             reason: retry_reason(error),
             max_attempts: route.settings.max_attempts,
         };

@@ -16,7 +16,7 @@
 
 mod connio;
 mod fields;
-mod pointer;
+pub(crate) mod pointer;
 mod problem;
 mod settings;
 
@@ -79,19 +79,30 @@ pub fn parse_error_body(
     match settings.format() {
         ErrorBodyFormat::Connio => parse_api_errors(body),
         ErrorBodyFormat::Problem => problem::parse(body),
-        ErrorBodyFormat::Fields => settings
-            .fields()
-            .map_or_else(Vec::new, |fields| fields::parse(fields, body)),
+        ErrorBodyFormat::Fields => each_set(settings, body),
         ErrorBodyFormat::Auto => {
             if content_type.is_some_and(is_problem_json) {
                 return problem::parse(body);
             }
             let errors = parse_api_errors(body);
-            match settings.fields() {
-                Some(fields) if errors.is_empty() => fields::parse(fields, body),
-                _ => errors,
+            if errors.is_empty() {
+                each_set(settings, body)
+            } else {
+                errors
             }
         }
+    }
+}
+
+/// The errors of every pointer set, one set after another.
+fn each_set(settings: &ErrorBodySettings, body: &[u8]) -> Vec<ApiError> {
+    match settings.field_sets() {
+        [] => Vec::new(),
+        [one] => fields::parse(one, body),
+        sets => sets
+            .iter()
+            .flat_map(|fields| fields::parse(fields, body))
+            .collect(),
     }
 }
 
