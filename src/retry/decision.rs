@@ -296,6 +296,65 @@ mod tests {
     };
 
     #[test]
+    fn every_wait_a_server_asks_for_is_capped_alike_and_named_by_its_source() {
+        let asked = |secs: u64, source: Option<WaitSource>| {
+            Error::from_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusClass::Retryable,
+                ResponseFailure {
+                    retry_after: Some(Duration::from_secs(secs)),
+                    retry_after_source: source,
+                    ..ResponseFailure::default()
+                },
+            )
+        };
+        let get = facts(Method::GET, false);
+        // source, wait asked, expected decision
+        let rows = [
+            (None, 3, DelayReason::RetryAfter),
+            (Some(WaitSource::RetryAfter), 3, DelayReason::RetryAfter),
+            (Some(WaitSource::RateLimit), 3, DelayReason::RateLimit),
+            (
+                Some(WaitSource::XRateLimitReset),
+                3,
+                DelayReason::XRateLimitReset,
+            ),
+            (Some(WaitSource::RetryDelay), 3, DelayReason::RetryDelay),
+        ];
+        for (source, secs, reason) in rows {
+            assert_eq!(
+                run(&asked(secs, source), &get, &settings()),
+                Decision::Retry {
+                    delay: Duration::from_secs(secs),
+                    reason
+                },
+                "{source:?}"
+            );
+            // Past max_retry_after (30 s): the call ends, whatever said so.
+            assert_eq!(
+                run(&asked(31, source), &get, &settings()),
+                Decision::Stop(Refusal::RetryAfterTooLong {
+                    asked: Duration::from_secs(31)
+                }),
+                "{source:?}"
+            );
+            // Past the deadline (60 s away): the call ends too.
+            let mut long = settings();
+            long.max_retry_after = Duration::from_secs(3600);
+            assert_eq!(
+                run(&asked(61, source), &get, &long),
+                Decision::Stop(Refusal::Deadline),
+                "{source:?}"
+            );
+        }
+        assert_eq!(DelayReason::RateLimit.as_str(), "ratelimit");
+        assert_eq!(DelayReason::XRateLimitReset.as_str(), "x_ratelimit_reset");
+        assert_eq!(DelayReason::RetryDelay.as_str(), "retry_delay");
+        assert_eq!(DelayReason::RetryAfter.public(), WaitReason::RetryAfter);
+        assert_eq!(DelayReason::Backoff.public(), WaitReason::Backoff);
+    }
+
+    #[test]
     fn the_decision_table() {
         use StatusClass::{Retryable, Terminal, Unsupported};
         use std::io::ErrorKind::{ConnectionRefused, ConnectionReset};

@@ -469,6 +469,62 @@ mod tests {
     }
 
     #[test]
+    fn header_conditions() {
+        let present = Rule::new(StatusClass::Retryable).header_present("Retry-After");
+        let exact = Rule::new(StatusClass::Retryable).header("x-status", "failed");
+        let any = Rule::new(StatusClass::Retryable).header_any_of("x-status", ["failed", "*"]);
+        // rule, headers, matches
+        let rows: &[(&Rule, &[(&str, &str)], bool)] = &[
+            (&present, &[("retry-after", "1")], true),
+            (&present, &[("retry-after", "")], true),
+            (&present, &[("x-status", "failed")], false),
+            (&present, &[], false),
+            (&exact, &[("x-status", "failed")], true),
+            (&exact, &[("x-status", "failed ")], false),
+            (
+                &exact,
+                &[("x-status", "other"), ("x-status", "failed")],
+                true,
+            ),
+            (&any, &[("x-status", "*")], true),
+            (&any, &[("x-status", "failed")], true),
+            (&any, &[("x-status", "running")], false),
+        ];
+        for (rule, pairs, matches) in rows {
+            let mut headers = HeaderMap::new();
+            for (name, value) in *pairs {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let input = RuleInput::new(StatusCode::OK, &headers);
+            assert_eq!(
+                rule.decide(&input).is_some(),
+                *matches,
+                "{rule:?} {pairs:?}"
+            );
+            assert!(rule.check("r").is_ok());
+        }
+        assert_eq!(
+            format!("{any:?}"),
+            r#"Rule { header: x-status: "failed" | "*", class: Retryable }"#
+        );
+        assert_eq!(
+            format!("{present:?}"),
+            "Rule { header: retry-after, class: Retryable }"
+        );
+        for bad in [
+            Rule::new(StatusClass::Terminal).header_present("bad name"),
+            Rule::new(StatusClass::Terminal).header_any_of("x", []),
+            Rule::new(StatusClass::Terminal).header("x", "line\nbreak"),
+        ] {
+            let error = bad.check("classify.rules.0").unwrap_err();
+            assert_eq!(error.key(), "classify.rules.0.header", "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_response_lands_in_one_class_and_a_read_body_never_passes_through() {
         let classifier = classifier();
         let codes: [&[&str]; 4] = [&[], &["Throttled"], &["Other", "Gone"], &["Other"]];
