@@ -88,7 +88,7 @@ pub use crate::status::{Classifier, Decision, Rule, RuleInput, StatusClass, Unkn
 #[cfg(feature = "tower-http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
 pub use tower_http::{PolicyClassifier, PolicyFailure};
-pub use wait::{parse_ratelimit, parse_reset};
+pub use wait::{parse_ratelimit, parse_reset, server_wait};
 
 /// Classifies the responses of the inner service; see the [module docs](self).
 #[derive(Debug, Clone)]

@@ -34,10 +34,36 @@ const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remai
 const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 
-/// The wait a failure asks for and where it came from: the first of the
-/// policy's header sources that gives one, else its body pointers. Reads
-/// no clock unless a header holds an epoch time without a `Date` beside it.
-pub(crate) fn server_wait(
+/// The wait a failed answer asks for and where it came from: the first of
+/// `settings.wait_headers()` that gives one, else the first of its
+/// `retry_delay` pointers that finds one in `body` (the error body as far
+/// as it was read). Reads no clock unless a header holds an epoch time
+/// without a `Date` beside it. What classify attaches to each failure as
+/// [`Error::retry_after`](crate::Error::retry_after) and
+/// [`Error::retry_after_source`](crate::Error::retry_after_source).
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, HeaderValue};
+/// use tower_rebound::classify::{server_wait, ErrorBodySettings, WaitSource};
+///
+/// let settings = ErrorBodySettings::builder()
+///     .retry_delay(["/error/details/*/retryDelay"])
+///     .build()?;
+/// let mut headers = HeaderMap::new();
+/// headers.insert("ratelimit", HeaderValue::from_static(r#""default";r=0;t=3"#));
+/// assert_eq!(
+///     server_wait(&headers, b"", &settings),
+///     Some((Duration::from_secs(3), WaitSource::RateLimit)),
+/// );
+/// let body = br#"{"error": {"details": [{"retryDelay": "2s"}]}}"#;
+/// assert_eq!(
+///     server_wait(&HeaderMap::new(), body, &settings),
+///     Some((Duration::from_secs(2), WaitSource::RetryDelay)),
+/// );
+/// # Ok::<_, tower_rebound::SettingsError>(())
+/// ```
+pub fn server_wait(
     headers: &HeaderMap,
     body: &[u8],
     settings: &ErrorBodySettings,
