@@ -59,7 +59,13 @@ async fn each_source_is_waited_exactly() {
     let google = r#"{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1.250s"}]}}"#;
     // what, headers, body, expected wait
-    let rows: &[(&str, &[(&str, &str)], &str, Duration)] = &[
+    type Row = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        Duration,
+    );
+    let rows: &[Row] = &[
         (
             "RateLimit",
             &[("ratelimit", r#""default";r=0;t=3"#)],

@@ -231,7 +231,12 @@ fn class_of(header: &str, pairs: &[(&'static str, &'static str)]) -> StatusClass
 fn header_conditions_present_exact_and_one_of() {
     use StatusClass::{Retryable as R, Terminal as T};
     // header as written, response headers, class
-    let rows: &[(&str, &[(&str, &str)], StatusClass)] = &[
+    type Row = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        StatusClass,
+    );
+    let rows: &[Row] = &[
         (r#""retry-after""#, &[("retry-after", "3")], R),
         (r#""Retry-After""#, &[("retry-after", "")], R),
         (r#""retry-after""#, &[("x-other", "3")], T),

@@ -474,7 +474,8 @@ mod tests {
         let exact = Rule::new(StatusClass::Retryable).header("x-status", "failed");
         let any = Rule::new(StatusClass::Retryable).header_any_of("x-status", ["failed", "*"]);
         // rule, headers, matches
-        let rows: &[(&Rule, &[(&str, &str)], bool)] = &[
+        type Row<'r> = (&'r Rule, &'static [(&'static str, &'static str)], bool);
+        let rows: &[Row<'_>] = &[
             (&present, &[("retry-after", "1")], true),
             (&present, &[("retry-after", "")], true),
             (&present, &[("x-status", "failed")], false),

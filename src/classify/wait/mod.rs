@@ -146,7 +146,12 @@ mod tests {
         let secs = |s, source| Some((Duration::from_secs(s), source));
         use WaitSource::*;
         // name, headers, expected
-        let rows: &[(&str, &[(&str, &str)], Option<(Duration, WaitSource)>)] = &[
+        type Row = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            Option<(Duration, WaitSource)>,
+        );
+        let rows: &[Row] = &[
             (
                 "retry-after first",
                 &[
