@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
+use crate::retry_after::WaitSource;
 use crate::status::StatusClass;
 
 /// A boxed error, as produced by the inner client.
@@ -224,6 +225,7 @@ struct Inner {
     body: Bytes,
     body_truncated: bool,
     retry_after: Option<Duration>,
+    retry_after_source: Option<WaitSource>,
     attempts: u32,
     polls: u32,
     /// Every request sent, when polling sent more than `attempts`.
@@ -244,6 +246,8 @@ pub(crate) struct ResponseFailure {
     pub(crate) body: Bytes,
     pub(crate) body_truncated: bool,
     pub(crate) retry_after: Option<Duration>,
+    /// Where `retry_after` came from.
+    pub(crate) retry_after_source: Option<WaitSource>,
     /// The rule that decided the class (its label), or `None` for the table.
     pub(crate) rule: Option<Arc<str>>,
 }
@@ -264,6 +268,7 @@ impl Error {
             body: Bytes::new(),
             body_truncated: false,
             retry_after: None,
+            retry_after_source: None,
             attempts: 1,
             polls: 0,
             requests: None,
@@ -304,6 +309,7 @@ impl Error {
         inner.body = failure.body;
         inner.body_truncated = failure.body_truncated;
         inner.retry_after = failure.retry_after;
+        inner.retry_after_source = failure.retry_after_source;
         inner.rule = failure.rule;
         Error::from_inner(inner)
     }
@@ -392,12 +398,22 @@ impl Error {
         self.inner.body_truncated
     }
 
-    /// How long the server asked the client to wait (`Retry-After`), when it
-    /// said so in a form that could be parsed. For
+    /// How long the server asked the client to wait, when it said so in a
+    /// form that could be parsed: `Retry-After`, a rate-limit reset header
+    /// or a delay in the error body, whichever of the policy's
+    /// `error_body.wait_headers` and `error_body.retry_delay` came first
+    /// ([`retry_after_source`](Self::retry_after_source) says which). For
     /// [`CircuitOpen`](ErrorKind::CircuitOpen): how long until the breaker
     /// lets a probe through.
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
+    }
+
+    /// Where [`retry_after`](Self::retry_after) came from, for a wait a
+    /// response asked for; `None` when there is none, or the wait is the
+    /// breaker's or the rate limit's own.
+    pub fn retry_after_source(&self) -> Option<WaitSource> {
+        self.inner.retry_after_source
     }
 
     /// How many attempts were sent for the request that failed (1 when it was

@@ -6,7 +6,12 @@
 //! response's own `Date` header when it has one, so that a skewed client clock
 //! does not distort the wait). Anything else is ignored: a garbage header is a
 //! server's bug, not the caller's failure.
+//!
+//! `Retry-After` is one of several ways a server says when to come back
+//! ([`WaitSource`]); classify reads the others (`classify/wait/`), and the
+//! source travels with the wait on the error.
 
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, header};
@@ -60,6 +65,88 @@ pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|date| httpdate::parse_http_date(date).ok())
         .unwrap_or_else(SystemTime::now);
     parse_retry_after(value, now)
+}
+
+/// Where the wait a server asked for came from.
+///
+/// ```
+/// use tower_rebound::classify::WaitSource;
+///
+/// assert_eq!(WaitSource::RateLimit.as_str(), "ratelimit");
+/// assert_eq!("x-ratelimit-reset".parse(), Ok(WaitSource::XRateLimitReset));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitSource {
+    /// `Retry-After` (RFC 9110): seconds or an HTTP-date.
+    RetryAfter,
+    /// The `RateLimit` field of draft-ietf-httpapi-ratelimit-headers (its
+    /// `t` parameter), or the draft's earlier `RateLimit-Reset`.
+    RateLimit,
+    /// `X-RateLimit-Reset`: seconds, or an epoch time past 10^9.
+    XRateLimitReset,
+    /// A JSON pointer into the error body (`error_body.retry_delay`).
+    RetryDelay,
+}
+
+impl WaitSource {
+    /// The headers a policy can read waits from, in their default order.
+    pub const HEADERS: [WaitSource; 3] = [
+        WaitSource::RetryAfter,
+        WaitSource::RateLimit,
+        WaitSource::XRateLimitReset,
+    ];
+
+    /// The name a policy file gives it (`error_body.wait_headers`):
+    /// `"retry-after"`, `"ratelimit"`, `"x-ratelimit-reset"`, or
+    /// `"retry-delay"` for the body.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WaitSource::RetryAfter => "retry-after",
+            WaitSource::RateLimit => "ratelimit",
+            WaitSource::XRateLimitReset => "x-ratelimit-reset",
+            WaitSource::RetryDelay => "retry-delay",
+        }
+    }
+}
+
+impl fmt::Display for WaitSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`WaitSource`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownWaitSource(String);
+
+impl fmt::Display for UnknownWaitSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown wait source {:?}: expected \"retry-after\", \"ratelimit\" or \"x-ratelimit-reset\"",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownWaitSource {}
+
+impl std::str::FromStr for WaitSource {
+    type Err = UnknownWaitSource;
+
+    /// A source by its name, in any case.
+    fn from_str(name: &str) -> Result<Self, UnknownWaitSource> {
+        [
+            WaitSource::RetryAfter,
+            WaitSource::RateLimit,
+            WaitSource::XRateLimitReset,
+            WaitSource::RetryDelay,
+        ]
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(name))
+        .ok_or_else(|| UnknownWaitSource(name.to_owned()))
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseErr
 use serde_json::Value;
 use tower_rebound::Policy;
 use tower_rebound::classify::{
-    ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_api_errors, parse_error_body,
-    parse_retry_after,
+    ErrorBodyFormat, ErrorBodySettings, ErrorFields, WaitSource, parse_api_errors,
+    parse_error_body, parse_ratelimit, parse_reset, parse_retry_after, server_wait,
 };
 use tower_rebound::poll::{Origin, Refusal, Target, resolve_status_url};
 
@@ -1087,4 +1087,207 @@ fn policy_values_are_checked_not_trusted() {
             "{key} alone refused only {refused} times"
         );
     }
+}
+
+/// One quota of a `RateLimit` field: its name, `r` and `t` when it has
+/// them, and whether a parameter the parser does not read comes first.
+#[derive(Debug, Clone)]
+struct Quota {
+    name: String,
+    remaining: Option<u64>,
+    reset: Option<u64>,
+    other: bool,
+}
+
+fn quota() -> impl Strategy<Value = Quota> {
+    (
+        prop_oneof![
+            "[a-z][a-z0-9_-]{0,8}".prop_map(|t| t.to_string()),
+            "[a-z ,;=]{0,8}".prop_map(|s| format!("{s:?}")),
+        ],
+        proptest::option::of(prop_oneof![Just(0u64), 0u64..1_000]),
+        proptest::option::of(0u64..1_000_000_000_000_000),
+        any::<bool>(),
+    )
+        .prop_map(|(name, remaining, reset, other)| Quota {
+            name,
+            remaining,
+            reset,
+            other,
+        })
+}
+
+#[test]
+fn ratelimit_fields_never_panic_and_wait_for_every_spent_quota() {
+    let field = prop_oneof![
+        1 => "\\PC{0,60}".prop_map(|text| (text, None)),
+        3 => proptest::collection::vec(quota(), 1..5).prop_map(|quotas| {
+            let text: Vec<String> = quotas
+                .iter()
+                .map(|q| {
+                    let mut item = q.name.clone();
+                    if q.other {
+                        item.push_str(";q=100;pk=:cGFydA==:");
+                    }
+                    if let Some(r) = q.remaining {
+                        item.push_str(&format!(";r={r}"));
+                    }
+                    if let Some(t) = q.reset {
+                        item.push_str(&format!(";t={t}"));
+                    }
+                    item
+                })
+                .collect();
+            (text.join(", "), Some(quotas))
+        }),
+    ];
+    let reached = check(field, |(text, quotas)| {
+        let parsed = parse_ratelimit(&text);
+        let Some(quotas) = quotas else {
+            return Ok(false);
+        };
+        // The longest reset of the quotas that are spent (or do not say).
+        let expected = quotas
+            .iter()
+            .filter(|q| q.remaining.is_none_or(|r| r == 0))
+            .filter_map(|q| q.reset)
+            .max()
+            .map(Duration::from_secs);
+        prop_assert_eq!(parsed, expected, "{}", text);
+        Ok(true)
+    });
+    assert_reached(reached, 0.6);
+}
+
+#[test]
+fn reset_headers_never_panic_and_seconds_and_epochs_are_exact() {
+    #[derive(Debug, Clone)]
+    enum Reset {
+        Text(String),
+        Seconds(u64, String),
+        Epoch(u64),
+    }
+    let value = prop_oneof![
+        1 => "\\PC{0,30}".prop_map(Reset::Text),
+        2 => (0u64..=1_000_000_000, "[0-9]{0,12}").prop_map(|(s, f)| Reset::Seconds(s, f)),
+        2 => (1_000_000_001u64..100_000_000_000).prop_map(Reset::Epoch),
+    ];
+    let now = 1_000_000_001u64..100_000_000_000;
+    let reached = check((value, now), |(value, now)| {
+        let clock = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
+        let (text, expected) = match value {
+            Reset::Text(text) => {
+                let parsed = parse_reset(&text, clock);
+                if !text.bytes().any(|b| b.is_ascii_digit()) {
+                    prop_assert_eq!(parsed, None, "{:?}", text);
+                }
+                return Ok(false);
+            }
+            Reset::Seconds(secs, fraction) => {
+                let text = if fraction.is_empty() {
+                    secs.to_string()
+                } else {
+                    format!("{secs}.{fraction}")
+                };
+                let nanos: u32 = format!("{fraction:0<9}")[..9].parse().unwrap();
+                (text, Duration::new(secs, nanos))
+            }
+            Reset::Epoch(at) => (at.to_string(), Duration::from_secs(at.saturating_sub(now))),
+        };
+        prop_assert_eq!(parse_reset(&text, clock), Some(expected), "{:?}", text);
+        Ok(true)
+    });
+    assert_reached(reached, 0.6);
+}
+
+#[test]
+fn duration_text_is_exact_and_garbage_is_no_wait() {
+    use tower_rebound::config::parse_duration;
+    let unit = prop_oneof![
+        Just(("ms", 1_000_000u128)),
+        Just(("s", 1_000_000_000)),
+        Just(("", 1_000_000_000))
+    ];
+    let text = prop_oneof![
+        1 => "\\PC{0,20}".prop_map(|t| (t, None)),
+        3 => (0u64..10_000_000, "[0-9]{0,9}", unit).prop_map(|(whole, fraction, (unit, per))| {
+            let text = if fraction.is_empty() {
+                format!("{whole}{unit}")
+            } else {
+                format!("{whole}.{fraction}{unit}")
+            };
+            let scale = 10u128.pow(fraction.len() as u32);
+            let digits: u128 = format!("{whole}{fraction}").parse().unwrap();
+            (text, Some(digits * per / scale))
+        }),
+    ];
+    let settings = ErrorBodySettings::builder()
+        .wait_headers([])
+        .retry_delay(["/error/details/*/retryDelay"])
+        .build()
+        .unwrap();
+    let reached = check(text, |(text, nanos)| {
+        let parsed = parse_duration(&text).ok();
+        // In a body, the same text is the same wait.
+        let body = serde_json::json!({"error": {"details": [{"x": 1}, {"retryDelay": text}]}});
+        let waited = server_wait(
+            &http::HeaderMap::new(),
+            body.to_string().as_bytes(),
+            &settings,
+        );
+        prop_assert_eq!(waited.map(|(d, _)| d), parsed);
+        if let Some((_, source)) = waited {
+            prop_assert_eq!(source, WaitSource::RetryDelay);
+        }
+        let Some(nanos) = nanos else {
+            return Ok(false);
+        };
+        let expected = Duration::new(
+            (nanos / 1_000_000_000) as u64,
+            (nanos % 1_000_000_000) as u32,
+        );
+        prop_assert_eq!(parsed, Some(expected), "{:?}", text);
+        Ok(true)
+    });
+    assert_reached(reached, 0.6);
+}
+
+#[test]
+fn any_headers_and_body_make_a_bounded_wait_or_none() {
+    let header = prop_oneof![
+        Just("retry-after"),
+        Just("ratelimit"),
+        Just("ratelimit-reset"),
+        Just("ratelimit-remaining"),
+        Just("x-ratelimit-reset"),
+        Just("x-ratelimit-remaining"),
+        Just("date"),
+    ];
+    let value = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..40),
+        "[0-9. ;=,\"a-z-]{0,30}".prop_map(String::into_bytes),
+    ];
+    let headers = proptest::collection::vec((header, value), 0..6);
+    let settings = ErrorBodySettings::builder()
+        .retry_delay(["/error/details/*/retryDelay", "/*"])
+        .build()
+        .unwrap();
+    let reached = check((headers, json_like()), |(pairs, body)| {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in &pairs {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                map.append(*name, value);
+            }
+        }
+        let wait = server_wait(&map, &body, &settings);
+        let named = pairs
+            .iter()
+            .any(|(n, _)| n.contains("reset") || *n == "ratelimit" || *n == "retry-after");
+        if let Some((_, source)) = wait {
+            prop_assert!(named || source == WaitSource::RetryDelay, "{:?}", wait);
+        }
+        Ok(wait.is_some())
+    });
+    // Some inputs do make a wait: the generators reach the parsers.
+    assert!(reached > 0, "no input made a wait");
 }

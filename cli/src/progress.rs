@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tower_rebound::Policy;
 use tower_rebound::events::{
     AttemptEnded, AttemptStarted, BreakerTransition, CallEnded, Listener, PollScheduled, PollSent,
-    Refusal, RetryRefused, RetryScheduled,
+    Refusal, RetryRefused, RetryScheduled, WaitReason,
 };
 
 /// Keeps the status line until dropped, which clears it.
@@ -137,7 +137,10 @@ impl Listener for Progress {
         let of = e.max_attempts();
         let reason = e.wait().as_str();
         let why = match e.wait() {
-            tower_rebound::events::WaitReason::RetryAfter => "for Retry-After",
+            WaitReason::RetryAfter => "for Retry-After",
+            WaitReason::RateLimit => "for the RateLimit reset",
+            WaitReason::XRateLimitReset => "for X-RateLimit-Reset",
+            WaitReason::RetryDelay => "for the retry delay in the error body",
             _ => "to back off",
         };
         let what = match self.poll() {

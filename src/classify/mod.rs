@@ -10,7 +10,8 @@
 //!   status, the API errors parsed from the body (read up to
 //!   `error_body.max_bytes` and never further, in the policy's
 //!   `error_body.format`: see [`parse_error_body`]), the capped raw body and
-//!   the `Retry-After` the server asked for;
+//!   the wait the server asked for (`Retry-After`, a rate-limit reset
+//!   header, or a delay in the body: see [`WaitSource`]);
 //! - a failure of the inner client becomes an error of kind
 //!   [`Transport`](crate::ErrorKind::Transport) that keeps the client's error as
 //!   its source;
@@ -60,6 +61,7 @@ mod settings;
 pub(crate) mod step;
 #[cfg(feature = "tower-http")]
 mod tower_http;
+mod wait;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -82,11 +84,12 @@ pub use layer::ClassifyLayer;
 pub(crate) use settings::RawClassify;
 pub use settings::{ClassifyBuilder, ClassifySettings};
 // The vocabulary classify speaks, defined on the ground floor for every layer.
-pub use crate::retry_after::parse_retry_after;
+pub use crate::retry_after::{UnknownWaitSource, WaitSource, parse_retry_after};
 pub use crate::status::{Classifier, Decision, Rule, RuleInput, StatusClass, UnknownClass};
 #[cfg(feature = "tower-http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
 pub use tower_http::{PolicyClassifier, PolicyFailure};
+pub use wait::{parse_ratelimit, parse_reset, server_wait};
 
 /// Classifies the responses of the inner service; see the [module docs](self).
 #[derive(Debug, Clone)]

@@ -252,8 +252,102 @@ pub(crate) struct RawRule {
     name: Option<String>,
     status: Option<OneOrMany<i64>>,
     code: Option<OneOrMany<String>>,
-    header: Option<String>,
+    header: Option<RawHeader>,
     class: StatusClass,
+}
+
+/// A rule's `header`: `"Name"`, `"Name: value"`, `"Name: a | b"`, or
+/// `{ name = "Name", any_of = ["a", "b"] }` for values the text cannot
+/// write (a `*`, a `|`).
+#[derive(Debug)]
+enum RawHeader {
+    Text(String),
+    Table(RawHeaderTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderTable {
+    name: String,
+    any_of: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+
+        struct Header;
+
+        impl<'de> Visitor<'de> for Header {
+            type Value = RawHeader;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "\"Name\", \"Name: value\", \"Name: value | value\" or a table { name = \"Name\", any_of = [...] }",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawHeader, E> {
+                Ok(RawHeader::Text(v.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHeader, A::Error> {
+                RawHeaderTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawHeader::Table)
+            }
+        }
+
+        deserializer.deserialize_any(Header)
+    }
+}
+
+impl RawHeader {
+    /// The condition on `rule`, or what is wrong with it, at `key`.
+    fn apply(&self, rule: Rule, key: String) -> Result<Rule, SettingsError> {
+        match self {
+            RawHeader::Table(RawHeaderTable { name, any_of: None }) => {
+                Ok(rule.header_present(name.trim()))
+            }
+            RawHeader::Table(RawHeaderTable {
+                name,
+                any_of: Some(values),
+            }) => {
+                if values.is_empty() {
+                    return Err(SettingsError::new(
+                        key,
+                        format!(
+                            "header {name:?} in a rule has an empty any_of: list at least one value, or leave any_of out to match any value"
+                        ),
+                    ));
+                }
+                Ok(rule.header_any_of(name.trim(), values.iter().map(String::as_str)))
+            }
+            RawHeader::Text(text) => {
+                let Some((name, values)) = text.split_once(':') else {
+                    return Ok(rule.header_present(text.trim()));
+                };
+                let name = name.trim();
+                let values: Vec<&str> = values.split('|').map(str::trim).collect();
+                if values.len() > 1 && values.iter().any(|v| v.is_empty()) {
+                    return Err(SettingsError::new(
+                        key,
+                        format!(
+                            "invalid header {text:?} in a rule: an empty value between \"|\"; expected \"Name: value | value\""
+                        ),
+                    ));
+                }
+                if values.contains(&"*") {
+                    return Err(SettingsError::new(
+                        key,
+                        format!(
+                            "header {text:?} in a rule: \"*\" is not a wildcard here; write header = \"{name}\" to match any value, or header = {{ name = \"{name}\", any_of = [\"*\"] }} to match a literal *"
+                        ),
+                    ));
+                }
+                Ok(rule.header_any_of(name, values))
+            }
+        }
+    }
 }
 
 /// A value written alone or as a list.
@@ -303,13 +397,7 @@ impl RawRule {
             rule = rule.code(codes.into_vec());
         }
         if let Some(header) = &self.header {
-            let (name, value) = header.split_once(':').ok_or_else(|| {
-                SettingsError::new(
-                    key("header"),
-                    format!("invalid header {header:?} in a rule: expected \"Name: value\""),
-                )
-            })?;
-            rule = rule.header(name.trim(), value.trim());
+            rule = header.apply(rule, key("header"))?;
         }
         Ok(rule)
     }

@@ -13,10 +13,10 @@ use http::{HeaderMap, StatusCode, header};
 use http_body::Frame;
 use tokio::time::Instant;
 
+use super::wait::server_wait;
 use super::{ErrorBodySettings, parse_error_body};
 use crate::deadline::{Timeouts, call_deadline};
 use crate::error::{ApiError, Error, ErrorKind, ResponseFailure};
-use crate::retry_after::retry_after_of;
 use crate::status::{Classifier, Decision, RuleInput};
 
 /// What follows a response head.
@@ -193,7 +193,7 @@ impl ErrorBody {
 
     /// The error the response makes: the API errors parsed from the body,
     /// the class decided again with their codes when a rule reads them, the
-    /// body as read and the `Retry-After` of the head.
+    /// body as read and the wait the answer asks for.
     pub(crate) fn failure(
         &mut self,
         status: StatusCode,
@@ -209,11 +209,13 @@ impl ErrorBody {
             let input = RuleInput::new(status, headers).with_codes(&codes);
             decision = classifier.decide(&input);
         }
+        let wait = server_wait(headers, &body, settings);
         let failure = ResponseFailure {
             api_errors,
             body,
             body_truncated: self.truncated,
-            retry_after: retry_after_of(headers),
+            retry_after: wait.map(|(wait, _)| wait),
+            retry_after_source: wait.map(|(_, source)| source),
             rule: decision
                 .rule()
                 .and_then(|i| classifier.rule_label(i))

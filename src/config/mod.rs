@@ -666,4 +666,6 @@ fn read_bounded(path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod extends_tests;
 #[cfg(test)]
+mod signals_tests;
+#[cfg(test)]
 mod tests;

@@ -247,6 +247,7 @@ fn findings(
             ],
         });
     }
+    found.extend(wait_findings(prefix, classify, retry));
     if timeouts.attempt() > timeouts.total() {
         found.push(Finding {
             message: format!(
@@ -255,6 +256,37 @@ fn findings(
                 timeouts.total()
             ),
             keys: vec![key("timeouts.attempt"), key("timeouts.total"), key("timeouts")],
+        });
+    }
+    found
+}
+
+/// The waits a server asks for that cannot be honoured: a body pointer
+/// with no body read, or sources read when no wait is allowed.
+fn wait_findings(prefix: &str, classify: &ClassifySettings, retry: &RetrySettings) -> Vec<Finding> {
+    let key = |k: &str| (format!("{prefix}{k}"), None);
+    let body = classify.error_body();
+    let mut found = Vec::new();
+    let pointers = body.retry_delay().count();
+    if pointers > 0 && body.max_bytes() == 0 {
+        found.push(Finding {
+            message: "error_body.retry_delay reads the wait from the error body, but error_body.max_bytes = 0 reads none of it, so it never finds one: raise max_bytes, or set retry_delay = []".to_owned(),
+            keys: vec![
+                key("error_body.retry_delay"),
+                key("error_body.max_bytes"),
+                key("error_body"),
+            ],
+        });
+    }
+    let reads_waits = pointers > 0 || !body.wait_headers().is_empty();
+    if reads_waits && retry.max_retry_after().is_zero() && retry.max_attempts() > 1 {
+        found.push(Finding {
+            message: "retry.max_retry_after is 0s, so every wait a server asks for (Retry-After, a rate-limit reset, a retry delay) ends the call instead of being waited: raise it, or read no waits (error_body.wait_headers = [] and retry_delay = [])".to_owned(),
+            keys: vec![
+                key("retry.max_retry_after"),
+                key("error_body.wait_headers"),
+                key("retry"),
+            ],
         });
     }
     found

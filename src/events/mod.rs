@@ -260,15 +260,30 @@ pub enum WaitReason {
     Backoff,
     /// The server's `Retry-After`.
     RetryAfter,
+    /// The reset of the server's `RateLimit` (or `RateLimit-Reset`) header.
+    RateLimit,
+    /// The server's `X-RateLimit-Reset`.
+    XRateLimitReset,
+    /// A delay in the error body (`error_body.retry_delay`).
+    RetryDelay,
 }
 
 impl WaitReason {
-    /// `"backoff"` or `"retry_after"`.
+    /// `"backoff"`, `"retry_after"`, `"ratelimit"`, `"x_ratelimit_reset"`
+    /// or `"retry_delay"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             WaitReason::Backoff => "backoff",
             WaitReason::RetryAfter => "retry_after",
+            WaitReason::RateLimit => "ratelimit",
+            WaitReason::XRateLimitReset => "x_ratelimit_reset",
+            WaitReason::RetryDelay => "retry_delay",
         }
+    }
+
+    /// Whether the server set the wait (every reason but the backoff).
+    pub const fn is_server(self) -> bool {
+        !matches!(self, WaitReason::Backoff)
     }
 }
 

@@ -11,6 +11,8 @@ use tokio::time::Instant;
 use super::budget::{Budget, RetryCause};
 use super::{NonIdempotent, RetrySettings};
 use crate::error::Error;
+use crate::events::WaitReason;
+use crate::retry_after::WaitSource;
 
 /// What the retry layer knows about the request being retried.
 #[derive(Debug, Clone, Copy)]
@@ -30,18 +32,41 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Why the wait before a retry is what it is.
+/// Why the wait before a retry is what it is: the policy's backoff, or
+/// what the server asked for and where it said so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DelayReason {
     Backoff,
     RetryAfter,
+    RateLimit,
+    XRateLimitReset,
+    RetryDelay,
 }
 
 impl DelayReason {
+    /// The server's wait, by where it came from; a wait with no source
+    /// named is `Retry-After`'s.
+    fn asked(source: Option<WaitSource>) -> DelayReason {
+        match source {
+            Some(WaitSource::RateLimit) => DelayReason::RateLimit,
+            Some(WaitSource::XRateLimitReset) => DelayReason::XRateLimitReset,
+            Some(WaitSource::RetryDelay) => DelayReason::RetryDelay,
+            Some(WaitSource::RetryAfter) | None => DelayReason::RetryAfter,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
+        self.public().as_str()
+    }
+
+    /// The reason as events name it.
+    pub(crate) fn public(self) -> WaitReason {
         match self {
-            DelayReason::Backoff => "backoff",
-            DelayReason::RetryAfter => "retry_after",
+            DelayReason::Backoff => WaitReason::Backoff,
+            DelayReason::RetryAfter => WaitReason::RetryAfter,
+            DelayReason::RateLimit => WaitReason::RateLimit,
+            DelayReason::XRateLimitReset => WaitReason::XRateLimitReset,
+            DelayReason::RetryDelay => WaitReason::RetryDelay,
         }
     }
 }
@@ -149,7 +174,7 @@ pub(crate) fn decide(
         Some(asked) if asked > settings.max_retry_after => {
             return Decision::Stop(Refusal::RetryAfterTooLong { asked });
         }
-        Some(asked) => (asked, DelayReason::RetryAfter),
+        Some(asked) => (asked, DelayReason::asked(error.retry_after_source())),
         None => (backoff(), DelayReason::Backoff),
     };
     if let Some(deadline) = deadline {
@@ -269,6 +294,65 @@ mod tests {
         delay: Duration::from_millis(100),
         reason: DelayReason::Backoff,
     };
+
+    #[test]
+    fn every_wait_a_server_asks_for_is_capped_alike_and_named_by_its_source() {
+        let asked = |secs: u64, source: Option<WaitSource>| {
+            Error::from_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusClass::Retryable,
+                ResponseFailure {
+                    retry_after: Some(Duration::from_secs(secs)),
+                    retry_after_source: source,
+                    ..ResponseFailure::default()
+                },
+            )
+        };
+        let get = facts(Method::GET, false);
+        // source, wait asked, expected decision
+        let rows = [
+            (None, 3, DelayReason::RetryAfter),
+            (Some(WaitSource::RetryAfter), 3, DelayReason::RetryAfter),
+            (Some(WaitSource::RateLimit), 3, DelayReason::RateLimit),
+            (
+                Some(WaitSource::XRateLimitReset),
+                3,
+                DelayReason::XRateLimitReset,
+            ),
+            (Some(WaitSource::RetryDelay), 3, DelayReason::RetryDelay),
+        ];
+        for (source, secs, reason) in rows {
+            assert_eq!(
+                run(&asked(secs, source), &get, &settings()),
+                Decision::Retry {
+                    delay: Duration::from_secs(secs),
+                    reason
+                },
+                "{source:?}"
+            );
+            // Past max_retry_after (30 s): the call ends, whatever said so.
+            assert_eq!(
+                run(&asked(31, source), &get, &settings()),
+                Decision::Stop(Refusal::RetryAfterTooLong {
+                    asked: Duration::from_secs(31)
+                }),
+                "{source:?}"
+            );
+            // Past the deadline (60 s away): the call ends too.
+            let mut long = settings();
+            long.max_retry_after = Duration::from_secs(3600);
+            assert_eq!(
+                run(&asked(61, source), &get, &long),
+                Decision::Stop(Refusal::Deadline),
+                "{source:?}"
+            );
+        }
+        assert_eq!(DelayReason::RateLimit.as_str(), "ratelimit");
+        assert_eq!(DelayReason::XRateLimitReset.as_str(), "x_ratelimit_reset");
+        assert_eq!(DelayReason::RetryDelay.as_str(), "retry_delay");
+        assert_eq!(DelayReason::RetryAfter.public(), WaitReason::RetryAfter);
+        assert_eq!(DelayReason::Backoff.public(), WaitReason::Backoff);
+    }
 
     #[test]
     fn the_decision_table() {

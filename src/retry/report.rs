@@ -12,8 +12,7 @@ use super::decision::{DelayReason, Refusal};
 use super::step::Progress;
 use crate::error::{Error, ErrorKind};
 use crate::events::{
-    AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target, WaitReason,
-    retry_reason,
+    AttemptEnded, AttemptStarted, Listeners, RetryRefused, RetryScheduled, Target, retry_reason,
 };
 use crate::status::StatusClass;
 
@@ -122,10 +121,7 @@ pub(crate) fn scheduled(
             target: watch.target(),
             attempt: progress.facts.attempts,
             delay,
-            wait: match reason {
-                DelayReason::RetryAfter => WaitReason::RetryAfter,
-                DelayReason::Backoff => WaitReason::Backoff,
-            },
+            wait: reason.public(),
             reason: retry_reason(error),
             max_attempts: route.settings.max_attempts,
         };

@@ -67,8 +67,8 @@ type Custom = Arc<dyn Fn(&RuleInput<'_>) -> Option<StatusClass> + Send + Sync>;
 /// table; the first that matches decides.
 ///
 /// A rule matches when every condition it names holds: the status is one of
-/// its statuses, the header has its value (exactly), the body carries one of
-/// its error codes. A rule that names error codes needs the body read: it is
+/// its statuses, the header is there (with one of its values, exactly, when
+/// it names values), the body carries one of its error codes. A rule that names error codes needs the body read: it is
 /// tried only on responses that the rules without codes and the table class
 /// as failures (retryable, terminal, unsupported), whose bodies are read
 /// anyway, up to `error_body.max_bytes`, so it costs no extra read. It can
@@ -118,8 +118,71 @@ enum Kind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Header {
-    Parsed(HeaderName, HeaderValue),
+    Parsed(HeaderName, Values),
     Invalid(String),
+}
+
+/// What a header condition asks of the header's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Values {
+    /// Any value: the header is there.
+    Present,
+    /// One of the header's values is exactly one of these.
+    AnyOf(Vec<HeaderValue>),
+}
+
+impl Header {
+    fn new(name: &str, values: Option<&[&str]>) -> Header {
+        let invalid = || {
+            let shown = match values {
+                None => name.to_owned(),
+                Some(values) => format!("{name}: {}", values.join(" | ")),
+            };
+            Header::Invalid(shown)
+        };
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            return invalid();
+        };
+        let Some(values) = values else {
+            return Header::Parsed(name, Values::Present);
+        };
+        match values
+            .iter()
+            .map(|v| HeaderValue::from_str(v))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(values) if !values.is_empty() => Header::Parsed(name, Values::AnyOf(values)),
+            _ => invalid(),
+        }
+    }
+
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        match self {
+            Header::Parsed(name, Values::Present) => headers.contains_key(name),
+            Header::Parsed(name, Values::AnyOf(wanted)) => headers
+                .get_all(name)
+                .iter()
+                .any(|v| wanted.iter().any(|w| w == v)),
+            Header::Invalid(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Header::Parsed(name, Values::Present) => write!(f, "{name}"),
+            Header::Parsed(name, Values::AnyOf(values)) => {
+                write!(f, "{name}: ")?;
+                for (i, value) in values.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { " | " };
+                    write!(f, "{sep}{value:?}")?;
+                }
+                Ok(())
+            }
+            Header::Invalid(text) => f.write_str(text),
+        }
+    }
 }
 
 impl Rule {
@@ -173,18 +236,29 @@ impl Rule {
         self
     }
 
-    /// Matches only a response with header `name` of exactly `value`.
-    pub fn header(mut self, name: &str, value: &str) -> Rule {
+    /// Matches only a response with header `name` (in any case) of
+    /// exactly `value`; replaces the rule's header condition, if any.
+    pub fn header(self, name: &str, value: &str) -> Rule {
+        self.header_any_of(name, [value])
+    }
+
+    /// Matches only a response that has header `name`, whatever its value
+    /// (`header = "retry-after"`).
+    pub fn header_present(self, name: &str) -> Rule {
+        self.with_header(Header::new(name, None))
+    }
+
+    /// Matches only a response with header `name` of exactly one of
+    /// `values` (`header = "x-status: failed | canceled"`). At least one
+    /// value; each is compared whole, `*` and `|` included.
+    pub fn header_any_of<'v>(self, name: &str, values: impl IntoIterator<Item = &'v str>) -> Rule {
+        let values: Vec<&str> = values.into_iter().collect();
+        self.with_header(Header::new(name, Some(&values)))
+    }
+
+    fn with_header(mut self, condition: Header) -> Rule {
         if let Kind::Match { header, .. } = &mut self.kind {
-            *header = Some(
-                match (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    (Ok(name), Ok(value)) => Header::Parsed(name, value),
-                    _ => Header::Invalid(format!("{name}: {value}")),
-                },
-            );
+            *header = Some(condition);
         }
         self
     }
@@ -220,13 +294,7 @@ impl Rule {
                 class,
             } => {
                 let status = statuses.is_empty() || statuses.contains(&input.status.as_u16());
-                let header = match header {
-                    None => true,
-                    Some(Header::Parsed(name, value)) => {
-                        input.headers.get_all(name).iter().any(|v| v == value)
-                    }
-                    Some(Header::Invalid(_)) => false,
-                };
+                let header = header.as_ref().is_none_or(|h| h.matches(input.headers));
                 let code = codes.is_empty()
                     || input
                         .codes
@@ -272,7 +340,7 @@ impl Rule {
             return Err(SettingsError::new(
                 format!("{key}.header"),
                 format!(
-                    "invalid header {text:?} in a rule: expected \"Name: value\" with a valid name and value"
+                    "invalid header {text:?} in a rule: expected \"Name\", \"Name: value\" or \"Name: value | value\" with a valid name and values"
                 ),
             ));
         }
@@ -333,8 +401,8 @@ impl fmt::Debug for Rule {
                 if !codes.is_empty() {
                     out.field("code", codes);
                 }
-                if let Some(Header::Parsed(name, value)) = header {
-                    out.field("header", &format_args!("{name}: {value:?}"));
+                if let Some(header @ Header::Parsed(..)) = header {
+                    out.field("header", &format_args!("{header}"));
                 }
                 out.field("class", class);
             }
@@ -398,6 +466,63 @@ mod tests {
             }),
             Rule::new(StatusClass::Pollable).header("x-status", "running"),
         ])
+    }
+
+    #[test]
+    fn header_conditions() {
+        let present = Rule::new(StatusClass::Retryable).header_present("Retry-After");
+        let exact = Rule::new(StatusClass::Retryable).header("x-status", "failed");
+        let any = Rule::new(StatusClass::Retryable).header_any_of("x-status", ["failed", "*"]);
+        // rule, headers, matches
+        type Row<'r> = (&'r Rule, &'static [(&'static str, &'static str)], bool);
+        let rows: &[Row<'_>] = &[
+            (&present, &[("retry-after", "1")], true),
+            (&present, &[("retry-after", "")], true),
+            (&present, &[("x-status", "failed")], false),
+            (&present, &[], false),
+            (&exact, &[("x-status", "failed")], true),
+            (&exact, &[("x-status", "failed ")], false),
+            (
+                &exact,
+                &[("x-status", "other"), ("x-status", "failed")],
+                true,
+            ),
+            (&any, &[("x-status", "*")], true),
+            (&any, &[("x-status", "failed")], true),
+            (&any, &[("x-status", "running")], false),
+        ];
+        for (rule, pairs, matches) in rows {
+            let mut headers = HeaderMap::new();
+            for (name, value) in *pairs {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let input = RuleInput::new(StatusCode::OK, &headers);
+            assert_eq!(
+                rule.decide(&input).is_some(),
+                *matches,
+                "{rule:?} {pairs:?}"
+            );
+            assert!(rule.check("r").is_ok());
+        }
+        assert_eq!(
+            format!("{any:?}"),
+            r#"Rule { header: x-status: "failed" | "*", class: Retryable }"#
+        );
+        assert_eq!(
+            format!("{present:?}"),
+            "Rule { header: retry-after, class: Retryable }"
+        );
+        for bad in [
+            Rule::new(StatusClass::Terminal).header_present("bad name"),
+            Rule::new(StatusClass::Terminal).header_any_of("x", []),
+            Rule::new(StatusClass::Terminal).header("x", "line\nbreak"),
+        ] {
+            let error = bad.check("classify.rules.0").unwrap_err();
+            assert_eq!(error.key(), "classify.rules.0.header", "{bad:?}");
+        }
     }
 
     #[test]

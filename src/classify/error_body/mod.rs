@@ -16,7 +16,7 @@
 
 mod connio;
 mod fields;
-mod pointer;
+pub(crate) mod pointer;
 mod problem;
 mod settings;
 
@@ -79,19 +79,30 @@ pub fn parse_error_body(
     match settings.format() {
         ErrorBodyFormat::Connio => parse_api_errors(body),
         ErrorBodyFormat::Problem => problem::parse(body),
-        ErrorBodyFormat::Fields => settings
-            .fields()
-            .map_or_else(Vec::new, |fields| fields::parse(fields, body)),
+        ErrorBodyFormat::Fields => each_set(settings, body),
         ErrorBodyFormat::Auto => {
             if content_type.is_some_and(is_problem_json) {
                 return problem::parse(body);
             }
             let errors = parse_api_errors(body);
-            match settings.fields() {
-                Some(fields) if errors.is_empty() => fields::parse(fields, body),
-                _ => errors,
+            if errors.is_empty() {
+                each_set(settings, body)
+            } else {
+                errors
             }
         }
+    }
+}
+
+/// The errors of every pointer set, one set after another.
+fn each_set(settings: &ErrorBodySettings, body: &[u8]) -> Vec<ApiError> {
+    match settings.field_sets() {
+        [] => Vec::new(),
+        [one] => fields::parse(one, body),
+        sets => sets
+            .iter()
+            .flat_map(|fields| fields::parse(fields, body))
+            .collect(),
     }
 }
 
@@ -214,6 +225,83 @@ mod tests {
         );
         // A problem+json body that is not a problem is not read another way.
         assert_eq!(codes(&auto_google, problem, GOOGLE), ["about:blank"]);
+    }
+
+    #[test]
+    fn several_pointer_sets_read_every_shape_of_one_body_in_order() {
+        let set = |errors: &str, code: &str, message: &str| {
+            ErrorFields::builder()
+                .errors(errors)
+                .code(code)
+                .message(message)
+                .build()
+                .unwrap()
+        };
+        // Azure Resource Manager: the error, then each of its details.
+        let azure = ErrorBodySettings::builder()
+            .field_sets([
+                set("/error", "/code", "/message"),
+                set("/error/details", "/code", "/message"),
+            ])
+            .build()
+            .unwrap();
+        let body = r#"{"error": {"code": "InvalidTemplateDeployment",
+            "message": "The template deployment 'vm' is not valid according to the validation procedure.",
+            "details": [
+              {"code": "QuotaExceeded", "message": "Operation could not be completed as it results in exceeding approved Total Regional Cores quota."},
+              {"code": "SkuNotAvailable", "message": "The requested size for resource is currently not available in location 'westus'."}
+            ]}}"#;
+        assert_eq!(
+            codes(&azure, Some("application/json"), body),
+            [
+                "InvalidTemplateDeployment",
+                "QuotaExceeded",
+                "SkuNotAvailable"
+            ]
+        );
+        // An Azure error without details: the one error.
+        let body = r#"{"error": {"code": "ResourceGroupNotFound", "message": "Resource group 'rg' could not be found."}}"#;
+        assert_eq!(codes(&azure, None, body), ["ResourceGroupNotFound"]);
+
+        // GitHub: the message of the whole, then each error's code.
+        let github = ErrorBodySettings::builder()
+            .format(ErrorBodyFormat::Fields)
+            .field_sets([
+                ErrorFields::builder()
+                    .message("/message")
+                    .more_info_url("/documentation_url")
+                    .build()
+                    .unwrap(),
+                set("/errors", "/code", "/message"),
+            ])
+            .build()
+            .unwrap();
+        let body = r#"{"message": "Validation Failed",
+            "errors": [{"resource": "Issue", "field": "title", "code": "missing_field"},
+                       {"resource": "Label", "field": "name", "code": "already_exists"}],
+            "documentation_url": "https://docs.github.com/rest/issues/labels#create-a-label"}"#;
+        let errors = parse_error_body(&github, None, body.as_bytes());
+        assert_eq!(errors.len(), 3);
+        assert_eq!(errors[0].code(), None);
+        assert_eq!(errors[0].message(), Some("Validation Failed"));
+        assert_eq!(
+            codes(&github, None, body),
+            ["-", "missing_field", "already_exists"]
+        );
+        // A plain GitHub error has its message only.
+        let body =
+            r#"{"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}"#;
+        assert_eq!(codes(&github, None, body), ["-"]);
+
+        // problem+json: the problem's code, then its errors extension.
+        let problem = r##"{"type": "https://example.net/validation-error", "title": "Your request is not valid.",
+            "errors": [{"code": "age.range", "detail": "must be a positive integer", "pointer": "#/age"},
+                       {"detail": "must be 'green', 'red' or 'blue'", "pointer": "#/profile/color"}]}"##;
+        let auto = settings(ErrorBodyFormat::Auto, None);
+        assert_eq!(
+            codes(&auto, Some("application/problem+json"), problem),
+            ["https://example.net/validation-error", "age.range", "-"]
+        );
     }
 
     #[test]

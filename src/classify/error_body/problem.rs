@@ -9,6 +9,14 @@
 //! `type` when it is an absolute http(s) URI, which RFC 9457 suggests should
 //! lead to documentation. The whole object stays on the error
 //! ([`ApiError::members`]) for `status`, `instance` and the extensions.
+//!
+//! Many problem details carry more than one error in an `errors` extension,
+//! as RFC 9457's own example does (`"errors": [{"detail": ..., "pointer":
+//! ...}]`): each object of an `errors` array becomes one more error after
+//! the problem's own, its code the object's `code` (a string or a number),
+//! its cause its `title`, its message its `detail` (or `message`), the
+//! object kept whole as its members. An `errors` that is not an array (a
+//! map of fields to messages) adds none.
 
 use serde_json::{Map, Value};
 
@@ -20,10 +28,30 @@ const ABOUT_BLANK: &str = "about:blank";
 /// The problem detail in `body`, or none for anything but a whole JSON
 /// object (a body cut at the read cap included).
 pub(super) fn parse(body: &[u8]) -> Vec<ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => vec![problem_from(object)],
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let more: Vec<ApiError> = match object.get("errors") {
+        Some(Value::Array(items)) => items.iter().filter_map(extension_error).collect(),
         _ => Vec::new(),
-    }
+    };
+    let mut errors = Vec::with_capacity(1 + more.len());
+    errors.push(problem_from(object));
+    errors.extend(more);
+    errors
+}
+
+/// One element of the `errors` extension, when it is an object.
+fn extension_error(item: &Value) -> Option<ApiError> {
+    let object = item.as_object()?;
+    let string = |name: &str| object.get(name).and_then(Value::as_str).map(str::to_owned);
+    let code = match object.get("code") {
+        Some(Value::String(code)) => Some(code.clone()),
+        Some(Value::Number(code)) => Some(code.to_string()),
+        _ => None,
+    };
+    let message = string("detail").or_else(|| string("message"));
+    Some(ApiError::new(code, string("title"), message, None).with_members(object.clone()))
 }
 
 fn problem_from(object: Map<String, Value>) -> ApiError {
@@ -146,6 +174,46 @@ mod tests {
             Some("urn:x")
         );
         assert_eq!(one(r#"{"code": null}"#).code(), Some("about:blank"));
+    }
+
+    #[test]
+    fn the_errors_extension_follows_the_problem() {
+        // RFC 9457 section 3's example, and an API that gives each a code.
+        let body = r##"{
+            "type": "https://example.net/validation-error",
+            "title": "Your request is not valid.",
+            "errors": [
+                {"detail": "must be a positive integer", "pointer": "#/age"},
+                {"code": "color.invalid", "title": "Bad color",
+                 "detail": "must be 'green', 'red' or 'blue'", "pointer": "#/profile/color"},
+                {"code": 4221, "message": "too long"},
+                "not an object", 7, null
+            ]
+        }"##;
+        let errors = parse(body.as_bytes());
+        let codes: Vec<Option<&str>> = errors.iter().map(ApiError::code).collect();
+        assert_eq!(
+            codes,
+            [
+                Some("https://example.net/validation-error"),
+                None,
+                Some("color.invalid"),
+                Some("4221")
+            ]
+        );
+        assert_eq!(errors[1].message(), Some("must be a positive integer"));
+        assert_eq!(errors[1].members().unwrap()["pointer"], "#/age");
+        assert_eq!(errors[2].cause(), Some("Bad color"));
+        assert_eq!(errors[3].message(), Some("too long"));
+        // The problem keeps its whole object, the extension included.
+        assert_eq!(
+            errors[0].members().unwrap()["errors"][0]["pointer"],
+            "#/age"
+        );
+        // A map of fields to messages is not a list of errors.
+        let map = r#"{"title": "One or more validation errors occurred.",
+            "errors": {"Name": ["The Name field is required."]}}"#;
+        assert_eq!(parse(map.as_bytes()).len(), 1);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::pointer::Pointer;
+use crate::classify::WaitSource;
 use crate::settings::{self, SettingsError};
 use crate::units::ByteSize;
 
@@ -41,7 +43,9 @@ use crate::units::ByteSize;
 pub struct ErrorBodySettings {
     max_bytes: usize,
     format: ErrorBodyFormat,
-    fields: Option<ErrorFields>,
+    fields: Vec<ErrorFields>,
+    wait_headers: Vec<WaitSource>,
+    retry_delay: Vec<Pointer>,
 }
 
 impl ErrorBodySettings {
@@ -56,7 +60,14 @@ impl ErrorBodySettings {
         Self::builder().max_bytes(max_bytes).build()
     }
 
-    /// A builder with the defaults: 64 KiB, the `auto` format, no pointers.
+    /// The most pointers `error_body.retry_delay` may list.
+    pub const MAX_RETRY_DELAY_POINTERS: usize = 16;
+    /// The most pointer sets `[[error_body.fields]]` may list.
+    pub const MAX_FIELD_SETS: usize = 16;
+
+    /// A builder with the defaults: 64 KiB, the `auto` format, no pointers,
+    /// waits read from every header of [`WaitSource::HEADERS`] and from no
+    /// body pointer.
     pub fn builder() -> ErrorBodyBuilder {
         ErrorBodyBuilder::default()
     }
@@ -72,9 +83,33 @@ impl ErrorBodySettings {
     }
 
     /// Where the errors are, for the `fields` format and as the last resort
-    /// of `auto` (`[error_body.fields]`).
+    /// of `auto` (`[error_body.fields]`): the first set, when there are
+    /// several; see [`field_sets`](Self::field_sets).
     pub fn fields(&self) -> Option<&ErrorFields> {
-        self.fields.as_ref()
+        self.fields.first()
+    }
+
+    /// Every set of pointers (`[[error_body.fields]]`), in the order they
+    /// are read: the errors each finds follow those of the sets before it.
+    pub fn field_sets(&self) -> &[ErrorFields] {
+        &self.fields
+    }
+
+    /// The headers a wait is read from, the first that gives one winning
+    /// (`error_body.wait_headers`).
+    pub fn wait_headers(&self) -> &[WaitSource] {
+        &self.wait_headers
+    }
+
+    /// The JSON pointers into an error body where a wait is read when no
+    /// header gave one (`error_body.retry_delay`), the first that finds one
+    /// winning.
+    pub fn retry_delay(&self) -> impl Iterator<Item = &str> + '_ {
+        self.retry_delay.iter().map(Pointer::as_str)
+    }
+
+    pub(crate) fn retry_delay_pointers(&self) -> &[Pointer] {
+        &self.retry_delay
     }
 }
 
@@ -83,7 +118,9 @@ impl Default for ErrorBodySettings {
         ErrorBodySettings {
             max_bytes: Self::DEFAULT_MAX_BYTES,
             format: ErrorBodyFormat::Auto,
-            fields: None,
+            fields: Vec::new(),
+            wait_headers: WaitSource::HEADERS.to_vec(),
+            retry_delay: Vec::new(),
         }
     }
 }
@@ -92,6 +129,7 @@ impl Default for ErrorBodySettings {
 #[derive(Debug, Clone, Default)]
 pub struct ErrorBodyBuilder {
     settings: ErrorBodySettings,
+    retry_delay: Vec<String>,
 }
 
 impl ErrorBodyBuilder {
@@ -111,22 +149,79 @@ impl ErrorBodyBuilder {
     /// Where the errors are (`[error_body.fields]`): read by the `fields`
     /// format, and by `auto` when the body is neither a problem detail nor
     /// the connio shape.
-    pub fn fields(mut self, fields: ErrorFields) -> Self {
-        self.settings.fields = Some(fields);
+    pub fn fields(self, fields: ErrorFields) -> Self {
+        self.field_sets([fields])
+    }
+
+    /// Several sets of pointers (`[[error_body.fields]]`), replacing any
+    /// before: each is read in turn and the errors of all are kept, in
+    /// order, for APIs that report errors in two shapes in one body
+    /// (GitHub's `message` and `errors[]`, Azure's `error` and
+    /// `error.details[]`). At most 16.
+    pub fn field_sets(mut self, sets: impl IntoIterator<Item = ErrorFields>) -> Self {
+        self.settings.fields = sets.into_iter().collect();
+        self
+    }
+
+    /// The headers a wait is read from, in order: the first that gives one
+    /// sets it (`error_body.wait_headers`). Any of [`WaitSource::HEADERS`],
+    /// each once; none reads waits from the body alone.
+    pub fn wait_headers(mut self, sources: impl IntoIterator<Item = WaitSource>) -> Self {
+        self.settings.wait_headers = sources.into_iter().collect();
+        self
+    }
+
+    /// JSON pointers into the error body where a wait is read, when no
+    /// header gave one (`error_body.retry_delay`): its value is duration
+    /// text (`"2s"`, `"1.5s"`, `"250ms"`) or a number of seconds. A `*`
+    /// token stands for every element of an array, in order
+    /// (`/error/details/*/retryDelay`); the first pointer that finds a wait
+    /// sets it. At most 16; none, the default, reads no wait from the body.
+    pub fn retry_delay<S: Into<String>>(mut self, pointers: impl IntoIterator<Item = S>) -> Self {
+        self.retry_delay = pointers.into_iter().map(Into::into).collect();
         self
     }
 
     /// The settings, or the first value out of bounds or in contradiction.
     pub fn build(self) -> Result<ErrorBodySettings, SettingsError> {
-        let settings = self.settings;
+        let mut settings = self.settings;
         settings::bounded(
             "error_body.max_bytes",
             settings.max_bytes,
             0..=ErrorBodySettings::MAX_MAX_BYTES,
             |n| format!("{n} bytes"),
         )?;
-        match (settings.format, &settings.fields) {
-            (format @ (ErrorBodyFormat::Connio | ErrorBodyFormat::Problem), Some(_)) => {
+        check_wait_headers(&settings.wait_headers)?;
+        if self.retry_delay.len() > ErrorBodySettings::MAX_RETRY_DELAY_POINTERS {
+            return Err(SettingsError::new(
+                "error_body.retry_delay",
+                format!(
+                    "error_body.retry_delay lists {} pointers: expected at most {}",
+                    self.retry_delay.len(),
+                    ErrorBodySettings::MAX_RETRY_DELAY_POINTERS
+                ),
+            ));
+        }
+        settings.retry_delay = self
+            .retry_delay
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                Pointer::parse("error_body.retry_delay", text).map_err(|e| e.at_index(i))
+            })
+            .collect::<Result<_, _>>()?;
+        if settings.fields.len() > ErrorBodySettings::MAX_FIELD_SETS {
+            return Err(SettingsError::new(
+                "error_body.fields",
+                format!(
+                    "error_body.fields lists {} sets of pointers: expected at most {}",
+                    settings.fields.len(),
+                    ErrorBodySettings::MAX_FIELD_SETS
+                ),
+            ));
+        }
+        match (settings.format, settings.fields.is_empty()) {
+            (format @ (ErrorBodyFormat::Connio | ErrorBodyFormat::Problem), false) => {
                 Err(SettingsError::new(
                     "error_body.fields",
                     format!(
@@ -134,13 +229,33 @@ impl ErrorBodyBuilder {
                     ),
                 ))
             }
-            (ErrorBodyFormat::Fields, None) => Err(SettingsError::new(
+            (ErrorBodyFormat::Fields, true) => Err(SettingsError::new(
                 "error_body.format",
                 "format = \"fields\" needs [error_body.fields] to say where the errors are: add it, or choose another format",
             )),
             _ => Ok(settings),
         }
     }
+}
+
+/// Each header source at most once, and no body among the headers.
+fn check_wait_headers(sources: &[WaitSource]) -> Result<(), SettingsError> {
+    for (i, source) in sources.iter().enumerate() {
+        let error = |message: String| {
+            Err(SettingsError::new("error_body.wait_headers", message).at_index(i))
+        };
+        if !WaitSource::HEADERS.contains(source) {
+            return error(format!(
+                "\"{source}\" is not a header: a wait in the body is read from the pointers of error_body.retry_delay; expected \"retry-after\", \"ratelimit\" or \"x-ratelimit-reset\""
+            ));
+        }
+        if sources[..i].contains(source) {
+            return error(format!(
+                "\"{source}\" is listed twice in error_body.wait_headers"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How an error body is read into [`ApiError`](crate::ApiError)s
@@ -340,7 +455,72 @@ impl ErrorFieldsBuilder {
 pub(crate) struct RawErrorBody {
     pub(crate) max_bytes: Option<ByteSize>,
     pub(crate) format: Option<ErrorBodyFormat>,
-    pub(crate) fields: Option<RawErrorFields>,
+    pub(crate) fields: Option<RawFieldSets>,
+    pub(crate) wait_headers: Option<Vec<String>>,
+    pub(crate) retry_delay: Option<Pointers>,
+}
+
+/// `[error_body.fields]`, one table, or `[[error_body.fields]]`, a list of
+/// them.
+#[derive(Debug)]
+pub(crate) enum RawFieldSets {
+    One(RawErrorFields),
+    Many(Vec<RawErrorFields>),
+}
+
+impl<'de> Deserialize<'de> for RawFieldSets {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Sets;
+
+        impl<'de> Visitor<'de> for Sets {
+            type Value = RawFieldSets;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of JSON pointers, or a list of such tables")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawFieldSets, A::Error> {
+                RawErrorFields::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawFieldSets::One)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawFieldSets, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(RawFieldSets::Many)
+            }
+        }
+
+        deserializer.deserialize_any(Sets)
+    }
+}
+
+/// A JSON pointer, or a list of them.
+#[derive(Debug)]
+pub(crate) struct Pointers(Vec<String>);
+
+impl<'de> Deserialize<'de> for Pointers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+
+        impl<'de> Visitor<'de> for List {
+            type Value = Pointers;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a JSON pointer such as \"/error/details/*/retryDelay\", or a list of them",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Pointers, E> {
+                Ok(Pointers(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Pointers, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Pointers)
+            }
+        }
+
+        deserializer.deserialize_any(List)
+    }
 }
 
 /// `[error_body.fields]` as a file writes it.
@@ -380,11 +560,46 @@ impl TryFrom<RawErrorBody> for ErrorBodySettings {
         if let Some(format) = raw.format {
             builder = builder.format(format);
         }
-        if let Some(fields) = raw.fields {
-            builder = builder.fields(ErrorFields::try_from(fields)?);
+        match raw.fields {
+            None => {}
+            Some(RawFieldSets::One(fields)) => {
+                builder = builder.fields(ErrorFields::try_from(fields)?);
+            }
+            Some(RawFieldSets::Many(sets)) => {
+                let sets = sets
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, set)| ErrorFields::try_from(set).map_err(|e| in_set(e, i)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                builder = builder.field_sets(sets);
+            }
+        }
+        if let Some(names) = raw.wait_headers {
+            let sources = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    name.parse::<WaitSource>().map_err(|e| {
+                        SettingsError::new("error_body.wait_headers", e.to_string()).at_index(i)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            builder = builder.wait_headers(sources);
+        }
+        if let Some(Pointers(pointers)) = raw.retry_delay {
+            builder = builder.retry_delay(pointers);
         }
         builder.build()
     }
+}
+
+/// An error of set `i` of a list of pointer sets, at that set's key
+/// (`error_body.fields.1.code`), so that a file's error points at it.
+fn in_set(error: SettingsError, i: usize) -> SettingsError {
+    let key = error
+        .key()
+        .replacen("error_body.fields", &format!("error_body.fields.{i}"), 1);
+    SettingsError::new(key, error.message().to_owned())
 }
 
 #[cfg(test)]
