@@ -27,7 +27,9 @@
 //! `resilience_routes` (50 routes, none taken), `resilience_listener` (a
 //! listener that does nothing: the events' own cost), `resilience_metrics`
 //! and `resilience_otel` (the shipped metrics listeners recording to
-//! nothing; with `--features metrics,opentelemetry`); pending
+//! nothing; with `--features metrics,opentelemetry`),
+//! `resilience_prometheus` (`MetricsListener` recording into
+//! metrics-exporter-prometheus's recorder; `--features metrics`); pending
 //! path: `bare_pending`, `tower_retry_pending`, `tower_timeout_pending`,
 //! `resilience_pending` (these count the runtime's scheduling too, the same
 //! for each).
@@ -270,6 +272,15 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
         group.bench_function("resilience_200_metrics", |b| {
             b.iter(|| call_once(&mut metrics))
         });
+        // And recording into a real recorder, as a program that exports
+        // its metrics does.
+        let recorder = prometheus_recorder();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let mut recorded =
+            ResilienceLayer::new(with_metrics(&policy)).layer(Answer::new(200, "{}"));
+        group.bench_function("resilience_200_prometheus", |b| {
+            b.iter(|| call_once(&mut recorded))
+        });
     }
     #[cfg(feature = "opentelemetry")]
     {
@@ -467,6 +478,8 @@ fn print_ratios() {
     if cfg!(feature = "metrics") {
         rows.push(("resilience_200_metrics", "resilience_200"));
         rows.push(("resilience_200_metrics", "resilience_200_listener"));
+        rows.push(("resilience_200_prometheus", "resilience_200"));
+        rows.push(("resilience_200_prometheus", "resilience_200_listener"));
     }
     if cfg!(feature = "opentelemetry") {
         rows.push(("resilience_200_otel", "resilience_200"));
@@ -504,6 +517,22 @@ impl tower_rebound::events::Listener for Silent {}
 fn with_metrics(policy: &Policy) -> Policy {
     let listener = tower_rebound::events::MetricsListener::for_policy(policy);
     policy.clone().with_listener(listener)
+}
+
+/// metrics-exporter-prometheus's recorder, with OpenTelemetry's buckets for
+/// the two duration histograms (as the CLI sets it up): a real recorder,
+/// which keeps every value recorded.
+#[cfg(feature = "metrics")]
+fn prometheus_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    use tower_rebound::events::instrument::{CALL_DURATION, DURATION_BUCKETS, REQUEST_DURATION};
+    let mut builder = PrometheusBuilder::new();
+    for name in [REQUEST_DURATION, CALL_DURATION] {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.to_owned()), &DURATION_BUCKETS)
+            .expect("valid buckets");
+    }
+    builder.build_recorder()
 }
 
 /// `policy` with OpenTelemetry's listener, on the global meter.
@@ -590,6 +619,12 @@ fn run_loop(name: &str, rt: &Runtime) {
         }
         #[cfg(feature = "metrics")]
         "resilience_metrics" => spin(ResilienceLayer::new(with_metrics(&policy)).layer(answer())),
+        #[cfg(feature = "metrics")]
+        "resilience_prometheus" => {
+            let recorder = prometheus_recorder();
+            let _local = metrics::set_default_local_recorder(&recorder);
+            spin(ResilienceLayer::new(with_metrics(&policy)).layer(answer()))
+        }
         #[cfg(feature = "opentelemetry")]
         "resilience_otel" => spin(ResilienceLayer::new(with_otel(&policy)).layer(answer())),
         "bare_pending" => spin_pending(rt, Yielding(answer())),

@@ -153,6 +153,7 @@ mod settings;
 mod span;
 mod stack;
 mod status;
+mod stripes;
 mod timer;
 pub mod trace;
 mod units;

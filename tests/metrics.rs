@@ -390,6 +390,35 @@ async fn hosts_past_the_policys_max_hosts_are_other() {
     assert_eq!(addresses, BTreeSet::from(["127.0.0.1", "localhost"]));
 }
 
+/// The listener keeps the handles of its duration series, and takes them
+/// again from a recorder put in force after it recorded: no record is lost
+/// to the recorder it used first.
+#[tokio::test]
+async fn one_listener_follows_the_recorder_in_force() {
+    let server = instruments::server().await;
+    let policy = instruments::policy("").with_listener(MetricsListener::new());
+    let (first, second) = (DebuggingRecorder::new(), DebuggingRecorder::new());
+    let calls = |recorder: &DebuggingRecorder| {
+        let mut seen = Seen::default();
+        seen.update(&recorder.snapshotter());
+        seen.series(CALL_DURATION)
+            .iter()
+            .map(|s| match &s.value {
+                Value::Histogram(xs) => xs.len(),
+                other => panic!("{other:?}"),
+            })
+            .sum::<usize>()
+    };
+    let local = metrics::set_default_local_recorder(&first);
+    instruments::two_hosts(&server, policy.clone()).await;
+    instruments::two_hosts(&server, policy.clone()).await;
+    drop(local);
+    let _local = metrics::set_default_local_recorder(&second);
+    instruments::two_hosts(&server, policy).await;
+    assert_eq!(calls(&first), 4, "two calls to each host");
+    assert_eq!(calls(&second), 2, "one call to each host, after the change");
+}
+
 #[tokio::test]
 async fn ports_past_the_policys_max_hosts_are_other() {
     let (one, two) = (instruments::server().await, instruments::server().await);

@@ -6,6 +6,7 @@
 //! are `_OTHER` (as OpenTelemetry's conventions ask), statuses are three
 //! digits, and hosts, their ports and routes past a limit share one name.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -81,14 +82,7 @@ impl Names {
     /// The name of a host, as `server.address`: lowercase, and an IPv6
     /// address without its brackets.
     pub(crate) fn host(&self, host: &str) -> Arc<str> {
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self.get(&host.to_ascii_lowercase());
-        }
-        self.get(host)
+        self.get(&server_address(host))
     }
 
     /// The name of a port, as `server.port`: its digits while there is
@@ -112,6 +106,19 @@ impl Names {
         }
         self.get(std::str::from_utf8(&digits[at..]).unwrap_or(OTHER))
     }
+}
+
+/// A host as `server.address` names it, before any bound: lowercase, and
+/// an IPv6 address without its brackets. Borrowed unless it had capitals.
+pub(crate) fn server_address(host: &str) -> Cow<'_, str> {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Cow::Owned(host.to_ascii_lowercase());
+    }
+    Cow::Borrowed(host)
 }
 
 // A listener's sets hold names only: one a panicking thread left behind is

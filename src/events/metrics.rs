@@ -1,20 +1,30 @@
 //! [`MetricsListener`]: the stack's events through the `metrics` facade.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ::metrics::{
-    Label, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Histogram, Key, Label, Level, Metadata, Unit, counter, describe_counter, describe_gauge,
+    describe_histogram, gauge,
 };
+use http::StatusCode;
 
+use super::instrument::OTHER;
 use super::instrument::{
     BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, POLLS, RATE_LIMIT_FALLBACKS,
     RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 use super::labels::{self, Names};
+use super::series::{Place, SeriesCache, recorder_in_force};
 use super::{
     AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RateLimitBackend, RetryRefused,
-    RetryScheduled,
+    RetryScheduled, Target,
 };
+use crate::outcome::Outcome;
+
+/// What `histogram!` here would tell the recorder of each series.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 /// Records the stack's [instruments](super::instrument) through the
 /// [`metrics`](::metrics) facade (feature `metrics`): to whatever recorder
@@ -40,6 +50,13 @@ use super::{
 /// keeps a bounded number of series. No path, query or full URL is ever
 /// recorded.
 ///
+/// The two duration histograms, recorded on every request and call, keep
+/// the handles the recorder gives for each host's series and record into
+/// them, rather than naming the series by its labels every time. A handle
+/// is asked for again when another recorder is in force, and after a
+/// second: a recorder that drops idle series (metrics-exporter-prometheus's
+/// `idle_timeout`) gets the series back when the host is called again.
+///
 /// ```
 /// use tower_rebound::events::MetricsListener;
 /// use tower_rebound::{Policy, ResilienceLayer};
@@ -58,6 +75,31 @@ pub struct MetricsListener {
     /// The ports `server.port` names: as many as hosts.
     ports: Arc<Names>,
     routes: Arc<Names>,
+    /// The handles of [`REQUEST_DURATION`]'s series, by host.
+    requests: Arc<SeriesCache<RequestSeries>>,
+    /// The handles of [`CALL_DURATION`]'s series, by host.
+    calls: Arc<SeriesCache<CallSeries>>,
+}
+
+/// What tells apart a host's series of [`REQUEST_DURATION`]: the values
+/// of its other labels.
+#[derive(PartialEq)]
+struct RequestSeries {
+    method: &'static str,
+    /// With the authority, what sets `server.port`: the port of the
+    /// request's scheme (the authority spells any other); for `_other`,
+    /// 0 when the request has a port at all, since it names none.
+    port: Option<u16>,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+}
+
+/// What tells apart a host's series of [`CALL_DURATION`].
+#[derive(PartialEq)]
+struct CallSeries {
+    method: &'static str,
+    outcome: Outcome,
+    route: Option<Box<str>>,
 }
 
 impl std::fmt::Debug for MetricsListener {
@@ -120,6 +162,8 @@ impl MetricsListener {
             hosts: Arc::new(Names::new(max_hosts)),
             ports: Arc::new(Names::new(max_hosts)),
             routes: Arc::new(Names::new(labels::MAX_ROUTES)),
+            requests: Arc::new(SeriesCache::new(max_hosts)),
+            calls: Arc::new(SeriesCache::new(max_hosts)),
         }
     }
 
@@ -133,8 +177,101 @@ impl MetricsListener {
     pub fn with_max_hosts(mut self, max_hosts: usize) -> Self {
         self.hosts = Arc::new(Names::new(max_hosts));
         self.ports = Arc::new(Names::new(max_hosts));
+        self.requests = Arc::new(SeriesCache::new(max_hosts));
+        self.calls = Arc::new(SeriesCache::new(max_hosts));
         self
     }
+
+    /// Records a request's duration into a series the cache had no fresh
+    /// handle for: its labels named, the handle asked for and kept.
+    #[cold]
+    #[inline(never)]
+    fn request_series(
+        &self,
+        target: Target<'_>,
+        mut series: RequestSeries,
+        seconds: f64,
+        recorder: usize,
+        now: Instant,
+    ) {
+        let name = self.hosts.host(target.host());
+        let port = target.port();
+        let place = self.place(target, &name);
+        if let Place::Other = place {
+            series.port = port.map(|_| 0);
+            let matches = |s: &RequestSeries| *s == series;
+            if self.requests.record(place, matches, seconds, recorder, now) {
+                return;
+            }
+        }
+        let mut attributes = Vec::with_capacity(5);
+        attributes.push(Label::new(labels::METHOD, series.method));
+        let port = port.map(|port| self.ports.port(&name, port));
+        attributes.push(Label::new(labels::SERVER_ADDRESS, name));
+        if let Some(port) = port {
+            attributes.push(Label::new(labels::SERVER_PORT, port));
+        }
+        if let Some(status) = series.status {
+            attributes.push(Label::new(labels::STATUS_CODE, labels::status(status)));
+        }
+        if let Some(error) = series.error {
+            attributes.push(Label::new(labels::ERROR_TYPE, error));
+        }
+        let histogram = register(Key::from_parts(REQUEST_DURATION, attributes));
+        histogram.record(seconds);
+        self.requests.keep(place, series, histogram, recorder, now);
+    }
+
+    /// [`request_series`](Self::request_series), for a call's duration.
+    #[cold]
+    #[inline(never)]
+    fn call_series(
+        &self,
+        target: Target<'_>,
+        series: CallSeries,
+        seconds: f64,
+        recorder: usize,
+        now: Instant,
+    ) {
+        let name = self.hosts.host(target.host());
+        let place = self.place(target, &name);
+        if let Place::Other = place {
+            let matches = |s: &CallSeries| *s == series;
+            if self.calls.record(place, matches, seconds, recorder, now) {
+                return;
+            }
+        }
+        let mut attributes = Vec::with_capacity(4);
+        attributes.push(Label::new(labels::METHOD, series.method));
+        attributes.push(Label::new(labels::SERVER_ADDRESS, name));
+        attributes.push(Label::new(labels::OUTCOME, series.outcome.as_str()));
+        if let Some(route) = &series.route {
+            attributes.push(Label::new(labels::ROUTE, self.routes.get(route)));
+        }
+        let histogram = register(Key::from_parts(CALL_DURATION, attributes));
+        histogram.record(seconds);
+        self.calls.keep(place, series, histogram, recorder, now);
+    }
+
+    /// Where the cache keeps the series of a request to `target`, which
+    /// `server.address` names `name`.
+    fn place<'a>(&self, target: Target<'a>, name: &str) -> Place<'a> {
+        if name == OTHER {
+            return Place::Other;
+        }
+        Place::Spelled(authority(target))
+    }
+}
+
+/// The authority of a request as it spells it; empty for a relative URI.
+fn authority<'a>(target: Target<'a>) -> &'a str {
+    target.uri().authority().map_or("", |a| a.as_str())
+}
+
+/// The handle of the histogram `key` from the recorder in force, as
+/// `histogram!` would ask for it.
+fn register(key: Key) -> Histogram {
+    ::metrics::with_recorder(|recorder| recorder.register_histogram(&key, &METADATA))
 }
 
 impl Listener for MetricsListener {
@@ -143,21 +280,22 @@ impl Listener for MetricsListener {
             return;
         }
         let target = e.target();
-        let mut attributes = Vec::with_capacity(5);
-        attributes.push(Label::new(labels::METHOD, labels::method(target.method())));
-        let host = self.hosts.host(target.host());
-        let port = target.port().map(|port| self.ports.port(&host, port));
-        attributes.push(Label::new(labels::SERVER_ADDRESS, host));
-        if let Some(port) = port {
-            attributes.push(Label::new(labels::SERVER_PORT, port));
+        let series = RequestSeries {
+            method: labels::method(target.method()),
+            port: target
+                .uri()
+                .scheme_str()
+                .and_then(crate::host_key::default_port),
+            status: e.status(),
+            error: labels::error_type(e),
+        };
+        let place = Place::Spelled(authority(target));
+        let seconds = e.duration().as_secs_f64();
+        let (recorder, now) = (recorder_in_force(), Instant::now());
+        let matches = |s: &RequestSeries| *s == series;
+        if !self.requests.record(place, matches, seconds, recorder, now) {
+            self.request_series(target, series, seconds, recorder, now);
         }
-        if let Some(status) = e.status() {
-            attributes.push(Label::new(labels::STATUS_CODE, labels::status(status)));
-        }
-        if let Some(error) = labels::error_type(e) {
-            attributes.push(Label::new(labels::ERROR_TYPE, error));
-        }
-        histogram!(REQUEST_DURATION, attributes).record(e.duration().as_secs_f64());
     }
 
     fn retry_scheduled(&self, e: &RetryScheduled<'_>) {
@@ -208,16 +346,20 @@ impl Listener for MetricsListener {
 
     fn call_ended(&self, e: &CallEnded<'_>) {
         let target = e.target();
-        let mut attributes = Vec::with_capacity(4);
-        attributes.push(Label::new(labels::METHOD, labels::method(target.method())));
-        attributes.push(Label::new(
-            labels::SERVER_ADDRESS,
-            self.hosts.host(target.host()),
-        ));
-        attributes.push(Label::new(labels::OUTCOME, e.outcome().as_str()));
-        if let Some(route) = e.route() {
-            attributes.push(Label::new(labels::ROUTE, self.routes.get(route)));
+        let (method, outcome, route) = (labels::method(target.method()), e.outcome(), e.route());
+        let place = Place::Spelled(authority(target));
+        let seconds = e.duration().as_secs_f64();
+        let (recorder, now) = (recorder_in_force(), Instant::now());
+        let matches = |s: &CallSeries| {
+            s.method == method && s.outcome == outcome && s.route.as_deref() == route
+        };
+        if !self.calls.record(place, matches, seconds, recorder, now) {
+            let series = CallSeries {
+                method,
+                outcome,
+                route: route.map(Box::from),
+            };
+            self.call_series(target, series, seconds, recorder, now);
         }
-        histogram!(CALL_DURATION, attributes).record(e.duration().as_secs_f64());
     }
 }

@@ -64,6 +64,8 @@ mod labels;
 mod metrics;
 #[cfg(feature = "opentelemetry")]
 mod otel;
+#[cfg(feature = "metrics")]
+mod series;
 
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -155,6 +157,13 @@ impl<'a> Target<'a> {
     /// The port: the URI's, or the scheme's default (80, 443).
     pub fn port(&self) -> Option<u16> {
         crate::host_key::port(self.uri)
+    }
+
+    /// The request's URI, for listeners of this crate, which never record
+    /// its path or query.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn uri(&self) -> &'a Uri {
+        self.uri
     }
 }
 

@@ -11,8 +11,9 @@
 //! per call whatever the rate.
 //!
 //! The requests are counted as they start (calls, status requests and the
-//! retries granted), with one relaxed increment of a counter on a cache line
-//! of its own, and the rate is read only when a
+//! retries granted), with one relaxed increment of the calling thread's
+//! stripe of a counter (`crate::stripes`), so that threads calling at once
+//! do not write one cache line; the rate is read only when a
 //! retry is wanted: the count over a window of between one and two `reserve`
 //! spans, ending now. Time is passed in, so the arithmetic is tested without a runtime.
 
@@ -32,11 +33,7 @@ pub(super) fn millis(tokens: f64) -> u64 {
 
 use tokio::time::Instant;
 
-/// A counter alone on its cache line: every call writes it, and the
-/// bucket's tokens, which every success reads, live on another.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Counter(AtomicU64);
+use crate::stripes::Striped;
 
 /// Where the current and the previous window began, and the count then.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +50,9 @@ pub(crate) struct Reserve {
     span: Duration,
     floor: u64,
     ceiling: u64,
-    seen: Counter,
+    /// Every call writes it: a stripe per thread, none on the line of the
+    /// bucket's tokens, which every success reads.
+    seen: Striped,
     /// The bound last worked out, for a withdrawal that finds the marks
     /// taken by another.
     bound: AtomicU64,
@@ -68,7 +67,7 @@ impl std::fmt::Debug for Reserve {
             .field("span", &self.span)
             .field("floor", &self.floor)
             .field("ceiling", &self.ceiling)
-            .field("seen", &self.seen.0.load(Ordering::Relaxed))
+            .field("seen", &self.seen.sum())
             .field("bound", &self.last_bound())
             .finish()
     }
@@ -83,7 +82,7 @@ impl Reserve {
             span,
             floor,
             ceiling,
-            seen: Counter::default(),
+            seen: Striped::default(),
             bound: AtomicU64::new(floor),
             marks: Mutex::new(Marks {
                 start: now,
@@ -98,7 +97,7 @@ impl Reserve {
     /// retry.
     #[inline]
     pub(crate) fn count(&self) {
-        self.seen.0.fetch_add(1, Ordering::Relaxed);
+        self.seen.add(1);
     }
 
     /// The most tokens the bucket may hold at `now`, in thousandths.
@@ -114,7 +113,7 @@ impl Reserve {
             // is as good as ours.
             Err(TryLockError::WouldBlock) => return self.bound.load(Ordering::Relaxed),
         };
-        let seen = self.seen.0.load(Ordering::Relaxed);
+        let seen = self.seen.sum();
         if now.saturating_duration_since(marks.start) >= self.span {
             marks.previous = marks.start;
             marks.seen_at_previous = marks.seen_at_start;
