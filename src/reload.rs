@@ -4,8 +4,9 @@
 //! [`PolicySwap`] handle replaces at any time: calls that start after a swap
 //! run under the new policy, calls in flight finish under the one they
 //! started with (each holds its own stack), and no call ever mixes the two.
-//! The breakers survive a swap that keeps their settings, so a host whose
-//! breaker is open stays cut off; a policy that cannot be read is refused
+//! The breakers, the retry budget and the rate limit each survive a swap
+//! that keeps their settings, so a host whose breaker is open stays cut
+//! off, a spent budget stays spent and the limit's turns go on; a policy that cannot be read is refused
 //! whole by [`Policy`]'s own loading, before it reaches the handle, and the
 //! old one stays.
 //!
@@ -48,9 +49,11 @@ impl Current {
 ///
 /// Calls that start after a swap run under the new policy; calls in flight
 /// finish under the one they started with (each holds its own stack), and
-/// no call mixes the two. The breakers carry over when the new policy gives
-/// them the same settings, so a host whose breaker is open stays cut off;
-/// budgets and rate limits start anew. Each client looks for a new policy
+/// no call mixes the two. The breakers, the retry budget and the rate limit
+/// each carry over when the new policy gives them the same settings, so a
+/// host whose breaker is open stays cut off, a spent budget stays spent and
+/// the limit's turns go on; a part whose settings changed starts anew. Each
+/// client looks for a new policy
 /// when it gets ready (one atomic load) and builds its stack anew once per
 /// swap.
 ///
@@ -107,7 +110,8 @@ impl ReloadableLayer {
 
 impl PolicySwap {
     /// Puts `policy` in force for the calls that start from now on. The
-    /// breakers carry over when `policy` gives them the same settings.
+    /// breakers, the budget and the rate limit carry over when `policy`
+    /// gives them the same settings.
     pub fn swap(&self, policy: Policy) {
         let mut layer = self
             .current

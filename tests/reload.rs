@@ -172,6 +172,92 @@ async fn a_call_in_flight_finishes_under_its_own_policy() {
     assert_eq!(started.elapsed(), Duration::from_millis(10));
 }
 
+/// A policy with a budget of two retries and, when `limited`, a limit of one
+/// call a second; `wait_ms` tells two of them apart.
+fn budgeted(wait_ms: u64, limited: bool) -> Policy {
+    let limit = if limited {
+        "[rate_limit]\nper_second = 1\nburst = 1\n"
+    } else {
+        ""
+    };
+    Policy::from_toml_str(&format!(
+        "[classify]\nsuccess = [200]\nretryable = [429, 500]\n\
+         [retry]\nmax_attempts = 3\n\
+         [retry.backoff]\nkind = \"constant\"\ndelay = \"{wait_ms}ms\"\njitter = \"none\"\n\
+         [retry.budget]\ncapacity = 2\nmin_reserve = 2\n\
+         [circuit_breaker]\nenabled = false\n{limit}"
+    ))
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_spent_before_a_swap_stays_spent_after_it() {
+    let seen: Seen = Arc::default();
+    let (layer, swap) = ReloadableLayer::new(budgeted(10, false));
+    let client = layer.layer(client(Arc::clone(&seen)));
+    // Two retries spend the budget.
+    let error = client
+        .clone()
+        .oneshot(request("dead.example", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.attempts(), 3);
+    // Another wait, the same budget: the budget is the one already spent.
+    swap.swap(budgeted(20, false));
+    let error = client
+        .clone()
+        .oneshot(request("dead.example", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::BudgetExhausted, "{error:?}");
+    assert_eq!(error.attempts(), 1);
+    // A budget of other settings starts afresh.
+    swap.swap(
+        budgeted(20, false).with_retry(
+            tower_rebound::retry::RetrySettings::builder()
+                .max_attempts(2)
+                .build()
+                .unwrap(),
+        ),
+    );
+    let error = client
+        .clone()
+        .oneshot(request("dead.example", 3))
+        .await
+        .unwrap_err();
+    assert_eq!(error.attempts(), 2, "{error:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_limit_keeps_its_turns_across_a_swap() {
+    let seen: Seen = Arc::default();
+    let (layer, swap) = ReloadableLayer::new(budgeted(10, true));
+    let client = layer.layer(client(Arc::clone(&seen)));
+    let started = Instant::now();
+    // The first attempt takes the one turn; its retry waits for the next.
+    client
+        .clone()
+        .oneshot(request("load.example", 1))
+        .await
+        .unwrap();
+    let first = started.elapsed();
+    assert!(first >= Duration::from_secs(1), "{first:?}");
+    swap.swap(budgeted(20, true));
+    // The same limit: the next turn comes a second after the last.
+    client
+        .clone()
+        .oneshot(request("load.example", 2))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    let (last_of_first, first_of_second) = (seen["1"][1], seen["2"][0]);
+    assert!(
+        first_of_second - last_of_first >= Duration::from_secs(1),
+        "{:?}",
+        first_of_second - last_of_first
+    );
+}
+
 #[cfg(feature = "watch")]
 #[tokio::test(start_paused = true)]
 async fn a_watched_file_is_put_in_force_when_it_changes_and_a_broken_one_is_not() {

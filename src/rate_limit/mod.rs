@@ -102,6 +102,11 @@ impl Hook {
             .then(|| Box::new((Arc::clone(&self.limiter), Arc::clone(key))))
     }
 
+    /// The settings of the limit.
+    pub(crate) fn settings(&self) -> &RateLimitSettings {
+        &self.limiter.settings
+    }
+
     /// The wait for a turn, until `deadline` at the latest (the end of the
     /// call, when it is known).
     #[cold]

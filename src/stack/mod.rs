@@ -103,7 +103,7 @@ pub struct ResilienceLayer {
 impl ResilienceLayer {
     /// The stack for `policy`.
     pub fn new(policy: Policy) -> Self {
-        ResilienceLayer::build(&policy, policy.breaker_layer(), None)
+        ResilienceLayer::build(&policy, policy.breaker_layer(), None, Kept::default())
     }
 
     /// The stack for `policy`, with jitter drawn from generators seeded with
@@ -112,16 +112,23 @@ impl ResilienceLayer {
         let breaker =
             CircuitBreakerLayer::with_seed(*policy.breaker_settings(), seed.rotate_left(32))
                 .listeners_from(policy.listeners());
-        ResilienceLayer::build(&policy, breaker, Some(seed))
+        ResilienceLayer::build(&policy, breaker, Some(seed), Kept::default())
     }
 
-    fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>) -> Self {
+    fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>, kept: Kept) -> Self {
         let retry = policy.retry_layer();
         let retry = match seed {
             Some(seed) => retry.seed(seed),
             None => retry,
         };
-        let limit = policy.rate_limit_layer().hook();
+        let retry = match kept.budget {
+            Some(budget) => retry.budget_from(budget),
+            None => retry,
+        };
+        let limit = match kept.limit {
+            Some(limit) => Some(limit),
+            None => policy.rate_limit_layer().hook(),
+        };
         let plans = Plans::of(
             policy,
             &retry,
@@ -141,16 +148,25 @@ impl ResilienceLayer {
         self.breaker.handle()
     }
 
-    /// The stack for `policy`, keeping this stack's breakers (the state of
-    /// every host's breaker, open ones included) when `policy` says the
-    /// same of them; with breakers of its own when it says otherwise.
+    /// The stack for `policy`, keeping this stack's live state where
+    /// `policy` says the same of it: its breakers (every host's, open ones
+    /// included), its retry budget (what it has saved and spent) and its
+    /// rate limit (the turns taken, and a shared limit's store). A part
+    /// whose settings changed starts afresh.
     pub(crate) fn succeeded_by(&self, policy: &Policy) -> Self {
         let breaker = if self.breaker.settings() == policy.breaker_settings() {
             self.breaker.clone()
         } else {
             policy.breaker_layer()
         };
-        ResilienceLayer::build(policy, breaker, None)
+        let own = self.plans.plan(0);
+        let budget = (own.retry.budget.settings() == policy.retry_settings().budget())
+            .then(|| Arc::clone(&own.retry.budget));
+        let limit = match &self.plans.limit {
+            Some(hook) if hook.settings() == policy.rate_limit() => Some(hook.clone()),
+            _ => None,
+        };
+        ResilienceLayer::build(policy, breaker, None, Kept { budget, limit })
     }
 }
 
@@ -165,6 +181,13 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
             last: None,
         }
     }
+}
+
+/// What a stack keeps of the one it succeeds.
+#[derive(Default)]
+struct Kept {
+    budget: Option<Arc<crate::retry::Budget>>,
+    limit: Option<crate::rate_limit::Hook>,
 }
 
 /// A client wrapped in the rebound stack; built by [`ResilienceLayer`].
