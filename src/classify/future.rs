@@ -85,7 +85,7 @@ where
                         &settings.error_body,
                         || response.body().is_end_stream(),
                     ) {
-                        Head::Pass => {
+                        Head::Pass(_) => {
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }

@@ -17,14 +17,14 @@ use super::wait::server_wait;
 use super::{ErrorBodySettings, parse_error_body};
 use crate::deadline::{Timeouts, call_deadline};
 use crate::error::{ApiError, Error, ErrorKind, ResponseFailure};
-use crate::status::{Classifier, Decision, RuleInput};
+use crate::status::{Classifier, Decision, RuleInput, StatusClass};
 
 /// What follows a response head.
 #[derive(Debug)]
 pub(crate) enum Head {
-    /// Success or pollable: the response goes up untouched, its body still
-    /// streaming.
-    Pass,
+    /// Success or pollable (the class, decided here once): the response
+    /// goes up untouched, its body still streaming.
+    Pass(StatusClass),
     /// A failure whose body is not to be read (`error_body.max_bytes = 0`).
     Fail(Error),
     /// A failure whose body is read, up to the cap, before it becomes an
@@ -51,7 +51,7 @@ pub(crate) fn head(
         classifier.decide(&RuleInput::new(status, headers))
     };
     if decision.class().passes_through() {
-        return Head::Pass;
+        return Head::Pass(decision.class());
     }
     failed(decision, status, headers, classifier, settings, ended)
 }
@@ -390,7 +390,7 @@ mod tests {
                 },
             );
             let got = match got {
-                Head::Pass => Expect::Pass,
+                Head::Pass(_) => Expect::Pass,
                 Head::Fail(error) => {
                     assert_eq!(error.status().map(|s| s.as_u16()), Some(*status), "{name}");
                     assert!(error.body().is_empty(), "{name}");

@@ -306,7 +306,14 @@ where
     fn answered<RB>(&mut self, response: &mut Response<RB>) {
         let route = &self.shared.route;
         succeed(self.progress, response, &route.budget);
-        attempt_answered(self.span, self.watch(), self.progress, route, response);
+        attempt_answered(
+            self.span,
+            self.watch(),
+            self.progress,
+            route,
+            response,
+            None,
+        );
     }
 
     /// Sends the next attempt once the service is ready, unless the call

@@ -69,12 +69,13 @@ pub(crate) fn attempt_answered<RB>(
     progress: &Progress,
     route: &RetryRoute,
     response: &Response<RB>,
+    class: Option<StatusClass>,
 ) {
     if !span.is_disabled() {
         record_response(span, response, route);
     }
     if let Some((watch, listeners)) = watch {
-        answered(watch, listeners, progress, route, response);
+        answered(watch, listeners, progress, route, response, class);
     }
 }
 
@@ -85,13 +86,18 @@ pub(crate) fn answered<RB>(
     progress: &Progress,
     route: &RetryRoute,
     response: &Response<RB>,
+    class: Option<StatusClass>,
 ) {
-    let class = route
-        .classifier
-        .as_ref()
-        .map_or(StatusClass::Success, |classifier| {
-            classifier.classify_head(response.status(), response.headers())
-        });
+    // Decided again only where no class came with the answer (the retry
+    // layer alone, which sees a plain response).
+    let class = class.unwrap_or_else(|| {
+        route
+            .classifier
+            .as_ref()
+            .map_or(StatusClass::Success, |classifier| {
+                classifier.classify_head(response.status(), response.headers())
+            })
+    });
     let event = AttemptEnded {
         target: watch.target(),
         attempt: progress.facts.attempts,

@@ -40,7 +40,7 @@ use crate::retry::report::{
 use crate::retry::step::{self as retry_step, Progress};
 use crate::retry_after::retry_after_of;
 use crate::span::UrlWithoutQuery;
-use crate::status::Classifier;
+use crate::status::{Classifier, StatusClass};
 use crate::timer::Timer;
 use crate::trace::{self, CallWatch};
 
@@ -114,6 +114,9 @@ pub(crate) struct Call<S, B> {
     progress: Progress,
     /// What ends the request in flight if it gets no answer in time.
     limit: Limit,
+    /// The class of the last answer that passed classify, decided there
+    /// once: the poll step, the events and the call's end read it.
+    class: StatusClass,
     attempt_span: Span,
     watch: Option<Box<AttemptWatch>>,
     /// The operation, once the call polls one.
@@ -196,6 +199,7 @@ where
             template,
             progress,
             limit: Limit::Attempt,
+            class: StatusClass::Success,
             attempt_span,
             watch,
             operation: None,
@@ -350,7 +354,7 @@ where
                     };
                     match polled {
                         Poll::Ready(Ok(mut response)) => match call.head(&response) {
-                            Head::Pass if call.passes(&response) => {
+                            Head::Pass(class) if call.passes(&response, class) => {
                                 // The success path, in place: the answer
                                 // moves only into the call's output.
                                 this.timer.set(Timer::Idle);
@@ -371,7 +375,10 @@ where
                                     }
                                 }
                             }
-                            Head::Pass => (Ok(response), true),
+                            Head::Pass(class) => {
+                                call.class = class;
+                                (Ok(response), true)
+                            }
                             Head::Fail(error) => (Err(error), true),
                             Head::ReadBody(read) => {
                                 let read = ErrorBodyRead::new(response, read);
@@ -525,7 +532,8 @@ where
     /// it: the breaker records a success, and the answer pauses no limit
     /// (a `429` that passes, which may, takes the general path).
     #[inline(always)]
-    fn passes<RB>(&mut self, response: &Response<RB>) -> bool {
+    fn passes<RB>(&mut self, response: &Response<RB>, class: StatusClass) -> bool {
+        self.class = class;
         if self.pauses.is_some() {
             if response.status() == http::StatusCode::TOO_MANY_REQUESTS {
                 return false;
@@ -632,6 +640,7 @@ where
             &self.progress,
             &plan.retry,
             response,
+            Some(self.class),
         );
         if plan.poll.settings.location_headers.is_empty() {
             // No status URL can ever be followed.
@@ -652,10 +661,7 @@ where
         self.counts = self.counts.after(self.progress.facts.attempts, polled);
         let headers = response.headers();
         let answer = Answered {
-            class: plan
-                .poll
-                .classifier
-                .classify_head(response.status(), headers),
+            class: self.class,
             headers,
         };
         let progress = poll_step::Progress {
@@ -811,11 +817,12 @@ where
     /// Ends the call: its span and its listeners learn the outcome.
     #[inline(always)]
     fn end<RB>(&mut self, span: &Span, result: Result<&Response<RB>, &Error>) {
+        let class = result.is_ok().then_some(self.class);
         if let Some(classifier) = &self.classifier {
             trace::record(span, result, classifier);
         }
         if let Some(watch) = self.call_watch.take() {
-            watch.end(result);
+            watch.end(result, class);
         }
     }
 }

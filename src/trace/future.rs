@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::events::{CallEnded, Listeners, Target};
 use crate::info::CallInfo;
 use crate::outcome::Outcome;
-use crate::status::Classifier;
+use crate::status::{Classifier, StatusClass};
 
 pin_project! {
     /// The future of a [`Trace`](super::Trace) call: polls the inner future
@@ -76,12 +76,15 @@ impl CallWatch {
         }))
     }
 
-    pub(crate) fn end<RB>(self, result: Result<&Response<RB>, &Error>) {
+    pub(crate) fn end<RB>(self, result: Result<&Response<RB>, &Error>, class: Option<StatusClass>) {
         let (outcome, status, attempts, polls, requests) = match result {
             Ok(response) => {
-                let class = self
-                    .classifier
-                    .classify_head(response.status(), response.headers());
+                // Decided again only where no class came with the answer
+                // (the trace layer alone, which sees a plain response).
+                let class = class.unwrap_or_else(|| {
+                    self.classifier
+                        .classify_head(response.status(), response.headers())
+                });
                 let info = CallInfo::of(response);
                 (
                     Outcome::of_response(class),
@@ -154,7 +157,7 @@ where
         record(span, result.as_ref(), classifier);
     }
     if let Some(watch) = watch.take() {
-        watch.end(result.as_ref());
+        watch.end(result.as_ref(), None);
     }
     Poll::Ready(result)
 }
