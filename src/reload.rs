@@ -152,7 +152,7 @@ impl PolicySwap {
         mut take: F,
     ) -> tokio::task::JoinHandle<()>
     where
-        F: FnMut(Result<Policy, crate::PolicyError>) -> Option<Policy> + Send + 'static,
+        F: FnMut(Result<Policy, crate::config::PolicyError>) -> Option<Policy> + Send + 'static,
     {
         let path = path.into();
         let swap = self.clone();

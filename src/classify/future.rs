@@ -171,7 +171,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::ErrorKind;
+    use crate::error::ErrorKind;
     use crate::classify::{Classify, ErrorBodySettings};
     use crate::deadline::Timeouts;
 

@@ -471,7 +471,7 @@ mod tests {
         let error = Limit::Attempt.error(250 * MS);
         assert_eq!(error.kind(), ErrorKind::Timeout);
         let source = std::error::Error::source(&error)
-            .and_then(|s| s.downcast_ref::<crate::AttemptTimedOut>())
+            .and_then(|s| s.downcast_ref::<crate::error::AttemptTimedOut>())
             .expect("an attempt timeout is the source");
         assert_eq!(source.after(), 250 * MS);
         assert_eq!(

@@ -168,7 +168,7 @@ impl MetricsListener {
     }
 
     /// Naming as many hosts as `policy`'s breaker registry keeps.
-    pub fn for_policy(policy: &crate::Policy) -> Self {
+    pub fn for_policy(policy: &crate::config::Policy) -> Self {
         MetricsListener::new().with_max_hosts(policy.breaker_settings().max_hosts())
     }
 

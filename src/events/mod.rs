@@ -193,7 +193,7 @@ pub struct AttemptEnded<'a> {
     pub(crate) status: Option<StatusCode>,
     pub(crate) class: Option<StatusClass>,
     pub(crate) error: Option<ErrorKind>,
-    pub(crate) api_errors: &'a [crate::ApiError],
+    pub(crate) api_errors: &'a [crate::error::ApiError],
     pub(crate) duration: Duration,
 }
 
@@ -221,7 +221,7 @@ impl<'a> AttemptEnded<'a> {
     }
     /// The errors the API reported in the body of a failed answer, in
     /// order (none for an answer that passed through).
-    pub fn api_errors(&self) -> &'a [crate::ApiError] {
+    pub fn api_errors(&self) -> &'a [crate::error::ApiError] {
         self.api_errors
     }
     /// How long it took, from sending to the answer (or the error).
@@ -604,7 +604,7 @@ pub(crate) fn retry_reason(error: &crate::Error) -> RetryReason {
     if error.status().is_some() {
         return RetryReason::Status;
     }
-    if error.kind() == crate::ErrorKind::Timeout {
+    if error.kind() == crate::error::ErrorKind::Timeout {
         return RetryReason::Timeout;
     }
     RetryReason::Transport

@@ -142,7 +142,7 @@ impl OpenTelemetryListener {
 
     /// Through the global meter, naming as many hosts as `policy`'s breaker
     /// registry keeps.
-    pub fn for_policy(policy: &crate::Policy) -> Self {
+    pub fn for_policy(policy: &crate::config::Policy) -> Self {
         OpenTelemetryListener::new().with_max_hosts(policy.breaker_settings().max_hosts())
     }
 
