@@ -165,7 +165,7 @@ pub use info::{CallInfo, FinalUrl};
 pub use outcome::Outcome;
 pub use reload::{PolicySwap, Reloadable, ReloadableLayer};
 pub use settings::SettingsError;
-pub use stack::{Resilience, ResilienceLayer, ResponseFuture};
+pub use stack::{Resilience, ResilienceLayer, ResponseFuture, Runtime};
 
 // The README's examples compile as part of the test suite.
 #[cfg(all(doctest, feature = "hyper"))]

@@ -141,7 +141,7 @@ async fn soak(calls: u64, warm_up: u64) -> Soak {
     // Warm up: connections, pools, allocator.
     run_calls(client.clone(), url.clone(), warm_up).await;
     let requests_before = server.requests() as u64;
-    let budget = policy.budget();
+    let budget = std::sync::Arc::clone(layer.runtime().budget());
     let (granted_before, refused_before) = (budget.granted(), budget.refused());
     let admitted_before = breakers
         .snapshots()

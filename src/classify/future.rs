@@ -171,9 +171,9 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::error::ErrorKind;
     use crate::classify::{Classify, ErrorBodySettings};
     use crate::deadline::Timeouts;
+    use crate::error::ErrorKind;
 
     /// A body that must not be read: with no room for it, the layer only
     /// asks whether it has ended.

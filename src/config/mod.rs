@@ -30,7 +30,7 @@ mod schema;
 mod warnings;
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -41,7 +41,7 @@ use crate::deadline::Timeouts;
 use crate::events::{Listener, Listeners};
 use crate::poll::{PollSettings, PollingLayer};
 use crate::rate_limit::{RateLimitLayer, RateLimitSettings, Store};
-use crate::retry::{Backoff, Budget, Buffered, RetryLayer, RetrySettings};
+use crate::retry::{Backoff, Buffered, RetryLayer, RetrySettings};
 use crate::route::{RouteRequest, RouteTable, Selector};
 use crate::settings::SettingsError;
 use crate::status::StatusClass;
@@ -67,8 +67,12 @@ const PRESETS: [(&str, &str); 2] = [
 
 /// A validated policy: the settings of every layer of the stack.
 ///
-/// Cheap to clone: the parts are shared, and so is the retry budget, which
-/// every layer built from one policy (and its clones) draws on.
+/// A value: cloning it shares no state. The live state of a stack (its retry
+/// budget, its rate limit, its breakers) is made when a stack is built from
+/// the policy, and lives in the stack's [`Runtime`](crate::Runtime), which
+/// stacks share only when told to ([`ResilienceLayer::with_runtime`]).
+///
+/// [`ResilienceLayer::with_runtime`]: crate::ResilienceLayer::with_runtime
 ///
 /// ```
 /// use http::StatusCode;
@@ -104,7 +108,6 @@ const PRESETS: [(&str, &str); 2] = [
 pub struct Policy {
     classify: Arc<ClassifySettings>,
     retry: Arc<RetrySettings>,
-    budget: Arc<Budget>,
     breaker: BreakerSettings,
     poll: Arc<PollSettings>,
     timeouts: Timeouts,
@@ -114,9 +117,6 @@ pub struct Policy {
     rate_limit: Arc<RateLimitSettings>,
     /// The store of a limit shared by hand ([`Policy::with_rate_limit_store`]).
     limit_store: Option<Arc<dyn Store>>,
-    /// The limit's state, shared by every stack built from this policy and
-    /// its clones; made when the first stack is.
-    limiter: Arc<OnceLock<RateLimitLayer>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -124,7 +124,6 @@ impl std::fmt::Debug for Policy {
         f.debug_struct("Policy")
             .field("classify", &self.classify)
             .field("retry", &self.retry)
-            .field("budget", &self.budget)
             .field("breaker", &self.breaker)
             .field("poll", &self.poll)
             .field("timeouts", &self.timeouts)
@@ -154,7 +153,6 @@ impl Policy {
         timeouts: Timeouts,
     ) -> Policy {
         Policy {
-            budget: Arc::new(Budget::new(retry.budget())),
             classify: Arc::new(classify),
             retry: Arc::new(retry),
             breaker,
@@ -165,7 +163,6 @@ impl Policy {
             listeners: Listeners::default(),
             rate_limit: Arc::new(RateLimitSettings::default()),
             limit_store: None,
-            limiter: Arc::default(),
         }
     }
 
@@ -252,10 +249,8 @@ impl Policy {
         self
     }
 
-    /// This policy with other retry settings, and a retry budget of their
-    /// own.
+    /// This policy with other retry settings.
     pub fn with_retry(mut self, retry: RetrySettings) -> Policy {
-        self.budget = Arc::new(Budget::new(retry.budget()));
         self.retry = Arc::new(retry);
         self
     }
@@ -280,8 +275,7 @@ impl Policy {
 
     /// This policy with another retry schedule, for schedules a policy file
     /// cannot write (such as a `backoff::ExponentialBackoff`, feature
-    /// `backoff`), checked against the same bounds as a file's. The new
-    /// policy has a retry budget of its own.
+    /// `backoff`), checked against the same bounds as a file's.
     pub fn with_backoff(&self, backoff: Backoff) -> Result<Policy, SettingsError> {
         let retry = RetrySettings::builder()
             .max_attempts(self.retry.max_attempts())
@@ -335,8 +329,6 @@ impl Policy {
     /// [`events`](crate::events).
     pub fn with_listener(mut self, listener: impl Listener) -> Policy {
         self.listeners = self.listeners.and(Arc::new(listener));
-        // The limit is made again, to tell this listener too.
-        self.limiter = Arc::default();
         self
     }
 
@@ -429,12 +421,6 @@ impl Policy {
         self.retry.max_attempts()
     }
 
-    /// The retry budget of this policy, shared by every layer built from it
-    /// and its clones.
-    pub fn budget(&self) -> Arc<Budget> {
-        Arc::clone(&self.budget)
-    }
-
     /// The classify layer of this policy, for stacks made by hand.
     pub fn classify_layer(&self) -> ClassifyLayer {
         ClassifyLayer::new(Arc::clone(&self.classify)).timeouts(self.timeouts)
@@ -445,7 +431,6 @@ impl Policy {
     pub fn with_rate_limit(mut self, limit: RateLimitSettings) -> Policy {
         self.rate_limit = Arc::new(limit);
         self.limit_store = None;
-        self.limiter = Arc::default();
         self
     }
 
@@ -459,7 +444,6 @@ impl Policy {
     ) -> Policy {
         self.rate_limit = Arc::new(limit);
         self.limit_store = Some(store);
-        self.limiter = Arc::default();
         self
     }
 
@@ -468,18 +452,14 @@ impl Policy {
         &self.rate_limit
     }
 
-    /// The rate limit layer of this policy: one limit, shared by every
-    /// stack built from this policy and its clones.
+    /// A rate limit layer of this policy, with a limit of its own (its
+    /// clones share it; with a store, every limit shares the store's turns).
     pub fn rate_limit_layer(&self) -> RateLimitLayer {
-        self.limiter
-            .get_or_init(|| {
-                RateLimitLayer::build(
-                    (*self.rate_limit).clone(),
-                    self.limit_store.clone(),
-                    self.listeners.clone(),
-                )
-            })
-            .clone()
+        RateLimitLayer::build(
+            (*self.rate_limit).clone(),
+            self.limit_store.clone(),
+            self.listeners.clone(),
+        )
     }
 
     /// The breaker layer of this policy, with breakers of its own.
@@ -492,10 +472,10 @@ impl Policy {
         &self.listeners
     }
 
-    /// The retry layer of this policy, drawing on the policy's budget.
+    /// A retry layer of this policy, with a retry budget of its own (its
+    /// clones share it).
     pub fn retry_layer(&self) -> RetryLayer {
         RetryLayer::new(Arc::clone(&self.retry))
-            .budget_from(self.budget())
             .classifier(Arc::clone(self.classify.classifier()))
             .timeouts(self.timeouts)
             .listeners_from(&self.listeners)

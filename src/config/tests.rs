@@ -343,8 +343,8 @@ total = "5m"
     assert_eq!(policy.timeouts.attempt(), Duration::from_secs(2));
     assert_eq!(policy.timeouts.total(), Duration::from_secs(300));
     // Disabled, so not scaled: the capacity.
-    assert_eq!(policy.budget().available(), 3.0);
-    let budget = policy.budget().settings();
+    assert_eq!(crate::Runtime::new(&policy).budget().available(), 3.0);
+    let budget = policy.retry_settings().budget();
     assert_eq!(budget.reserve, Duration::from_secs(10));
     assert_eq!(budget.min_reserve, 1.5);
     assert!(!budget.refund);
@@ -352,7 +352,7 @@ total = "5m"
     // The presets scale the reserve with the call rate and refund retries
     // that succeed; the defaults are the presets'.
     for name in ["connio", "standard", "none"] {
-        let preset = Policy::preset(name).unwrap().budget().settings();
+        let preset = Policy::preset(name).unwrap().retry_settings().budget();
         assert_eq!(preset, crate::retry::BudgetSettings::default(), "{name}");
         assert_eq!(preset.reserve, Duration::from_secs(3), "{name}");
         assert_eq!(preset.min_reserve, 3.0, "{name}");

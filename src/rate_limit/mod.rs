@@ -102,11 +102,6 @@ impl Hook {
             .then(|| Box::new((Arc::clone(&self.limiter), Arc::clone(key))))
     }
 
-    /// The settings of the limit.
-    pub(crate) fn settings(&self) -> &RateLimitSettings {
-        &self.limiter.settings
-    }
-
     /// The wait for a turn, until `deadline` at the latest (the end of the
     /// call, when it is known).
     #[cold]
@@ -169,6 +164,11 @@ impl RateLimitLayer {
         Some(Hook {
             limiter: Arc::clone(self.limiter.as_ref()?),
         })
+    }
+
+    /// The settings of the limit; `None` when it is off.
+    pub(crate) fn settings(&self) -> Option<&RateLimitSettings> {
+        self.limiter.as_ref().map(|limiter| &limiter.settings)
     }
 
     /// Times this limit fell back to its local limiter since it was made,

@@ -2,6 +2,7 @@
 
 mod driver;
 mod plan;
+mod runtime;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,6 +18,7 @@ use crate::retry::ReplayBody;
 use plan::{LastHost, Plans};
 
 pub use driver::ResponseFuture;
+pub use runtime::Runtime;
 
 /// Builds the whole rebound stack around a client, in the order of the
 /// design: trace, poll, retry, rate limit, breaker, classify, then the
@@ -95,78 +97,97 @@ pub use driver::ResponseFuture;
 #[derive(Debug, Clone)]
 pub struct ResilienceLayer {
     plans: Arc<Plans>,
-    /// The stack's breakers, kept for its handle and for a successor that
-    /// keeps them.
-    breaker: CircuitBreakerLayer,
+    /// The live state of the stack, kept for its handles and for a
+    /// successor that keeps parts of it.
+    runtime: Runtime,
 }
 
 impl ResilienceLayer {
-    /// The stack for `policy`.
+    /// The stack for `policy`, with a runtime of its own.
     pub fn new(policy: Policy) -> Self {
-        ResilienceLayer::build(&policy, policy.breaker_layer(), None, Kept::default())
+        let runtime = Runtime::new(&policy);
+        ResilienceLayer::build(&policy, runtime, None)
+    }
+
+    /// The stack for `policy` on `runtime`: its budget, its rate limit and
+    /// its breakers, shared with every other stack on it.
+    pub fn with_runtime(policy: Policy, runtime: &Runtime) -> Self {
+        ResilienceLayer::build(&policy, runtime.clone(), None)
     }
 
     /// The stack for `policy`, with jitter drawn from generators seeded with
     /// `seed`, for tests and simulations that must repeat exactly.
     pub fn with_seed(policy: Policy, seed: u64) -> Self {
-        let breaker =
-            CircuitBreakerLayer::with_seed(*policy.breaker_settings(), seed.rotate_left(32))
-                .listeners_from(policy.listeners());
-        ResilienceLayer::build(&policy, breaker, Some(seed), Kept::default())
+        let runtime = Runtime {
+            breakers: CircuitBreakerLayer::with_seed(
+                *policy.breaker_settings(),
+                seed.rotate_left(32),
+            )
+            .listeners_from(policy.listeners()),
+            ..Runtime::new(&policy)
+        };
+        ResilienceLayer::build(&policy, runtime, Some(seed))
     }
 
-    fn build(policy: &Policy, breaker: CircuitBreakerLayer, seed: Option<u64>, kept: Kept) -> Self {
-        let retry = policy.retry_layer();
+    fn build(policy: &Policy, runtime: Runtime, seed: Option<u64>) -> Self {
+        let retry = policy
+            .retry_layer()
+            .budget_from(Arc::clone(&runtime.budget));
         let retry = match seed {
             Some(seed) => retry.seed(seed),
             None => retry,
-        };
-        let retry = match kept.budget {
-            Some(budget) => retry.budget_from(budget),
-            None => retry,
-        };
-        let limit = match kept.limit {
-            Some(limit) => Some(limit),
-            None => policy.rate_limit_layer().hook(),
         };
         let plans = Plans::of(
             policy,
             &retry,
             &policy.polling_layer(),
-            breaker.registry(),
-            limit,
+            runtime.breakers.registry(),
+            runtime.limit.hook(),
         );
         ResilienceLayer {
             plans: Arc::new(plans),
-            breaker,
+            runtime,
         }
+    }
+
+    /// The live state of this stack (shared by every client this layer
+    /// wraps): hand it to [`ResilienceLayer::with_runtime`] to share it.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// A handle on the circuit breakers of this stack (shared by every
     /// client this layer wraps).
     pub fn breakers(&self) -> BreakerHandle {
-        self.breaker.handle()
+        self.runtime.breakers()
     }
 
-    /// The stack for `policy`, keeping this stack's live state where
-    /// `policy` says the same of it: its breakers (every host's, open ones
+    /// The stack for `policy`, keeping each part of this stack's runtime
+    /// that `policy` says the same of: its breakers (every host's, open ones
     /// included), its retry budget (what it has saved and spent) and its
     /// rate limit (the turns taken, and a shared limit's store). A part
     /// whose settings changed starts afresh.
     pub(crate) fn succeeded_by(&self, policy: &Policy) -> Self {
-        let breaker = if self.breaker.settings() == policy.breaker_settings() {
-            self.breaker.clone()
-        } else {
-            policy.breaker_layer()
+        let old = &self.runtime;
+        let fresh = Runtime::new(policy);
+        let runtime = Runtime {
+            breakers: if old.breakers.settings() == policy.breaker_settings() {
+                old.breakers.clone()
+            } else {
+                fresh.breakers
+            },
+            budget: if old.budget.settings() == policy.retry_settings().budget() {
+                Arc::clone(&old.budget)
+            } else {
+                fresh.budget
+            },
+            limit: if old.limit.settings() == Some(policy.rate_limit()) {
+                old.limit.clone()
+            } else {
+                fresh.limit
+            },
         };
-        let own = self.plans.plan(0);
-        let budget = (own.retry.budget.settings() == policy.retry_settings().budget())
-            .then(|| Arc::clone(&own.retry.budget));
-        let limit = match &self.plans.limit {
-            Some(hook) if hook.settings() == policy.rate_limit() => Some(hook.clone()),
-            _ => None,
-        };
-        ResilienceLayer::build(policy, breaker, None, Kept { budget, limit })
+        ResilienceLayer::build(policy, runtime, None)
     }
 }
 
@@ -181,13 +202,6 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
             last: None,
         }
     }
-}
-
-/// What a stack keeps of the one it succeeds.
-#[derive(Default)]
-struct Kept {
-    budget: Option<Arc<crate::retry::Budget>>,
-    limit: Option<crate::rate_limit::Hook>,
 }
 
 /// A client wrapped in the rebound stack; built by [`ResilienceLayer`].
