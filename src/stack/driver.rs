@@ -359,26 +359,18 @@ where
                                 // moves only into the call's output.
                                 this.timer.set(Timer::Idle);
                                 let flow = call.answered(&mut response, this.timer.as_mut());
-                                match flow {
-                                    Flow::End(None) => {
-                                        this.state.set(State::Done);
-                                        call.end(this.span, Ok(&response));
-                                        return Poll::Ready(Ok(response));
-                                    }
-                                    flow => {
-                                        this.state.set(flow.state());
-                                        if let Flow::End(Some(error)) = flow {
-                                            call.end::<RB>(this.span, Err(&error));
-                                            return Poll::Ready(Err(error));
-                                        }
-                                        continue;
-                                    }
+                                this.state.set(flow.state());
+                                if let Flow::End(None) = flow {
+                                    call.end(this.span, Ok(&response));
+                                    return Poll::Ready(Ok(response));
+                                }
+                                match call.ended::<RB>(this.span, flow) {
+                                    Some(error) => return Poll::Ready(Err(error)),
+                                    None => continue,
                                 }
                             }
-                            Head::Pass(class) => {
-                                call.class = class;
-                                (Ok(response), true)
-                            }
+                            // `passes` took the class in.
+                            Head::Pass(_) => (Ok(response), true),
                             Head::Fail(error) => (Err(error), true),
                             Head::ReadBody(read) => {
                                 let read = ErrorBodyRead::new(response, read);
@@ -387,105 +379,46 @@ where
                             }
                         },
                         Poll::Ready(Err(error)) => (Err(Error::transport(error.into())), true),
-                        Poll::Pending => match call.timed_out(this.timer.as_mut(), cx) {
-                            Some(error) => (Err(error), true),
-                            None => return Poll::Pending,
-                        },
-                    }
-                }
-                StateProj::Reading { read } => {
-                    let settings = &call.shared.plan(call.route).classify.settings;
-                    match read.as_mut().poll_read(cx, settings) {
-                        Poll::Ready(error) => (Err(error), true),
-                        Poll::Pending => match call.timed_out(this.timer.as_mut(), cx) {
-                            Some(error) => (Err(error), true),
-                            None => return Poll::Pending,
-                        },
-                    }
-                }
-                StateProj::Refused { error } => {
-                    let error = error.take().unwrap_or_else(|| Error::circuit_open(None));
-                    (Err(error), false)
-                }
-                StateProj::Turn { acquire } => match ready!(acquire.as_mut().poll(cx)) {
-                    Ok(()) => {
-                        this.state.set(State::Readying);
-                        continue;
-                    }
-                    Err(error) => (Err(error), false),
-                },
-                StateProj::Probe { wait } => match ready!(wait.poll_verdict(cx)) {
-                    Ok(permit) => {
-                        call.permit = Some(permit);
-                        this.state.set(State::Readying);
-                        continue;
-                    }
-                    Err(error) => (Err(error), false),
-                },
-                StateProj::Pausing { pause, result } => {
-                    ready!(pause.as_mut().poll(cx));
-                    let result = result.take().map_or_else(
-                        || Err(Error::new(ErrorKind::Transport).with_detail("paused twice")),
-                        |result| *result,
-                    );
-                    (result, false)
-                }
-                StateProj::Waiting => {
-                    ready!(this.timer.as_mut().poll_fired(cx));
-                    this.timer.set(Timer::Idle);
-                    this.state.set(State::Readying);
-                    continue;
-                }
-                StateProj::Readying => {
-                    let next = ready!(call.poll_next(this.timer.as_mut(), cx));
-                    this.timer.set(Timer::Idle);
-                    match next {
-                        Ok(state) => {
-                            this.state.set(state);
-                            continue;
+                        Poll::Pending => {
+                            (Err(ready!(call.timed_out(this.timer.as_mut(), cx))), true)
                         }
-                        Err(error) => {
+                    }
+                }
+                StateProj::Reading { read } => (
+                    Err(ready!(call.poll_read(read, this.timer.as_mut(), cx))),
+                    true,
+                ),
+                StateProj::Done => panic!("Resilience's future polled after completion"),
+                _ => {
+                    match ready!(call.poll_between(this.state.as_mut(), this.timer.as_mut(), cx)) {
+                        Between::Again => continue,
+                        Between::Result(result) => (result, false),
+                        Between::Failed(error) => {
                             // No request was sent: the call ends as it is.
                             this.state.set(State::Done);
                             let error = call.request_failed(error);
-                            call.end::<RB>(this.span, Err(&error));
-                            return Poll::Ready(Err(error));
+                            return Poll::Ready(Err(call.fail::<RB>(this.span, error)));
                         }
                     }
                 }
-                StateProj::Done => panic!("Resilience's future polled after completion"),
             };
-            if sent {
-                this.timer.set(Timer::Idle);
-                if let Some(permit) = call.permit.take() {
-                    permit.finish(&result);
-                }
-                if let Some(pause) = call.pauses.take().and_then(|p| pause_after(*p, &result)) {
-                    this.state.set(State::Pausing {
-                        pause,
-                        result: Some(Box::new(result)),
-                    });
-                    continue;
-                }
-            }
-            let flow = match result {
-                Ok(mut response) => match call.answered(&mut response, this.timer.as_mut()) {
-                    Flow::End(None) => {
-                        this.state.set(State::Done);
-                        call.end(this.span, Ok(&response));
-                        return Poll::Ready(Ok(response));
-                    }
-                    flow => flow,
-                },
-                Err(error) => call.failed(error, this.timer.as_mut()),
-            };
-            this.state.set(flow.state());
-            if let Flow::End(Some(error)) = flow {
-                call.end::<RB>(this.span, Err(&error));
-                return Poll::Ready(Err(error));
+            let (state, timer) = (this.state.as_mut(), this.timer.as_mut());
+            if let Some(output) = call.settle(state, timer, this.span, result, sent) {
+                return Poll::Ready(output);
             }
         }
     }
+}
+
+/// What a state between two requests yields.
+enum Between<RB> {
+    /// The state moved on: poll again.
+    Again,
+    /// A result the breaker and the limit have taken in already, or that
+    /// never reached the client.
+    Result(Result<Response<RB>, Error>),
+    /// The next request could not be sent: the call ends with this error.
+    Failed(Error),
 }
 
 /// What follows a request's result.
@@ -546,9 +479,140 @@ where
         true
     }
 
+    /// Polls a state between two requests: a refusal, the limit's turn, a
+    /// probe's verdict, a pause, a wait, or the service getting ready.
+    fn poll_between<RB>(
+        &mut self,
+        mut state: Pin<&mut State<S::Future, RB>>,
+        mut timer: Pin<&mut Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Between<RB>> {
+        let between = match state.as_mut().project() {
+            StateProj::Refused { error } => {
+                let error = error.take().unwrap_or_else(|| Error::circuit_open(None));
+                Between::Result(Err(error))
+            }
+            StateProj::Turn { acquire } => match ready!(acquire.as_mut().poll(cx)) {
+                Ok(()) => {
+                    state.set(State::Readying);
+                    Between::Again
+                }
+                Err(error) => Between::Result(Err(error)),
+            },
+            StateProj::Probe { wait } => match ready!(wait.poll_verdict(cx)) {
+                Ok(permit) => {
+                    self.permit = Some(permit);
+                    state.set(State::Readying);
+                    Between::Again
+                }
+                Err(error) => Between::Result(Err(error)),
+            },
+            StateProj::Pausing { pause, result } => {
+                ready!(pause.as_mut().poll(cx));
+                Between::Result(result.take().map_or_else(
+                    || Err(Error::new(ErrorKind::Transport).with_detail("paused twice")),
+                    |result| *result,
+                ))
+            }
+            StateProj::Waiting => {
+                ready!(timer.as_mut().poll_fired(cx));
+                timer.set(Timer::Idle);
+                state.set(State::Readying);
+                Between::Again
+            }
+            StateProj::Readying => {
+                let next = ready!(self.poll_next(timer.as_mut(), cx));
+                timer.set(Timer::Idle);
+                match next {
+                    Ok(next) => {
+                        state.set(next);
+                        Between::Again
+                    }
+                    Err(error) => Between::Failed(error),
+                }
+            }
+            StateProj::Sending { .. } | StateProj::Reading { .. } | StateProj::Done => {
+                Between::Again
+            }
+        };
+        Poll::Ready(between)
+    }
+
+    /// Takes in a request's result: the breaker and the limit when it was
+    /// sent, then the retry and poll steps. Returns the call's output when
+    /// the call ends.
+    fn settle<RB>(
+        &mut self,
+        mut state: Pin<&mut State<S::Future, RB>>,
+        mut timer: Pin<&mut Timer>,
+        span: &Span,
+        result: Result<Response<RB>, Error>,
+        sent: bool,
+    ) -> Option<Result<Response<RB>, Error>> {
+        if sent {
+            timer.set(Timer::Idle);
+            if let Some(pause) = self.take_in(&result) {
+                let result = Some(Box::new(result));
+                state.set(State::Pausing { pause, result });
+                return None;
+            }
+        }
+        let flow = match result {
+            Ok(mut response) => match self.answered(&mut response, timer.as_mut()) {
+                Flow::End(None) => {
+                    state.set(State::Done);
+                    self.end(span, Ok(&response));
+                    return Some(Ok(response));
+                }
+                flow => flow,
+            },
+            Err(error) => self.failed(error, timer.as_mut()),
+        };
+        state.set(flow.state());
+        self.ended::<RB>(span, flow).map(Err)
+    }
+
+    /// Reads the body of a failure under the request's timeout.
+    fn poll_read<RB: Body>(
+        &mut self,
+        read: &mut Pin<Box<ErrorBodyRead<RB>>>,
+        timer: Pin<&mut Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Error> {
+        let settings = &self.shared.plan(self.route).classify.settings;
+        match read.as_mut().poll_read(cx, settings) {
+            Poll::Ready(error) => Poll::Ready(error),
+            Poll::Pending => self.timed_out(timer, cx),
+        }
+    }
+
+    /// The breaker and the limit take in the result of a request that was
+    /// sent; returns the pause a `429` asks of the limit, to run before the
+    /// result goes on.
+    fn take_in<RB>(&mut self, result: &Result<Response<RB>, Error>) -> Option<BoxFuture<()>> {
+        if let Some(permit) = self.permit.take() {
+            permit.finish(result);
+        }
+        self.pauses.take().and_then(|p| pause_after(*p, result))
+    }
+
+    /// Ends the call when `flow` says it ends with an error, and returns it.
+    fn ended<RB>(&mut self, span: &Span, flow: Flow) -> Option<Error> {
+        match flow {
+            Flow::End(Some(error)) => Some(self.fail::<RB>(span, error)),
+            _ => None,
+        }
+    }
+
+    /// Ends the call with `error`, and returns it.
+    fn fail<RB>(&mut self, span: &Span, error: Error) -> Error {
+        self.end::<RB>(span, Err(&error));
+        error
+    }
+
     /// Arms the request's timeout when it first waits; the error that ends
     /// it once the timeout fires.
-    fn timed_out(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Option<Error> {
+    fn timed_out(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Poll<Error> {
         let timeouts = self.shared.plan(self.route).timeouts;
         if !timer.is_armed() {
             let now = Instant::now();
@@ -557,10 +621,8 @@ where
             self.limit = timeout.by;
             timer.as_mut().arm(timeout.at);
         }
-        match timer.poll_fired(cx) {
-            Poll::Ready(()) => Some(self.limit.error(timeouts.attempt())),
-            Poll::Pending => None,
-        }
+        ready!(timer.poll_fired(cx));
+        Poll::Ready(self.limit.error(timeouts.attempt()))
     }
 
     /// Runs the retry step on a request's failure, and tells spans and
