@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
-use super::plan::{CallClock, LastHost, Plans, RoutePlan};
+use super::plan::{CallClock, LastHost, RoutePlan, Shared};
 use crate::breaker::{self, PermitGuard, ProbeWait};
 use crate::classify::ErrorBodyRead;
 use crate::classify::step::{self as classify_step, Head, Limit};
@@ -97,11 +97,9 @@ pin_project! {
 
 /// What the call keeps between its steps.
 pub(crate) struct Call<S, B> {
-    shared: Arc<Plans>,
+    shared: Arc<Shared<S>>,
     route: usize,
     clock: CallClock,
-    /// The spare client's clone, for every request after the first.
-    spare: Arc<S>,
     service: Option<S>,
     /// What the next request is, once the service is ready.
     next: Next<B>,
@@ -160,8 +158,7 @@ where
     #[inline(always)]
     pub(crate) fn start(
         service: &mut S,
-        spare: &Arc<S>,
-        shared: &Arc<Plans>,
+        shared: &Arc<Shared<S>>,
         last: &mut LastHost,
         mut request: Request<B>,
     ) -> Self {
@@ -191,7 +188,6 @@ where
             shared: Arc::clone(shared),
             route,
             clock: CallClock::new(plan.timeouts.total()),
-            spare: Arc::clone(spare),
             service: None,
             next: Next::Retry,
             permit: None,
@@ -797,7 +793,7 @@ where
         mut timer: Pin<&mut Timer>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<State<S::Future, RB>, Error>> {
-        let spare = &self.spare;
+        let spare = &self.shared.spare;
         let service = self.service.get_or_insert_with(|| S::clone(spare));
         match service.poll_ready(cx) {
             Poll::Ready(Ok(())) => {}
@@ -889,7 +885,7 @@ where
     }
 }
 
-fn listeners_on(shared: &Plans) -> bool {
+fn listeners_on<S>(shared: &Shared<S>) -> bool {
     shared.listeners.is_some()
 }
 

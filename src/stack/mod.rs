@@ -15,7 +15,7 @@ use crate::breaker::{BreakerHandle, CircuitBreakerLayer};
 use crate::config::Policy;
 use crate::error::{BoxError, Error};
 use crate::retry::ReplayBody;
-use plan::{LastHost, Plans};
+use plan::{LastHost, Plans, Shared};
 
 pub use driver::ResponseFuture;
 pub use runtime::Runtime;
@@ -196,9 +196,11 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
 
     fn layer(&self, inner: S) -> Resilience<S> {
         Resilience {
-            spare: Arc::new(inner.clone()),
+            shared: Arc::new(Shared {
+                spare: inner.clone(),
+                plans: (*self.plans).clone(),
+            }),
             inner,
-            plans: Arc::clone(&self.plans),
             last: None,
         }
     }
@@ -212,9 +214,9 @@ impl<S: Clone> Layer<S> for ResilienceLayer {
 #[derive(Clone)]
 pub struct Resilience<S> {
     inner: S,
-    /// The clone retries and status requests are sent through.
-    spare: Arc<S>,
-    plans: Arc<Plans>,
+    /// The plans, and the clone retries and status requests are sent
+    /// through.
+    shared: Arc<Shared<S>>,
     last: LastHost,
 }
 
@@ -257,12 +259,6 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ResponseFuture::start(
-            &mut self.inner,
-            &self.spare,
-            &self.plans,
-            &mut self.last,
-            request,
-        )
+        ResponseFuture::start(&mut self.inner, &self.shared, &mut self.last, request)
     }
 }

@@ -20,7 +20,7 @@ use crate::status::Classifier;
 /// Everything a call on one route reads: what classifies its answers, how
 /// it retries and polls, its timeouts and its name. One per route, chosen
 /// once per call.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RoutePlan {
     /// The route's name, for the span and the events; `None` for the
     /// policy's own sections.
@@ -34,6 +34,7 @@ pub(crate) struct RoutePlan {
 
 /// The plans of a policy's routes (its own first) and the state every call
 /// of the stack shares: the breakers, the rate limit and the listeners.
+#[derive(Clone)]
 pub(crate) struct Plans {
     /// How a call picks its route; `None` for a policy without routes,
     /// which then spends nothing on it.
@@ -170,3 +171,20 @@ impl CallClock {
 /// stack's service: a client that calls one host finds its breaker without
 /// the registry's lock.
 pub(crate) type LastHost = Option<BreakerCache>;
+
+/// What every call of one client reads, behind one pointer: the plans and
+/// the spare client that sends the requests after the first. A call holds
+/// one reference count for all of it, the one count two threads calling
+/// one client both write.
+pub(crate) struct Shared<S> {
+    pub(crate) spare: S,
+    pub(crate) plans: Plans,
+}
+
+impl<S> std::ops::Deref for Shared<S> {
+    type Target = Plans;
+
+    fn deref(&self) -> &Plans {
+        &self.plans
+    }
+}
