@@ -33,6 +33,7 @@
 //! its number and status; [`CallInfo::polls`](crate::CallInfo::polls) and
 //! [`Error::polls`](crate::Error::polls) give the count.
 
+mod body;
 mod future;
 mod layer;
 mod location;
@@ -49,6 +50,8 @@ use crate::deadline::{CallDeadline, Timeouts};
 use crate::error::Error;
 use crate::status::Classifier;
 
+pub use body::{Completion, StatusBody};
+pub(crate) use body::{StatusRead, Verdict};
 pub use future::ResponseFuture;
 pub(crate) use future::{RequestHead, finish, log_wait, refuse, status_request};
 pub use layer::PollingLayer;
@@ -136,6 +139,7 @@ impl<S, B, RB> Service<Request<B>> for Polling<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     B: Default,
+    RB: http_body::Body + Unpin,
 {
     type Response = Response<RB>;
     type Error = Error;
