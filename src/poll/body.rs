@@ -83,8 +83,8 @@ impl Completion {
     ) -> Result<Completion, SettingsError> {
         if succeeded.is_empty() {
             return Err(SettingsError::new(
-                "poll.succeeded",
-                "poll.succeeded is empty: expected the status values of a finished operation, such as [\"Succeeded\"]",
+                "poll.status_pointer",
+                "poll.status_pointer needs poll.succeeded: the status values of a finished operation, such as [\"Succeeded\"]",
             ));
         }
         Ok(Completion {
