@@ -266,3 +266,41 @@ async fn a_body_the_rule_cannot_read_ends_the_call_terminal() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_status_body_is_read_no_further_than_max_body_bytes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tower_rebound_testkit::Body;
+    for stack in STACKS {
+        let produced = Arc::new(AtomicU64::new(0));
+        let server = {
+            let produced = Arc::clone(&produced);
+            TestServer::start(move |request| {
+                let produced = Arc::clone(&produced);
+                async move {
+                    if request.method() == http::Method::POST {
+                        let mut response = respond(202, "");
+                        response
+                            .headers_mut()
+                            .insert("azure-asyncoperation", "/ops/1".parse().unwrap());
+                        return response;
+                    }
+                    // A status body that never ends.
+                    let body = Body::counted(&[b' '; 1024], u64::MAX, produced);
+                    http::Response::new(body)
+                }
+            })
+            .await
+        };
+        let policy = policy(&format!("{AZURE}max_body_bytes = 4096\n"));
+        let error = call(stack, &policy, &server, "x").await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Terminal, "{stack:?}: {error}");
+        assert!(
+            error.to_string().contains("4096 bytes read"),
+            "{stack:?}: {error}"
+        );
+        // What the connection buffered beyond the cap, and no more.
+        let pulled = produced.load(Ordering::Relaxed);
+        assert!(pulled < 4 << 20, "{stack:?}: {pulled} bytes pulled");
+    }
+}
