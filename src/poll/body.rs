@@ -26,8 +26,18 @@ use crate::classify::{ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_err
 use crate::error::ApiError;
 use crate::settings::SettingsError;
 
-/// Where a status body says how the operation is going; see the
-/// [module docs](self).
+/// Where a status body says how an operation is going: Azure's `status`
+/// field with its values, or Google's `done` boolean, and the error object
+/// of a failed operation; see the [poll module](crate::poll).
+///
+/// ```
+/// use tower_rebound::poll::{Completion, PollSettings};
+///
+/// let google = Completion::done("/done", "/error")?;
+/// let settings = PollSettings::builder().completion(google).build()?;
+/// assert!(settings.completion().is_some());
+/// # Ok::<_, tower_rebound::SettingsError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     rule: Rule,

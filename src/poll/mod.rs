@@ -19,6 +19,13 @@
 //! is returned as it is (outcome `accepted`) or, with
 //! `on_accepted = "error"`, fails.
 //!
+//! Some APIs answer `200` while an operation still runs and say how it goes
+//! in the body (Azure's `status`, Google's `done`): with a [`Completion`]
+//! rule, the body of a `200` status answer is read, up to
+//! `poll.max_body_bytes`, and decides whether to poll on, return the answer
+//! (its bytes in [`StatusBody`]) or fail `terminal` with the operation's
+//! error codes. With no rule no body is read.
+//!
 //! A status URL comes from the server and is checked like any input from the
 //! network ([`resolve_status_url`]): it must have the request's scheme, host
 //! and port unless `poll.allowed_origins` lists its origin; https is never

@@ -59,12 +59,12 @@ pub(crate) enum Step {
     ReadBody,
     /// The status body says the operation failed or was canceled, or does
     /// not say: the call fails with `terminal`.
-    Fail(Failed),
+    Fail(Ended),
 }
 
 /// An operation that ended badly, by its status body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Failed {
+pub(crate) enum Ended {
     /// Failed, with the errors of its error object.
     Failed(Vec<ApiError>),
     Canceled,
@@ -172,9 +172,9 @@ pub(crate) fn after_body(
 ) -> Step {
     match verdict {
         Verdict::Succeeded => Step::Return,
-        Verdict::Failed(errors) => Step::Fail(Failed::Failed(errors)),
-        Verdict::Canceled => Step::Fail(Failed::Canceled),
-        Verdict::Unreadable(why) => Step::Fail(Failed::Unreadable(why)),
+        Verdict::Failed(errors) => Step::Fail(Ended::Failed(errors)),
+        Verdict::Canceled => Step::Fail(Ended::Canceled),
+        Verdict::Unreadable(why) => Step::Fail(Ended::Unreadable(why)),
         Verdict::Running => next_poll(None, progress, settings, total, now(), retry_after),
     }
 }
@@ -259,7 +259,7 @@ impl Ending {
     }
 }
 
-impl Failed {
+impl Ended {
     /// The call's error: `terminal`, with the status answer's code, the
     /// operation's error codes and its body, and a detail that says how the
     /// operation ended.
@@ -271,9 +271,9 @@ impl Failed {
         polls: u32,
     ) -> Error {
         let (api_errors, detail) = match self {
-            Failed::Failed(errors) => (errors, "the operation failed".to_owned()),
-            Failed::Canceled => (Vec::new(), "the operation was canceled".to_owned()),
-            Failed::Unreadable(why) => (
+            Ended::Failed(errors) => (errors, "the operation failed".to_owned()),
+            Ended::Canceled => (Vec::new(), "the operation was canceled".to_owned()),
+            Ended::Unreadable(why) => (
                 Vec::new(),
                 format!("the status body does not say how the operation is going: {why}"),
             ),
@@ -399,7 +399,7 @@ mod tests {
         Wait(Option<U>, u64, u32),
         End(ErrorKind),
         ReadBody,
-        Fail(Failed),
+        Fail(Ended),
     }
 
     impl Expect {
@@ -693,14 +693,14 @@ mod tests {
                 Verdict::Failed(vec![conflict.clone()]),
                 1,
                 None,
-                Expect::Fail(Failed::Failed(vec![conflict])),
+                Expect::Fail(Ended::Failed(vec![conflict])),
             ),
-            (Verdict::Canceled, 1, None, Expect::Fail(Failed::Canceled)),
+            (Verdict::Canceled, 1, None, Expect::Fail(Ended::Canceled)),
             (
                 Verdict::Unreadable("why".into()),
                 1,
                 None,
-                Expect::Fail(Failed::Unreadable("why".into())),
+                Expect::Fail(Ended::Unreadable("why".into())),
             ),
             (Verdict::Running, 1, None, Expect::Wait(None, 2, 2)),
             (Verdict::Running, 1, Some(3), Expect::Wait(None, 3, 2)),
@@ -740,7 +740,7 @@ mod tests {
         let ok = http::StatusCode::OK;
         let body = bytes::Bytes::from_static(br#"{"status":"Failed"}"#);
         let conflict = ApiError::new(Some("Conflict".into()), None, None, None);
-        let error = Failed::Failed(vec![conflict]).error(ok, body.clone(), counts, 2);
+        let error = Ended::Failed(vec![conflict]).error(ok, body.clone(), counts, 2);
         assert_eq!(error.kind(), ErrorKind::Terminal);
         assert_eq!(error.status(), Some(ok));
         assert_eq!(error.error_codes().collect::<Vec<_>>(), ["Conflict"]);
@@ -752,7 +752,7 @@ mod tests {
             error.to_string().contains("the operation failed"),
             "{error}"
         );
-        let error = Failed::Canceled.error(ok, body, counts, 2);
+        let error = Ended::Canceled.error(ok, body, counts, 2);
         assert_eq!(error.kind(), ErrorKind::Terminal);
         assert!(error.to_string().contains("canceled"), "{error}");
     }
