@@ -304,3 +304,72 @@ async fn a_status_body_is_read_no_further_than_max_body_bytes() {
         assert!(pulled < 4 << 20, "{stack:?}: {pulled} bytes pulled");
     }
 }
+
+/// Google's start: `POST /v1/things/NAME` answers 200 with the Operation
+/// `{"name": "operations/NAME", "done": false}`; `GET /v1/operations/NAME`
+/// answers it once more, then done as NAME says (`g-ok`, `g-failed`).
+async fn google() -> TestServer {
+    TestServer::start(move |request| async move {
+        let path = request.uri().path().to_owned();
+        if let Some(name) = path.strip_prefix("/v1/things/") {
+            return respond(
+                200,
+                format!(r#"{{"name":"operations/{name}","done":false}}"#),
+            );
+        }
+        let name = path
+            .strip_prefix("/v1/operations/")
+            .unwrap_or("?")
+            .to_owned();
+        let body = match name.as_str() {
+            "g-ok" => r#"{"name":"operations/g-ok","done":true,"response":{"id":7}}"#,
+            "g-failed" => {
+                r#"{"done":true,"error":{"code":5,"message":"Gone.","status":"NOT_FOUND"}}"#
+            }
+            _ => r#"{"done":false}"#,
+        };
+        respond(200, body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn google_an_operation_named_in_the_first_answer_is_polled_at_its_url() {
+    let rule = format!("{GOOGLE}status_url = \"{{origin}}/{{first_segment}}/{{name}}\"\n");
+    for stack in STACKS {
+        let server = google().await;
+        let response = call(stack, &policy(&rule), &server, "v1/things/g-ok")
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{stack:?}");
+        let info = CallInfo::of(&response);
+        assert_eq!(
+            (info.attempts(), info.polls(), info.requests()),
+            (1, 1, 2),
+            "{stack:?}"
+        );
+        assert_eq!(
+            tower_rebound::FinalUrl::of(&response).map(ToString::to_string),
+            Some(server.url("/v1/operations/g-ok")),
+            "{stack:?}"
+        );
+        let body = StatusBody::of(&response).cloned().unwrap_or_default();
+        assert!(body.ends_with(br#""response":{"id":7}}"#), "{stack:?}");
+
+        let server = google().await;
+        let error = call(stack, &policy(&rule), &server, "v1/things/g-failed")
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Terminal, "{stack:?}: {error}");
+        assert_eq!(
+            error.api_errors()[0].cause(),
+            Some("NOT_FOUND"),
+            "{stack:?}"
+        );
+        assert_eq!(
+            (error.attempts(), error.polls(), error.requests()),
+            (1, 1, 2),
+            "{stack:?}"
+        );
+    }
+}

@@ -48,6 +48,37 @@ fn azure_and_google_keys_parse() {
 }
 
 #[test]
+fn google_s_status_url_from_the_first_answer_parses() {
+    let policy = Policy::from_toml_str(
+        "[poll]\ndone_pointer = \"/done\"\nstatus_url = \"{origin}/{first_segment}/{name}\"\n",
+    )
+    .unwrap();
+    let expected = crate::poll::Completion::done("/done", "/error")
+        .unwrap()
+        .with_status_url("{origin}/{first_segment}/{name}", "/name")
+        .unwrap();
+    assert_eq!(policy.poll_settings().completion(), Some(&expected));
+    assert_error(
+        "[poll]\nstatus_url = \"{origin}/{name}\"\n",
+        2,
+        14,
+        "poll.status_url needs poll.status_pointer or poll.done_pointer",
+    );
+    assert_error(
+        "[poll]\ndone_pointer = \"/done\"\nstatus_url = \"{origin}/{id}\"\n",
+        3,
+        14,
+        "unknown field {id} in poll.status_url",
+    );
+    assert_error(
+        "[poll]\ndone_pointer = \"/done\"\nname_pointer = \"/name\"\n",
+        3,
+        16,
+        "poll.name_pointer needs poll.status_url",
+    );
+}
+
+#[test]
 fn without_a_rule_no_body_is_read() {
     for name in ["standard", "connio", "none"] {
         let policy = Policy::preset(name).unwrap();

@@ -45,6 +45,19 @@ pub struct Completion {
     error_pointer: Pointer,
     /// How that object is parsed for its codes.
     errors: ErrorBodySettings,
+    /// Where the status URL is, for an operation that starts with a `200`
+    /// naming itself in the body (Google).
+    status_url: Option<StatusUrl>,
+}
+
+/// A status URL made from the first answer's body: a template with
+/// `{origin}` (the request's `scheme://host[:port]`), `{first_segment}` (the
+/// first segment of the request's path, such as `v1`) and `{name}` (the
+/// text at a pointer into the body, such as Google's `/name`).
+#[derive(Debug, Clone, PartialEq)]
+struct StatusUrl {
+    template: String,
+    name: Pointer,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +120,7 @@ impl Completion {
             },
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
             errors: errors_at(error_pointer)?,
+            status_url: None,
         })
     }
 
@@ -120,8 +134,108 @@ impl Completion {
             },
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
             errors: errors_at(error_pointer)?,
+            status_url: None,
         })
     }
+}
+
+impl Completion {
+    /// Also follows operations that start with a `200` naming themselves in
+    /// the body: the status URL is `template` (`poll.status_url`) with
+    /// `{name}` the text at `name_pointer` (`poll.name_pointer`), such as
+    /// Google's `"{origin}/{first_segment}/{name}"` and `"/name"`.
+    pub fn with_status_url(
+        mut self,
+        template: &str,
+        name_pointer: &str,
+    ) -> Result<Completion, SettingsError> {
+        let key = "poll.status_url";
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                return Err(SettingsError::new(
+                    key,
+                    format!("{key} has a \"{{\" that is not closed"),
+                ));
+            };
+            let field = &rest[open + 1..open + close];
+            if !matches!(field, "origin" | "first_segment" | "name") {
+                return Err(SettingsError::new(
+                    key,
+                    format!(
+                        "unknown field {{{field}}} in {key}: expected {{origin}}, {{first_segment}} or {{name}}"
+                    ),
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        if !template.contains("{name}") {
+            return Err(SettingsError::new(
+                key,
+                format!(
+                    "{key} has no {{name}}: expected a template such as \"{{origin}}/{{first_segment}}/{{name}}\""
+                ),
+            ));
+        }
+        self.status_url = Some(StatusUrl {
+            template: template.to_owned(),
+            name: Pointer::parse("poll.name_pointer", name_pointer)?,
+        });
+        Ok(self)
+    }
+
+    /// Whether the first answer's body names the status URL.
+    pub(crate) fn names_status_url(&self) -> bool {
+        self.status_url.is_some()
+    }
+
+    /// The status URL the first answer's `body` names, as text to resolve
+    /// like a header's, or why there is none.
+    pub(crate) fn status_url(&self, request: &http::Uri, body: &[u8]) -> Result<String, String> {
+        let Some(url) = &self.status_url else {
+            return Err("poll.status_url is not set".into());
+        };
+        let value: Value =
+            serde_json::from_slice(body).map_err(|_| "the first answer's body is not JSON")?;
+        let name = url
+            .name
+            .resolve(&value)
+            .and_then(Value::as_str)
+            .filter(|name| is_path(name))
+            .ok_or_else(|| {
+                format!(
+                    "the first answer's body has no path text at {}",
+                    url.name.as_str()
+                )
+            })?;
+        let origin = match (request.scheme_str(), request.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => String::new(),
+        };
+        let first_segment = request
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
+        Ok(url
+            .template
+            .replace("{origin}", &origin)
+            .replace("{first_segment}", first_segment)
+            .replace("{name}", name.trim_start_matches('/')))
+    }
+}
+
+/// Whether a name from a body may go into a URL's path as it is: no query,
+/// fragment, dot segment or character to escape.
+fn is_path(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/:@!$&'()*+,;=".contains(&b))
+        && !name
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
 }
 
 /// The error object at `pointer`, read as Azure and Google write it:
@@ -437,6 +551,45 @@ mod tests {
             false,
         );
         assert_eq!(codes(&failed), [(Some("A"), None)]);
+    }
+
+    #[test]
+    fn the_first_answer_names_the_status_url() {
+        let rule = google()
+            .with_status_url("{origin}/{first_segment}/{name}", "/name")
+            .unwrap();
+        let request: http::Uri = "https://vision.example/v1/projects/p/images:annotate"
+            .parse()
+            .unwrap();
+        let url = |body: &str| rule.status_url(&request, body.as_bytes());
+        assert_eq!(
+            url(r#"{"name":"operations/7","done":false}"#).as_deref(),
+            Ok("https://vision.example/v1/operations/7")
+        );
+        assert_eq!(
+            url(r#"{"name":"projects/p/operations/a-1"}"#).as_deref(),
+            Ok("https://vision.example/v1/projects/p/operations/a-1")
+        );
+        for bad in [
+            r#"{"done":false}"#,
+            r#"{"name":7}"#,
+            r#"{"name":"ops/1?x=1"}"#,
+            r#"{"name":"../admin"}"#,
+            r#"{"name":"ops 1"}"#,
+            r#"{"name":""}"#,
+            "nope",
+        ] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
+        for (template, needle) in [
+            ("{origin}/v1/{id}", "unknown field {id}"),
+            ("{origin}/v1/ops", "has no {name}"),
+            ("{origin}/{name", "not closed"),
+        ] {
+            let err = google().with_status_url(template, "/name").unwrap_err();
+            assert!(err.to_string().contains(needle), "{template}: {err}");
+        }
+        assert!(google().with_status_url("{name}", "name").is_err());
     }
 
     #[test]

@@ -256,6 +256,7 @@ where
                     let headers = response.headers();
                     let next = after_body(
                         verdict,
+                        &body,
                         &progress,
                         &route.settings,
                         route.timeouts.total(),

@@ -40,7 +40,7 @@
 //! its number and status; [`CallInfo::polls`](crate::CallInfo::polls) and
 //! [`Error::polls`](crate::Error::polls) give the count.
 
-mod body;
+pub(crate) mod body;
 mod future;
 mod layer;
 mod location;

@@ -322,6 +322,8 @@ pub(crate) struct RawPoll {
     canceled: Option<Vec<String>>,
     done_pointer: Option<String>,
     error_pointer: Option<String>,
+    status_url: Option<String>,
+    name_pointer: Option<String>,
     max_body_bytes: Option<i64>,
 }
 
@@ -330,6 +332,29 @@ impl RawPoll {
     /// lists, or `done_pointer`, each with `error_pointer` (`/error` by
     /// default).
     fn completion(&self) -> Result<Option<Completion>, SettingsError> {
+        let completion = self.body_rule()?;
+        match (completion, &self.status_url) {
+            (Some(completion), Some(template)) => {
+                let name = self.name_pointer.as_deref().unwrap_or("/name");
+                completion.with_status_url(template, name).map(Some)
+            }
+            (None, Some(_)) => Err(SettingsError::new(
+                "poll.status_url",
+                "poll.status_url needs poll.status_pointer or poll.done_pointer: they say when the operation it names ends",
+            )),
+            (completion, None) => {
+                if self.name_pointer.is_some() {
+                    return Err(SettingsError::new(
+                        "poll.name_pointer",
+                        "poll.name_pointer needs poll.status_url",
+                    ));
+                }
+                Ok(completion)
+            }
+        }
+    }
+
+    fn body_rule(&self) -> Result<Option<Completion>, SettingsError> {
         let error_pointer = self.error_pointer.as_deref().unwrap_or("/error");
         let lists = [
             ("poll.running", &self.running),

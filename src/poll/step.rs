@@ -124,11 +124,11 @@ pub(crate) fn step(
         // Only a status answer's body can say the operation goes on: the
         // first answer, and every answer without a rule, ends the call as
         // its status says.
-        if answer.class == StatusClass::Success
-            && progress.target.is_some()
-            && settings.completion.is_some()
-        {
-            return Step::ReadBody;
+        if let (StatusClass::Success, Some(completion)) = (answer.class, &settings.completion) {
+            let first = progress.target.is_none();
+            if !first || (progress.request.is_some() && completion.names_status_url()) {
+                return Step::ReadBody;
+            }
         }
         return Step::Return;
     }
@@ -159,11 +159,13 @@ pub(crate) fn step(
     next_poll(target, progress, settings, total, now(), retry_after)
 }
 
-/// Decides what follows a status answer whose body was read: what the body
-/// says (`verdict`), and, while the operation runs, the next poll of the
-/// same URL, as after a 202.
+/// Decides what follows an answer whose body was read: what the body says
+/// (`verdict`), and, while the operation runs, the next poll of the same
+/// URL, as after a 202, or, after the first answer, of the URL its `body`
+/// names.
 pub(crate) fn after_body(
     verdict: Verdict,
+    body: &[u8],
     progress: &Progress<'_>,
     settings: &PollSettings,
     total: Duration,
@@ -175,7 +177,29 @@ pub(crate) fn after_body(
         Verdict::Failed(errors) => Step::Fail(Ended::Failed(errors)),
         Verdict::Canceled => Step::Fail(Ended::Canceled),
         Verdict::Unreadable(why) => Step::Fail(Ended::Unreadable(why)),
-        Verdict::Running => next_poll(None, progress, settings, total, now(), retry_after),
+        Verdict::Running => {
+            let target = match (progress.target, progress.request, &settings.completion) {
+                (Some(_), ..) => None,
+                (None, Some(request), Some(completion)) => {
+                    let text = match completion.status_url(request, body) {
+                        Ok(text) => text,
+                        Err(why) => return Step::Fail(Ended::Unreadable(why)),
+                    };
+                    match resolve_status_url(
+                        request,
+                        request,
+                        text.as_bytes(),
+                        &settings.allowed_origins,
+                    ) {
+                        Ok(target) => Some(target),
+                        Err(refusal) => return Step::Refuse(Refused::StatusUrl(refusal)),
+                    }
+                }
+                // No URL to poll: the step reads no such body.
+                (None, ..) => return Step::Return,
+            };
+            next_poll(target, progress, settings, total, now(), retry_after)
+        }
     }
 }
 
@@ -721,6 +745,7 @@ mod tests {
             };
             let got = after_body(
                 verdict,
+                b"{}",
                 &progress,
                 &settings,
                 120 * S,
@@ -729,6 +754,99 @@ mod tests {
             );
             assert_eq!(expect(&got, now), expected.owned(), "{name}");
         }
+    }
+
+    #[test]
+    fn an_operation_that_names_itself_in_its_first_answer() {
+        let google = |template: &str| {
+            let rule = crate::poll::Completion::done("/done", "/error")
+                .unwrap()
+                .with_status_url(template, "/name")
+                .unwrap();
+            let mut settings = settings(OnAccepted::Succeed);
+            settings.completion = Some(rule);
+            settings
+        };
+        let request = uri("https://api.example/v3/data");
+        let first = Progress {
+            request: Some(&request),
+            ..Progress::default()
+        };
+        let headers = HeaderMap::new();
+        let ok = Answered {
+            class: StatusClass::Success,
+            headers: &headers,
+        };
+        let clock = || -> Instant { panic!("no clock before the body is read") };
+        let settings = google("{origin}/{first_segment}/{name}");
+        let asked = || None;
+        assert_eq!(
+            step(&ok, &first, &settings, 60 * S, clock, asked),
+            Step::ReadBody
+        );
+        // Without the request's URL no status URL can be made: nothing read.
+        let headless = Progress::default();
+        assert_eq!(
+            step(&ok, &headless, &settings, 60 * S, clock, asked),
+            Step::Return
+        );
+        // Without a status_url the first answer is not read.
+        let mut plain = settings.clone();
+        plain.completion = Some(azure());
+        assert_eq!(
+            step(&ok, &first, &plain, 60 * S, clock, asked),
+            Step::Return
+        );
+
+        let now = Instant::now() + 3600 * S;
+        // body, template, expected
+        let rows = [
+            (
+                r#"{"name":"operations/7","done":false}"#,
+                "{origin}/{first_segment}/{name}",
+                Expect::Wait(Some("https://api.example/v3/operations/7"), 1, 1),
+            ),
+            (
+                r#"{"name":"operations/7","done":true,"response":{}}"#,
+                "{origin}/{first_segment}/{name}",
+                Expect::Return,
+            ),
+            (
+                r#"{"name":"operations/7","done":true,"error":{"code":9}}"#,
+                "{origin}/{first_segment}/{name}",
+                Expect::Fail(Ended::Failed(vec![ApiError::new(
+                    Some("9".into()),
+                    None,
+                    None,
+                    None,
+                )])),
+            ),
+            (
+                r#"{"name":"operations/7"}"#,
+                "https://evil.example/{name}",
+                Expect::Refused(Refusal::OtherOrigin("https://evil.example:443".into())),
+            ),
+        ];
+        for (body, template, expected) in rows {
+            let settings = google(template);
+            let Some(completion) = settings.completion.as_ref() else {
+                unreachable!()
+            };
+            let verdict = crate::poll::body::judge(completion, body.as_bytes(), false);
+            let got = after_body(
+                verdict,
+                body.as_bytes(),
+                &first,
+                &settings,
+                120 * S,
+                || now,
+                || None,
+            );
+            assert_eq!(expect(&got, now), expected.owned(), "{body}");
+        }
+        let verdict = Verdict::Running;
+        let got = after_body(verdict, b"{}", &first, &settings, 120 * S, || now, || None);
+        assert!(matches!(got, Step::Fail(Ended::Unreadable(_))), "{got:?}");
     }
 
     #[test]

@@ -739,7 +739,10 @@ where
         let (mut response, body, verdict) = reading.finish(completion);
         let polls = self.operation.as_ref().map_or(0, |op| op.polls);
         let progress = poll_step::Progress {
-            request: self.operation.as_ref().map(|op| op.head.uri()),
+            request: match &self.operation {
+                Some(op) => Some(op.head.uri()),
+                None => self.template.as_ref().map(Template::uri),
+            },
             target: self.operation.as_ref().map(|op| op.target.uri()),
             polls,
             started: self.clock.started(),
@@ -747,6 +750,7 @@ where
         let headers = response.headers();
         let step = poll_step::after_body(
             verdict,
+            &body,
             &progress,
             &plan.poll.settings,
             plan.poll.timeouts.total(),
