@@ -228,8 +228,7 @@ where
                 }
                 StateProj::Reading { read, timer } => {
                     let Some(reading) = read.as_deref_mut() else {
-                        this.state.set(State::Done);
-                        return TaskPoll::Ready(Err(Error::new(ErrorKind::PollRefused)));
+                        unreachable!("a status read is taken only as it ends")
                     };
                     if reading.poll_read(cx).is_pending() {
                         let late =
