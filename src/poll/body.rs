@@ -602,4 +602,44 @@ mod tests {
         let err = Completion::done("/done", "error").unwrap_err();
         assert!(err.to_string().contains("poll.error_pointer"), "{err}");
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::poll::{Target, resolve_status_url};
+
+        proptest! {
+            /// Whatever a server sends, reading it ends in a verdict.
+            #[test]
+            fn any_body_gets_a_verdict(body in proptest::collection::vec(any::<u8>(), 0..256),
+                                       truncated: bool) {
+                let _ = judge(&azure(), &body, truncated);
+                let _ = judge(&google(), &body, truncated);
+            }
+
+            /// A name from a body never takes the status URL off the
+            /// request's origin, nor adds a query or a fragment.
+            #[test]
+            fn a_named_status_url_stays_on_the_request_s_origin(
+                name in "[ -~]{0,40}|[a-z0-9./:@!$&'()*+,;=~_-]{1,30}",
+            ) {
+                let rule = google()
+                    .with_status_url("{origin}/{first_segment}/{name}", "/name")
+                    .unwrap();
+                let request: http::Uri = "https://api.example/v1/things".parse().unwrap();
+                let body = serde_json::json!({ "name": name }).to_string();
+                if let Ok(url) = rule.status_url(&request, body.as_bytes()) {
+                    prop_assert!(!url.contains('?') && !url.contains('#'), "{url}");
+                    match resolve_status_url(&request, &request, url.as_bytes(), &[]) {
+                        Ok(Target::SameOrigin(uri)) => {
+                            prop_assert_eq!(uri.authority().map(|a| a.as_str()), Some("api.example"));
+                            prop_assert!(uri.path().starts_with("/v1/"), "{}", uri);
+                        }
+                        other => prop_assert!(false, "{url}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
 }
