@@ -217,7 +217,7 @@ where
     S: Service<Request<B>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     B: ReplayBody + Default,
-    RB: http_body::Body,
+    RB: http_body::Body + Unpin,
 {
     type Response = Response<RB>;
     type Error = Error;

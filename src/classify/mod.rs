@@ -54,7 +54,7 @@
 //! # }
 //! ```
 
-mod error_body;
+pub(crate) mod error_body;
 mod future;
 mod layer;
 mod settings;

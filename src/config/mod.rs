@@ -646,6 +646,8 @@ fn read_bounded(path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod extends_tests;
 #[cfg(test)]
+mod poll_body_tests;
+#[cfg(test)]
 mod signals_tests;
 #[cfg(test)]
 mod tests;

@@ -13,8 +13,8 @@ use tower_service::Service;
 use tracing::Span;
 
 use super::location::Target;
-use super::step::{Answered, Counts, Progress, Refused, Step, Wait, step};
-use super::{PollRoute, PollSettings, Shared};
+use super::step::{Answered, Counts, Progress, Refused, Step, Wait, after_body, step};
+use super::{PollRoute, PollSettings, Shared, StatusRead};
 use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::events::{self, Listeners, PollScheduled, PollSent, PollWait};
@@ -119,7 +119,7 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, S::Response>,
         // What the call keeps in case it must poll; `None` when it never
         // can (no header to read a status URL from).
         kept: Option<PollState<S>>,
@@ -129,11 +129,14 @@ pin_project! {
 }
 
 pin_project! {
-    /// Where the call is: the request or a poll in flight, the wait before
-    /// the next poll, or the service getting ready to send it.
+    /// Where the call is: the request or a poll in flight, the body of a
+    /// status answer being read, the wait before the next poll, or the
+    /// service getting ready to send it.
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, R> {
         Calling { #[pin] future: F },
+        // Until the call's deadline: the timer, once armed.
+        Reading { read: Option<Box<StatusRead<R>>>, #[pin] timer: Timer },
         Waiting { #[pin] timer: Timer },
         Readying,
         Done,
@@ -178,6 +181,7 @@ impl<S, B, RB> Future for ResponseFuture<S, B>
 where
     B: Default,
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
+    RB: http_body::Body + Unpin,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -194,7 +198,7 @@ where
                         Some(polling) => polling.span.in_scope(|| future.poll(cx)),
                         None => future.poll(cx),
                     };
-                    let mut response = match polled {
+                    let response = match polled {
                         TaskPoll::Pending => {
                             if let Some(kept) = this.kept.as_mut() {
                                 kept.started.get_or_insert_with(Instant::now);
@@ -209,32 +213,72 @@ where
                     };
                     this.state.set(State::Done);
                     let counts = count(this.kept.as_mut(), &response);
+                    let (next, polls) = decide(this.kept.as_ref(), &this.shared.route, &response);
+                    let act = act(
+                        this.kept.as_mut(),
+                        this.shared,
+                        next,
+                        response,
+                        counts,
+                        polls,
+                    );
+                    if let Some(result) = this.state.as_mut().take(act) {
+                        return TaskPoll::Ready(result);
+                    }
+                }
+                StateProj::Reading { read, timer } => {
+                    let Some(reading) = read.as_deref_mut() else {
+                        unreachable!("a status read is taken only as it ends")
+                    };
+                    if reading.poll_read(cx).is_pending() {
+                        let late =
+                            ready!(body_late(this.kept.as_ref(), &this.shared.route, timer, cx));
+                        this.state.set(State::Done);
+                        return TaskPoll::Ready(Err(late));
+                    }
+                    let Some(reading) = read.take() else {
+                        unreachable!("checked above")
+                    };
+                    this.state.set(State::Done);
                     let route = &this.shared.route;
-                    let (next, polls) = decide(this.kept.as_ref(), route, &response);
-                    match next {
-                        Step::Return => {
-                            let target =
-                                this.kept.as_ref().and_then(|kept| kept.polling.as_deref());
-                            finish(&mut response, target.map(|p| p.target.uri()), counts, polls);
-                            return TaskPoll::Ready(Ok(response));
+                    let Some(completion) = route.settings.completion.as_ref() else {
+                        unreachable!("the step reads a body only under a completion rule")
+                    };
+                    let (response, body, verdict) = reading.finish(completion);
+                    let progress = progress(this.kept.as_ref());
+                    let (counts, polls) = (
+                        this.kept
+                            .as_ref()
+                            .map_or_else(Counts::default, |k| k.counts),
+                        progress.polls,
+                    );
+                    let headers = response.headers();
+                    let next = after_body(
+                        verdict,
+                        &body,
+                        &progress,
+                        &route.settings,
+                        route.timeouts.total(),
+                        Instant::now,
+                        || retry_after_of(headers),
+                    );
+                    let next = match next {
+                        Step::Fail(failed) => {
+                            let error = failed.error(response.status(), body, counts, polls);
+                            return TaskPoll::Ready(Err(failed_poll(this.kept.as_ref(), error)));
                         }
-                        Step::Accept => return TaskPoll::Ready(Ok(response)),
-                        Step::Refuse(refused) => {
-                            return TaskPoll::Ready(Err(refuse(&refused, route, counts, polls)));
-                        }
-                        Step::End(ending) => return TaskPoll::Ready(Err(ending.error(counts))),
-                        Step::Wait(wait) => {
-                            let announced = log_wait(&wait, response.headers());
-                            let until = wait.until;
-                            if let Some(kept) = this.kept.as_mut() {
-                                kept.follow(wait);
-                                kept.announce(&this.shared.listeners, announced);
-                            }
-                            this.state.set(State::Waiting { timer: Timer::Idle });
-                            if let StateProj::Waiting { timer } = this.state.as_mut().project() {
-                                timer.arm(until);
-                            }
-                        }
+                        next => next,
+                    };
+                    let act = act(
+                        this.kept.as_mut(),
+                        this.shared,
+                        next,
+                        response,
+                        counts,
+                        polls,
+                    );
+                    if let Some(result) = this.state.as_mut().take(act) {
+                        return TaskPoll::Ready(result);
                     }
                 }
                 StateProj::Waiting { timer } => {
@@ -259,6 +303,114 @@ where
             }
         }
     }
+}
+
+/// What the driver does after a step.
+enum Act<R> {
+    /// The call ends.
+    Ready(Result<R, Error>),
+    /// Wait until then, and poll.
+    Wait(Instant),
+    /// Read the status answer's body, up to so many bytes.
+    Read(R, usize),
+}
+
+/// Acts on what the step decided about `response`.
+fn act<S, RB>(
+    kept: Option<&mut PollState<S>>,
+    shared: &Shared<S>,
+    next: Step,
+    mut response: Response<RB>,
+    counts: Counts,
+    polls: u32,
+) -> Act<Response<RB>> {
+    let route = &shared.route;
+    match next {
+        Step::Return => {
+            let target = kept.as_ref().and_then(|kept| kept.polling.as_deref());
+            finish(&mut response, target.map(|p| p.target.uri()), counts, polls);
+            Act::Ready(Ok(response))
+        }
+        Step::Accept => Act::Ready(Ok(response)),
+        Step::Refuse(refused) => Act::Ready(Err(refuse(&refused, route, counts, polls))),
+        Step::End(ending) => Act::Ready(Err(ending.error(counts))),
+        Step::ReadBody => Act::Read(response, route.settings.max_body_bytes),
+        // Only `after_body` fails an operation, and its caller takes that.
+        Step::Fail(failed) => Act::Ready(Err(failed.error(
+            response.status(),
+            bytes::Bytes::new(),
+            counts,
+            polls,
+        ))),
+        Step::Wait(wait) => {
+            let announced = log_wait(&wait, response.headers());
+            let until = wait.until;
+            if let Some(kept) = kept {
+                kept.follow(wait);
+                kept.announce(&shared.listeners, announced);
+            }
+            Act::Wait(until)
+        }
+    }
+}
+
+impl<F, RB: http_body::Body + Unpin> State<F, Response<RB>> {
+    /// Moves to what `act` says; the call's result when it ends.
+    fn take(
+        mut self: Pin<&mut Self>,
+        act: Act<Response<RB>>,
+    ) -> Option<Result<Response<RB>, Error>> {
+        match act {
+            Act::Ready(result) => return Some(result),
+            Act::Wait(until) => {
+                self.set(State::Waiting { timer: Timer::Idle });
+                if let StateProj::Waiting { timer } = self.project() {
+                    timer.arm(until);
+                }
+            }
+            Act::Read(response, cap) => {
+                self.set(State::Reading {
+                    read: Some(StatusRead::new(response, cap)),
+                    timer: Timer::Idle,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// A status body that has not arrived: the call waits for it until its
+/// deadline.
+fn body_late<S>(
+    kept: Option<&PollState<S>>,
+    route: &PollRoute,
+    mut timer: Pin<&mut Timer>,
+    cx: &mut Context<'_>,
+) -> TaskPoll<Error> {
+    if !timer.is_armed() {
+        let started = kept.and_then(|k| k.started).unwrap_or_else(Instant::now);
+        let outer = kept.and_then(|k| k.outer);
+        timer
+            .as_mut()
+            .arm(call_deadline(started, route.timeouts.total(), outer));
+    }
+    ready!(timer.poll_fired(cx));
+    let (counts, polls) = kept.map_or((Counts::default(), 0), |k| {
+        (k.counts, k.polling.as_ref().map_or(0, |p| p.polls))
+    });
+    TaskPoll::Ready(
+        counts
+            .stamp(Error::new(ErrorKind::DeadlineExceeded), polls)
+            .with_detail("the status body did not arrive before the call's deadline"),
+    )
+}
+
+/// An operation that failed by its status body: its poll's span says so.
+fn failed_poll<S>(kept: Option<&PollState<S>>, error: Error) -> Error {
+    if let Some(polling) = kept.and_then(|k| k.polling.as_deref()) {
+        crate::span::record_error_fields(&polling.span, &error);
+    }
+    error
 }
 
 /// A failed request or poll: a status request's error carries the call's

@@ -19,6 +19,13 @@
 //! is returned as it is (outcome `accepted`) or, with
 //! `on_accepted = "error"`, fails.
 //!
+//! Some APIs answer `200` while an operation still runs and say how it goes
+//! in the body (Azure's `status`, Google's `done`): with a [`Completion`]
+//! rule, the body of a `200` status answer is read, up to
+//! `poll.max_body_bytes`, and decides whether to poll on, return the answer
+//! (its bytes in [`StatusBody`]) or fail `terminal` with the operation's
+//! error codes. With no rule no body is read.
+//!
 //! A status URL comes from the server and is checked like any input from the
 //! network ([`resolve_status_url`]): it must have the request's scheme, host
 //! and port unless `poll.allowed_origins` lists its origin; https is never
@@ -33,6 +40,7 @@
 //! its number and status; [`CallInfo::polls`](crate::CallInfo::polls) and
 //! [`Error::polls`](crate::Error::polls) give the count.
 
+pub(crate) mod body;
 mod future;
 mod layer;
 mod location;
@@ -49,6 +57,8 @@ use crate::deadline::{CallDeadline, Timeouts};
 use crate::error::Error;
 use crate::status::Classifier;
 
+pub use body::{Completion, StatusBody};
+pub(crate) use body::{StatusRead, Verdict};
 pub use future::ResponseFuture;
 pub(crate) use future::{RequestHead, finish, log_wait, refuse, status_request};
 pub use layer::PollingLayer;
@@ -136,6 +146,7 @@ impl<S, B, RB> Service<Request<B>> for Polling<S>
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Error> + Clone,
     B: Default,
+    RB: http_body::Body + Unpin,
 {
     type Response = Response<RB>;
     type Error = Error;

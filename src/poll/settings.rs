@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
-use super::{OnAccepted, Origin};
+use super::{Completion, OnAccepted, Origin};
 use crate::settings::{self, SettingsError};
 use crate::units::DurationStr;
 
@@ -43,6 +43,10 @@ pub struct PollSettings {
     pub(crate) allowed_origins: Vec<Origin>,
     pub(crate) forward_credentials: bool,
     pub(crate) secret_headers: Vec<HeaderName>,
+    /// Where a `200` status body says how the operation is going; `None`:
+    /// the status code alone says, and no body is read.
+    pub(crate) completion: Option<Completion>,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl PollSettings {
@@ -102,6 +106,17 @@ impl PollSettings {
         &self.secret_headers
     }
 
+    /// Where a `200` status body says how the operation is going, if it
+    /// does.
+    pub fn completion(&self) -> Option<&Completion> {
+        self.completion.as_ref()
+    }
+
+    /// The most of a status body read to learn how the operation is going.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
     /// The wait before poll number `poll` (1 for the first) when the server
     /// did not say.
     pub(crate) fn interval_before(&self, poll: u32) -> Duration {
@@ -136,6 +151,8 @@ pub struct PollBuilder {
     allowed_origins: Vec<Origin>,
     forward_credentials: bool,
     secret_headers: Vec<HeaderName>,
+    completion: Option<Completion>,
+    max_body_bytes: Option<usize>,
 }
 
 /// The most headers a list may name.
@@ -208,6 +225,21 @@ impl PollBuilder {
         self
     }
 
+    /// Where a `200` status body says how the operation is going
+    /// (`status_pointer` and its lists, or `done_pointer`; none by default:
+    /// the status code alone says).
+    pub fn completion(mut self, completion: Completion) -> Self {
+        self.completion = Some(completion);
+        self
+    }
+
+    /// The most of a status body read (`max_body_bytes`, 1 B to 16 MiB,
+    /// default 64 KiB); read only with a completion rule.
+    pub fn max_body_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_body_bytes = Some(max_bytes);
+        self
+    }
+
     /// The settings, or the first value out of bounds.
     pub fn build(self) -> Result<PollSettings, SettingsError> {
         let hour = Duration::from_secs(3600);
@@ -259,6 +291,12 @@ impl PollBuilder {
             allowed_origins: self.allowed_origins,
             forward_credentials: self.forward_credentials,
             secret_headers: self.secret_headers,
+            completion: self.completion,
+            max_body_bytes: settings::count(
+                "poll.max_body_bytes",
+                u32::try_from(self.max_body_bytes.unwrap_or(64 * 1024)).unwrap_or(u32::MAX),
+                1..=16 * 1024 * 1024,
+            )? as usize,
         })
     }
 }
@@ -277,6 +315,97 @@ pub(crate) struct RawPoll {
     allowed_origins: Option<Vec<String>>,
     forward_credentials: Option<bool>,
     secret_headers: Option<Vec<String>>,
+    status_pointer: Option<String>,
+    running: Option<Vec<String>>,
+    succeeded: Option<Vec<String>>,
+    failed: Option<Vec<String>>,
+    canceled: Option<Vec<String>>,
+    done_pointer: Option<String>,
+    error_pointer: Option<String>,
+    status_url: Option<String>,
+    name_pointer: Option<String>,
+    max_body_bytes: Option<i64>,
+}
+
+impl RawPoll {
+    /// The completion rule the keys describe: `status_pointer` with its
+    /// lists, or `done_pointer`, each with `error_pointer` (`/error` by
+    /// default).
+    fn completion(&self) -> Result<Option<Completion>, SettingsError> {
+        let completion = self.body_rule()?;
+        match (completion, &self.status_url) {
+            (Some(completion), Some(template)) => {
+                let name = self.name_pointer.as_deref().unwrap_or("/name");
+                completion.with_status_url(template, name).map(Some)
+            }
+            (None, Some(_)) => Err(SettingsError::new(
+                "poll.status_url",
+                "poll.status_url needs poll.status_pointer or poll.done_pointer: they say when the operation it names ends",
+            )),
+            (completion, None) => {
+                if self.name_pointer.is_some() {
+                    return Err(SettingsError::new(
+                        "poll.name_pointer",
+                        "poll.name_pointer needs poll.status_url",
+                    ));
+                }
+                Ok(completion)
+            }
+        }
+    }
+
+    fn body_rule(&self) -> Result<Option<Completion>, SettingsError> {
+        let error_pointer = self.error_pointer.as_deref().unwrap_or("/error");
+        let lists = [
+            ("poll.running", &self.running),
+            ("poll.succeeded", &self.succeeded),
+            ("poll.failed", &self.failed),
+            ("poll.canceled", &self.canceled),
+        ];
+        match (&self.status_pointer, &self.done_pointer) {
+            (Some(_), Some(_)) => Err(SettingsError::new(
+                "poll.done_pointer",
+                "poll.status_pointer and poll.done_pointer both say how an operation ends: expected one of them",
+            )),
+            (Some(pointer), None) => {
+                let list = |l: &Option<Vec<String>>| l.clone().unwrap_or_default();
+                Completion::status(
+                    pointer,
+                    list(&self.running),
+                    list(&self.succeeded),
+                    list(&self.failed),
+                    list(&self.canceled),
+                    error_pointer,
+                )
+                .map(Some)
+            }
+            (None, Some(pointer)) => {
+                if let Some((key, _)) = lists.iter().find(|(_, l)| l.is_some()) {
+                    return Err(SettingsError::new(
+                        *key,
+                        format!(
+                            "{key} needs poll.status_pointer: poll.done_pointer reads a boolean"
+                        ),
+                    ));
+                }
+                Completion::done(pointer, error_pointer).map(Some)
+            }
+            (None, None) => {
+                let stray = lists
+                    .iter()
+                    .find(|(_, l)| l.is_some())
+                    .map(|(key, _)| *key)
+                    .or(self.error_pointer.as_ref().map(|_| "poll.error_pointer"));
+                match stray {
+                    Some(key) => Err(SettingsError::new(
+                        key,
+                        format!("{key} needs poll.status_pointer or poll.done_pointer"),
+                    )),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
 }
 
 /// Header names as a file writes them, each checked.
@@ -322,7 +451,12 @@ impl TryFrom<RawPoll> for PollSettings {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let completion = raw.completion()?;
         let builder = PollBuilder {
+            completion,
+            max_body_bytes: raw
+                .max_body_bytes
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             on_accepted: raw.on_accepted,
             location_headers: match &raw.location_headers {
                 Some(names) => Some(header_names("poll.location_headers", names)?),

@@ -12,9 +12,9 @@ use http::{HeaderMap, HeaderName, Uri};
 use tokio::time::Instant;
 
 use super::location::{Refusal, Target, resolve_status_url};
-use super::{OnAccepted, PollSettings};
+use super::{OnAccepted, PollSettings, Verdict};
 use crate::deadline::call_deadline;
-use crate::error::{Error, ErrorKind};
+use crate::error::{ApiError, Error, ErrorKind, ResponseFailure};
 use crate::status::StatusClass;
 
 /// What the poll layer reads of an answer.
@@ -53,6 +53,23 @@ pub(crate) enum Step {
     Wait(Wait),
     /// The operation is still going at a bound of the policy.
     End(Ending),
+    /// A `200` status answer whose body says how the operation is going
+    /// (`[poll]` has a completion rule): read it, up to
+    /// `poll.max_body_bytes`, then run [`after_body`].
+    ReadBody,
+    /// The status body says the operation failed or was canceled, or does
+    /// not say: the call fails with `terminal`.
+    Fail(Ended),
+}
+
+/// An operation that ended badly, by its status body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Failed, with the errors of its error object.
+    Failed(Vec<ApiError>),
+    Canceled,
+    /// The body does not say how the operation is going, and why.
+    Unreadable(String),
 }
 
 /// Why polling cannot start or go on.
@@ -104,6 +121,15 @@ pub(crate) fn step(
     retry_after: impl FnOnce() -> Option<Duration>,
 ) -> Step {
     if answer.class != StatusClass::Pollable {
+        // Only a status answer's body can say the operation goes on: the
+        // first answer, and every answer without a rule, ends the call as
+        // its status says.
+        if let (StatusClass::Success, Some(completion)) = (answer.class, &settings.completion) {
+            let first = progress.target.is_none();
+            if !first || (progress.request.is_some() && completion.names_status_url()) {
+                return Step::ReadBody;
+            }
+        }
         return Step::Return;
     }
     // Without the request's URL no status request can be made: the 202 is
@@ -130,7 +156,63 @@ pub(crate) fn step(
         None if progress.target.is_some() => None,
         None => return accepted(settings),
     };
-    let now = now();
+    next_poll(target, progress, settings, total, now(), retry_after)
+}
+
+/// Decides what follows an answer whose body was read: what the body says
+/// (`verdict`), and, while the operation runs, the next poll of the same
+/// URL, as after a 202, or, after the first answer, of the URL its `body`
+/// names.
+pub(crate) fn after_body(
+    verdict: Verdict,
+    body: &[u8],
+    progress: &Progress<'_>,
+    settings: &PollSettings,
+    total: Duration,
+    now: impl FnOnce() -> Instant,
+    retry_after: impl FnOnce() -> Option<Duration>,
+) -> Step {
+    match verdict {
+        Verdict::Succeeded => Step::Return,
+        Verdict::Failed(errors) => Step::Fail(Ended::Failed(errors)),
+        Verdict::Canceled => Step::Fail(Ended::Canceled),
+        Verdict::Unreadable(why) => Step::Fail(Ended::Unreadable(why)),
+        Verdict::Running => {
+            let target = match (progress.target, progress.request, &settings.completion) {
+                (Some(_), ..) => None,
+                (None, Some(request), Some(completion)) => {
+                    let text = match completion.status_url(request, body) {
+                        Ok(text) => text,
+                        Err(why) => return Step::Fail(Ended::Unreadable(why)),
+                    };
+                    match resolve_status_url(
+                        request,
+                        request,
+                        text.as_bytes(),
+                        &settings.allowed_origins,
+                    ) {
+                        Ok(target) => Some(target),
+                        Err(refusal) => return Step::Refuse(Refused::StatusUrl(refusal)),
+                    }
+                }
+                // No URL to poll: the step reads no such body.
+                (None, ..) => return Step::Return,
+            };
+            next_poll(target, progress, settings, total, now(), retry_after)
+        }
+    }
+}
+
+/// The next poll, at `Retry-After` or the interval, unless it would pass a
+/// bound of the policy or the call's deadline.
+fn next_poll(
+    target: Option<Target>,
+    progress: &Progress<'_>,
+    settings: &PollSettings,
+    total: Duration,
+    now: Instant,
+    retry_after: impl FnOnce() -> Option<Duration>,
+) -> Step {
     let started = progress.started.unwrap_or(now);
     let polls = progress.polls;
     let delay = retry_after()
@@ -198,6 +280,42 @@ impl Ending {
             self.elapsed.as_millis()
         );
         poll_error(self.kind, counts, self.polls, detail)
+    }
+}
+
+impl Ended {
+    /// The call's error: `terminal`, with the status answer's code, the
+    /// operation's error codes and its body, and a detail that says how the
+    /// operation ended.
+    pub(crate) fn error(
+        self,
+        status: http::StatusCode,
+        body: bytes::Bytes,
+        counts: Counts,
+        polls: u32,
+    ) -> Error {
+        let (api_errors, detail) = match self {
+            Ended::Failed(errors) => (errors, "the operation failed".to_owned()),
+            Ended::Canceled => (Vec::new(), "the operation was canceled".to_owned()),
+            Ended::Unreadable(why) => (
+                Vec::new(),
+                format!("the status body does not say how the operation is going: {why}"),
+            ),
+        };
+        let failure = ResponseFailure {
+            api_errors,
+            body,
+            body_truncated: false,
+            retry_after: None,
+            retry_after_source: None,
+            rule: None,
+        };
+        counts
+            .stamp(
+                Error::from_response(status, StatusClass::Terminal, failure),
+                polls,
+            )
+            .with_detail(detail)
     }
 }
 
@@ -287,6 +405,8 @@ mod tests {
         started_ago: Option<u32>,
         /// The route's `timeouts.total`, in seconds.
         total: u32,
+        /// Whether `[poll]` reads status bodies (Azure's `status`).
+        completion: bool,
         expect: Expect,
     }
 
@@ -302,6 +422,8 @@ mod tests {
         /// number.
         Wait(Option<U>, u64, u32),
         End(ErrorKind),
+        ReadBody,
+        Fail(Ended),
     }
 
     impl Expect {
@@ -313,6 +435,8 @@ mod tests {
                 Expect::Refused(refusal) => Expect::Refused(refusal),
                 Expect::Wait(url, secs, poll) => Expect::Wait(url.map(str::to_owned), secs, poll),
                 Expect::End(kind) => Expect::End(kind),
+                Expect::ReadBody => Expect::ReadBody,
+                Expect::Fail(failed) => Expect::Fail(failed),
             }
         }
     }
@@ -329,6 +453,8 @@ mod tests {
                 Expect::Wait(target, wait.delay.as_secs(), wait.poll)
             }
             Step::End(ending) => Expect::End(ending.kind),
+            Step::ReadBody => Expect::ReadBody,
+            Step::Fail(failed) => Expect::Fail(failed.clone()),
         }
     }
 
@@ -343,6 +469,7 @@ mod tests {
             polls: 0,
             started_ago: None,
             total: 120,
+            completion: false,
             expect: Expect::Return,
         }
     }
@@ -506,13 +633,42 @@ mod tests {
                 expect: Expect::End(PollTimeout),
                 ..row("the poll bounds come before the deadline")
             },
+            Row {
+                class: StatusClass::Success,
+                target: Some(OPS),
+                polls: 1,
+                completion: true,
+                expect: Expect::ReadBody,
+                ..row("a 200 status answer's body is read under a completion rule")
+            },
+            Row {
+                class: StatusClass::Success,
+                completion: true,
+                ..row("the first answer's body is never read: it is no status answer")
+            },
+            Row {
+                class: StatusClass::Terminal,
+                target: Some(OPS),
+                polls: 1,
+                completion: true,
+                ..row("a failing status answer ends the call as its status says")
+            },
+            Row {
+                headers: &[("location", "/ops/1")],
+                completion: true,
+                expect: Expect::Wait(Some(OPS), 1, 1),
+                ..row("a 202 is followed as before under a completion rule")
+            },
         ];
         // Later than any start a row asks for.
         let now = Instant::now() + 3600 * S;
         let request = uri("https://api.example/v3/data");
         for row in rows {
             let headers = headers(row.headers);
-            let settings = settings(row.on_accepted);
+            let mut settings = settings(row.on_accepted);
+            if row.completion {
+                settings.completion = Some(azure());
+            }
             let target = row.target.map(uri);
             let progress = Progress {
                 request: row.head.then_some(&request),
@@ -535,6 +691,188 @@ mod tests {
             );
             assert_eq!(expect(&got, now), row.expect.owned(), "{}", row.name);
         }
+    }
+
+    fn azure() -> crate::poll::Completion {
+        let list = |value: &str| vec![value.to_owned()];
+        crate::poll::Completion::status(
+            "/status",
+            list("InProgress"),
+            list("Succeeded"),
+            list("Failed"),
+            list("Canceled"),
+            "/error",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_after_body_table() {
+        use ErrorKind::PollTimeout;
+        let conflict = ApiError::new(Some("Conflict".into()), None, None, None);
+        // verdict, polls so far, retry-after, expected
+        let rows = [
+            (Verdict::Succeeded, 1, None, Expect::Return),
+            (
+                Verdict::Failed(vec![conflict.clone()]),
+                1,
+                None,
+                Expect::Fail(Ended::Failed(vec![conflict])),
+            ),
+            (Verdict::Canceled, 1, None, Expect::Fail(Ended::Canceled)),
+            (
+                Verdict::Unreadable("why".into()),
+                1,
+                None,
+                Expect::Fail(Ended::Unreadable("why".into())),
+            ),
+            (Verdict::Running, 1, None, Expect::Wait(None, 2, 2)),
+            (Verdict::Running, 1, Some(3), Expect::Wait(None, 3, 2)),
+            (Verdict::Running, 5, None, Expect::End(PollTimeout)),
+        ];
+        let now = Instant::now() + 3600 * S;
+        let request = uri("https://api.example/v3/data");
+        let ops = uri("https://api.example/ops/1");
+        let mut settings = settings(OnAccepted::Succeed);
+        settings.completion = Some(azure());
+        for (verdict, polls, asked, expected) in rows {
+            let name = format!("{verdict:?} after {polls} polls");
+            let progress = Progress {
+                request: Some(&request),
+                target: Some(&ops),
+                polls,
+                started: Some(now - S),
+            };
+            let got = after_body(
+                verdict,
+                b"{}",
+                &progress,
+                &settings,
+                120 * S,
+                || now,
+                || asked.map(Duration::from_secs),
+            );
+            assert_eq!(expect(&got, now), expected.owned(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_operation_that_names_itself_in_its_first_answer() {
+        let google = |template: &str| {
+            let rule = crate::poll::Completion::done("/done", "/error")
+                .unwrap()
+                .with_status_url(template, "/name")
+                .unwrap();
+            let mut settings = settings(OnAccepted::Succeed);
+            settings.completion = Some(rule);
+            settings
+        };
+        let request = uri("https://api.example/v3/data");
+        let first = Progress {
+            request: Some(&request),
+            ..Progress::default()
+        };
+        let headers = HeaderMap::new();
+        let ok = Answered {
+            class: StatusClass::Success,
+            headers: &headers,
+        };
+        let clock = || -> Instant { panic!("no clock before the body is read") };
+        let settings = google("{origin}/{first_segment}/{name}");
+        let asked = || None;
+        assert_eq!(
+            step(&ok, &first, &settings, 60 * S, clock, asked),
+            Step::ReadBody
+        );
+        // Without the request's URL no status URL can be made: nothing read.
+        let headless = Progress::default();
+        assert_eq!(
+            step(&ok, &headless, &settings, 60 * S, clock, asked),
+            Step::Return
+        );
+        // Without a status_url the first answer is not read.
+        let mut plain = settings.clone();
+        plain.completion = Some(azure());
+        assert_eq!(
+            step(&ok, &first, &plain, 60 * S, clock, asked),
+            Step::Return
+        );
+
+        let now = Instant::now() + 3600 * S;
+        // body, template, expected
+        let rows = [
+            (
+                r#"{"name":"operations/7","done":false}"#,
+                "{origin}/{first_segment}/{name}",
+                Expect::Wait(Some("https://api.example/v3/operations/7"), 1, 1),
+            ),
+            (
+                r#"{"name":"operations/7","done":true,"response":{}}"#,
+                "{origin}/{first_segment}/{name}",
+                Expect::Return,
+            ),
+            (
+                r#"{"name":"operations/7","done":true,"error":{"code":9}}"#,
+                "{origin}/{first_segment}/{name}",
+                Expect::Fail(Ended::Failed(vec![ApiError::new(
+                    Some("9".into()),
+                    None,
+                    None,
+                    None,
+                )])),
+            ),
+            (
+                r#"{"name":"operations/7"}"#,
+                "https://evil.example/{name}",
+                Expect::Refused(Refusal::OtherOrigin("https://evil.example:443".into())),
+            ),
+        ];
+        for (body, template, expected) in rows {
+            let settings = google(template);
+            let Some(completion) = settings.completion.as_ref() else {
+                unreachable!()
+            };
+            let verdict = crate::poll::body::judge(completion, body.as_bytes(), false);
+            let got = after_body(
+                verdict,
+                body.as_bytes(),
+                &first,
+                &settings,
+                120 * S,
+                || now,
+                || None,
+            );
+            assert_eq!(expect(&got, now), expected.owned(), "{body}");
+        }
+        let verdict = Verdict::Running;
+        let got = after_body(verdict, b"{}", &first, &settings, 120 * S, || now, || None);
+        assert!(matches!(got, Step::Fail(Ended::Unreadable(_))), "{got:?}");
+    }
+
+    #[test]
+    fn a_failed_operation_is_terminal_with_its_codes_and_says_how_it_ended() {
+        let counts = Counts {
+            attempts: 1,
+            requests: 3,
+        };
+        let ok = http::StatusCode::OK;
+        let body = bytes::Bytes::from_static(br#"{"status":"Failed"}"#);
+        let conflict = ApiError::new(Some("Conflict".into()), None, None, None);
+        let error = Ended::Failed(vec![conflict]).error(ok, body.clone(), counts, 2);
+        assert_eq!(error.kind(), ErrorKind::Terminal);
+        assert_eq!(error.status(), Some(ok));
+        assert_eq!(error.error_codes().collect::<Vec<_>>(), ["Conflict"]);
+        assert_eq!(
+            (error.attempts(), error.polls(), error.requests()),
+            (1, 2, 3)
+        );
+        assert!(
+            error.to_string().contains("the operation failed"),
+            "{error}"
+        );
+        let error = Ended::Canceled.error(ok, body, counts, 2);
+        assert_eq!(error.kind(), ErrorKind::Terminal);
+        assert!(error.to_string().contains("canceled"), "{error}");
     }
 
     #[test]

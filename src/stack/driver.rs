@@ -28,7 +28,7 @@ use crate::classify::step::{self as classify_step, Head, Limit};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::events::{self, AttemptStarted, PollSent};
 use crate::poll::step::{self as poll_step, Answered, Counts};
-use crate::poll::{self, RequestHead, Target};
+use crate::poll::{self, RequestHead, StatusRead, Target};
 use crate::rate_limit::{Pauses, pause_after};
 use crate::retry::ReplayBody;
 use crate::retry::decision::{RequestFacts, is_idempotent};
@@ -75,6 +75,9 @@ pin_project! {
         Sending { #[pin] future: F },
         /// The body of a failure is being read, under the same timeout.
         Reading { read: Pin<Box<ErrorBodyRead<RB>>> },
+        /// The body of a `200` status answer is being read, to learn how
+        /// the operation is going; the timer, once armed, is the call's end.
+        Status { read: Option<Box<StatusRead<Response<RB>>>> },
         /// Refused before it was sent (an open breaker, a throttle).
         Refused { error: Option<Error> },
         /// Waiting for a turn of the rate limit.
@@ -329,7 +332,7 @@ where
     S: Service<Request<B>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     B: ReplayBody + Default,
-    RB: Body,
+    RB: Body + Unpin,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -355,6 +358,11 @@ where
                                 // moves only into the call's output.
                                 this.timer.set(Timer::Idle);
                                 let flow = call.answered(&mut response, this.timer.as_mut());
+                                if let Flow::Read(cap) = flow {
+                                    let read = Some(StatusRead::new(response, cap));
+                                    this.state.set(State::Status { read });
+                                    continue;
+                                }
                                 this.state.set(flow.state());
                                 if let Flow::End(None) = flow {
                                     call.end(this.span, Ok(&response));
@@ -384,6 +392,21 @@ where
                     Err(ready!(call.poll_read(read, this.timer.as_mut(), cx))),
                     true,
                 ),
+                StateProj::Status { read } => {
+                    let flow = match ready!(call.poll_status(read, this.timer.as_mut(), cx)) {
+                        Ok(response) => {
+                            this.state.set(State::Done);
+                            call.end(this.span, Ok(&response));
+                            return Poll::Ready(Ok(response));
+                        }
+                        Err(flow) => flow,
+                    };
+                    this.state.set(flow.state());
+                    match call.ended::<RB>(this.span, flow) {
+                        Some(error) => return Poll::Ready(Err(error)),
+                        None => continue,
+                    }
+                }
                 StateProj::Done => panic!("Resilience's future polled after completion"),
                 _ => {
                     match ready!(call.poll_between(this.state.as_mut(), this.timer.as_mut(), cx)) {
@@ -425,6 +448,8 @@ enum Flow {
     Ready,
     /// The call ends: with the answer in hand (`None`), or with an error.
     End(Option<Error>),
+    /// Read the body of the answer in hand, up to so many bytes.
+    Read(usize),
 }
 
 impl Flow {
@@ -433,7 +458,8 @@ impl Flow {
         match self {
             Flow::Wait => State::Waiting,
             Flow::Ready => State::Readying,
-            Flow::End(_) => State::Done,
+            // The answer moves into the read: its callers set that state.
+            Flow::End(_) | Flow::Read(_) => State::Done,
         }
     }
 }
@@ -527,9 +553,10 @@ where
                     Err(error) => Between::Failed(error),
                 }
             }
-            StateProj::Sending { .. } | StateProj::Reading { .. } | StateProj::Done => {
-                Between::Again
-            }
+            StateProj::Sending { .. }
+            | StateProj::Reading { .. }
+            | StateProj::Status { .. }
+            | StateProj::Done => Between::Again,
         };
         Poll::Ready(between)
     }
@@ -537,7 +564,7 @@ where
     /// Takes in a request's result: the breaker and the limit when it was
     /// sent, then the retry and poll steps. Returns the call's output when
     /// the call ends.
-    fn settle<RB>(
+    fn settle<RB: Body + Unpin>(
         &mut self,
         mut state: Pin<&mut State<S::Future, RB>>,
         mut timer: Pin<&mut Timer>,
@@ -559,6 +586,11 @@ where
                     state.set(State::Done);
                     self.end(span, Ok(&response));
                     return Some(Ok(response));
+                }
+                Flow::Read(cap) => {
+                    let read = Some(StatusRead::new(response, cap));
+                    state.set(State::Status { read });
+                    return None;
                 }
                 flow => flow,
             },
@@ -709,7 +741,7 @@ where
 
     /// The poll step on an answer: it ends the call, or the operation goes
     /// on.
-    fn follow<RB>(&mut self, response: &mut Response<RB>, mut timer: Pin<&mut Timer>) -> Flow {
+    fn follow<RB>(&mut self, response: &mut Response<RB>, timer: Pin<&mut Timer>) -> Flow {
         let plan = self.shared.plan(self.route);
         let polled = self.operation.is_some();
         if let Some(op) = &self.operation {
@@ -740,6 +772,107 @@ where
             Instant::now,
             || retry_after_of(headers),
         );
+        self.act(step, response, polls, timer)
+    }
+
+    /// Reads what a status body says, and acts on it: the answer when it
+    /// ends the call, else what follows.
+    fn after_body<RB: Body + Unpin>(
+        &mut self,
+        reading: StatusRead<Response<RB>>,
+        timer: Pin<&mut Timer>,
+    ) -> Result<Response<RB>, Flow> {
+        let plan = self.shared.plan(self.route);
+        let Some(completion) = plan.poll.settings.completion.as_ref() else {
+            unreachable!("the step reads a body only under a completion rule")
+        };
+        let (mut response, body, verdict) = reading.finish(completion);
+        let polls = self.operation.as_ref().map_or(0, |op| op.polls);
+        let progress = poll_step::Progress {
+            request: match &self.operation {
+                Some(op) => Some(op.head.uri()),
+                None => self.template.as_ref().map(Template::uri),
+            },
+            target: self.operation.as_ref().map(|op| op.target.uri()),
+            polls,
+            started: self.clock.started(),
+        };
+        let headers = response.headers();
+        let step = poll_step::after_body(
+            verdict,
+            &body,
+            &progress,
+            &plan.poll.settings,
+            plan.poll.timeouts.total(),
+            Instant::now,
+            || retry_after_of(headers),
+        );
+        if let poll_step::Step::Fail(failed) = step {
+            let error = failed.error(response.status(), body, self.counts, polls);
+            if let Some(op) = &self.operation {
+                crate::span::record_error_fields(&op.span, &error);
+            }
+            return Err(Flow::End(Some(error)));
+        }
+        match self.act(step, &mut response, polls, timer) {
+            Flow::End(None) => Ok(response),
+            flow => Err(flow),
+        }
+    }
+
+    /// Reads a status answer's body, under the call's end, then acts on
+    /// what it says: the answer when it ends the call, else what follows.
+    fn poll_status<RB: Body + Unpin>(
+        &mut self,
+        read: &mut Option<Box<StatusRead<Response<RB>>>>,
+        mut timer: Pin<&mut Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<RB>, Flow>> {
+        let Some(reading) = read.as_deref_mut() else {
+            return Poll::Ready(Err(Flow::End(Some(Error::new(ErrorKind::Transport)))));
+        };
+        if reading.poll_read(cx).is_pending() {
+            return match self.body_late(timer.as_mut(), cx) {
+                Some(error) => Poll::Ready(Err(Flow::End(Some(error)))),
+                None => Poll::Pending,
+            };
+        }
+        let Some(reading) = read.take() else {
+            return Poll::Ready(Err(Flow::End(Some(Error::new(ErrorKind::Transport)))));
+        };
+        timer.set(Timer::Idle);
+        Poll::Ready(self.after_body(*reading, timer))
+    }
+
+    /// A status body that has not arrived: the call waits for it until its
+    /// end.
+    fn body_late(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Option<Error> {
+        if !timer.is_armed() {
+            let end = self.clock.end(Instant::now());
+            timer.as_mut().arm(end);
+        }
+        match timer.poll_fired(cx) {
+            Poll::Pending => None,
+            Poll::Ready(()) => {
+                let polls = self.operation.as_ref().map_or(0, |op| op.polls);
+                let error = self
+                    .counts
+                    .stamp(Error::new(ErrorKind::DeadlineExceeded), polls)
+                    .with_detail("the status body did not arrive before the call's deadline");
+                Some(error)
+            }
+        }
+    }
+
+    /// Acts on the poll step's decision about `response`.
+    fn act<RB>(
+        &mut self,
+        step: poll_step::Step,
+        response: &mut Response<RB>,
+        polls: u32,
+        mut timer: Pin<&mut Timer>,
+    ) -> Flow {
+        let plan = self.shared.plan(self.route);
         let wait = match step {
             poll_step::Step::Return => {
                 let target = self.operation.as_ref().map(|op| op.target.uri());
@@ -752,6 +885,13 @@ where
                 return Flow::End(Some(error));
             }
             poll_step::Step::End(ending) => return Flow::End(Some(ending.error(self.counts))),
+            poll_step::Step::ReadBody => return Flow::Read(plan.poll.settings.max_body_bytes),
+            // Only `after_body` fails an operation, and its caller takes that.
+            poll_step::Step::Fail(failed) => {
+                let status = response.status();
+                let body = bytes::Bytes::new();
+                return Flow::End(Some(failed.error(status, body, self.counts, polls)));
+            }
             poll_step::Step::Wait(wait) => wait,
         };
         let (poll, delay, reason) = poll::log_wait(&wait, response.headers());
