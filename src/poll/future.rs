@@ -240,43 +240,7 @@ where
                         unreachable!("checked above")
                     };
                     this.state.set(State::Done);
-                    let route = &this.shared.route;
-                    let Some(completion) = route.settings.completion.as_ref() else {
-                        unreachable!("the step reads a body only under a completion rule")
-                    };
-                    let (response, body, verdict) = reading.finish(completion);
-                    let progress = progress(this.kept.as_ref());
-                    let (counts, polls) = (
-                        this.kept
-                            .as_ref()
-                            .map_or_else(Counts::default, |k| k.counts),
-                        progress.polls,
-                    );
-                    let headers = response.headers();
-                    let next = after_body(
-                        verdict,
-                        &body,
-                        &progress,
-                        &route.settings,
-                        route.timeouts.total(),
-                        Instant::now,
-                        || retry_after_of(headers),
-                    );
-                    let next = match next {
-                        Step::Fail(failed) => {
-                            let error = failed.error(response.status(), body, counts, polls);
-                            return TaskPoll::Ready(Err(failed_poll(this.kept.as_ref(), error)));
-                        }
-                        next => next,
-                    };
-                    let act = act(
-                        this.kept.as_mut(),
-                        this.shared,
-                        next,
-                        response,
-                        counts,
-                        polls,
-                    );
+                    let act = after_read(this.kept.as_mut(), this.shared, *reading);
                     if let Some(result) = this.state.as_mut().take(act) {
                         return TaskPoll::Ready(result);
                     }
@@ -313,6 +277,40 @@ enum Act<R> {
     Wait(Instant),
     /// Read the status answer's body, up to so many bytes.
     Read(R, usize),
+}
+
+/// Acts on what a status body, read to its end, says of the operation.
+fn after_read<S, RB>(
+    mut kept: Option<&mut PollState<S>>,
+    shared: &Shared<S>,
+    reading: StatusRead<Response<RB>>,
+) -> Act<Response<RB>>
+where
+    RB: http_body::Body + Unpin,
+{
+    let route = &shared.route;
+    let Some(completion) = route.settings.completion.as_ref() else {
+        unreachable!("the step reads a body only under a completion rule")
+    };
+    let (response, body, verdict) = reading.finish(completion);
+    let counts = kept.as_deref().map_or_else(Counts::default, |k| k.counts);
+    let progress = progress(kept.as_deref());
+    let polls = progress.polls;
+    let headers = response.headers();
+    let next = after_body(
+        verdict,
+        &body,
+        &progress,
+        &route.settings,
+        route.timeouts.total(),
+        Instant::now,
+        || retry_after_of(headers),
+    );
+    if let Step::Fail(failed) = next {
+        let error = failed.error(response.status(), body, counts, polls);
+        return Act::Ready(Err(failed_poll(kept.as_deref(), error)));
+    }
+    act(kept.take(), shared, next, response, counts, polls)
 }
 
 /// Acts on what the step decided about `response`.

@@ -336,14 +336,15 @@ where
 {
     type Output = Result<Response<RB>, Error>;
 
+    /// Each turn of the loop polls the state; a state that yields the result
+    /// of the request in flight says whether it was `sent` (reached the
+    /// client, so that the breaker and the limit take it in). The success
+    /// path takes the answer in place: it moves only into the output.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let call = this.call;
         let _entered = this.span.enter();
         loop {
-            // The result of the request in flight, once it has one; `sent`
-            // when it reached the client, so that the breaker and the limit
-            // take it in.
             let (result, sent) = match this.state.as_mut().project() {
                 StateProj::Sending { future } => {
                     let polled = {
@@ -354,8 +355,6 @@ where
                     match polled {
                         Poll::Ready(Ok(mut response)) => match call.head(&response) {
                             Head::Pass(class) if call.passes(&response, class) => {
-                                // The success path, in place: the answer
-                                // moves only into the call's output.
                                 this.timer.set(Timer::Idle);
                                 let flow = call.answered(&mut response, this.timer.as_mut());
                                 if let Flow::Read(cap) = flow {
@@ -393,17 +392,9 @@ where
                     true,
                 ),
                 StateProj::Status { read } => {
-                    let flow = match ready!(call.poll_status(read, this.timer.as_mut(), cx)) {
-                        Ok(response) => {
-                            this.state.set(State::Done);
-                            call.end(this.span, Ok(&response));
-                            return Poll::Ready(Ok(response));
-                        }
-                        Err(flow) => flow,
-                    };
-                    this.state.set(flow.state());
-                    match call.ended::<RB>(this.span, flow) {
-                        Some(error) => return Poll::Ready(Err(error)),
+                    let read = ready!(call.poll_status(read, this.timer.as_mut(), cx));
+                    match call.conclude(this.state.as_mut(), this.span, read) {
+                        Some(output) => return Poll::Ready(output),
                         None => continue,
                     }
                 }
@@ -817,6 +808,27 @@ where
         match self.act(step, &mut response, polls, timer) {
             Flow::End(None) => Ok(response),
             flow => Err(flow),
+        }
+    }
+
+    /// Ends the call with the answer a status body let through, or moves on
+    /// as `flow` says; returns the call's output when it ends.
+    fn conclude<RB>(
+        &mut self,
+        mut state: Pin<&mut State<S::Future, RB>>,
+        span: &Span,
+        read: Result<Response<RB>, Flow>,
+    ) -> Option<Result<Response<RB>, Error>> {
+        match read {
+            Ok(response) => {
+                state.set(State::Done);
+                self.end(span, Ok(&response));
+                Some(Ok(response))
+            }
+            Err(flow) => {
+                state.set(flow.state());
+                self.ended::<RB>(span, flow).map(Err)
+            }
         }
     }
 
