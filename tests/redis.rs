@@ -275,8 +275,10 @@ async fn redis_stopped_mid_run_changes_no_outcome_and_is_used_again_when_back() 
         "turns came from Redis: {scripts_before}"
     );
 
-    redis.stop();
+    // Read before the stop: a call in flight may see the connection drop
+    // and fall back before `stop` returns.
     let stopped = Instant::now();
+    redis.stop();
     let after_stop = calls.load(Ordering::Relaxed);
     common::eventually("100 calls with Redis down", calls_at(after_stop + 100)).await;
     common::eventually("the fallback reported", || {
