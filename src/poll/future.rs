@@ -611,20 +611,25 @@ impl<S> PollState<S> {
             };
             shared.listeners.emit(|l| l.poll_sent(&event));
         }
-        polling.span = tracing::info_span!(
-            "rebound.poll",
-            rebound.poll = polling.polls,
-            url.full = %UrlWithoutQuery(polling.target.uri()),
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            rebound.error_codes = tracing::field::Empty,
-        );
+        polling.span = poll_span(polling.polls, polling.target.uri());
         let future = {
             let _entered = polling.span.enter();
             service.call(request)
         };
         TaskPoll::Ready(Ok(future))
     }
+}
+
+/// The span of status request number `poll` to `target`.
+pub(crate) fn poll_span(poll: u32, target: &Uri) -> Span {
+    tracing::info_span!(
+        "rebound.poll",
+        rebound.poll = poll,
+        url.full = %UrlWithoutQuery(target),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        rebound.error_codes = tracing::field::Empty,
+    )
 }
 
 /// The `GET` of a status URL: the original request's headers without the

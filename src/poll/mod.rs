@@ -60,7 +60,7 @@ use crate::status::Classifier;
 pub use body::{Completion, StatusBody};
 pub(crate) use body::{StatusRead, Verdict};
 pub use future::ResponseFuture;
-pub(crate) use future::{RequestHead, finish, log_wait, refuse, status_request};
+pub(crate) use future::{RequestHead, finish, log_wait, poll_span, refuse, status_request};
 pub use layer::PollingLayer;
 pub use location::{Origin, Refusal, Target};
 // Public for the fuzz targets and property tests, not for users.

@@ -3,27 +3,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
-use super::decision::{RequestFacts, is_idempotent};
-use super::key::idempotency_key;
 use super::replay::{ReplayBody, Template};
 use super::report::{
     AttemptWatch, Watch, attempt_answered, attempt_failed, attempt_span, refused, scheduled,
 };
-use super::step::{Progress, Step, step, succeed};
+use super::step::{Progress, Step, begin, step, succeed};
 use super::{RetryRoute, Shared};
 use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::Error;
-use crate::events::AttemptStarted;
 use crate::ready::ready_clone;
 use crate::timer::Timer;
-
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pin_project! {
     /// The future of a [`Retry`](super::Retry) call: the retry loop as a state
@@ -100,43 +95,12 @@ where
     #[inline(always)]
     pub(crate) fn new(service: &mut S, mut request: Request<B>, shared: Arc<Shared<S>>) -> Self {
         let route = &shared.route;
-        route.budget.record_call();
         let settings = &route.settings;
-        let idempotent = is_idempotent(request.method());
-        // Looked up only where it matters: a retry of an idempotent request
-        // is safe with or without a key.
-        let has_idempotency_key = !idempotent && {
-            let key = HeaderName::from_static(IDEMPOTENCY_KEY);
-            if settings.add_idempotency_key && !request.headers().contains_key(&key) {
-                // Without the system's randomness no key is added, and the
-                // write is not retried: better than a key others can guess.
-                if let Some(value) = idempotency_key() {
-                    request.headers_mut().insert(key.clone(), value);
-                }
-            }
-            request.headers().contains_key(&key)
-        };
-        let facts = RequestFacts {
-            idempotent,
-            has_idempotency_key,
-            attempts: 1,
-        };
+        let facts = begin(settings, &route.budget, &mut request);
         let outer = CallDeadline::of(&request);
         let template = (settings.max_attempts > 1).then(|| Template::of(&request));
         let span = attempt_span(0);
-        let watch = shared.listeners.is_some().then(|| {
-            let watch = Box::new(AttemptWatch {
-                method: request.method().clone(),
-                uri: request.uri().clone(),
-                started: Instant::now(),
-            });
-            let event = AttemptStarted {
-                target: watch.target(),
-                attempt: 1,
-            };
-            shared.listeners.emit(|l| l.attempt_started(&event));
-            watch
-        });
+        let watch = AttemptWatch::first(&shared.listeners, &request);
         let future = {
             let _entered = span.enter();
             service.call(request)

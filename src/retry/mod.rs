@@ -39,9 +39,9 @@
 
 mod backoff;
 mod budget;
-pub(crate) mod decision;
+mod decision;
 mod future;
-pub(crate) mod key;
+mod key;
 mod layer;
 pub(crate) mod replay;
 pub(crate) mod report;

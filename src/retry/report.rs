@@ -24,6 +24,28 @@ pub(crate) struct AttemptWatch {
 }
 
 impl AttemptWatch {
+    /// The watch of a request's attempts, when anyone listens, and the
+    /// event of its first.
+    #[inline(always)]
+    pub(crate) fn first<B>(
+        listeners: &Listeners,
+        request: &http::Request<B>,
+    ) -> Option<Box<AttemptWatch>> {
+        listeners.is_some().then(|| {
+            let watch = Box::new(AttemptWatch {
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                started: Instant::now(),
+            });
+            let event = AttemptStarted {
+                target: watch.target(),
+                attempt: 1,
+            };
+            listeners.emit(|l| l.attempt_started(&event));
+            watch
+        })
+    }
+
     pub(crate) fn target(&self) -> Target<'_> {
         Target::new(&self.method, &self.uri)
     }

@@ -15,7 +15,8 @@ use http::Response;
 use tokio::time::Instant;
 
 use super::budget::{Budget, RetryCause};
-use super::decision::{Decision, DelayReason, Refusal, RequestFacts, decide};
+use super::decision::{Decision, DelayReason, Refusal, RequestFacts, decide, is_idempotent};
+use super::key::idempotency_key;
 use super::settings::RetrySettings;
 use crate::error::{Error, ErrorKind};
 use crate::info::CallInfo;
@@ -161,6 +162,40 @@ pub(crate) fn step(
                 until: now + delay,
             }
         }
+    }
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The start of a request's retry loop: the budget counts it, and a write
+/// gets an `Idempotency-Key` when the policy adds one. Returns what the
+/// steps need to know of the request. Both drivers (the retry layer's and
+/// the assembled stack's) begin every request here.
+#[inline(always)]
+pub(crate) fn begin<B>(
+    settings: &RetrySettings,
+    budget: &Budget,
+    request: &mut http::Request<B>,
+) -> RequestFacts {
+    budget.record_call();
+    let idempotent = is_idempotent(request.method());
+    // Looked up only where it matters: a retry of an idempotent request is
+    // safe with or without a key.
+    let has_idempotency_key = !idempotent && {
+        let key = http::HeaderName::from_static(IDEMPOTENCY_KEY);
+        if settings.add_idempotency_key && !request.headers().contains_key(&key) {
+            // Without the system's randomness no key is added, and the write
+            // is not retried: better than a key others can guess.
+            if let Some(value) = idempotency_key() {
+                request.headers_mut().insert(key.clone(), value);
+            }
+        }
+        request.headers().contains_key(&key)
+    };
+    RequestFacts {
+        idempotent,
+        has_idempotency_key,
+        attempts: 1,
     }
 }
 

@@ -13,38 +13,32 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::header::HeaderName;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Span;
 
-use super::plan::{CallClock, LastHost, RoutePlan, Shared};
+use super::plan::{CallClock, LastHost, Shared};
 use crate::breaker::{self, PermitGuard, ProbeWait};
 use crate::classify::ErrorBodyRead;
 use crate::classify::step::{self as classify_step, Head, Limit};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::events::{self, AttemptStarted, PollSent};
+use crate::events::{self, PollSent};
 use crate::poll::step::{self as poll_step, Answered, Counts};
 use crate::poll::{self, RequestHead, StatusRead, Target};
 use crate::rate_limit::{Pauses, pause_after};
 use crate::retry::ReplayBody;
-use crate::retry::decision::{RequestFacts, is_idempotent};
-use crate::retry::key::idempotency_key;
 use crate::retry::replay::Template;
 use crate::retry::report::{
     AttemptWatch, attempt_answered, attempt_failed, attempt_span, refused, scheduled,
 };
-use crate::retry::step::{self as retry_step, Progress};
+use crate::retry::step::{self as retry_step, Progress, begin};
 use crate::retry_after::retry_after_of;
-use crate::span::UrlWithoutQuery;
 use crate::status::{Classifier, StatusClass};
 use crate::timer::Timer;
 use crate::trace::{self, CallWatch};
-
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -181,12 +175,16 @@ where
             &shared.listeners,
         );
         let _entered = span.enter();
-        let progress = Progress::new(begin(plan, &mut request));
+        let progress = Progress::new(begin(
+            &plan.retry.settings,
+            &plan.retry.budget,
+            &mut request,
+        ));
         let polls = !plan.poll.settings.location_headers.is_empty();
         let template =
             (plan.retry.settings.max_attempts > 1 || polls).then(|| Template::of(&request));
         let attempt_span = attempt_span(0);
-        let watch = started(&shared.listeners, &request);
+        let watch = AttemptWatch::first(&shared.listeners, &request);
         let mut call = Call {
             shared: Arc::clone(shared),
             route,
@@ -215,52 +213,6 @@ where
             span,
         }
     }
-}
-
-/// The retry loop's start for a request: the budget counts it, and a write
-/// gets an `Idempotency-Key` when the policy adds one. Returns what the
-/// retry steps need to know of it.
-#[inline(always)]
-fn begin<B>(plan: &RoutePlan, request: &mut Request<B>) -> RequestFacts {
-    plan.retry.budget.record_call();
-    let idempotent = is_idempotent(request.method());
-    // Looked up only where it matters: a retry of an idempotent request is
-    // safe with or without a key.
-    let has_idempotency_key = !idempotent && {
-        let key = HeaderName::from_static(IDEMPOTENCY_KEY);
-        if plan.retry.settings.add_idempotency_key && !request.headers().contains_key(&key) {
-            // Without the system's randomness no key is added, and the write
-            // is not retried: better than a key others can guess.
-            if let Some(value) = idempotency_key() {
-                request.headers_mut().insert(key.clone(), value);
-            }
-        }
-        request.headers().contains_key(&key)
-    };
-    RequestFacts {
-        idempotent,
-        has_idempotency_key,
-        attempts: 1,
-    }
-}
-
-/// The watch of a request's attempts, when anyone listens, and the event of
-/// its first.
-#[inline(always)]
-fn started<B>(listeners: &events::Listeners, request: &Request<B>) -> Option<Box<AttemptWatch>> {
-    listeners.is_some().then(|| {
-        let watch = Box::new(AttemptWatch {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            started: Instant::now(),
-        });
-        let event = AttemptStarted {
-            target: watch.target(),
-            attempt: 1,
-        };
-        listeners.emit(|l| l.attempt_started(&event));
-        watch
-    })
 }
 
 impl<S, B> Call<S, B>
@@ -544,10 +496,14 @@ where
                     Err(error) => Between::Failed(error),
                 }
             }
+            // `poll` handles these itself and never hands them here; were
+            // one to come, the call ends rather than spin.
             StateProj::Sending { .. }
             | StateProj::Reading { .. }
             | StateProj::Status { .. }
-            | StateProj::Done => Between::Again,
+            | StateProj::Done => Between::Failed(
+                Error::new(ErrorKind::Transport).with_detail("the driver lost its state"),
+            ),
         };
         Poll::Ready(between)
     }
@@ -924,7 +880,7 @@ where
             }
             (None, _) => {}
         }
-        if let (Some(op), true) = (&self.operation, listeners_on(&self.shared)) {
+        if let (Some(op), true) = (&self.operation, self.shared.listeners.is_some()) {
             let event = events::PollScheduled {
                 target: events::Target::new(&http::Method::GET, op.target.uri()),
                 poll,
@@ -1013,14 +969,18 @@ where
             };
             shared.listeners.emit(|l| l.poll_sent(&event));
         }
-        op.span = poll_span(op.polls, op.target.uri());
-        self.progress = Progress::new(begin(plan, &mut request));
+        op.span = poll::poll_span(op.polls, op.target.uri());
+        self.progress = Progress::new(begin(
+            &plan.retry.settings,
+            &plan.retry.budget,
+            &mut request,
+        ));
         self.template = (plan.retry.settings.max_attempts > 1).then(|| Template::of(&request));
         self.attempt_span = {
             let _poll = op.span.enter();
             attempt_span(0)
         };
-        self.watch = started(&shared.listeners, &request);
+        self.watch = AttemptWatch::first(&shared.listeners, &request);
         self.admit(request, service, &mut None)
     }
 
@@ -1035,19 +995,4 @@ where
             watch.end(result, class);
         }
     }
-}
-
-fn listeners_on<S>(shared: &Shared<S>) -> bool {
-    shared.listeners.is_some()
-}
-
-fn poll_span(poll: u32, target: &Uri) -> Span {
-    tracing::info_span!(
-        "rebound.poll",
-        rebound.poll = poll,
-        url.full = %UrlWithoutQuery(target),
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-        rebound.error_codes = tracing::field::Empty,
-    )
 }
