@@ -1,4 +1,4 @@
-//! Operations whose progress is in the body of a `200` (issue 24 §2), over
+//! Operations whose progress is in the body of a `200`, over
 //! real HTTP on 127.0.0.1, through the assembled stack and through a stack
 //! of the standalone layers made by hand: both must end each operation the
 //! same way.

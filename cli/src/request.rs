@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
+use tower_rebound::poll::{OperationResult, StatusBody};
 use tower_rebound::route::RouteRequest;
 use tower_rebound::{CallInfo, FinalUrl, Outcome, Policy};
 
@@ -358,6 +359,14 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                     status,
                     Some(response.headers()),
                 ));
+            }
+            // A status body read by `[poll]` is spent: what it said is in
+            // the answer's extensions, the operation's result first.
+            let read = OperationResult::of(&response)
+                .or_else(|| StatusBody::of(&response))
+                .cloned();
+            if let Some(read) = read {
+                out.write(&read);
             }
             let mut body = response.into_body();
             let mut broke_off = None;

@@ -333,3 +333,45 @@ async fn load_never_prints_the_userinfo_or_query_of_its_url() {
     }
     assert!(server.requests() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_prints_a_finished_operation_s_result_not_its_spent_body() {
+    // Google's Operation: the POST answers 200 naming it, the status URL
+    // answers it done with a `response`.
+    let server = TestServer::start(|request| async move {
+        match request.uri().path() {
+            "/v1/operations/op-1" => respond(
+                200,
+                r#"{"name":"operations/op-1","done":true,"response":{"id":7}}"#,
+            ),
+            _ => respond(200, r#"{"name":"operations/op-1","done":false}"#),
+        }
+    })
+    .await;
+    let mut text = String::from(
+        "[poll]\ninterval = \"5ms\"\ndone_pointer = \"/done\"\n\
+         status_url = \"{origin}/{first_segment}/{name}\"\n",
+    );
+    let status_only = policy("status_only", &text);
+    text.push_str("result_pointer = \"/response\"\n");
+    let with_result = policy("with_result", &text);
+    for (file, expected) in [
+        (&with_result, r#"{"id":7}"#),
+        (
+            &status_only,
+            r#"{"name":"operations/op-1","done":true,"response":{"id":7}}"#,
+        ),
+    ] {
+        let output = rebound_async(vec![
+            "request".into(),
+            "-X".into(),
+            "POST".into(),
+            "-p".into(),
+            file.to_str().unwrap().into(),
+            server.url("/v1/things:run"),
+        ])
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    }
+}

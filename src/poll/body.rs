@@ -48,6 +48,9 @@ pub struct Completion {
     /// Where the status URL is, for an operation that starts with a `200`
     /// naming itself in the body (Google).
     status_url: Option<StatusUrl>,
+    /// Where a finished operation's result is in its status body (Google's
+    /// `/response`).
+    result: Option<Pointer>,
 }
 
 /// A status URL made from the first answer's body: a template with
@@ -121,6 +124,7 @@ impl Completion {
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
             errors: errors_at(error_pointer)?,
             status_url: None,
+            result: None,
         })
     }
 
@@ -135,6 +139,7 @@ impl Completion {
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
             errors: errors_at(error_pointer)?,
             status_url: None,
+            result: None,
         })
     }
 }
@@ -182,6 +187,23 @@ impl Completion {
             name: Pointer::parse("poll.name_pointer", name_pointer)?,
         });
         Ok(self)
+    }
+
+    /// Gives the caller the JSON at `pointer` (`poll.result_pointer`) of a
+    /// finished operation's status body, such as Google's `"/response"`, as
+    /// the answer's [`OperationResult`].
+    pub fn with_result_pointer(mut self, pointer: &str) -> Result<Completion, SettingsError> {
+        self.result = Some(Pointer::parse("poll.result_pointer", pointer)?);
+        Ok(self)
+    }
+
+    /// The JSON at the result pointer of a finished operation's `body`,
+    /// when there is a pointer and something at it.
+    fn result_of(&self, body: &[u8]) -> Option<Bytes> {
+        let pointer = self.result.as_ref()?;
+        let value: Value = serde_json::from_slice(body).ok()?;
+        let result = pointer.resolve(&value)?;
+        serde_json::to_vec(result).ok().map(Bytes::from)
     }
 
     /// Whether the first answer's body names the status URL.
@@ -334,6 +356,25 @@ impl StatusBody {
     }
 }
 
+/// A finished operation's result: the JSON at `poll.result_pointer` of its
+/// status body (Google's `response`), serialized again.
+///
+/// ```
+/// # use tower_rebound::poll::OperationResult;
+/// let response = http::Response::new(());
+/// assert!(OperationResult::of(&response).is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationResult(pub Bytes);
+
+impl OperationResult {
+    /// The result of a finished operation, when `[poll]` names where it
+    /// is and its status body had one.
+    pub fn of<B>(response: &Response<B>) -> Option<&Bytes> {
+        response.extensions().get::<OperationResult>().map(|r| &r.0)
+    }
+}
+
 /// A status answer whose body is being read, up to the cap.
 pub(crate) struct StatusRead<R> {
     response: R,
@@ -388,7 +429,13 @@ impl<RB: Body + Unpin> StatusRead<Response<RB>> {
         let bytes = self.buf.freeze();
         let verdict = judge(completion, &bytes, self.truncated);
         let mut response = self.response;
-        response.extensions_mut().insert(StatusBody(bytes.clone()));
+        let extensions = response.extensions_mut();
+        if verdict == Verdict::Succeeded
+            && let Some(result) = completion.result_of(&bytes)
+        {
+            extensions.insert(OperationResult(result));
+        }
+        extensions.insert(StatusBody(bytes.clone()));
         (response, bytes, verdict)
     }
 }

@@ -108,6 +108,11 @@ struct Operation<S> {
     polls: u32,
     target: Target,
     span: Span,
+    /// Whether the request in flight fetches the finished operation's
+    /// result.
+    fetching: bool,
+    /// Where the result will be, from the first answer's `Location`.
+    result: Option<Box<Target>>,
 }
 
 pin_project! {
@@ -458,6 +463,7 @@ fn decide<S, RB>(
     let headers = response.headers();
     let answer = Answered {
         class: route.classifier.classify_head(response.status(), headers),
+        status: response.status(),
         headers,
     };
     let total = route.timeouts.total();
@@ -479,11 +485,14 @@ fn progress<S>(kept: Option<&PollState<S>>) -> Progress<'_> {
     let Some(kept) = kept else {
         return Progress::default();
     };
+    let polling = kept.polling.as_deref();
     Progress {
         request: Some(&kept.head.uri),
-        target: kept.polling.as_ref().map(|polling| polling.target.uri()),
-        polls: kept.polling.as_ref().map_or(0, |polling| polling.polls),
+        target: polling.map(|polling| polling.target.uri()),
+        polls: polling.map_or(0, |polling| polling.polls),
         started: kept.started,
+        fetching: polling.is_some_and(|polling| polling.fetching),
+        result: polling.and_then(|polling| polling.result.as_deref()),
     }
 }
 
@@ -553,13 +562,18 @@ impl<S> PollState<S> {
     fn follow(&mut self, wait: Wait) {
         self.started = Some(wait.started);
         match (wait.target, self.polling.as_mut()) {
-            (Some(target), Some(polling)) => polling.target = target,
+            (Some(target), Some(polling)) => {
+                polling.target = target;
+                polling.fetching = wait.fetch;
+            }
             (Some(target), None) => {
                 self.polling = Some(Box::new(Operation {
                     service: None,
                     polls: 0,
                     target,
                     span: Span::none(),
+                    fetching: false,
+                    result: wait.result,
                 }))
             }
             (None, _) => {}

@@ -57,7 +57,7 @@ use crate::deadline::{CallDeadline, Timeouts};
 use crate::error::Error;
 use crate::status::Classifier;
 
-pub use body::{Completion, StatusBody};
+pub use body::{Completion, OperationResult, StatusBody};
 pub(crate) use body::{StatusRead, Verdict};
 pub use future::ResponseFuture;
 pub(crate) use future::{RequestHead, finish, log_wait, poll_span, refuse, status_request};
@@ -68,6 +68,27 @@ pub use location::{Origin, Refusal, Target};
 pub use location::resolve_status_url;
 pub(crate) use settings::RawPoll;
 pub use settings::{PollBuilder, PollSettings};
+
+/// Where a finished operation's result is (`poll.result`).
+///
+/// Azure's long-running operations name it per method: a `PUT` or `PATCH`
+/// ends with a `GET` of the resource itself (`"original"`), a `POST` with a
+/// `GET` of the `Location` its first answer named (`"location"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FinalResult {
+    /// The last status answer is the call's answer.
+    #[default]
+    Status,
+    /// Once the operation succeeded, a `GET` of the URL in the `Location`
+    /// header of the operation's first answer; the last status answer
+    /// when it had none.
+    Location,
+    /// Once the operation succeeded, a `GET` of the original request's
+    /// URL.
+    Original,
+}
 
 /// What to do with a `202 Accepted` that names no status URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -161,7 +182,7 @@ where
     #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        if shared.route.settings.location_headers.is_empty() {
+        if !shared.route.settings.follows {
             // No status URL can ever be followed: nothing to keep.
             return ResponseFuture::without_polling(self.inner.call(request), shared);
         }

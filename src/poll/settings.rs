@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
-use super::{Completion, OnAccepted, Origin};
+use super::{Completion, FinalResult, OnAccepted, Origin};
 use crate::settings::{self, SettingsError};
 use crate::units::DurationStr;
 
@@ -47,6 +47,14 @@ pub struct PollSettings {
     /// the status code alone says, and no body is read.
     pub(crate) completion: Option<Completion>,
     pub(crate) max_body_bytes: usize,
+    /// Where a finished operation's result is.
+    pub(crate) result: FinalResult,
+    /// Headers that make a `201 Created` an operation to poll.
+    pub(crate) created_headers: Vec<HeaderName>,
+    /// Whether any answer can name a status URL: a header to read one
+    /// from, or a body rule that names one. A call that can never be
+    /// polled keeps nothing for it.
+    pub(crate) follows: bool,
 }
 
 impl PollSettings {
@@ -117,6 +125,17 @@ impl PollSettings {
         self.max_body_bytes
     }
 
+    /// Where a finished operation's result is.
+    pub fn result(&self) -> FinalResult {
+        self.result
+    }
+
+    /// The headers that make a `201 Created` an operation to poll, at the
+    /// URL the first of them names.
+    pub fn created_headers(&self) -> &[HeaderName] {
+        &self.created_headers
+    }
+
     /// The wait before poll number `poll` (1 for the first) when the server
     /// did not say.
     pub(crate) fn interval_before(&self, poll: u32) -> Duration {
@@ -153,6 +172,8 @@ pub struct PollBuilder {
     secret_headers: Vec<HeaderName>,
     completion: Option<Completion>,
     max_body_bytes: Option<usize>,
+    result: Option<FinalResult>,
+    created_headers: Vec<HeaderName>,
 }
 
 /// The most headers a list may name.
@@ -240,6 +261,21 @@ impl PollBuilder {
         self
     }
 
+    /// Where a finished operation's result is (`result`, default
+    /// [`FinalResult::Status`]: the last status answer).
+    pub fn result(mut self, result: FinalResult) -> Self {
+        self.result = Some(result);
+        self
+    }
+
+    /// The headers that make a `201 Created` an operation to poll
+    /// (`created_headers`, at most 16, none by default: a 201 is a
+    /// success), such as Azure's `Azure-AsyncOperation`.
+    pub fn created_headers(mut self, names: Vec<HeaderName>) -> Self {
+        self.created_headers = names;
+        self
+    }
+
     /// The settings, or the first value out of bounds.
     pub fn build(self) -> Result<PollSettings, SettingsError> {
         let hour = Duration::from_secs(3600);
@@ -252,6 +288,7 @@ impl PollBuilder {
         for (key, list) in [
             ("poll.location_headers", &location_headers),
             ("poll.secret_headers", &self.secret_headers),
+            ("poll.created_headers", &self.created_headers),
         ] {
             if list.len() > MAX_HEADERS {
                 return Err(SettingsError::new(
@@ -272,6 +309,12 @@ impl PollBuilder {
                 .unwrap_or(Duration::from_secs(10).max(interval)),
             interval..=hour,
         )?;
+        let follows = !location_headers.is_empty()
+            || !self.created_headers.is_empty()
+            || self
+                .completion
+                .as_ref()
+                .is_some_and(Completion::names_status_url);
         Ok(PollSettings {
             on_accepted: self.on_accepted.unwrap_or(OnAccepted::Succeed),
             location_headers,
@@ -297,6 +340,9 @@ impl PollBuilder {
                 u32::try_from(self.max_body_bytes.unwrap_or(64 * 1024)).unwrap_or(u32::MAX),
                 1..=16 * 1024 * 1024,
             )? as usize,
+            result: self.result.unwrap_or(FinalResult::Status),
+            follows,
+            created_headers: self.created_headers,
         })
     }
 }
@@ -324,7 +370,10 @@ pub(crate) struct RawPoll {
     error_pointer: Option<String>,
     status_url: Option<String>,
     name_pointer: Option<String>,
+    result_pointer: Option<String>,
     max_body_bytes: Option<i64>,
+    result: Option<FinalResult>,
+    created_headers: Option<Vec<String>>,
 }
 
 impl RawPoll {
@@ -332,7 +381,16 @@ impl RawPoll {
     /// lists, or `done_pointer`, each with `error_pointer` (`/error` by
     /// default).
     fn completion(&self) -> Result<Option<Completion>, SettingsError> {
-        let completion = self.body_rule()?;
+        let completion = match (self.body_rule()?, &self.result_pointer) {
+            (Some(completion), Some(pointer)) => Some(completion.with_result_pointer(pointer)?),
+            (None, Some(_)) => {
+                return Err(SettingsError::new(
+                    "poll.result_pointer",
+                    "poll.result_pointer needs poll.status_pointer or poll.done_pointer: the result is read from a finished operation's status body",
+                ));
+            }
+            (completion, None) => completion,
+        };
         match (completion, &self.status_url) {
             (Some(completion), Some(template)) => {
                 let name = self.name_pointer.as_deref().unwrap_or("/name");
@@ -454,6 +512,11 @@ impl TryFrom<RawPoll> for PollSettings {
         let completion = raw.completion()?;
         let builder = PollBuilder {
             completion,
+            result: raw.result,
+            created_headers: match &raw.created_headers {
+                Some(names) => header_names("poll.created_headers", names)?,
+                None => Vec::new(),
+            },
             max_body_bytes: raw
                 .max_body_bytes
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),

@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, Uri};
+use http::{HeaderMap, HeaderName, StatusCode, Uri};
 use tokio::time::Instant;
 
 use super::location::{Refusal, Target, resolve_status_url};
-use super::{OnAccepted, PollSettings, Verdict};
+use super::{FinalResult, OnAccepted, PollSettings, Verdict};
 use crate::deadline::call_deadline;
 use crate::error::{ApiError, Error, ErrorKind, ResponseFailure};
 use crate::status::StatusClass;
@@ -22,6 +22,7 @@ use crate::status::StatusClass;
 pub(crate) struct Answered<'a> {
     /// The answer's class, as the route's classifier says.
     pub(crate) class: StatusClass,
+    pub(crate) status: StatusCode,
     pub(crate) headers: &'a HeaderMap,
 }
 
@@ -37,6 +38,12 @@ pub(crate) struct Progress<'a> {
     pub(crate) polls: u32,
     /// When the call started, if the clock was read yet.
     pub(crate) started: Option<Instant>,
+    /// Whether the request in flight fetches the finished operation's
+    /// result (`poll.result`): its answer ends the call.
+    pub(crate) fetching: bool,
+    /// Where the first answer's `Location` said the result will be, under
+    /// `poll.result = "location"`.
+    pub(crate) result: Option<&'a Target>,
 }
 
 /// What follows an answer.
@@ -94,6 +101,10 @@ pub(crate) struct Wait {
     pub(crate) delay: Duration,
     /// The poll's number, 1 for the first.
     pub(crate) poll: u32,
+    /// Whether this request fetches the finished operation's result.
+    pub(crate) fetch: bool,
+    /// Where the result will be, from the first answer's `Location`.
+    pub(crate) result: Option<Box<Target>>,
 }
 
 /// An operation that outlived `max_polls`, `max_duration` or the call's
@@ -120,27 +131,38 @@ pub(crate) fn step(
     now: impl FnOnce() -> Instant,
     retry_after: impl FnOnce() -> Option<Duration>,
 ) -> Step {
-    if answer.class != StatusClass::Pollable {
-        // Only a status answer's body can say the operation goes on: the
-        // first answer, and every answer without a rule, ends the call as
-        // its status says.
-        if let (StatusClass::Success, Some(completion)) = (answer.class, &settings.completion) {
-            let first = progress.target.is_none();
-            if !first || (progress.request.is_some() && completion.names_status_url()) {
-                return Step::ReadBody;
-            }
-        }
+    // The fetch of a finished operation's result is answered as any request.
+    if progress.fetching {
         return Step::Return;
     }
+    let first = progress.target.is_none();
+    let created = answer.class == StatusClass::Success
+        && answer.status == StatusCode::CREATED
+        && first
+        && !settings.created_headers.is_empty();
+    let found = if created {
+        // A 201 is an operation only when it names one (Azure's PUT).
+        match settings
+            .created_headers
+            .iter()
+            .find_map(|name| answer.headers.get(name))
+        {
+            Some(value) => Some(value),
+            None => return Step::Return,
+        }
+    } else if answer.class != StatusClass::Pollable {
+        return finished(answer, progress, settings, now);
+    } else {
+        settings
+            .location_headers
+            .iter()
+            .find_map(|name| answer.headers.get(name))
+    };
     // Without the request's URL no status request can be made: the 202 is
     // what the call has.
     let Some(request) = progress.request else {
         return accepted(settings);
     };
-    let found = settings
-        .location_headers
-        .iter()
-        .find_map(|name| answer.headers.get(name));
     let target = match found {
         // RFC 9110: relative to the URL that answered.
         Some(value) => match resolve_status_url(
@@ -153,10 +175,82 @@ pub(crate) fn step(
             Err(refusal) => return Step::Refuse(Refused::StatusUrl(refusal)),
         },
         // A later answer may leave the URL out: keep polling it.
-        None if progress.target.is_some() => None,
+        None if !first => None,
         None => return accepted(settings),
     };
-    next_poll(target, progress, settings, total, now(), retry_after)
+    let result = match (first, settings.result) {
+        (true, FinalResult::Location) => match answer.headers.get(http::header::LOCATION) {
+            Some(value) => match resolve_status_url(
+                request,
+                request,
+                value.as_bytes(),
+                &settings.allowed_origins,
+            ) {
+                Ok(result) => Some(Box::new(result)),
+                Err(refusal) => return Step::Refuse(Refused::StatusUrl(refusal)),
+            },
+            None => None,
+        },
+        _ => None,
+    };
+    match next_poll(target, progress, settings, total, now(), retry_after) {
+        Step::Wait(wait) => Step::Wait(Wait { result, ..wait }),
+        step => step,
+    }
+}
+
+/// What follows an answer that is not pollable: it ends the call, unless
+/// it answers a poll and the operation's end is in its body, or its result
+/// is elsewhere.
+fn finished(
+    answer: &Answered<'_>,
+    progress: &Progress<'_>,
+    settings: &PollSettings,
+    now: impl FnOnce() -> Instant,
+) -> Step {
+    if answer.class != StatusClass::Success {
+        return Step::Return;
+    }
+    // Only a status answer's body can say the operation goes on: the first
+    // answer, and every answer without a rule, ends the call as its status
+    // says.
+    let first = progress.target.is_none();
+    match &settings.completion {
+        Some(completion)
+            if !first || (progress.request.is_some() && completion.names_status_url()) =>
+        {
+            Step::ReadBody
+        }
+        _ if first => Step::Return,
+        _ => succeeded(progress, settings, now),
+    }
+}
+
+/// An operation that succeeded: its last status answer ends the call, or
+/// one more request fetches its result (`poll.result`).
+fn succeeded(
+    progress: &Progress<'_>,
+    settings: &PollSettings,
+    now: impl FnOnce() -> Instant,
+) -> Step {
+    let target = match settings.result {
+        FinalResult::Status => None,
+        FinalResult::Location => progress.result.cloned(),
+        FinalResult::Original => progress.request.map(|uri| Target::SameOrigin(uri.clone())),
+    };
+    let Some(target) = target else {
+        return Step::Return;
+    };
+    let now = now();
+    Step::Wait(Wait {
+        target: Some(target),
+        started: progress.started.unwrap_or(now),
+        until: now,
+        delay: Duration::ZERO,
+        poll: progress.polls + 1,
+        fetch: true,
+        result: None,
+    })
 }
 
 /// Decides what follows an answer whose body was read: what the body says
@@ -173,7 +267,10 @@ pub(crate) fn after_body(
     retry_after: impl FnOnce() -> Option<Duration>,
 ) -> Step {
     match verdict {
-        Verdict::Succeeded => Step::Return,
+        // An operation named in the first answer's body and done at once
+        // has no status URL to fetch a result by.
+        Verdict::Succeeded if progress.target.is_none() => Step::Return,
+        Verdict::Succeeded => succeeded(progress, settings, now),
         Verdict::Failed(errors) => Step::Fail(Ended::Failed(errors)),
         Verdict::Canceled => Step::Fail(Ended::Canceled),
         Verdict::Unreadable(why) => Step::Fail(Ended::Unreadable(why)),
@@ -232,6 +329,8 @@ fn next_poll(
             until,
             delay,
             poll: polls + 1,
+            fetch: false,
+            result: None,
         });
     };
     Step::End(Ending {
@@ -384,6 +483,16 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// A status of `class`, as the tables' answers have.
+    fn status_of(class: StatusClass) -> StatusCode {
+        match class {
+            StatusClass::Success => StatusCode::OK,
+            StatusClass::Pollable => StatusCode::ACCEPTED,
+            StatusClass::Retryable => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        }
     }
 
     fn uri(text: &str) -> Uri {
@@ -675,9 +784,11 @@ mod tests {
                 target: target.as_ref(),
                 polls: row.polls,
                 started: row.started_ago.map(|ago| now - ago * S),
+                ..Progress::default()
             };
             let answer = Answered {
                 class: row.class,
+                status: status_of(row.class),
                 headers: &headers,
             };
             let retry_after = || crate::retry_after::retry_after_of(&headers);
@@ -742,6 +853,7 @@ mod tests {
                 target: Some(&ops),
                 polls,
                 started: Some(now - S),
+                ..Progress::default()
             };
             let got = after_body(
                 verdict,
@@ -775,6 +887,7 @@ mod tests {
         let headers = HeaderMap::new();
         let ok = Answered {
             class: StatusClass::Success,
+            status: status_of(StatusClass::Success),
             headers: &headers,
         };
         let clock = || -> Instant { panic!("no clock before the body is read") };
@@ -891,6 +1004,7 @@ mod tests {
             };
             let answer = Answered {
                 class,
+                status: status_of(class),
                 headers: &headers,
             };
             let clock = || -> Instant { panic!("the clock was read for {class:?}") };
@@ -901,6 +1015,209 @@ mod tests {
     }
 
     #[test]
+    fn a_201_is_polled_only_when_it_names_an_operation() {
+        let mut settings = settings(OnAccepted::Succeed);
+        settings.created_headers = vec![HeaderName::from_static("azure-asyncoperation")];
+        let request = uri("https://api.example/v3/vm");
+        let now = Instant::now() + 3600 * S;
+        let first = Progress {
+            request: Some(&request),
+            ..Progress::default()
+        };
+        let created = |pairs: &'static [(&'static str, &'static str)]| headers(pairs);
+        let named = created(&[("azure-asyncoperation", "/ops/1"), ("location", "/v3/vm")]);
+        let answer = |headers| Answered {
+            class: StatusClass::Success,
+            status: StatusCode::CREATED,
+            headers,
+        };
+        // The operation's header, not the created resource's Location.
+        let Step::Wait(wait) = step(&answer(&named), &first, &settings, 60 * S, || now, || None)
+        else {
+            panic!("a 201 naming an operation is polled");
+        };
+        assert_eq!(
+            wait.target,
+            Some(Target::SameOrigin(uri("https://api.example/ops/1")))
+        );
+        let plain = created(&[("location", "/v3/vm")]);
+        let no_clock = || -> Instant { panic!("no clock for a plain 201") };
+        assert_eq!(
+            step(&answer(&plain), &first, &settings, 60 * S, no_clock, || {
+                None
+            }),
+            Step::Return
+        );
+        // Without created_headers a 201 is a success whatever it carries.
+        settings.created_headers.clear();
+        assert_eq!(
+            step(&answer(&named), &first, &settings, 60 * S, no_clock, || {
+                None
+            }),
+            Step::Return
+        );
+        // A 201 that answers a poll ends the operation as any success.
+        settings.created_headers = vec![HeaderName::from_static("azure-asyncoperation")];
+        let ops = uri("https://api.example/ops/1");
+        let polled = Progress {
+            target: Some(&ops),
+            polls: 1,
+            ..first
+        };
+        assert_eq!(
+            step(&answer(&named), &polled, &settings, 60 * S, || now, || None),
+            Step::Return
+        );
+    }
+
+    #[test]
+    fn a_finished_operation_fetches_its_result_where_the_policy_says() {
+        let request = uri("https://api.example/v3/vm");
+        let ops = uri("https://api.example/ops/1");
+        let now = Instant::now() + 3600 * S;
+        let accepted = headers(&[
+            ("azure-asyncoperation", "/ops/1"),
+            ("location", "/v3/results/1"),
+        ]);
+        let done = HeaderMap::new();
+        let answer = |class, headers| Answered {
+            class,
+            status: status_of(class),
+            headers,
+        };
+        for (result, expected) in [
+            (FinalResult::Status, None),
+            (FinalResult::Original, Some("https://api.example/v3/vm")),
+            (
+                FinalResult::Location,
+                Some("https://api.example/v3/results/1"),
+            ),
+        ] {
+            let mut settings = settings(OnAccepted::Succeed);
+            settings.location_headers = vec![
+                HeaderName::from_static("azure-asyncoperation"),
+                http::header::LOCATION,
+            ];
+            settings.result = result;
+            let first = Progress {
+                request: Some(&request),
+                ..Progress::default()
+            };
+            let Step::Wait(wait) = step(
+                &answer(StatusClass::Pollable, &accepted),
+                &first,
+                &settings,
+                60 * S,
+                || now,
+                || None,
+            ) else {
+                panic!("{result:?}: the 202 is followed");
+            };
+            assert_eq!(wait.target, Some(Target::SameOrigin(ops.clone())));
+            assert!(!wait.fetch);
+            let location = wait.result.clone();
+            assert_eq!(
+                location.is_some(),
+                result == FinalResult::Location,
+                "{result:?}: the first Location is kept only for \"location\""
+            );
+            let polled = Progress {
+                request: Some(&request),
+                target: Some(&ops),
+                polls: 1,
+                started: Some(now - S),
+                fetching: false,
+                result: location.as_deref(),
+            };
+            let got = step(
+                &answer(StatusClass::Success, &done),
+                &polled,
+                &settings,
+                60 * S,
+                || now,
+                || None,
+            );
+            match (expected, got) {
+                (None, Step::Return) => {}
+                (Some(url), Step::Wait(fetch)) => {
+                    assert_eq!(
+                        fetch.target,
+                        Some(Target::SameOrigin(uri(url))),
+                        "{result:?}"
+                    );
+                    assert!(fetch.fetch);
+                    assert_eq!(
+                        (fetch.until, fetch.delay, fetch.poll),
+                        (now, Duration::ZERO, 2)
+                    );
+                    // The fetch's answer, whatever it is, ends the call.
+                    let fetching = Progress {
+                        fetching: true,
+                        polls: 2,
+                        ..polled
+                    };
+                    for class in [StatusClass::Success, StatusClass::Pollable] {
+                        assert_eq!(
+                            step(
+                                &answer(class, &accepted),
+                                &fetching,
+                                &settings,
+                                60 * S,
+                                || now,
+                                || None
+                            ),
+                            Step::Return
+                        );
+                    }
+                }
+                (expected, got) => panic!("{result:?}: expected {expected:?}, got {got:?}"),
+            }
+            // The same from a status body that says it succeeded.
+            let mut by_body = settings.clone();
+            by_body.completion = Some(azure());
+            let got = after_body(
+                Verdict::Succeeded,
+                b"{}",
+                &polled,
+                &by_body,
+                60 * S,
+                || now,
+                || None,
+            );
+            assert_eq!(
+                matches!(got, Step::Wait(ref w) if w.fetch),
+                expected.is_some(),
+                "{result:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hostile_result_location_refuses_the_operation() {
+        let mut settings = settings(OnAccepted::Succeed);
+        settings.result = FinalResult::Location;
+        let request = uri("https://api.example/v3/vm");
+        let hostile = headers(&[
+            ("operation-location", "/ops/1"),
+            ("location", "https://evil.example/steal"),
+        ]);
+        let first = Progress {
+            request: Some(&request),
+            ..Progress::default()
+        };
+        let answer = Answered {
+            class: StatusClass::Pollable,
+            status: StatusCode::ACCEPTED,
+            headers: &hostile,
+        };
+        let got = step(&answer, &first, &settings, 60 * S, Instant::now, || None);
+        assert!(
+            matches!(got, Step::Refuse(Refused::StatusUrl(_))),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn a_followed_answer_starts_the_clock_and_keeps_an_earlier_start() {
         let settings = settings(OnAccepted::Succeed);
         let headers = headers(&[("location", "/ops/1")]);
@@ -908,6 +1225,7 @@ mod tests {
         let now = Instant::now() + 3600 * S;
         let answer = Answered {
             class: StatusClass::Pollable,
+            status: status_of(StatusClass::Pollable),
             headers: &headers,
         };
         for (started, expected) in [(None, now), (Some(now - 3 * S), now - 3 * S)] {

@@ -128,6 +128,11 @@ struct Operation {
     target: Target,
     polls: u32,
     span: Span,
+    /// Whether the request in flight fetches the finished operation's
+    /// result.
+    fetching: bool,
+    /// Where the result will be, from the first answer's `Location`.
+    result: Option<Box<Target>>,
 }
 
 /// What the call sends once the service is ready.
@@ -180,7 +185,7 @@ where
             &plan.retry.budget,
             &mut request,
         ));
-        let polls = !plan.poll.settings.location_headers.is_empty();
+        let polls = plan.poll.settings.follows;
         let template =
             (plan.retry.settings.max_attempts > 1 || polls).then(|| Template::of(&request));
         let attempt_span = attempt_span(0);
@@ -679,7 +684,7 @@ where
             response,
             Some(self.class),
         );
-        if plan.poll.settings.location_headers.is_empty() {
+        if !plan.poll.settings.follows {
             // No status URL can ever be followed.
             return Flow::End(None);
         }
@@ -699,17 +704,10 @@ where
         let headers = response.headers();
         let answer = Answered {
             class: self.class,
+            status: response.status(),
             headers,
         };
-        let progress = poll_step::Progress {
-            request: match &self.operation {
-                Some(op) => Some(op.head.uri()),
-                None => self.template.as_ref().map(Template::uri),
-            },
-            target: self.operation.as_ref().map(|op| op.target.uri()),
-            polls: self.operation.as_ref().map_or(0, |op| op.polls),
-            started: self.clock.started(),
-        };
+        let progress = self.poll_progress();
         let polls = progress.polls;
         let step = poll_step::step(
             &answer,
@@ -720,6 +718,22 @@ where
             || retry_after_of(headers),
         );
         self.act(step, response, polls, timer)
+    }
+
+    /// What the call knows of the operation, for the poll step.
+    fn poll_progress(&self) -> poll_step::Progress<'_> {
+        let op = self.operation.as_deref();
+        poll_step::Progress {
+            request: match op {
+                Some(op) => Some(op.head.uri()),
+                None => self.template.as_ref().map(Template::uri),
+            },
+            target: op.map(|op| op.target.uri()),
+            polls: op.map_or(0, |op| op.polls),
+            started: self.clock.started(),
+            fetching: op.is_some_and(|op| op.fetching),
+            result: op.and_then(|op| op.result.as_deref()),
+        }
     }
 
     /// Reads what a status body says, and acts on it: the answer when it
@@ -734,16 +748,8 @@ where
             unreachable!("the step reads a body only under a completion rule")
         };
         let (mut response, body, verdict) = reading.finish(completion);
-        let polls = self.operation.as_ref().map_or(0, |op| op.polls);
-        let progress = poll_step::Progress {
-            request: match &self.operation {
-                Some(op) => Some(op.head.uri()),
-                None => self.template.as_ref().map(Template::uri),
-            },
-            target: self.operation.as_ref().map(|op| op.target.uri()),
-            polls,
-            started: self.clock.started(),
-        };
+        let progress = self.poll_progress();
+        let polls = progress.polls;
         let headers = response.headers();
         let step = poll_step::after_body(
             verdict,
@@ -865,7 +871,10 @@ where
         let (poll, delay, reason) = poll::log_wait(&wait, response.headers());
         self.clock.start(wait.started);
         match (wait.target, self.operation.as_mut()) {
-            (Some(target), Some(op)) => op.target = target,
+            (Some(target), Some(op)) => {
+                op.target = target;
+                op.fetching = wait.fetch;
+            }
             (Some(target), None) => {
                 let Some(template) = self.template.take() else {
                     return Flow::End(Some(Error::new(ErrorKind::PollRefused)));
@@ -876,6 +885,8 @@ where
                     target,
                     polls: 0,
                     span: Span::none(),
+                    fetching: false,
+                    result: wait.result,
                 }));
             }
             (None, _) => {}
