@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
+use tower_rebound::classify::SuccessBody;
 use tower_rebound::poll::{OperationResult, StatusBody};
 use tower_rebound::route::RouteRequest;
 use tower_rebound::{CallInfo, FinalUrl, Outcome, Policy};
@@ -367,6 +368,11 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 .cloned();
             if let Some(read) = read {
                 out.write(&read);
+            }
+            // So is the start of a success body a rule read for error
+            // codes: the body yields the rest.
+            if let Some(read) = SuccessBody::of(&response) {
+                out.write(&read.bytes);
             }
             let mut body = response.into_body();
             let mut broke_off = None;

@@ -3,14 +3,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderMap, Response, StatusCode};
+use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
 use super::step::{self, ErrorBody, Head, Limit, Read};
-use super::{ClassifySettings, Shared};
+use super::{ClassifySettings, Shared, SuccessBody};
 use crate::error::{BoxError, Error};
 use crate::timer::Timer;
 
@@ -40,7 +40,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, RB> {
         Calling { #[pin] future: F },
-        Reading { read: Pin<Box<ErrorBodyRead<RB>>> },
+        Reading { read: Option<Box<ErrorBodyRead<RB>>> },
         Done,
     }
 }
@@ -64,7 +64,7 @@ impl<F, RB, E> Future for ResponseFuture<F, RB>
 where
     F: Future<Output = Result<Response<RB>, E>>,
     E: Into<BoxError>,
-    RB: Body,
+    RB: Body + Unpin,
 {
     type Output = Result<Response<RB>, Error>;
 
@@ -91,14 +91,24 @@ where
                         }
                         Head::Fail(error) => Poll::Ready(error),
                         Head::ReadBody(read) => {
-                            let read = ErrorBodyRead::new(response, read);
+                            let read = Some(ErrorBodyRead::new(response, read));
                             this.state.set(State::Reading { read });
                             continue;
                         }
                     },
                     Poll::Ready(Err(e)) => Poll::Ready(Error::transport(e.into())),
                 },
-                StateProj::Reading { read } => read.as_mut().poll_read(cx, settings),
+                StateProj::Reading { read } => match read.as_deref_mut().map(|r| r.poll_read(cx)) {
+                    Some(Poll::Pending) => Poll::Pending,
+                    _ => match read.take().map(|r| (*r).finish(settings)) {
+                        Some(Ok(response)) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(response));
+                        }
+                        Some(Err(error)) => Poll::Ready(error),
+                        None => Poll::Ready(Error::new(crate::ErrorKind::Transport)),
+                    },
+                },
                 StateProj::Done => panic!("classify::ResponseFuture polled after completion"),
             };
             if let Poll::Ready(error) = polled {
@@ -118,46 +128,52 @@ where
     }
 }
 
-pin_project! {
-    /// Reads an error body up to the cap, then turns it into an [`Error`].
-    pub(crate) struct ErrorBodyRead<RB> {
-        #[pin]
-        body: RB,
-        status: StatusCode,
-        headers: HeaderMap,
-        read: ErrorBody,
-    }
+/// Reads the body of an answer up to the cap: a failure's, which then
+/// becomes an [`Error`], or a success's that a rule reads for error codes,
+/// which may become one.
+pub(crate) struct ErrorBodyRead<RB> {
+    response: Response<RB>,
+    read: ErrorBody,
 }
 
-impl<RB: Body> ErrorBodyRead<RB> {
-    pub(crate) fn new(response: Response<RB>, read: ErrorBody) -> Pin<Box<Self>> {
-        let (parts, body) = response.into_parts();
-        Box::pin(ErrorBodyRead {
-            body,
-            status: parts.status,
-            headers: parts.headers,
-            read,
-        })
+impl<RB: Body + Unpin> ErrorBodyRead<RB> {
+    pub(crate) fn new(response: Response<RB>, read: ErrorBody) -> Box<Self> {
+        Box::new(ErrorBodyRead { response, read })
     }
 
-    pub(crate) fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        settings: &ClassifySettings,
-    ) -> Poll<Error> {
-        let mut this = self.project();
-        while this.read.next(|| this.body.is_end_stream()) == Read::More {
-            let frame = ready!(this.body.as_mut().poll_frame(cx));
-            if this.read.take(frame) == Read::Done {
+    /// Reads to the end of the body or to the cap.
+    pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let body = self.response.body_mut();
+        while self.read.next(|| body.is_end_stream()) == Read::More {
+            let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+            if self.read.take(frame) == Read::Done {
                 break;
             }
         }
-        Poll::Ready(this.read.failure(
-            *this.status,
-            this.headers,
+        Poll::Ready(())
+    }
+
+    /// What the body read makes of the answer: a success that stays one,
+    /// with the bytes read in [`SuccessBody`] and the rest in its body, or
+    /// the error.
+    pub(crate) fn finish(self, settings: &ClassifySettings) -> Result<Response<RB>, Error> {
+        let ErrorBodyRead {
+            mut response,
+            mut read,
+        } = self;
+        let status = response.status();
+        let concluded = read.conclude(
+            status,
+            response.headers(),
             &settings.classifier,
             &settings.error_body,
-        ))
+        );
+        let bytes = concluded?;
+        let truncated = read.truncated();
+        response
+            .extensions_mut()
+            .insert(SuccessBody { bytes, truncated });
+        Ok(response)
     }
 }
 

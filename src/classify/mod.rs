@@ -91,6 +91,32 @@ pub use crate::status::{Classifier, Decision, Rule, RuleInput, StatusClass, Unkn
 pub use tower_http::{PolicyClassifier, PolicyFailure};
 pub use wait::{parse_ratelimit, parse_reset, server_wait};
 
+/// The start of a success's body that a rule read for error codes (a rule
+/// with `code` and a success `status`): up to `error_body.max_bytes`, and the
+/// rest of the network frame that crossed it, so that nothing is lost. The
+/// answer's own body yields what follows, nothing when `truncated` is false.
+///
+/// ```
+/// # use tower_rebound::classify::SuccessBody;
+/// let response = http::Response::new(());
+/// assert!(SuccessBody::of(&response).is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuccessBody {
+    /// The bytes read.
+    pub bytes: bytes::Bytes,
+    /// Whether the read stopped at the cap: the body yields what follows,
+    /// if anything.
+    pub truncated: bool,
+}
+
+impl SuccessBody {
+    /// What a rule read of a success's body, when one did.
+    pub fn of<B>(response: &Response<B>) -> Option<&SuccessBody> {
+        response.extensions().get::<SuccessBody>()
+    }
+}
+
 /// Classifies the responses of the inner service; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Classify<S> {
@@ -142,7 +168,7 @@ impl<S, B, RB> Service<Request<B>> for Classify<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
-    RB: http_body::Body,
+    RB: http_body::Body + Unpin,
 {
     type Response = Response<RB>;
     type Error = Error;

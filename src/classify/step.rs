@@ -28,7 +28,8 @@ pub(crate) enum Head {
     /// A failure whose body is not to be read (`error_body.max_bytes = 0`).
     Fail(Error),
     /// A failure whose body is read, up to the cap, before it becomes an
-    /// error.
+    /// error; or a success whose body a rule reads for error codes, which
+    /// may make it one.
     ReadBody(ErrorBody),
 }
 
@@ -48,7 +49,14 @@ pub(crate) fn head(
     let decision = if classifier.rules().is_empty() {
         Decision::new(classifier.classify(status), None)
     } else {
-        classifier.decide(&RuleInput::new(status, headers))
+        let decision = classifier.decide(&RuleInput::new(status, headers));
+        if decision.class() == StatusClass::Success
+            && classifier.reads_success(status)
+            && settings.max_bytes() > 0
+        {
+            return Head::ReadBody(ErrorBody::new(decision, settings.max_bytes()));
+        }
+        decision
     };
     if decision.class().passes_through() {
         return Head::Pass(decision.class());
@@ -181,7 +189,13 @@ impl ErrorBody {
                 };
                 let room = self.cap.saturating_sub(self.buf.len());
                 if data.remaining() > room {
-                    self.buf.put((&mut data).take(room));
+                    // A success's bytes go back to the caller: none is
+                    // dropped, the frame that crosses the cap is kept whole.
+                    if self.decision.class().passes_through() {
+                        self.buf.put(data);
+                    } else {
+                        self.buf.put((&mut data).take(room));
+                    }
                     self.truncated = true;
                     return Read::Done;
                 }
@@ -201,6 +215,55 @@ impl ErrorBody {
         classifier: &Classifier,
         settings: &ErrorBodySettings,
     ) -> Error {
+        let (decision, body, api_errors) = self.decide(status, headers, classifier, settings);
+        // A failure's codes choose among failures only.
+        let decision = if decision.class().passes_through() {
+            self.decision
+        } else {
+            decision
+        };
+        self.error(
+            decision,
+            status,
+            headers,
+            classifier,
+            settings,
+            (body, api_errors),
+        )
+    }
+
+    /// What the body read makes of a success a rule asked to read: its
+    /// bytes when it stays one, else the error its codes make it.
+    pub(crate) fn conclude(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        classifier: &Classifier,
+        settings: &ErrorBodySettings,
+    ) -> Result<Bytes, Error> {
+        let (decision, body, api_errors) = self.decide(status, headers, classifier, settings);
+        if decision.class().passes_through() {
+            return Ok(body);
+        }
+        Err(self.error(
+            decision,
+            status,
+            headers,
+            classifier,
+            settings,
+            (body, api_errors),
+        ))
+    }
+
+    /// The body as read, its API errors, and the class decided again with
+    /// their codes when a rule reads them.
+    fn decide(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        classifier: &Classifier,
+        settings: &ErrorBodySettings,
+    ) -> (Decision, Bytes, Vec<ApiError>) {
         let body: Bytes = std::mem::take(&mut self.buf).freeze();
         let api_errors = parse_error_body(settings, headers.get(header::CONTENT_TYPE), &body);
         let mut decision = self.decision;
@@ -209,6 +272,19 @@ impl ErrorBody {
             let input = RuleInput::new(status, headers).with_codes(&codes);
             decision = classifier.decide(&input);
         }
+        (decision, body, api_errors)
+    }
+
+    /// The error of an answer of class `decision`.
+    fn error(
+        &self,
+        decision: Decision,
+        status: StatusCode,
+        headers: &HeaderMap,
+        classifier: &Classifier,
+        settings: &ErrorBodySettings,
+        (body, api_errors): (Bytes, Vec<ApiError>),
+    ) -> Error {
         let wait = server_wait(headers, &body, settings);
         let failure = ResponseFailure {
             api_errors,
@@ -222,6 +298,12 @@ impl ErrorBody {
                 .cloned(),
         };
         Error::from_response(status, decision.class(), failure)
+    }
+
+    /// Whether the body read was cut at the cap (or broke off): the body
+    /// yields the rest.
+    pub(crate) fn truncated(&self) -> bool {
+        self.truncated
     }
 }
 
@@ -271,6 +353,11 @@ mod tests {
                     Rule::new(StatusClass::Retryable)
                         .status([409])
                         .header("x-retry", "yes"),
+                )
+                .rule(
+                    Rule::new(StatusClass::Terminal)
+                        .status([200])
+                        .code(["Failed"]),
                 );
         }
         builder.build().unwrap()
@@ -347,6 +434,33 @@ mod tests {
                 64,
                 false,
                 Expect::ReadBody(Terminal, None),
+            ),
+            (
+                "a success a code rule names is read",
+                true,
+                200,
+                &[],
+                64,
+                false,
+                Expect::ReadBody(StatusClass::Success, None),
+            ),
+            (
+                "a success a code rule names, no cap: not read",
+                true,
+                200,
+                &[],
+                0,
+                false,
+                Expect::Pass,
+            ),
+            (
+                "a pollable answer is never read",
+                true,
+                202,
+                &[],
+                64,
+                false,
+                Expect::Pass,
             ),
             (
                 "no room: a body not ended counts as cut",

@@ -395,3 +395,31 @@ fn the_effective_policy_keeps_the_new_keys() {
     let again = Policy::from_toml_str(&effective).unwrap_or_else(|e| panic!("{e}\n{effective}"));
     assert_eq!(&again.classify, &loaded.policy().classify, "{effective}");
 }
+
+#[test]
+fn a_success_body_rule_with_no_body_read_is_warned_at_its_code() {
+    let text = "[error_body]\nmax_bytes = 0\nretry_delay = []\n\
+                [[classify.rules]]\nstatus = 200\ncode = \"ratelimited\"\nclass = \"retryable\"\n";
+    let policy = Policy::load(file("success-rule-no-body", text)).unwrap();
+    let found: Vec<String> = policy
+        .warnings()
+        .iter()
+        .map(|w| format!("{}:{}: {}", w.line(), w.column(), w.message()))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("6:8: rule 0 of classify.rules reads error codes from a success body"),
+        "{found:?}"
+    );
+    // With room to read, or a rule on failures only, nothing to say.
+    let read = text.replace("max_bytes = 0", "max_bytes = 1024");
+    let failures = text.replace("status = 200", "status = 400");
+    for text in [read, failures] {
+        let policy = Policy::load(file("success-rule-ok", &text)).unwrap();
+        assert!(
+            policy.warnings().is_empty(),
+            "{text}: {:?}",
+            policy.warnings()
+        );
+    }
+}

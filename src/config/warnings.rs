@@ -278,6 +278,27 @@ fn wait_findings(prefix: &str, classify: &ClassifySettings, retry: &RetrySetting
             ],
         });
     }
+    let classifier = classify.classifier();
+    let reads_a_success = |rule: &crate::classify::Rule| {
+        rule.success_statuses().iter().any(|&status| {
+            StatusCode::from_u16(status)
+                .is_ok_and(|status| classifier.classify(status) == StatusClass::Success)
+        })
+    };
+    if body.max_bytes() == 0
+        && let Some(i) = classifier.rules().iter().position(reads_a_success)
+    {
+        found.push(Finding {
+            message: format!(
+                "rule {i} of classify.rules reads error codes from a success body, but error_body.max_bytes = 0 reads none of it, so the rule never matches: raise max_bytes"
+            ),
+            keys: vec![
+                key(&format!("classify.rules.{i}.code")),
+                key(&format!("classify.rules.{i}")),
+                key("error_body.max_bytes"),
+            ],
+        });
+    }
     let reads_waits = pointers > 0 || !body.wait_headers().is_empty();
     if reads_waits && retry.max_retry_after().is_zero() && retry.max_attempts() > 1 {
         found.push(Finding {

@@ -67,8 +67,9 @@ pin_project! {
     enum State<F, RB> {
         /// A request is in flight; the timer, once armed, is its timeout.
         Sending { #[pin] future: F },
-        /// The body of a failure is being read, under the same timeout.
-        Reading { read: Pin<Box<ErrorBodyRead<RB>>> },
+        /// The body of a failure, or of a success a rule reads for error
+        /// codes, is being read, under the same timeout.
+        Reading { read: Option<Box<ErrorBodyRead<RB>>> },
         /// The body of a `200` status answer is being read, to learn how
         /// the operation is going; the timer, once armed, is the call's end.
         Status { read: Option<Box<StatusRead<Response<RB>>>> },
@@ -333,7 +334,7 @@ where
                             Head::Pass(_) => (Ok(response), true),
                             Head::Fail(error) => (Err(error), true),
                             Head::ReadBody(read) => {
-                                let read = ErrorBodyRead::new(response, read);
+                                let read = Some(ErrorBodyRead::new(response, read));
                                 this.state.set(State::Reading { read });
                                 continue;
                             }
@@ -344,10 +345,9 @@ where
                         }
                     }
                 }
-                StateProj::Reading { read } => (
-                    Err(ready!(call.poll_read(read, this.timer.as_mut(), cx))),
-                    true,
-                ),
+                StateProj::Reading { read } => {
+                    (ready!(call.poll_read(read, this.timer.as_mut(), cx)), true)
+                }
                 StateProj::Status { read } => {
                     let read = ready!(call.poll_status(read, this.timer.as_mut(), cx));
                     match call.conclude(this.state.as_mut(), this.span, read) {
@@ -552,18 +552,27 @@ where
         self.ended::<RB>(span, flow).map(Err)
     }
 
-    /// Reads the body of a failure under the request's timeout.
-    fn poll_read<RB: Body>(
+    /// Reads the body of a failure, or of a success a rule reads, under
+    /// the request's timeout.
+    fn poll_read<RB: Body + Unpin>(
         &mut self,
-        read: &mut Pin<Box<ErrorBodyRead<RB>>>,
+        read: &mut Option<Box<ErrorBodyRead<RB>>>,
         timer: Pin<&mut Timer>,
         cx: &mut Context<'_>,
-    ) -> Poll<Error> {
-        let settings = &self.shared.plan(self.route).classify.settings;
-        match read.as_mut().poll_read(cx, settings) {
-            Poll::Ready(error) => Poll::Ready(error),
-            Poll::Pending => self.timed_out(timer, cx),
+    ) -> Poll<Result<Response<RB>, Error>> {
+        if let Some(Poll::Pending) = read.as_deref_mut().map(|r| r.poll_read(cx)) {
+            return self.timed_out(timer, cx).map(Err);
         }
+        let settings = &self.shared.plan(self.route).classify.settings;
+        let Some(read) = read.take() else {
+            return Poll::Ready(Err(Error::new(ErrorKind::Transport)));
+        };
+        let result = (*read).finish(settings);
+        if result.is_ok() {
+            // A success a rule read, and let through.
+            self.class = StatusClass::Success;
+        }
+        Poll::Ready(result)
     }
 
     /// The breaker and the limit take in the result of a request that was

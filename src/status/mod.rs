@@ -112,6 +112,8 @@ pub struct Classifier {
     /// Each rule's name, or `#` and its index: what spans and errors record.
     labels: Box<[Arc<str>]>,
     reads_codes: bool,
+    /// The statuses whose success bodies a rule reads for error codes.
+    success_reads: Box<[u16]>,
 }
 
 impl Classifier {
@@ -136,6 +138,7 @@ impl Classifier {
             rules: Box::new([]),
             labels: Box::new([]),
             reads_codes: false,
+            success_reads: Box::new([]),
         }
     }
 
@@ -147,6 +150,14 @@ impl Classifier {
             .map(|(i, rule)| Arc::from(rule.name().map_or_else(|| format!("#{i}"), str::to_owned)))
             .collect();
         self.reads_codes = rules.iter().any(Rule::reads_codes);
+        let mut success_reads: Vec<u16> = rules
+            .iter()
+            .flat_map(Rule::success_statuses)
+            .copied()
+            .collect();
+        success_reads.sort_unstable();
+        success_reads.dedup();
+        self.success_reads = success_reads.into();
         self.rules = rules.into();
         self
     }
@@ -189,7 +200,10 @@ impl Classifier {
                     .map(|class| Decision::new(class, Some(i)))
             })
             .unwrap_or_else(|| Decision::new(self.classify(input.status()), None));
-        if input.codes().is_none() || head.class().passes_through() {
+        // A success's codes come only from a body a rule asked to read
+        // (`reads_success`): the rules before the one that decided it may
+        // still make it a failure, as for a failure's codes.
+        if input.codes().is_none() || head.class() == StatusClass::Pollable {
             return head;
         }
         let before = head.rule().unwrap_or(self.rules.len());
@@ -223,6 +237,14 @@ impl Classifier {
     /// decided on again once read.
     pub(crate) fn reads_codes(&self) -> bool {
         self.reads_codes
+    }
+
+    /// Whether a rule asks to read the body of a success of `status` for
+    /// error codes: a rule that names `status` and codes, and yields a
+    /// failure.
+    #[inline]
+    pub(crate) fn reads_success(&self, status: StatusCode) -> bool {
+        !self.success_reads.is_empty() && self.success_reads.contains(&status.as_u16())
     }
 
     /// Whether a rule may yield `class`.

@@ -276,6 +276,21 @@ impl Rule {
         }
     }
 
+    /// The statuses whose success bodies the rule reads: those it names,
+    /// when it also names codes and yields a failure. A function rule reads
+    /// no success body.
+    pub(crate) fn success_statuses(&self) -> &[u16] {
+        match &self.kind {
+            Kind::Match {
+                statuses,
+                codes,
+                class,
+                ..
+            } if !codes.is_empty() && !class.passes_through() => statuses,
+            _ => &[],
+        }
+    }
+
     /// Whether the rule can yield `class`; a function rule may yield any.
     pub(crate) fn may_yield(&self, wanted: StatusClass) -> bool {
         match &self.kind {
