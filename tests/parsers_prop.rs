@@ -16,7 +16,7 @@ use serde_json::Value;
 use tower_rebound::Policy;
 use tower_rebound::classify::{
     ErrorBodyFormat, ErrorBodySettings, ErrorFields, WaitSource, parse_api_errors,
-    parse_error_body, parse_ratelimit, parse_reset, parse_retry_after, server_wait,
+    parse_error_body, parse_ratelimit, parse_reset, parse_retry_after, quota_spent, server_wait,
 };
 use tower_rebound::poll::{Origin, Refusal, Target, resolve_status_url};
 
@@ -1290,4 +1290,201 @@ fn any_headers_and_body_make_a_bounded_wait_or_none() {
     });
     // Some inputs do make a wait: the generators reach the parsers.
     assert!(reached > 0, "no input made a wait");
+}
+
+#[test]
+fn a_spent_quota_is_one_that_says_r_0_and_the_longest_reset_is_the_pause() {
+    let reached = check(proptest::collection::vec(quota(), 1..5), |quotas| {
+        let text: Vec<String> = quotas
+            .iter()
+            .map(|q| {
+                let mut item = q.name.clone();
+                if let Some(r) = q.remaining {
+                    item.push_str(&format!(";r={r}"));
+                }
+                if let Some(t) = q.reset {
+                    item.push_str(&format!(";t={t}"));
+                }
+                item
+            })
+            .collect();
+        let text = text.join(", ");
+        let mut headers = http::HeaderMap::new();
+        let Ok(value) = HeaderValue::from_str(&text) else {
+            return Ok(false);
+        };
+        headers.insert("ratelimit", value);
+        // Unlike a failure's wait, an item that leaves r out says nothing.
+        let expected = quotas
+            .iter()
+            .filter(|q| q.remaining == Some(0))
+            .filter_map(|q| q.reset)
+            .max()
+            .map(Duration::from_secs);
+        prop_assert_eq!(quota_spent(&headers), expected, "{}", text);
+        Ok(true)
+    });
+    assert_reached(reached, 0.6);
+}
+
+#[test]
+fn a_reset_pauses_only_beside_a_remaining_count_of_exactly_zero() {
+    let remaining = prop_oneof![
+        Just(None),
+        Just(Some("0".to_owned())),
+        Just(Some(" 0 ".to_owned())),
+        Just(Some("00".to_owned())),
+        "[0-9a-z. -]{0,6}".prop_map(Some),
+    ];
+    let reached = check(
+        (remaining, 0u64..100_000, any::<bool>()),
+        |(remaining, reset, x)| {
+            let (rem, res) = if x {
+                ("x-ratelimit-remaining", "x-ratelimit-reset")
+            } else {
+                ("ratelimit-remaining", "ratelimit-reset")
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.insert(res, HeaderValue::from(reset));
+            if let Some(text) = &remaining {
+                let Ok(value) = HeaderValue::from_str(text) else {
+                    return Ok(false);
+                };
+                headers.insert(rem, value);
+            }
+            let spent = remaining.as_deref().map(|r| r.trim()) == Some("0");
+            let got = quota_spent(&headers);
+            prop_assert_eq!(got.is_some(), spent, "{:?} {}", remaining, reset);
+            if spent && reset <= 1_000_000_000 {
+                prop_assert_eq!(got, Some(Duration::from_secs(reset)));
+            }
+            Ok(true)
+        },
+    );
+    assert_reached(reached, 0.9);
+}
+
+/// A status body of an Azure-style operation: a status, maybe an error.
+#[test]
+fn a_status_body_is_judged_by_its_list_and_any_bytes_are_unreadable_or_a_verdict() {
+    use tower_rebound::poll::{Completion, Verdict, judge};
+    let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect();
+    let azure = Completion::status(
+        "/status",
+        list(&["NotStarted", "InProgress"]),
+        list(&["Succeeded"]),
+        list(&["Failed"]),
+        list(&["Canceled"]),
+        "/error",
+    )
+    .unwrap();
+    let status = prop_oneof![
+        Just("NotStarted"),
+        Just("InProgress"),
+        Just("succeeded"),
+        Just("Failed"),
+        Just("CANCELED"),
+        Just("Deleting"),
+    ];
+    let code = "[A-Za-z]{1,12}";
+    let reached = check(
+        (status, code, any::<bool>()),
+        |(status, code, with_error)| {
+            let body = if with_error {
+                format!(r#"{{"status":"{status}","error":{{"code":"{code}","message":"m"}}}}"#)
+            } else {
+                format!(r#"{{"status":"{status}"}}"#)
+            };
+            let verdict = judge(&azure, body.as_bytes(), false);
+            let expected = match status.to_ascii_lowercase().as_str() {
+                "notstarted" | "inprogress" => Verdict::Running,
+                "succeeded" => Verdict::Succeeded,
+                "canceled" => Verdict::Canceled,
+                "failed" => {
+                    let codes: Vec<String> = match &verdict {
+                        Verdict::Failed(errors) => errors
+                            .iter()
+                            .filter_map(|e| e.code().map(str::to_owned))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let wanted: Vec<String> = if with_error {
+                        vec![code.clone()]
+                    } else {
+                        Vec::new()
+                    };
+                    prop_assert_eq!(codes, wanted, "{}", body);
+                    return Ok(true);
+                }
+                _ => {
+                    prop_assert!(matches!(verdict, Verdict::Unreadable(_)), "{}", body);
+                    return Ok(true);
+                }
+            };
+            prop_assert_eq!(verdict, expected, "{}", body);
+            // Cut at the cap, the same body says nothing.
+            prop_assert!(matches!(
+                judge(&azure, body.as_bytes(), true),
+                Verdict::Unreadable(_)
+            ));
+            Ok(true)
+        },
+    );
+    assert_reached(reached, 0.9);
+    // Any bytes: a verdict, never a panic.
+    let google = Completion::done("/done", "/error").unwrap();
+    check(json_like(), |body| {
+        let _ = judge(&azure, &body, false);
+        let _ = judge(&google, &body, false);
+        Ok(true)
+    });
+}
+
+#[test]
+fn a_name_from_a_body_becomes_a_status_url_only_as_a_plain_path() {
+    use tower_rebound::poll::Completion;
+    let google = Completion::done("/done", "/error")
+        .unwrap()
+        .with_status_url("{origin}/{first_segment}/{name}", "/name")
+        .unwrap();
+    let request: Uri = "https://api.example/v1/projects/p/things:run"
+        .parse()
+        .unwrap();
+    let reached = check("\\PC{0,40}", |name| {
+        let body = serde_json::json!({ "name": name, "done": false }).to_string();
+        match google.status_url(&request, body.as_bytes()) {
+            Ok(url) => {
+                let path = url
+                    .strip_prefix("https://api.example/v1/")
+                    .expect("on the request's origin, under its first segment");
+                prop_assert!(!path.contains(['?', '#', '%', ' ']), "{}", url);
+                prop_assert!(!path.split('/').any(|s| s == "." || s == ".."), "{}", url);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    });
+    // Some names are plain paths: the property is reached.
+    assert!(reached > 0, "no name made a status url");
+    let ok = google.status_url(&request, br#"{"name":"operations/op-1"}"#);
+    assert_eq!(ok.as_deref(), Ok("https://api.example/v1/operations/op-1"));
+    for hostile in [
+        "../admin",
+        "operations/../x",
+        "a?b",
+        "a#b",
+        "http://evil/x",
+        "",
+    ] {
+        let body = serde_json::json!({ "name": hostile }).to_string();
+        let got = google.status_url(&request, body.as_bytes());
+        // Refused, or a path under the request's own origin.
+        match got {
+            Err(_) => {}
+            Ok(url) => assert!(
+                url.starts_with("https://api.example/v1/") && !url.contains(".."),
+                "{hostile}: {url}"
+            ),
+        }
+    }
 }

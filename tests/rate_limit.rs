@@ -471,3 +471,144 @@ async fn a_silent_store_never_queues_calls() {
         "{started} round trips in {elapsed:?}: one, then one per STORE_RETRY"
     );
 }
+
+/// An answer with `headers`.
+fn answer(status: u16, headers: &[(&'static str, &str)]) -> Step {
+    Step::Respond {
+        status,
+        headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+        body: Bytes::new(),
+    }
+}
+
+type Client = tower::util::BoxCloneSyncService<
+    Request<Full<Bytes>>,
+    http::Response<Full<Bytes>>,
+    tower_rebound::Error,
+>;
+
+/// The two ways to stack the limit, assembled and by hand, each over a
+/// client of its own that follows `steps`.
+fn limited_stacks(
+    steps: &[Step],
+    limit: RateLimitSettings,
+) -> Vec<(&'static str, Scripted, Client)> {
+    use tower_rebound::rate_limit::RateLimitLayer;
+    let policy = Policy::from_toml_str("[retry]\nmax_attempts = 1\n").unwrap();
+    let (a, b) = (Scripted::new(steps.to_vec()), Scripted::new(steps.to_vec()));
+    let assembled =
+        ResilienceLayer::new(policy.clone().with_rate_limit(limit.clone())).layer(a.clone());
+    let by_hand = tower::ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limit))
+        .layer(policy.classify_layer())
+        .service(b.clone());
+    vec![
+        ("assembled", a, Client::new(assembled)),
+        ("by hand", b, Client::new(by_hand)),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_says_its_quota_is_spent_pauses_the_key_before_any_429() {
+    let s = Duration::from_secs;
+    // (name, the first answer, the pause the next call sees)
+    let cases: [(&str, Step, Option<Duration>); 6] = [
+        (
+            "github: a 200 with the last unit spent",
+            answer(
+                200,
+                &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "3")],
+            ),
+            Some(s(3)),
+        ),
+        (
+            "github: the primary limit's 403",
+            answer(
+                403,
+                &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "4")],
+            ),
+            Some(s(4)),
+        ),
+        (
+            "the IETF draft's field",
+            answer(200, &[("ratelimit", "\"default\";r=0;t=2")]),
+            Some(s(2)),
+        ),
+        (
+            "RateLimit-Remaining: 0 and its reset",
+            answer(
+                200,
+                &[("ratelimit-remaining", "0"), ("ratelimit-reset", "5")],
+            ),
+            Some(s(5)),
+        ),
+        (
+            "units left: no pause",
+            answer(
+                200,
+                &[("x-ratelimit-remaining", "12"), ("x-ratelimit-reset", "3")],
+            ),
+            None,
+        ),
+        (
+            "a field item that leaves r out says nothing on a success",
+            answer(200, &[("ratelimit", "\"default\";t=30")]),
+            None,
+        ),
+    ];
+    let limit = || limit().wait(false).build().unwrap();
+    for (name, first, pause) in cases {
+        for (stack, _, client) in limited_stacks(&[first, Step::status(200)], limit()) {
+            let host = format!("http://{}.example/", stack.replace(' ', "-"));
+            let _ = client.clone().oneshot(get(&host)).await;
+            let next = client.clone().oneshot(get(&host)).await;
+            match (pause, next) {
+                (None, Ok(_)) => {}
+                (Some(pause), Err(error)) => {
+                    assert_eq!(
+                        error.kind(),
+                        ErrorKind::RateLimited,
+                        "{name}, {stack}: {error}"
+                    );
+                    assert_eq!(error.retry_after(), Some(pause), "{name}, {stack}");
+                }
+                (pause, next) => {
+                    panic!("{name}, {stack}: expected a pause of {pause:?}, got {next:?}")
+                }
+            }
+            // Past the pause, the key takes turns again.
+            tokio::time::advance(s(6)).await;
+            client.clone().oneshot(get(&host)).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_is_sent_at_the_quota_s_reset_and_pace_off_sends_it_at_once() {
+    for pace in [true, false] {
+        let steps = [
+            answer(
+                200,
+                &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "3")],
+            ),
+            Step::status(200),
+        ];
+        let limit = limit().pace(pace).build().unwrap();
+        for (stack, script, client) in limited_stacks(&steps, limit) {
+            let host = format!("http://{stack}-{pace}.example/").replace(' ', "-");
+            client.clone().oneshot(get(&host)).await.unwrap();
+            let start = Instant::now();
+            client.clone().oneshot(get(&host)).await.unwrap();
+            let waited = script.seen().last().unwrap().at - start;
+            let expected = if pace {
+                Duration::from_secs(3)
+            } else {
+                Duration::ZERO
+            };
+            assert_eq!(waited, expected, "pace = {pace}, {stack}");
+        }
+    }
+    // The key is written in a file too.
+    let policy = Policy::from_toml_str("[rate_limit]\npace = false\n").unwrap();
+    assert!(!policy.rate_limit().pace());
+}

@@ -1,6 +1,7 @@
-//! When to come back: the RateLimit field, the reset headers and the body's
-//! retry delay, from any bytes and clock, no panic; a wait always names a
-//! source the policy reads.
+//! When to come back: the RateLimit field, the reset headers, a spent
+//! quota and the body's retry delay, from any bytes and clock, no panic; a
+//! wait always names a source the policy reads. The body is judged as an
+//! operation's status body too.
 //!
 //! The input is split at its first NUL: the header value before it, the
 //! body after it. The value is tried in each wait header, and in all at
@@ -12,8 +13,9 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use tower_rebound::classify::{
-    ErrorBodySettings, WaitSource, parse_ratelimit, parse_reset, server_wait,
+    ErrorBodySettings, WaitSource, parse_ratelimit, parse_reset, quota_spent, server_wait,
 };
+use tower_rebound::poll::{Completion, judge};
 
 const HEADERS: [&str; 6] = [
     "retry-after",
@@ -52,4 +54,22 @@ fuzz_target!(|input: (&[u8], u32)| {
         }
     }
     let _ = server_wait(&all, body, &settings);
+    // A spent quota's pause: only where a remaining count or a field says so.
+    if quota_spent(&all).is_some() {
+        assert!(all.contains_key("ratelimit") || value.as_bytes().trim_ascii() == b"0");
+    }
+    // The body as an operation's status body, both rules.
+    let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect();
+    let azure = Completion::status(
+        "/status",
+        list(&["InProgress"]),
+        list(&["Succeeded"]),
+        list(&["Failed"]),
+        list(&["Canceled"]),
+        "/error",
+    )
+    .expect("valid pointers");
+    let google = Completion::done("/done", "/error").expect("valid pointers");
+    let _ = judge(&azure, body, false);
+    let _ = judge(&google, body, false);
 });

@@ -89,7 +89,7 @@ pub use crate::status::{Classifier, Decision, Rule, RuleInput, StatusClass, Unkn
 #[cfg(feature = "tower-http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
 pub use tower_http::{PolicyClassifier, PolicyFailure};
-pub use wait::{parse_ratelimit, parse_reset, server_wait};
+pub use wait::{parse_ratelimit, parse_reset, quota_spent, server_wait};
 
 /// The start of a success's body that a rule read for error codes (a rule
 /// with `code` and a success `status`): up to `error_body.max_bytes`, and the

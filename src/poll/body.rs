@@ -78,9 +78,11 @@ enum Rule {
     Done { pointer: Pointer },
 }
 
-/// What a status body says.
+/// What a status body says. Public for the fuzz targets and property
+/// tests, not for users.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Still going: poll again.
     Running,
     /// Done, and it worked: the answer ends the call.
@@ -213,7 +215,8 @@ impl Completion {
 
     /// The status URL the first answer's `body` names, as text to resolve
     /// like a header's, or why there is none.
-    pub(crate) fn status_url(&self, request: &http::Uri, body: &[u8]) -> Result<String, String> {
+    #[doc(hidden)]
+    pub fn status_url(&self, request: &http::Uri, body: &[u8]) -> Result<String, String> {
         let Some(url) = &self.status_url else {
             return Err("poll.status_url is not set".into());
         };
@@ -277,7 +280,8 @@ fn errors_at(pointer: &str) -> Result<ErrorBodySettings, SettingsError> {
 
 /// What `body` says of the operation. `truncated` when the read stopped at
 /// the cap: such a body is not judged.
-pub(crate) fn judge(completion: &Completion, body: &[u8], truncated: bool) -> Verdict {
+#[doc(hidden)]
+pub fn judge(completion: &Completion, body: &[u8], truncated: bool) -> Verdict {
     if truncated {
         return Verdict::Unreadable(format!(
             "the status body is longer than poll.max_body_bytes ({} bytes read)",

@@ -57,8 +57,11 @@ use crate::deadline::{CallDeadline, Timeouts};
 use crate::error::Error;
 use crate::status::Classifier;
 
+pub(crate) use body::StatusRead;
 pub use body::{Completion, OperationResult, StatusBody};
-pub(crate) use body::{StatusRead, Verdict};
+// Public for the fuzz targets and property tests, not for users.
+#[doc(hidden)]
+pub use body::{Verdict, judge};
 pub use future::ResponseFuture;
 pub(crate) use future::{RequestHead, finish, log_wait, poll_span, refuse, status_request};
 pub use layer::PollingLayer;

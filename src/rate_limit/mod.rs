@@ -55,9 +55,11 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::classify::quota_spent;
 use crate::deadline::CallDeadline;
 use crate::error::Error;
 use crate::events::Listeners;
+use crate::retry_after::WaitSource;
 
 pub use gcra::{Grant, Rate, take};
 pub(crate) use limiter::Limiter;
@@ -93,12 +95,12 @@ impl Hook {
         self.limiter.try_now(key)
     }
 
-    /// What a `429` of this call pauses, when pauses are shared.
+    /// What a `429` of this call, or an answer that says its quota is
+    /// spent, pauses, when pauses are on.
     #[inline]
     pub(crate) fn pauses(&self, key: &Arc<str>) -> Option<Box<Pauses>> {
-        self.limiter
-            .settings
-            .share_pauses
+        let settings = &self.limiter.settings;
+        (settings.share_pauses || settings.pace)
             .then(|| Box::new((Arc::clone(&self.limiter), Arc::clone(key))))
     }
 
@@ -120,7 +122,8 @@ pub(crate) fn pause_after<RB>(
     pauses: Pauses,
     result: &Result<Response<RB>, Error>,
 ) -> Option<BoxFuture<()>> {
-    let pause = pause_of(result)?;
+    let settings = &pauses.0.settings;
+    let pause = pause_of(result, settings.share_pauses, settings.pace)?;
     let (limiter, key) = pauses;
     Some(Box::pin(limiter.pause(key, pause)))
 }
@@ -345,15 +348,39 @@ where
     }
 }
 
-/// The pause a `429` asks for: its `Retry-After`.
-fn pause_of<RB>(result: &Result<Response<RB>, Error>) -> Option<Duration> {
+/// The pause a result asks of its key: a `429`'s `Retry-After` (with
+/// `share_pauses`), or, with `pace`, the reset of a quota the answer says
+/// is spent, whatever its status (GitHub's `403` and its `200`s alike).
+fn pause_of<RB>(
+    result: &Result<Response<RB>, Error>,
+    throttled: bool,
+    pace: bool,
+) -> Option<Duration> {
+    let too_many = StatusCode::TOO_MANY_REQUESTS;
     match result {
-        Err(error) if error.status() == Some(StatusCode::TOO_MANY_REQUESTS) => error.retry_after(),
-        Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+        Err(error) if throttled && error.status() == Some(too_many) => error.retry_after(),
+        Ok(response) if throttled && response.status() == too_many => {
             crate::retry_after::retry_after_of(response.headers())
         }
+        // classify read the failure's headers: a wait from a quota's
+        // reset is a spent quota's.
+        Err(error) if pace => match error.retry_after_source() {
+            Some(WaitSource::RateLimit | WaitSource::XRateLimitReset) => error.retry_after(),
+            _ => None,
+        },
+        Ok(response) if pace => quota_spent(response.headers()),
         _ => None,
     }
+}
+
+/// Whether an answer's pause is worth taking in before it goes on: a `429`,
+/// or an answer whose headers say its quota is spent. What the assembled
+/// stack asks of a success before it lets it pass.
+#[inline]
+pub(crate) fn pauses_for<RB>(pauses: &Pauses, response: &Response<RB>) -> bool {
+    let settings = &pauses.0.settings;
+    (settings.share_pauses && response.status() == StatusCode::TOO_MANY_REQUESTS)
+        || (settings.pace && quota_spent(response.headers()).is_some())
 }
 
 impl<S, R, RB> Future for ResponseFuture<S, R, RB>

@@ -68,6 +68,7 @@ pub struct RateLimitSettings {
     pub(crate) fallback_per_second: f64,
     pub(crate) lease: u32,
     pub(crate) share_pauses: bool,
+    pub(crate) pace: bool,
     pub(crate) max_pause: Duration,
 }
 
@@ -150,6 +151,13 @@ impl RateLimitSettings {
         self.share_pauses
     }
 
+    /// Whether an answer that says its quota is spent (`RateLimit` with
+    /// `r=0`, or a `RateLimit-Remaining` / `X-RateLimit-Remaining` of `0`
+    /// with its reset) pauses the key until the reset, before any `429`.
+    pub fn pace(&self) -> bool {
+        self.pace
+    }
+
     /// The longest such pause.
     pub fn max_pause(&self) -> Duration {
         self.max_pause
@@ -172,6 +180,7 @@ impl Default for RateLimitSettings {
             fallback_per_second: Self::DEFAULT_PER_SECOND,
             lease: 1,
             share_pauses: true,
+            pace: true,
             max_pause: Self::DEFAULT_MAX_PAUSE,
         }
     }
@@ -257,6 +266,13 @@ impl RateLimitBuilder {
         self
     }
 
+    /// Whether an answer that says its quota is spent pauses the key until
+    /// the quota's reset (default on); see [`RateLimitSettings::pace`].
+    pub fn pace(mut self, pace: bool) -> Self {
+        self.settings.pace = pace;
+        self
+    }
+
     /// The longest pause a `Retry-After` imposes, 1 s to 1 h (default 60 s).
     pub fn max_pause(mut self, max: Duration) -> Self {
         self.settings.max_pause = max;
@@ -336,6 +352,7 @@ pub(crate) struct RawRateLimit {
     fallback_per_second: Option<f64>,
     lease: Option<u32>,
     share_pauses: Option<bool>,
+    pace: Option<bool>,
     max_pause: Option<DurationStr>,
 }
 
@@ -385,7 +402,8 @@ impl TryFrom<RawRateLimit> for RateLimitSettings {
             wait,
             fallback_per_second,
             lease,
-            share_pauses
+            share_pauses,
+            pace
         );
         if let Some(timeout) = raw.redis_timeout {
             builder = builder.redis_timeout(timeout.0);

@@ -28,7 +28,7 @@ use crate::error::{BoxError, Error, ErrorKind};
 use crate::events::{self, PollSent};
 use crate::poll::step::{self as poll_step, Answered, Counts};
 use crate::poll::{self, RequestHead, StatusRead, Target};
-use crate::rate_limit::{Pauses, pause_after};
+use crate::rate_limit::{Pauses, pause_after, pauses_for};
 use crate::retry::ReplayBody;
 use crate::retry::replay::Template;
 use crate::retry::report::{
@@ -437,8 +437,8 @@ where
     #[inline(always)]
     fn passes<RB>(&mut self, response: &Response<RB>, class: StatusClass) -> bool {
         self.class = class;
-        if self.pauses.is_some() {
-            if response.status() == http::StatusCode::TOO_MANY_REQUESTS {
+        if let Some(pauses) = self.pauses.as_deref() {
+            if pauses_for(pauses, response) {
                 return false;
             }
             self.pauses = None;

@@ -48,6 +48,13 @@ const MAX_RESET_DIGITS: usize = 19;
 /// assert_eq!(parse_ratelimit("garbage;;t=-1"), None);
 /// ```
 pub fn parse_ratelimit(value: &str) -> Option<Duration> {
+    ratelimit_wait(value, false)
+}
+
+/// The wait of the quotas a `RateLimit` field says are spent: with
+/// `explicit`, only those that say `r=0` (a success's field, where an item
+/// that leaves `r` out says nothing of its quota).
+pub(super) fn ratelimit_wait(value: &str, explicit: bool) -> Option<Duration> {
     let mut cursor = Cursor {
         bytes: value.as_bytes(),
         at: 0,
@@ -73,7 +80,10 @@ pub fn parse_ratelimit(value: &str) -> Option<Duration> {
             }
         }
         // An `r` that is not an integer says nothing: as if absent.
-        let spent = remaining.is_none_or(|r| r == 0);
+        let spent = match remaining {
+            Some(r) => r == 0,
+            None => !explicit,
+        };
         if let (true, Some(t)) = (spent, reset) {
             wait = Some(wait.map_or(t, |w| w.max(t)));
         }

@@ -88,6 +88,50 @@ pub fn server_wait(
     })
 }
 
+/// The wait until the reset of a quota an answer says is spent, whatever
+/// its status: a `RateLimit` item that says `r=0`, or a `RateLimit-Remaining`
+/// or `X-RateLimit-Remaining` of exactly `0` with its reset (`None` when no
+/// remaining header says so: a reset alone is no spent quota). What the
+/// rate limit's `pace` pauses a key by, before the `429` it would earn.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, HeaderValue};
+/// use tower_rebound::classify::quota_spent;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+/// headers.insert("x-ratelimit-reset", HeaderValue::from_static("7"));
+/// assert_eq!(quota_spent(&headers), Some(Duration::from_secs(7)));
+/// headers.insert("x-ratelimit-remaining", HeaderValue::from_static("12"));
+/// assert_eq!(quota_spent(&headers), None);
+/// ```
+pub fn quota_spent(headers: &HeaderMap) -> Option<Duration> {
+    let spent = |remaining: &HeaderName| {
+        headers
+            .get(remaining)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_matches(|c| c == ' ' || c == '\t') == "0")
+    };
+    let field = headers
+        .get_all(RATELIMIT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| headers::ratelimit_wait(v, true))
+        .max();
+    field
+        .or_else(|| {
+            spent(&RATELIMIT_REMAINING)
+                .then(|| reset_of(headers, &RATELIMIT_RESET, &RATELIMIT_REMAINING))
+                .flatten()
+        })
+        .or_else(|| {
+            spent(&X_RATELIMIT_REMAINING)
+                .then(|| reset_of(headers, &X_RATELIMIT_RESET, &X_RATELIMIT_REMAINING))
+                .flatten()
+        })
+}
+
 /// `RateLimit` (every line of it), else `RateLimit-Reset`.
 fn ratelimit_of(headers: &HeaderMap) -> Option<Duration> {
     let field = headers
