@@ -325,6 +325,37 @@ fn benches(c: &mut Criterion, rt: &Runtime) {
         b.iter(|| call_once(&mut rules_200))
     });
 
+    // A rule on a success body: the body of every 200 is read and parsed
+    // for a code (Slack's `{"ok": false, "error": ...}`).
+    let mut body_rule = with_success_body_rule(&policy)
+        .classify_layer()
+        .layer(Answer::new(200, r#"{"ok":true,"channel":"C1"}"#));
+    group.bench_function("classify_200_body_rule", |b| {
+        b.iter(|| call_once(&mut body_rule))
+    });
+
+    // When to come back: a 429 that says nothing, and one for each header
+    // classify reads the wait from (the policy's order: Retry-After, the
+    // RateLimit field, X-RateLimit-Reset).
+    for (name, headers) in [
+        ("classify_429", &[("x-request-id", "7")][..]),
+        ("classify_429_retry_after", &[("retry-after", "1")][..]),
+        (
+            "classify_429_ratelimit_field",
+            &[("ratelimit", "\"default\";r=0;t=1")][..],
+        ),
+        (
+            "classify_429_x_ratelimit_reset",
+            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1")][..],
+        ),
+    ] {
+        let mut throttled = policy.classify_layer().layer(with_headers(
+            Answer::new(429, r#"{"code":"Throttled"}"#),
+            headers,
+        ));
+        group.bench_function(name, |b| b.iter(|| call_once(&mut throttled)));
+    }
+
     let breaker = policy.breaker_layer();
     let mut closed = breaker.layer(policy.classify_layer().layer(Answer::new(200, "{}")));
     group.bench_function("breaker_closed_200", |b| b.iter(|| call_once(&mut closed)));
@@ -457,6 +488,10 @@ fn print_ratios() {
         ("resilience_404_parsed", "bare_404"),
         ("classify_400_rule", "classify_400_table"),
         ("classify_200_rules", "classify_200"),
+        ("classify_200_body_rule", "classify_200"),
+        ("classify_429_retry_after", "classify_429"),
+        ("classify_429_ratelimit_field", "classify_429"),
+        ("classify_429_x_ratelimit_reset", "classify_429"),
         ("resilience_404_problem_parsed", "resilience_404_parsed"),
         ("resilience_404_fields_parsed", "resilience_404_parsed"),
         (
@@ -544,6 +579,34 @@ fn with_otel(policy: &Policy) -> Policy {
 
 /// `policy` with two rules before its table: a 400 whose code is
 /// `Throttled` is retryable, a 200 with `X-Status: failed` terminal.
+/// `policy` with a rule on the body of a 200: the codes at `/error`.
+fn with_success_body_rule(policy: &Policy) -> Policy {
+    Policy::from_toml_str(
+        "[error_body]\nformat = \"fields\"\n[[error_body.fields]]\ncode = \"/error\"\n\
+         [[classify.rules]]\nstatus = 200\ncode = \"ratelimited\"\nclass = \"retryable\"\n",
+    )
+    .map(|rules| policy.clone().with_classify((**rules.classify_settings()).clone()))
+    .expect("a valid rule")
+}
+
+/// `inner` with `headers` on every answer.
+fn with_headers<S, R>(
+    inner: S,
+    headers: &'static [(&'static str, &'static str)],
+) -> impl tower::Service<Request<Full<Bytes>>, Response = http::Response<R>, Error = S::Error> + Clone
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = http::Response<R>> + Clone,
+{
+    tower::util::MapResponse::new(inner, move |mut response: http::Response<R>| {
+        for (name, value) in headers {
+            response
+                .headers_mut()
+                .insert(*name, http::HeaderValue::from_static(value));
+        }
+        response
+    })
+}
+
 fn with_rules(policy: &Policy) -> Policy {
     use tower_rebound::classify::{ClassifySettings, Rule, StatusClass};
     let classify = ClassifySettings::builder()
