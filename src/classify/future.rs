@@ -106,7 +106,7 @@ where
                             return Poll::Ready(Ok(response));
                         }
                         Some(Err(error)) => Poll::Ready(error),
-                        None => Poll::Ready(Error::new(crate::ErrorKind::Transport)),
+                        None => Poll::Ready(Error::new(crate::error::ErrorKind::Transport)),
                     },
                 },
                 StateProj::Done => panic!("classify::ResponseFuture polled after completion"),

@@ -24,6 +24,7 @@
 
 mod error;
 mod extends;
+mod listeners;
 mod merge;
 mod routes;
 mod schema;

@@ -167,11 +167,6 @@ impl MetricsListener {
         }
     }
 
-    /// Naming as many hosts as `policy`'s breaker registry keeps.
-    pub fn for_policy(policy: &crate::config::Policy) -> Self {
-        MetricsListener::new().with_max_hosts(policy.breaker_settings().max_hosts())
-    }
-
     /// Names at most `max_hosts` hosts in `server.address`, and as many
     /// ports in `server.port`; the hosts and ports after share `_other`.
     pub fn with_max_hosts(mut self, max_hosts: usize) -> Self {

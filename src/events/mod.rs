@@ -600,7 +600,7 @@ fn emit_all(listeners: &[Arc<dyn Listener>], event: &dyn Fn(&dyn Listener)) {
 }
 
 /// The class of the failure that made a retry due.
-pub(crate) fn retry_reason(error: &crate::Error) -> RetryReason {
+pub(crate) fn retry_reason(error: &crate::error::Error) -> RetryReason {
     if error.status().is_some() {
         return RetryReason::Status;
     }

@@ -140,12 +140,6 @@ impl OpenTelemetryListener {
         }
     }
 
-    /// Through the global meter, naming as many hosts as `policy`'s breaker
-    /// registry keeps.
-    pub fn for_policy(policy: &crate::config::Policy) -> Self {
-        OpenTelemetryListener::new().with_max_hosts(policy.breaker_settings().max_hosts())
-    }
-
     /// Names at most `max_hosts` hosts in `server.address`; the hosts after
     /// share `_other`.
     pub fn with_max_hosts(mut self, max_hosts: usize) -> Self {
