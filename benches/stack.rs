@@ -585,7 +585,11 @@ fn with_success_body_rule(policy: &Policy) -> Policy {
         "[error_body]\nformat = \"fields\"\n[[error_body.fields]]\ncode = \"/error\"\n\
          [[classify.rules]]\nstatus = 200\ncode = \"ratelimited\"\nclass = \"retryable\"\n",
     )
-    .map(|rules| policy.clone().with_classify((**rules.classify_settings()).clone()))
+    .map(|rules| {
+        policy
+            .clone()
+            .with_classify((**rules.classify_settings()).clone())
+    })
     .expect("a valid rule")
 }
 

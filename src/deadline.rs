@@ -57,6 +57,7 @@ pub(crate) fn call_deadline(started: Instant, total: Duration, outer: Option<Ins
 pub struct Timeouts {
     attempt: Duration,
     total: Duration,
+    propagate: Option<Propagate>,
 }
 
 impl Timeouts {
@@ -71,6 +72,25 @@ impl Timeouts {
         Ok(Timeouts {
             attempt: settings::duration("timeouts.attempt", attempt, bounds.clone())?,
             total: settings::duration("timeouts.total", total, bounds)?,
+            propagate: None,
+        })
+    }
+
+    /// The same timeouts, with the time each request has left sent in a
+    /// header (`timeouts.propagate`), so that the server can stop work no
+    /// one waits for.
+    pub fn with_propagate(mut self, propagate: Propagate) -> Timeouts {
+        self.propagate = Some(propagate);
+        self
+    }
+
+    /// The same timeouts with the call's total `total`, its propagation
+    /// kept.
+    pub fn with_total(self, total: Duration) -> Result<Timeouts, SettingsError> {
+        let timeouts = Timeouts::new(self.attempt, total)?;
+        Ok(Timeouts {
+            propagate: self.propagate,
+            ..timeouts
         })
     }
 
@@ -83,6 +103,139 @@ impl Timeouts {
     pub fn total(&self) -> Duration {
         self.total
     }
+
+    /// How the time left is sent downstream, if it is.
+    pub fn propagate(&self) -> Option<&Propagate> {
+        self.propagate.as_ref()
+    }
+
+    /// Writes the time `request` has left into the header of
+    /// `timeouts.propagate`: until its attempt's timeout or the call's end
+    /// (`end`), whichever comes first. Nothing without the key, or on a
+    /// status request to another origin.
+    #[inline]
+    pub(crate) fn stamp<B>(
+        &self,
+        request: &mut http::Request<B>,
+        end: impl FnOnce(Instant) -> Option<Instant>,
+    ) {
+        let Some(propagate) = &self.propagate else {
+            return;
+        };
+        if request.extensions().get::<OtherOrigin>().is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let left = end(now).map_or(self.attempt, |end| {
+            end.saturating_duration_since(now).min(self.attempt)
+        });
+        propagate.stamp(request.headers_mut(), left);
+    }
+}
+
+/// Marks a status request to another origin: the time left is not sent
+/// there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OtherOrigin;
+
+/// A header that carries the time a request has left (`timeouts.propagate`
+/// and `timeouts.propagate_format`): milliseconds, such as
+/// `X-Request-Timeout: 2500`, or gRPC's form, such as `grpc-timeout: 2500m`.
+///
+/// ```
+/// use tower_rebound::{Propagate, PropagateFormat};
+///
+/// let header = Propagate::new("X-Request-Timeout", PropagateFormat::Milliseconds)?;
+/// assert_eq!(header.name().as_str(), "x-request-timeout");
+/// assert!(Propagate::new("bad header", PropagateFormat::Grpc).is_err());
+/// # Ok::<_, tower_rebound::SettingsError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Propagate {
+    /// The header's name, lower case, kept inline so that [`Timeouts`]
+    /// stays `Copy`.
+    name: [u8; MAX_PROPAGATE_NAME],
+    len: u8,
+    format: PropagateFormat,
+}
+
+/// The longest header name `timeouts.propagate` takes.
+const MAX_PROPAGATE_NAME: usize = 48;
+
+/// How [`Propagate`] writes the time left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub enum PropagateFormat {
+    /// Whole milliseconds (`"ms"`): `2500`.
+    #[serde(rename = "ms")]
+    Milliseconds,
+    /// gRPC's `grpc-timeout` text (`"grpc"`): `2500m`, or `750u` under a
+    /// millisecond.
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl Propagate {
+    /// The header `name` in `format`: at most 48 characters, a valid header
+    /// name.
+    pub fn new(name: &str, format: PropagateFormat) -> Result<Propagate, SettingsError> {
+        let key = "timeouts.propagate";
+        let parsed = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            SettingsError::new(key, format!("invalid header name {name:?} in {key}"))
+        })?;
+        let bytes = parsed.as_str().as_bytes();
+        if bytes.len() > MAX_PROPAGATE_NAME {
+            return Err(SettingsError::new(
+                key,
+                format!("{key} is too long: expected at most {MAX_PROPAGATE_NAME} characters"),
+            ));
+        }
+        let mut inline = [0; MAX_PROPAGATE_NAME];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        Ok(Propagate {
+            name: inline,
+            len: bytes.len() as u8,
+            format,
+        })
+    }
+
+    /// The header's name.
+    pub fn name(&self) -> http::HeaderName {
+        http::HeaderName::from_bytes(&self.name[..usize::from(self.len)])
+            .expect("checked when made")
+    }
+
+    /// How the time left is written.
+    pub fn format(&self) -> PropagateFormat {
+        self.format
+    }
+
+    /// The header's value for `left`.
+    pub fn value(&self, left: Duration) -> http::HeaderValue {
+        let text = match self.format {
+            PropagateFormat::Milliseconds => left.as_millis().to_string(),
+            // At most 8 digits: a millisecond count fits for 27 hours,
+            // past any `timeouts.attempt`.
+            PropagateFormat::Grpc if left >= Duration::from_millis(1) => {
+                format!("{}m", left.as_millis().min(99_999_999))
+            }
+            PropagateFormat::Grpc => format!("{}u", left.as_micros().max(1)),
+        };
+        http::HeaderValue::from_str(&text).expect("digits and a unit")
+    }
+
+    fn stamp(&self, headers: &mut http::HeaderMap, left: Duration) {
+        headers.insert(self.name(), self.value(left));
+    }
+}
+
+impl std::fmt::Debug for Propagate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Propagate")
+            .field("name", &self.name())
+            .field("format", &self.format)
+            .finish()
+    }
 }
 
 impl Default for Timeouts {
@@ -90,6 +243,7 @@ impl Default for Timeouts {
         Timeouts {
             attempt: Timeouts::DEFAULT_ATTEMPT,
             total: Timeouts::DEFAULT_TOTAL,
+            propagate: None,
         }
     }
 }
@@ -100,15 +254,33 @@ impl Default for Timeouts {
 pub(crate) struct RawTimeouts {
     pub(crate) attempt: Option<DurationStr>,
     pub(crate) total: Option<DurationStr>,
+    pub(crate) propagate: Option<String>,
+    pub(crate) propagate_format: Option<PropagateFormat>,
 }
 
 impl TryFrom<RawTimeouts> for Timeouts {
     type Error = SettingsError;
 
     fn try_from(raw: RawTimeouts) -> Result<Self, SettingsError> {
-        Timeouts::new(
+        let timeouts = Timeouts::new(
             raw.attempt.map_or(Timeouts::DEFAULT_ATTEMPT, |d| d.0),
             raw.total.map_or(Timeouts::DEFAULT_TOTAL, |d| d.0),
-        )
+        )?;
+        match (raw.propagate, raw.propagate_format) {
+            (Some(name), format) => {
+                // gRPC's own header is written its way unless told.
+                let format = format.unwrap_or(if name.eq_ignore_ascii_case("grpc-timeout") {
+                    PropagateFormat::Grpc
+                } else {
+                    PropagateFormat::Milliseconds
+                });
+                Ok(timeouts.with_propagate(Propagate::new(&name, format)?))
+            }
+            (None, Some(_)) => Err(SettingsError::new(
+                "timeouts.propagate_format",
+                "timeouts.propagate_format needs timeouts.propagate: the header to write the time left in",
+            )),
+            (None, None) => Ok(timeouts),
+        }
     }
 }

@@ -159,7 +159,7 @@ pub mod trace;
 mod units;
 
 pub use config::{Policy, PolicyError};
-pub use deadline::Timeouts;
+pub use deadline::{Propagate, PropagateFormat, Timeouts};
 pub use error::{ApiError, AttemptTimedOut, BoxError, Error, ErrorKind, RetryRefusal};
 pub use info::{CallInfo, FinalUrl};
 pub use outcome::Outcome;

@@ -2,10 +2,10 @@
 //! fit the policy's host bound. Here, beside [`Policy`], so that the events
 //! module need not know of policies.
 
-#[cfg(feature = "opentelemetry")]
-use crate::events::OpenTelemetryListener;
 #[cfg(feature = "metrics")]
 use crate::events::MetricsListener;
+#[cfg(feature = "opentelemetry")]
+use crate::events::OpenTelemetryListener;
 
 #[cfg(any(feature = "metrics", feature = "opentelemetry"))]
 use super::Policy;

@@ -351,12 +351,12 @@ impl Policy {
         mut self,
         total: std::time::Duration,
     ) -> Result<Policy, SettingsError> {
-        self.timeouts = Timeouts::new(self.timeouts.attempt(), total)?;
+        self.timeouts = self.timeouts.with_total(total)?;
         let routes: Result<Vec<Route>, SettingsError> = self
             .routes
             .iter()
             .map(|route| {
-                let timeouts = Timeouts::new(route.timeouts.attempt(), total)?;
+                let timeouts = route.timeouts.with_total(total)?;
                 Ok(route.clone().with_timeouts(timeouts))
             })
             .collect();

@@ -15,6 +15,7 @@ use tracing::Span;
 use super::location::Target;
 use super::step::{Answered, Counts, Progress, Refused, Step, Wait, after_body, step};
 use super::{PollRoute, PollSettings, Shared, StatusRead};
+use crate::deadline::OtherOrigin;
 use crate::deadline::{CallDeadline, call_deadline};
 use crate::error::{Error, ErrorKind};
 use crate::events::{self, Listeners, PollScheduled, PollSent, PollWait};
@@ -666,6 +667,10 @@ pub(crate) fn status_request<B: Default>(
     *request.uri_mut() = target.uri().clone();
     *request.version_mut() = head.version;
     *request.headers_mut() = headers;
+    if matches!(target, Target::OtherOrigin(_)) {
+        // Nor the time the call has left (`timeouts.propagate`).
+        request.extensions_mut().insert(OtherOrigin);
+    }
     request
 }
 

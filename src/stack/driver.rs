@@ -275,7 +275,10 @@ where
     }
 
     #[inline(always)]
-    fn send<RB>(&mut self, request: Request<B>, service: &mut S) -> State<S::Future, RB> {
+    fn send<RB>(&mut self, mut request: Request<B>, service: &mut S) -> State<S::Future, RB> {
+        let clock = &mut self.clock;
+        let timeouts = &self.shared.plan(self.route).timeouts;
+        timeouts.stamp(&mut request, |now| Some(clock.end(now)));
         let future = {
             let _poll = self.operation.as_ref().map(|op| op.span.enter());
             let _attempt = self.attempt_span.enter();
