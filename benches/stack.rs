@@ -669,6 +669,19 @@ fn run_loop(name: &str, rt: &Runtime) {
         "tower_retry" => spin(tower::retry::RetryLayer::new(NeverRetry).layer(answer())),
         "tower_timeout" => spin(tower_retry_timeout(answer())),
         "classify" => spin(policy.classify_layer().layer(answer())),
+        "classify_body_rule" => spin(
+            with_success_body_rule(&policy)
+                .classify_layer()
+                .layer(Answer::new(200, r#"{"ok":true,"channel":"C1"}"#)),
+        ),
+        "classify_429" => spin(policy.classify_layer().layer(with_headers(
+            Answer::new(429, r#"{"code":"Throttled"}"#),
+            &[("x-request-id", "7")],
+        ))),
+        "classify_429_reset" => spin(policy.classify_layer().layer(with_headers(
+            Answer::new(429, r#"{"code":"Throttled"}"#),
+            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1")],
+        ))),
         "retry" => spin(
             policy
                 .retry_layer()
