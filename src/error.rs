@@ -44,6 +44,9 @@ pub enum ErrorKind {
     /// The rate limit (`[rate_limit]`) had no turn for the request within
     /// what the call may wait, or waiting is off; it was not sent.
     RateLimited,
+    /// The concurrency limit (`[concurrency]`) had no free slot for the
+    /// request, and none came within its queue's wait; it was not sent.
+    Overloaded,
     /// The total deadline passed, or the next wait would pass it.
     DeadlineExceeded,
     /// A `202 Accepted` operation did not finish within the polling limits.
@@ -73,6 +76,7 @@ impl ErrorKind {
         ErrorKind::CircuitOpen,
         ErrorKind::Throttled,
         ErrorKind::RateLimited,
+        ErrorKind::Overloaded,
         ErrorKind::DeadlineExceeded,
         ErrorKind::PollTimeout,
         ErrorKind::PollRefused,
@@ -90,6 +94,7 @@ impl ErrorKind {
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Throttled => "throttled",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Overloaded => "overloaded",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::PollTimeout => "poll_timeout",
             ErrorKind::PollRefused => "poll_refused",
@@ -341,6 +346,13 @@ impl Error {
         Error::from_inner(inner)
     }
 
+    /// An attempt the concurrency limit did not let through, with why.
+    pub(crate) fn overloaded(detail: String) -> Self {
+        let mut inner = Error::bare(ErrorKind::Overloaded);
+        inner.attempts = 0;
+        Error::from_inner(inner).with_detail(detail)
+    }
+
     /// An attempt that did not finish within `timeouts.attempt`: nobody
     /// knows whether the server got the request.
     pub(crate) fn attempt_timed_out(after: Duration) -> Self {
@@ -576,6 +588,9 @@ impl fmt::Display for Error {
             ErrorKind::RateLimited => {
                 "rate limited here: no turn within the limit, request not sent"
             }
+            ErrorKind::Overloaded => {
+                "overloaded here: no free slot within the concurrency limit, request not sent"
+            }
             ErrorKind::DeadlineExceeded => "total deadline exceeded",
             ErrorKind::PollTimeout => "operation did not finish in time",
             ErrorKind::PollRefused => "status url refused",
@@ -606,6 +621,9 @@ impl fmt::Display for Error {
             ErrorKind::Throttled => "the host is overloaded; send less or try again later",
             ErrorKind::RateLimited => {
                 "send less, or let calls wait for their turn (rate_limit.wait)"
+            }
+            ErrorKind::Overloaded => {
+                "the host is slow to answer; send less, or let calls queue (concurrency.queue)"
             }
             ErrorKind::DeadlineExceeded => "raise timeouts.total or try again later",
             ErrorKind::PollTimeout => "the operation may still finish; check on it later",

@@ -133,6 +133,7 @@ pub mod breaker;
 mod breaker_state;
 pub mod classify;
 pub mod client;
+pub mod concurrency;
 pub mod config;
 mod deadline;
 mod error;

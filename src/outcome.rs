@@ -32,6 +32,8 @@ pub enum Outcome {
     Throttled,
     /// See [`ErrorKind::RateLimited`].
     RateLimited,
+    /// See [`ErrorKind::Overloaded`].
+    Overloaded,
     /// See [`ErrorKind::DeadlineExceeded`].
     DeadlineExceeded,
     /// See [`ErrorKind::PollTimeout`].
@@ -66,6 +68,7 @@ impl Outcome {
             Outcome::CircuitOpen => ErrorKind::CircuitOpen.as_str(),
             Outcome::Throttled => ErrorKind::Throttled.as_str(),
             Outcome::RateLimited => ErrorKind::RateLimited.as_str(),
+            Outcome::Overloaded => ErrorKind::Overloaded.as_str(),
             Outcome::DeadlineExceeded => ErrorKind::DeadlineExceeded.as_str(),
             Outcome::PollTimeout => ErrorKind::PollTimeout.as_str(),
             Outcome::PollRefused => ErrorKind::PollRefused.as_str(),
@@ -90,6 +93,7 @@ impl From<ErrorKind> for Outcome {
             ErrorKind::CircuitOpen => Outcome::CircuitOpen,
             ErrorKind::Throttled => Outcome::Throttled,
             ErrorKind::RateLimited => Outcome::RateLimited,
+            ErrorKind::Overloaded => Outcome::Overloaded,
             ErrorKind::DeadlineExceeded => Outcome::DeadlineExceeded,
             ErrorKind::PollTimeout => Outcome::PollTimeout,
             ErrorKind::PollRefused => Outcome::PollRefused,
@@ -128,6 +132,7 @@ mod tests {
                 "circuit_open",
                 "throttled",
                 "rate_limited",
+                "overloaded",
                 "deadline_exceeded",
                 "poll_timeout",
                 "poll_refused",

@@ -158,8 +158,9 @@ pub(crate) fn none_document() -> Table {
 }
 
 /// The sections that a policy may leave off: each has an `enabled` key.
-pub(crate) const OPTIONAL_SECTIONS: [&str; 4] = [
+pub(crate) const OPTIONAL_SECTIONS: [&str; 5] = [
     "rate_limit",
+    "concurrency",
     "adaptive_throttle",
     "circuit_breaker",
     "retry.budget",

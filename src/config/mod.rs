@@ -38,6 +38,7 @@ use serde::Deserialize;
 
 use crate::breaker::{BreakerSettings, CircuitBreakerLayer, ThrottleSettings};
 use crate::classify::{ClassifyLayer, ClassifySettings, ErrorBodySettings};
+use crate::concurrency::{ConcurrencyLimitLayer, ConcurrencySettings};
 use crate::deadline::Timeouts;
 use crate::events::{Listener, Listeners};
 use crate::poll::{PollSettings, PollingLayer};
@@ -116,6 +117,7 @@ pub struct Policy {
     selector: Option<Selector>,
     listeners: Listeners,
     rate_limit: Arc<RateLimitSettings>,
+    concurrency: Arc<ConcurrencySettings>,
     /// The store of a limit shared by hand ([`Policy::with_rate_limit_store`]).
     limit_store: Option<Arc<dyn Store>>,
 }
@@ -132,6 +134,7 @@ impl std::fmt::Debug for Policy {
             .field("selector", &self.selector.is_some())
             .field("listeners", &self.listeners)
             .field("rate_limit", &self.rate_limit)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -163,6 +166,7 @@ impl Policy {
             selector: None,
             listeners: Listeners::default(),
             rate_limit: Arc::new(RateLimitSettings::default()),
+            concurrency: Arc::new(ConcurrencySettings::default()),
             limit_store: None,
         }
     }
@@ -453,6 +457,23 @@ impl Policy {
         &self.rate_limit
     }
 
+    /// This policy with a limit on the requests in flight (`[concurrency]`).
+    pub fn with_concurrency(mut self, limit: ConcurrencySettings) -> Policy {
+        self.concurrency = Arc::new(limit);
+        self
+    }
+
+    /// The concurrency limit settings.
+    pub fn concurrency(&self) -> &ConcurrencySettings {
+        &self.concurrency
+    }
+
+    /// A concurrency limit layer of this policy, with slots of its own (its
+    /// clones share them).
+    pub fn concurrency_layer(&self) -> ConcurrencyLimitLayer {
+        ConcurrencyLimitLayer::new((*self.concurrency).clone()).timeouts(self.timeouts)
+    }
+
     /// A rate limit layer of this policy, with a limit of its own (its
     /// clones share it; with a store, every limit shares the store's turns).
     pub fn rate_limit_layer(&self) -> RateLimitLayer {
@@ -621,10 +642,10 @@ impl TryFrom<RawPolicy> for Policy {
         breaker.throttle = ThrottleSettings::try_from(raw.adaptive_throttle)?;
         let poll = PollSettings::try_from(raw.poll)?;
         let rate_limit = RateLimitSettings::try_from(raw.rate_limit)?;
-        Ok(
-            Policy::from_parts(classify, retry, breaker, poll, timeouts)
-                .with_rate_limit(rate_limit),
-        )
+        let concurrency = ConcurrencySettings::try_from(raw.concurrency)?;
+        Ok(Policy::from_parts(classify, retry, breaker, poll, timeouts)
+            .with_rate_limit(rate_limit)
+            .with_concurrency(concurrency))
     }
 }
 

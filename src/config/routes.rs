@@ -159,6 +159,12 @@ pub(crate) fn routes_of(document: &Table) -> Result<Vec<Route>, SettingsError> {
                 "a route cannot set rate_limit: the limit belongs to the policy, per host or for the whole policy (rate_limit.scope)",
             ));
         }
+        if entry.contains_key("concurrency") {
+            return Err(SettingsError::new(
+                key("concurrency"),
+                "a route cannot set concurrency: the limit belongs to the policy, per host or for the whole policy (concurrency.scope)",
+            ));
+        }
         if let Some(Value::Table(retry)) = entry.get("retry") {
             if retry.contains_key("budget") {
                 return Err(SettingsError::new(

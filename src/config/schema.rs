@@ -8,6 +8,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::breaker::{RawBreaker, RawThrottle};
 use crate::classify::{RawClassify, RawErrorBody};
+use crate::concurrency::RawConcurrency;
 use crate::deadline::RawTimeouts;
 use crate::poll::RawPoll;
 use crate::rate_limit::RawRateLimit;
@@ -37,6 +38,8 @@ pub(crate) struct RawPolicy {
     pub(crate) poll: RawPoll,
     #[serde(default)]
     pub(crate) rate_limit: RawRateLimit,
+    #[serde(default)]
+    pub(crate) concurrency: RawConcurrency,
     // Checked here, read from the document by `routes.rs`.
     #[serde(default)]
     #[allow(dead_code)]
@@ -61,6 +64,7 @@ pub(crate) struct RawRoute {
     // Refused with a reason by `routes.rs`.
     circuit_breaker: Option<toml::Value>,
     rate_limit: Option<toml::Value>,
+    concurrency: Option<toml::Value>,
 }
 
 /// The byte range of the value at `key` (dotted, as `retry.backoff.max`) in

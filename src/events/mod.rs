@@ -233,7 +233,12 @@ impl<'a> AttemptEnded<'a> {
     pub fn was_sent(&self) -> bool {
         !matches!(
             self.error,
-            Some(ErrorKind::CircuitOpen | ErrorKind::Throttled | ErrorKind::RateLimited)
+            Some(
+                ErrorKind::CircuitOpen
+                    | ErrorKind::Throttled
+                    | ErrorKind::RateLimited
+                    | ErrorKind::Overloaded
+            )
         )
     }
 }

@@ -94,9 +94,10 @@ impl Progress {
     /// a limiter was never sent.
     fn sent(&self, error: &Error) -> u32 {
         match error.kind() {
-            ErrorKind::CircuitOpen | ErrorKind::Throttled | ErrorKind::RateLimited => {
-                self.facts.attempts - 1
-            }
+            ErrorKind::CircuitOpen
+            | ErrorKind::Throttled
+            | ErrorKind::RateLimited
+            | ErrorKind::Overloaded => self.facts.attempts - 1,
             _ => self.facts.attempts,
         }
     }

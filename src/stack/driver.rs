@@ -24,6 +24,7 @@ use super::plan::{CallClock, LastHost, Shared};
 use crate::breaker::{self, PermitGuard, ProbeWait};
 use crate::classify::ErrorBodyRead;
 use crate::classify::step::{self as classify_step, Head, Limit};
+use crate::concurrency::{Admission, Permit};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::events::{self, PollSent};
 use crate::poll::step::{self as poll_step, Answered, Counts};
@@ -77,6 +78,8 @@ pin_project! {
         Refused { error: Option<Error> },
         /// Waiting for a turn of the rate limit.
         Turn { acquire: BoxFuture<Result<(), Error>> },
+        /// Waiting in the concurrency limit's queue for a slot.
+        Queued { wait: BoxFuture<Result<Permit, Error>> },
         /// Waiting for the verdict of the breaker's probe.
         Probe { wait: Box<ProbeWait> },
         /// A `429` pauses the rate limit's key before it is taken in.
@@ -103,6 +106,8 @@ pub(crate) struct Call<S, B> {
     next: Next<B>,
     /// The breaker's permit of the request in flight.
     permit: Option<PermitGuard>,
+    /// The concurrency limit's slot of the request in flight.
+    slot: Option<Permit>,
     /// What a `429` of the request in flight pauses.
     pauses: Option<Box<Pauses>>,
     /// The request in flight's retry loop: a status request starts its own.
@@ -198,6 +203,7 @@ where
             service: None,
             next: Next::Retry,
             permit: None,
+            slot: None,
             pauses: None,
             template,
             progress,
@@ -247,7 +253,7 @@ where
         self.gate(request, service, last)
     }
 
-    /// The breaker's gate.
+    /// The concurrency limit's slot, then the breaker's gate.
     #[inline(always)]
     fn gate<RB>(
         &mut self,
@@ -255,6 +261,17 @@ where
         service: &mut S,
         last: &mut LastHost,
     ) -> State<S::Future, RB> {
+        if let (Some(limits), None) = (&self.shared.concurrency, &self.slot) {
+            let end = self.clock.end(Instant::now());
+            match limits.admit(request.uri(), Some(end)) {
+                Admission::Slot(slot) => self.slot = Some(slot),
+                Admission::Queue(wait) => {
+                    self.next = Next::Gate(Box::new(request));
+                    return State::Queued { wait };
+                }
+                Admission::Refuse(error) => return State::Refused { error: Some(error) },
+            }
+        }
         let Some(registry) = &self.shared.breakers else {
             return self.send(request, service);
         };
@@ -266,7 +283,11 @@ where
                 self.permit = Some(permit);
                 self.send(request, service)
             }
-            breaker::Gate::Reject(error) => State::Refused { error: Some(error) },
+            breaker::Gate::Reject(error) => {
+                // Not sent: its slot is free for another.
+                self.slot = None;
+                State::Refused { error: Some(error) }
+            }
             breaker::Gate::Wait(wait) => {
                 self.next = Next::Send(Box::new(request));
                 State::Probe { wait }
@@ -449,6 +470,9 @@ where
         if let Some(permit) = self.permit.take() {
             permit.succeeded();
         }
+        if let Some(slot) = self.slot.take() {
+            slot.finish(Ok(response));
+        }
         true
     }
 
@@ -467,6 +491,14 @@ where
             }
             StateProj::Turn { acquire } => match ready!(acquire.as_mut().poll(cx)) {
                 Ok(()) => {
+                    state.set(State::Readying);
+                    Between::Again
+                }
+                Err(error) => Between::Result(Err(error)),
+            },
+            StateProj::Queued { wait } => match ready!(wait.as_mut().poll(cx)) {
+                Ok(slot) => {
+                    self.slot = Some(slot);
                     state.set(State::Readying);
                     Between::Again
                 }
@@ -584,6 +616,9 @@ where
     fn take_in<RB>(&mut self, result: &Result<Response<RB>, Error>) -> Option<BoxFuture<()>> {
         if let Some(permit) = self.permit.take() {
             permit.finish(result);
+        }
+        if let Some(slot) = self.slot.take() {
+            slot.finish(result.as_ref());
         }
         self.pauses.take().and_then(|p| pause_after(*p, result))
     }

@@ -143,6 +143,7 @@ impl ResilienceLayer {
             &policy.polling_layer(),
             runtime.breakers.registry(),
             runtime.limit.hook(),
+            runtime.concurrency.limits(),
         );
         ResilienceLayer {
             plans: Arc::new(plans),
@@ -185,6 +186,11 @@ impl ResilienceLayer {
                 old.limit.clone()
             } else {
                 fresh.limit
+            },
+            concurrency: if old.concurrency.settings() == Some(policy.concurrency()) {
+                old.concurrency.clone()
+            } else {
+                fresh.concurrency
             },
         };
         ResilienceLayer::build(policy, runtime, None)

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use crate::breaker::{BreakerCache, BreakerRegistry};
 use crate::classify;
+use crate::concurrency::Limits;
 use crate::config::Policy;
 use crate::deadline::{Timeouts, call_deadline};
 use crate::events::Listeners;
@@ -42,6 +43,7 @@ pub(crate) struct Plans {
     pub(crate) plans: Box<[RoutePlan]>,
     pub(crate) breakers: Option<Arc<BreakerRegistry>>,
     pub(crate) limit: Option<Hook>,
+    pub(crate) concurrency: Option<Arc<Limits>>,
     pub(crate) listeners: Listeners,
 }
 
@@ -63,6 +65,7 @@ impl Plans {
         poll: &PollingLayer,
         breakers: Option<Arc<BreakerRegistry>>,
         limit: Option<Hook>,
+        concurrency: Option<Arc<Limits>>,
     ) -> Plans {
         let own = RoutePlan {
             name: None,
@@ -106,6 +109,7 @@ impl Plans {
             plans,
             breakers,
             limit,
+            concurrency,
             listeners: policy.listeners().clone(),
         }
     }

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use crate::breaker::{BreakerHandle, CircuitBreakerLayer};
+use crate::concurrency::ConcurrencyLimitLayer;
 use crate::config::Policy;
 use crate::rate_limit::RateLimitLayer;
 use crate::retry::Budget;
 
-/// The live state of a stack: its retry budget, its rate limit and its
-/// circuit breakers.
+/// The live state of a stack: its retry budget, its rate limit, its
+/// concurrency limit and its circuit breakers.
 ///
 /// A [`Policy`] is a value and shares nothing; each stack built from it has a
 /// runtime of its own. Stacks that should spend one budget, take turns of one
@@ -33,6 +34,7 @@ use crate::retry::Budget;
 pub struct Runtime {
     pub(crate) budget: Arc<Budget>,
     pub(crate) limit: RateLimitLayer,
+    pub(crate) concurrency: ConcurrencyLimitLayer,
     pub(crate) breakers: CircuitBreakerLayer,
 }
 
@@ -43,6 +45,7 @@ impl Runtime {
         Runtime {
             budget: Arc::new(Budget::new(policy.retry_settings().budget())),
             limit: policy.rate_limit_layer(),
+            concurrency: policy.concurrency_layer(),
             breakers: policy.breaker_layer(),
         }
     }
@@ -55,6 +58,11 @@ impl Runtime {
     /// The rate limit (off when the policy that made it has none).
     pub fn rate_limit(&self) -> &RateLimitLayer {
         &self.limit
+    }
+
+    /// The concurrency limit (off when the policy that made it has none).
+    pub fn concurrency(&self) -> &ConcurrencyLimitLayer {
+        &self.concurrency
     }
 
     /// A handle on the circuit breakers.
