@@ -22,7 +22,7 @@ use tower::{Layer, ServiceExt};
 use tower_rebound::events::{
     AttemptEnded, Listener, PollScheduled, PollWait, RetryScheduled, WaitReason,
 };
-use tower_rebound::poll::StatusBody;
+use tower_rebound::poll::{OperationResult, StatusBody};
 use tower_rebound::{CallInfo, Error, ErrorKind, FinalUrl, Policy, ResilienceLayer, RetryRefusal};
 use tower_rebound_testkit::TestServer;
 use tower_rebound_testkit::apis::{azure, github, google, stripe};
@@ -459,34 +459,58 @@ fn vm_start(server: &TestServer, vm: &str) -> Request<Full<Bytes>> {
     )
 }
 
-/// Two polls, each after the server's Retry-After.
-fn two_polls_at_retry_after(events: &Events) {
+/// Two polls, each after the server's Retry-After, and, when the result is
+/// elsewhere, its fetch at once.
+fn polled_at_retry_after(events: &Events, fetched: bool) {
     let asked = secs(azure::RETRY_AFTER_SECS);
-    assert_eq!(
-        events.polls,
-        [(asked, PollWait::RetryAfter), (asked, PollWait::RetryAfter)]
-    );
+    let mut expected = vec![(asked, PollWait::RetryAfter), (asked, PollWait::RetryAfter)];
+    if fetched {
+        expected.push((Duration::ZERO, PollWait::Interval));
+    }
+    assert_eq!(events.polls, expected);
 }
 
 #[tokio::test]
-async fn azure_an_operation_is_polled_at_azure_asyncoperation_until_it_succeeded() {
+async fn azure_a_post_is_polled_at_azure_asyncoperation_then_its_location_fetched() {
     let server = azure::start().await;
     let (response, events, took) = call(preset("azure"), vm_start(&server, "vm-ok-a"))
         .await
         .response("succeeded");
-    assert_eq!(response.status(), 200);
+    // The action has no result: its Location answers 204.
+    assert_eq!(response.status(), 204);
     let info = CallInfo::of(&response);
-    assert_eq!((info.attempts(), info.polls()), (1, 2));
-    two_polls_at_retry_after(&events);
+    // Two status requests, then the fetch of the result.
+    assert_eq!((info.attempts(), info.polls()), (1, 3));
+    polled_at_retry_after(&events, true);
     assert!(took >= secs(2 * azure::RETRY_AFTER_SECS), "took {took:?}");
     let url = FinalUrl::of(&response).unwrap().to_string();
     assert!(
-        url.contains("/providers/Microsoft.Compute/locations/westus/operations/vm-ok-a"),
+        url.contains("/providers/Microsoft.Compute/locations/westus/operationResults/vm-ok-a"),
         "{url}"
     );
-    let body = StatusBody::of(&response).cloned().unwrap_or_default();
+}
+
+#[tokio::test]
+async fn azure_a_put_answered_201_is_polled_then_the_resource_fetched() {
+    let server = azure::start().await;
+    let path = format!(
+        "{}?api-version=2024-07-01",
+        azure::in_group("Microsoft.Resources/deployments/deploy-a")
+    );
+    let request = request(Method::PUT, &server, &path, r#"{"properties":{}}"#);
+    let (response, events, took) = call(preset("azure"), request).await.response("201");
+    assert_eq!(response.status(), 200);
+    let info = CallInfo::of(&response);
+    assert_eq!((info.attempts(), info.polls()), (1, 3));
+    polled_at_retry_after(&events, true);
+    assert!(took >= secs(2 * azure::RETRY_AFTER_SECS), "took {took:?}");
+    assert_eq!(
+        FinalUrl::of(&response).map(ToString::to_string),
+        Some(server.url(&path))
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(
-        String::from_utf8_lossy(&body).contains(r#""status":"Succeeded""#),
+        String::from_utf8_lossy(&body).contains(r#""provisioningState":"Succeeded""#),
         "{body:?}"
     );
 }
@@ -499,7 +523,7 @@ async fn azure_a_failed_operation_is_terminal_with_its_error_code() {
         .error("failed");
     assert_eq!(error.kind(), ErrorKind::Terminal, "{error}");
     assert_eq!((error.attempts(), error.polls()), (1, 2));
-    two_polls_at_retry_after(&events);
+    polled_at_retry_after(&events, false);
     assert!(
         error.to_string().contains("the operation failed"),
         "{error}"
@@ -523,7 +547,7 @@ async fn azure_a_canceled_operation_is_terminal_and_says_so() {
         .error("canceled");
     assert_eq!(error.kind(), ErrorKind::Terminal, "{error}");
     assert_eq!((error.attempts(), error.polls()), (1, 2));
-    two_polls_at_retry_after(&events);
+    polled_at_retry_after(&events, false);
     assert!(
         error.to_string().contains("the operation was canceled"),
         "{error}"
@@ -548,7 +572,7 @@ async fn azure_an_operation_with_only_location_ends_at_the_resource_s_200() {
     assert_eq!(error.kind(), ErrorKind::Terminal, "{error}");
     assert_eq!(error.status().map(|s| s.as_u16()), Some(200));
     assert_eq!((error.attempts(), error.polls()), (1, 2));
-    two_polls_at_retry_after(&events);
+    polled_at_retry_after(&events, false);
     assert!(error.to_string().contains("no text at /status"), "{error}");
     assert!(
         String::from_utf8_lossy(error.body()).contains(r#""provisioningState":"Succeeded""#),
@@ -668,11 +692,15 @@ async fn google_an_operation_is_followed_until_done_with_its_response() {
     );
     assert!(took >= Duration::from_millis(2500), "took {took:?}");
     let body = StatusBody::of(&response).cloned().unwrap_or_default();
-    let body = String::from_utf8_lossy(&body);
-    assert!(body.contains(r#""done":true"#), "{body}");
     assert!(
-        body.contains(r#""response":{"@type":"type.googleapis.com/google.cloud.demo.v1.Instance""#),
-        "{body}"
+        String::from_utf8_lossy(&body).contains(r#""done":true"#),
+        "{body:?}"
+    );
+    // The result is the Operation's response.
+    let result = OperationResult::of(&response).cloned().unwrap_or_default();
+    assert_eq!(
+        String::from_utf8_lossy(&result),
+        r#"{"@type":"type.googleapis.com/google.cloud.demo.v1.Instance","name":"projects/demo/instances/web-a","state":"RUNNING"}"#
     );
 }
 

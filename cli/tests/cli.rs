@@ -900,15 +900,31 @@ fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
     );
     expect(
         2,
-        "202 Azure-AsyncOperation, InProgress, Succeeded",
+        "202 + Azure-AsyncOperation: Succeeded; Location 204",
         "success",
+        "1",
+        "3",
+        "-",
+    );
+    expect(
+        2,
+        "201 + Azure-AsyncOperation: Succeeded; the resource",
+        "success",
+        "1",
+        "3",
+        "-",
+    );
+    expect(
+        2,
+        "202 + Location only: 202, then 200 with the account",
+        "terminal",
         "1",
         "2",
         "-",
     );
     expect(
         2,
-        "202 Azure-AsyncOperation, InProgress, Failed",
+        "202 + Azure-AsyncOperation: Failed",
         "terminal",
         "1",
         "2",

@@ -68,19 +68,22 @@ pub fn scenarios() -> Vec<Scenario> {
     };
     vec![
         start(
-            "202 Azure-AsyncOperation, InProgress, Succeeded",
+            "202 + Azure-AsyncOperation: Succeeded; Location 204",
             "vm-ok-demo",
         ),
-        start(
-            "202 Azure-AsyncOperation, InProgress, Failed",
-            "vm-failed-demo",
-        ),
-        start(
-            "202 Azure-AsyncOperation, InProgress, Canceled",
-            "vm-canceled-demo",
-        ),
+        start("202 + Azure-AsyncOperation: Failed", "vm-failed-demo"),
+        start("202 + Azure-AsyncOperation: Canceled", "vm-canceled-demo"),
         Scenario::new(
-            "202 Location only, 202, then 200 with the account",
+            "201 + Azure-AsyncOperation: Succeeded; the resource",
+            Method::PUT,
+            &format!(
+                "{}?{API_VERSION}",
+                in_group("Microsoft.Resources/deployments/deploy-demo")
+            ),
+        )
+        .with_body(r#"{"properties":{"mode":"Incremental"}}"#),
+        Scenario::new(
+            "202 + Location only: 202, then 200 with the account",
             Method::PUT,
             &format!(
                 "{}?{API_VERSION}",
