@@ -114,6 +114,15 @@ pub fn scenarios() -> Vec<Scenario> {
 fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let count = seen.count(&path);
+    // Resource Manager's status URLs are absolute.
+    let origin = format!(
+        "http://{}",
+        request
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+    );
     let retry_after = ("retry-after", RETRY_AFTER_SECS.to_string());
     match (request.method().clone(), segments(&path).as_slice()) {
         (
@@ -130,8 +139,9 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
                 "start",
             ],
         ) => {
-            let operations =
-                format!("/subscriptions/{sub}/providers/Microsoft.Compute/locations/westus");
+            let operations = format!(
+                "{origin}/subscriptions/{sub}/providers/Microsoft.Compute/locations/westus"
+            );
             with(
                 respond(202, ""),
                 &[
@@ -210,7 +220,7 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
                 (
                     "location",
                     format!(
-                        "/subscriptions/{sub}/providers/Microsoft.Storage/operations/{name}?monitor=true&{API_VERSION}"
+                        "{origin}/subscriptions/{sub}/providers/Microsoft.Storage/operations/{name}?monitor=true&{API_VERSION}"
                     ),
                 ),
                 retry_after,
@@ -273,7 +283,7 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
             &[
                 (
                     "azure-asyncoperation",
-                    format!("{path}/operationStatuses/{name}?{API_VERSION}"),
+                    format!("{origin}{path}/operationStatuses/{name}?{API_VERSION}"),
                 ),
                 retry_after,
             ],
