@@ -1,5 +1,6 @@
 //! `rebound demo`: the seed API's behaviour, misbehaviour included, met by a
-//! policy, in one table.
+//! policy, in one table; with `--api`, a stand-in for GitHub, Stripe, Azure
+//! Resource Manager or Google Cloud, met by that API's preset.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
 use tower_rebound::{CallInfo, Outcome, Policy, ResilienceLayer};
+use tower_rebound_testkit::apis::Api;
 use tower_rebound_testkit::seed::SeedApi;
 
 use crate::metrics::{METRICS_HEADING, Metrics};
@@ -21,6 +23,10 @@ use crate::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
 pub(crate) struct DemoArgs {
     #[command(flatten)]
     policy: DemoPolicyArg,
+    /// Run a stand-in for this API instead of the seed API, under its preset
+    /// unless --policy names another
+    #[arg(long, value_name = "NAME", value_parser = ["github", "stripe", "azure", "google"])]
+    api: Option<String>,
     /// Print the spans and events of every call to stderr
     #[arg(long)]
     trace: bool,
@@ -30,18 +36,14 @@ pub(crate) struct DemoArgs {
     metrics: bool,
 }
 
-/// The demo's `-p`: the stand-in is the seed API, so its preset is the
-/// default here.
+/// The demo's `-p`: the preset of the API the stand-in plays is the
+/// default here (`connio` for the seed API).
 #[derive(Debug, Args)]
 struct DemoPolicyArg {
-    /// A policy file, or the name of a preset (connio, standard, none)
-    #[arg(
-        short = 'p',
-        long = "policy",
-        value_name = "POLICY",
-        default_value = "connio"
-    )]
-    policy: String,
+    /// A policy file, or the name of a preset (connio, standard, github,
+    /// stripe, azure, google, none) [default: connio, or the --api's preset]
+    #[arg(short = 'p', long = "policy", value_name = "POLICY")]
+    policy: Option<String>,
 }
 
 /// One request of the demo.
@@ -50,7 +52,7 @@ struct Scenario {
     what: &'static str,
     method: Method,
     url: String,
-    authorization: Option<&'static str>,
+    headers: Vec<(&'static str, &'static str)>,
     body: &'static str,
 }
 
@@ -68,7 +70,13 @@ struct Row {
 }
 
 pub(crate) fn run(args: &DemoArgs) -> u8 {
-    let policy = match crate::request::load_policy(&args.policy.policy) {
+    let api = args.api.as_deref().and_then(Api::from_name);
+    let policy_name = match (&args.policy.policy, api) {
+        (Some(policy), _) => policy.clone(),
+        (None, Some(api)) => api.name().to_owned(),
+        (None, None) => "connio".to_owned(),
+    };
+    let policy = match crate::request::load_policy(&policy_name) {
         Ok(policy) => policy,
         Err(message) => {
             eprintln!("rebound: {message}");
@@ -96,12 +104,31 @@ pub(crate) fn run(args: &DemoArgs) -> u8 {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2);
     match crate::runtime(builder) {
-        Ok(runtime) => runtime.block_on(demo(policy, &args.policy.policy, metrics.as_ref())),
+        Ok(runtime) => runtime.block_on(async {
+            let ran = Ran {
+                policy_name: &policy_name,
+                metrics: metrics.as_ref(),
+                api,
+            };
+            match api {
+                Some(api) => demo_api(api, policy, ran).await,
+                None => demo(policy, ran).await,
+            }
+        }),
         Err(code) => code,
     }
 }
 
-async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u8 {
+/// What a demo runs under: the policy's name, the metrics it prints, and
+/// the API its stand-in plays (none for the seed API).
+#[derive(Clone, Copy)]
+struct Ran<'a> {
+    policy_name: &'a str,
+    metrics: Option<&'a Metrics>,
+    api: Option<Api>,
+}
+
+async fn demo(policy: Policy, ran: Ran<'_>) -> u8 {
     let api = match SeedApi::start_on(0).await {
         Ok(api) => api,
         Err(e) => {
@@ -113,21 +140,21 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
         what,
         method: Method::GET,
         url: api.url(path),
-        authorization: None,
+        headers: Vec::new(),
         body: "",
     };
     let post = |what, path: &str, body| Scenario {
         what,
         method: Method::POST,
         url: api.url(path),
-        authorization: None,
+        headers: Vec::new(),
         body,
     };
     let scenarios: Vec<Vec<Scenario>> = vec![
         vec![get("200 with the device", "/v3/devices/_dev_1")],
         vec![post("400, two errors in one body", "/v3/devices", "")],
         vec![Scenario {
-            authorization: Some("Bearer revoked"),
+            headers: vec![("authorization", "Bearer revoked")],
             ..get("401, revoked key", "/v3/devices/_dev_1")
         }],
         vec![get("403, device disabled", "/v3/devices/_dev_off")],
@@ -174,7 +201,42 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
             },
         ],
     ];
+    run_groups(scenarios, policy, "the seed API", ran).await
+}
 
+/// The stand-in for `api`, each of its scenarios a call of its own.
+async fn demo_api(api: Api, policy: Policy, ran: Ran<'_>) -> u8 {
+    let server = match api.start_on(0).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("rebound: cannot start the demo server on 127.0.0.1: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let scenarios = api
+        .scenarios()
+        .into_iter()
+        .map(|scenario| {
+            vec![Scenario {
+                what: scenario.what,
+                method: scenario.method,
+                url: server.url(&scenario.path),
+                headers: scenario.headers,
+                body: scenario.body,
+            }]
+        })
+        .collect();
+    run_groups(scenarios, policy, api.title(), ran).await
+}
+
+/// Runs each group of calls in order, the groups at the same time, and
+/// prints the table.
+async fn run_groups(
+    scenarios: Vec<Vec<Scenario>>,
+    policy: Policy,
+    against: &str,
+    ran: Ran<'_>,
+) -> u8 {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let layer = ResilienceLayer::new(policy);
     let breaker_on = layer.breakers().is_enabled();
@@ -190,11 +252,15 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
         let gate = Arc::clone(&gate);
         // Each group runs in order (the second call to a host sees what the
         // first did to its breaker); groups run at the same time.
+        let about = Shown {
+            breaker_on,
+            api: ran.api,
+        };
         tasks.push(tokio::spawn(async move {
             let mut rows = Vec::new();
             let mut gate = Some(gate);
             for scenario in group {
-                rows.push(run_one(client.clone(), scenario, breaker_on, gate.take()).await);
+                rows.push(run_one(client.clone(), scenario, about, gate.take()).await);
             }
             rows
         }));
@@ -211,14 +277,21 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
     }
     let mut out = table(&rows);
     out.push_str(&format!(
-        "\n{} calls under the {policy_name:?} policy in {:.1}s, against a stand-in for the seed API on 127.0.0.1.\n",
+        "\n{} calls under the {:?} policy in {:.1}s, against a stand-in for {against} on 127.0.0.1.\n",
         rows.len(),
+        ran.policy_name,
         started.elapsed().as_secs_f64()
     ));
     out.push_str(
         "Run it under another policy with --policy FILE, and see the spans with --trace.\n",
     );
-    if let Some(metrics) = metrics {
+    if ran.api == Some(Api::Google) {
+        out.push_str(
+            "The google preset returns an Operation as it comes: a route with poll.status_url\n\
+             follows it to its end (policies/README.md shows the one for this stand-in).\n",
+        );
+    }
+    if let Some(metrics) = ran.metrics {
         out.push_str(&format!("\n{METRICS_HEADING}\n\n{}", metrics.render()));
     }
     if let Err(code) = crate::write_stdout(&out) {
@@ -227,10 +300,17 @@ async fn demo(policy: Policy, policy_name: &str, metrics: Option<&Metrics>) -> u
     EXIT_SUCCESS
 }
 
+/// What a row's explanation depends on besides the call.
+#[derive(Clone, Copy)]
+struct Shown {
+    breaker_on: bool,
+    api: Option<Api>,
+}
+
 async fn run_one<S>(
     mut client: S,
     scenario: Scenario,
-    breaker_on: bool,
+    about: Shown,
     gate: Option<Arc<tokio::sync::Barrier>>,
 ) -> Row
 where
@@ -243,8 +323,8 @@ where
     let mut request = Request::builder()
         .method(scenario.method.clone())
         .uri(&scenario.url);
-    if let Some(authorization) = scenario.authorization {
-        request = request.header("authorization", authorization);
+    for (name, value) in &scenario.headers {
+        request = request.header(*name, *value);
     }
     if !scenario.body.is_empty() {
         request = request.header("content-type", "application/json");
@@ -252,15 +332,15 @@ where
     let request = request
         .body(Full::new(Bytes::from_static(scenario.body.as_bytes())))
         .expect("the demo's requests are valid");
-    let shown = format!(
-        "{} {}",
-        scenario.method,
-        scenario
-            .url
-            .split_once("127.0.0.1:")
-            .map_or("", |(_, rest)| rest)
-            .trim_start_matches(|c: char| c.is_ascii_digit())
-    );
+    let path = scenario
+        .url
+        .split_once("127.0.0.1:")
+        .map_or("", |(_, rest)| rest)
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    let shown = match about.api {
+        Some(_) => format!("{} {}", scenario.method, short_path(path)),
+        None => format!("{} {path}", scenario.method),
+    };
     let started = Instant::now();
     let sent = match client.ready().await {
         Ok(client) => {
@@ -289,6 +369,9 @@ where
             let _ = response.into_body().collect().await;
             let explanation = match (outcome, info.attempts(), info.polls()) {
                 (Outcome::Accepted, ..) => "accepted: the write finishes at the server".to_owned(),
+                (_, _, polls) if polls > 0 && about.api.is_some() => {
+                    format!("the operation was followed to its end in {polls} polls")
+                }
                 (_, _, polls) if polls > 0 => {
                     format!("the 202 was followed to its end in {polls} polls")
                 }
@@ -310,7 +393,7 @@ where
         Err(error) => {
             let outcome = Outcome::from(error.kind());
             let status = error.status().map(|s| s.as_u16());
-            let explanation = explain(outcome, status, error.attempts(), &error, breaker_on);
+            let explanation = explain(outcome, status, error.attempts(), &error, about);
             Row {
                 what: scenario.what,
                 request: shown,
@@ -331,9 +414,15 @@ fn explain(
     status: Option<u16>,
     attempts: u32,
     error: &tower_rebound::Error,
-    breaker_on: bool,
+    about: Shown,
 ) -> String {
+    let breaker_on = about.breaker_on;
     let status = status.map_or_else(String::new, |s| format!("{s} "));
+    if about.api.is_some() {
+        if let Some(why) = explain_api(outcome, &status, error) {
+            return why;
+        }
+    }
     match outcome {
         Outcome::Terminal => format!("{status}the request is wrong: not retried"),
         Outcome::Unsupported => format!("{status}not implemented: not retried"),
@@ -413,4 +502,46 @@ fn table(rows: &[Row]) -> String {
         line(row.each_ref().map(String::as_str));
     }
     text
+}
+
+/// A path short enough for the table: no query, and no more than its last
+/// four segments (Resource Manager's run to a dozen).
+fn short_path(path: &str) -> String {
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() <= 6 {
+        return path.to_owned();
+    }
+    format!(".../{}", segments[segments.len() - 4..].join("/"))
+}
+
+/// What only the API stand-ins show: an operation that ended badly, a rule
+/// that decided, a retry refused.
+fn explain_api(outcome: Outcome, status: &str, error: &tower_rebound::Error) -> Option<String> {
+    if outcome == Outcome::Terminal && error.polls() > 0 {
+        let text = error.to_string();
+        let why = ["the operation failed", "the operation was canceled"]
+            .into_iter()
+            .find(|why| text.contains(why))
+            .map_or_else(
+                || {
+                    format!(
+                        "after {} polls: the status body said nothing the policy reads",
+                        error.polls()
+                    )
+                },
+                |why| format!("{why}, after {} polls", error.polls()),
+            );
+        return Some(why);
+    }
+    if let (Outcome::Terminal, Some(rule)) = (outcome, error.rule()) {
+        return Some(format!("{status}rule {rule}: not retried"));
+    }
+    if outcome == Outcome::Terminal && error.status().is_some_and(|s| s.is_server_error()) {
+        return Some(format!("{status}a server error the policy does not retry"));
+    }
+    if let Some(refusal) = error.retry_refused() {
+        return Some(format!("{status}retry refused: {}", refusal.as_str()));
+    }
+    None
 }

@@ -37,8 +37,9 @@ enum Command {
     Request(request::RequestArgs),
     /// Validates policy files.
     Check(check::CheckArgs),
-    /// Runs every behaviour of the seed API, misbehaviour included, against a
-    /// local stand-in, and prints how the policy meets each.
+    /// Runs every behaviour of the seed API (or, with --api, of GitHub,
+    /// Stripe, Azure or Google), misbehaviour included, against a local
+    /// stand-in, and prints how the policy meets each.
     Demo(demo::DemoArgs),
     /// Calls a URL at a fixed rate for a while, and reports what the policy
     /// made of the calls.

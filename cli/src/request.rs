@@ -111,7 +111,8 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
 /// The `-p` option of the commands that run a policy.
 #[derive(Debug, Args)]
 pub(crate) struct PolicyArg {
-    /// A policy file, or the name of a preset (standard: ordinary HTTP; connio: the seed API; none)
+    /// A policy file, or the name of a preset (standard: ordinary HTTP; connio: the seed API;
+    /// github, stripe, azure, google: those APIs; none)
     #[arg(
         short = 'p',
         long = "policy",

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use tower_rebound_testkit::apis::Api;
 use tower_rebound_testkit::{TestServer, api_error, respond};
 
 /// The report: exactly one JSON object on one line of stderr, with exactly
@@ -816,6 +817,165 @@ fn the_demo_shows_every_behaviour_under_connio() {
         rebound(&["demo", "--policy", "nonesuch"]).status.code(),
         Some(2)
     );
+}
+
+#[test]
+fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
+    let apis = ["github", "stripe", "azure", "google"];
+    // Each demo waits a few seconds for what its stand-in asks: run them at once.
+    let outputs: Vec<Output> = std::thread::scope(|scope| {
+        let runs: Vec<_> = apis
+            .iter()
+            .map(|api| scope.spawn(move || rebound(&["demo", "--api", api])))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    for (api, output) in apis.iter().zip(&outputs) {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{api}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let rows = demo_rows(&stdout);
+        let scenarios = Api::from_name(api).unwrap().scenarios().len();
+        assert_eq!(rows.len(), scenarios, "{api}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("calls under the \"{api}\" policy")),
+            "{stdout}"
+        );
+    }
+    let row = |api: usize, what: &str| -> (String, String, String, String) {
+        let stdout = String::from_utf8_lossy(&outputs[api].stdout);
+        let row = demo_rows(&stdout)
+            .into_iter()
+            .find(|r| r[0] == what)
+            .unwrap_or_else(|| panic!("no row {what:?} in\n{stdout}"));
+        (
+            row[2].clone(),
+            row[4].clone(),
+            row[5].clone(),
+            row[6].clone(),
+        )
+    };
+    let expect = |api, what, outcome: &str, attempts: &str, polls: &str, codes: &str| {
+        assert_eq!(
+            row(api, what),
+            (outcome.into(), attempts.into(), polls.into(), codes.into()),
+            "{what}"
+        );
+    };
+    expect(
+        0,
+        "403, primary limit spent, reset in 2 s",
+        "success",
+        "2",
+        "0",
+        "-",
+    );
+    expect(
+        0,
+        "422, validation failed",
+        "terminal",
+        "1",
+        "0",
+        "missing_field",
+    );
+    expect(
+        1,
+        "402, card_declined: insufficient_funds",
+        "terminal",
+        "1",
+        "0",
+        "card_declined,insufficient_funds",
+    );
+    expect(
+        1,
+        "500 + Stripe-Should-Retry: false",
+        "terminal",
+        "1",
+        "0",
+        "-",
+    );
+    expect(
+        2,
+        "202 + Azure-AsyncOperation: Succeeded; Location 204",
+        "success",
+        "1",
+        "3",
+        "-",
+    );
+    expect(
+        2,
+        "201 + Azure-AsyncOperation: Succeeded; the resource",
+        "success",
+        "1",
+        "3",
+        "-",
+    );
+    expect(
+        2,
+        "202 + Location only: 202, then 200 with the account",
+        "terminal",
+        "1",
+        "2",
+        "-",
+    );
+    expect(
+        2,
+        "202 + Azure-AsyncOperation: Failed",
+        "terminal",
+        "1",
+        "2",
+        "AllocationFailed",
+    );
+    expect(
+        3,
+        "429 RESOURCE_EXHAUSTED, retryDelay 2s",
+        "success",
+        "2",
+        "0",
+        "-",
+    );
+    expect(3, "500 INTERNAL", "terminal", "1", "0", "500");
+
+    assert_eq!(
+        rebound(&["demo", "--api", "nonesuch"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn check_passes_on_each_api_preset_without_warnings() {
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let dir = temp_dir("check-api-presets");
+    let mine = dir.join("mine.toml");
+    std::fs::write(&mine, "extends = \"github\"\n[retry]\nmax_attempts = 3\n").unwrap();
+    let mut files: Vec<PathBuf> = ["github", "stripe", "azure", "google"]
+        .iter()
+        .map(|name| policies.join(format!("{name}.toml")))
+        .collect();
+    files.push(mine);
+    let mut args = vec!["check", "--deny-warnings"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let output = rebound(&args);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: String = files
+        .iter()
+        .map(|f| format!("{}: ok\n", f.display()))
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
 }
 
 #[test]

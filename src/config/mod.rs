@@ -13,10 +13,11 @@
 //! bounds.
 //!
 //! A file says only what differs from its base (`extends`: the `standard`
-//! preset when absent, `"connio"`, `"none"`, or another file, up to
-//! [`MAX_CHAIN`] deep), and [`Policy::load`] also returns what `rebound
-//! check` shows: [`PolicyWarning`]s for what is valid but probably wrong, and
-//! the policy written out whole.
+//! preset when absent, another preset such as `"connio"`, `"github"` or
+//! `"none"`, or another file, up to [`MAX_CHAIN`] deep), and
+//! [`Policy::load`] also returns what `rebound check` shows:
+//! [`PolicyWarning`]s for what is valid but probably wrong, and the policy
+//! written out whole.
 //!
 //! Loading is strict: unknown sections and keys are errors (a typo must not
 //! silently fall back to a default), every value is checked against its
@@ -62,7 +63,11 @@ pub const MAX_POLICY_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The presets a file can extend by name, besides `none` (the base of
 /// every chain: [`extends::NONE`]).
-const PRESETS: [(&str, &str); 2] = [
+const PRESETS: [(&str, &str); 6] = [
+    ("azure", include_str!("../../policies/azure.toml")),
+    ("github", include_str!("../../policies/github.toml")),
+    ("google", include_str!("../../policies/google.toml")),
+    ("stripe", include_str!("../../policies/stripe.toml")),
     ("connio", include_str!("../../policies/connio.toml")),
     ("standard", include_str!("../../policies/standard.toml")),
 ];
@@ -211,8 +216,10 @@ impl Policy {
     }
 
     /// One of the shipped presets: `"connio"` (the seed API's status table),
-    /// `"standard"` (ordinary HTTP semantics, also [`Policy::default`]) or
-    /// `"none"` (every layer's own defaults, no status listed).
+    /// `"standard"` (ordinary HTTP semantics, also [`Policy::default`]),
+    /// `"none"` (every layer's own defaults, no status listed), or one
+    /// written over `standard` for an API: `"github"`, `"stripe"`,
+    /// `"azure"` (Resource Manager) or `"google"` (Google Cloud).
     pub fn preset(name: &str) -> Result<Policy, PolicyError> {
         if name == "none" {
             return Policy::parse(

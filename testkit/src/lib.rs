@@ -6,6 +6,7 @@
 //! [`TestServer::start_raw`] hands each raw TCP connection to a function, for
 //! servers that misbehave below HTTP.
 
+pub mod apis;
 pub mod redis;
 pub mod seed;
 pub mod sim;
