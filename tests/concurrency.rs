@@ -304,6 +304,11 @@ async fn overload(limit: ConcurrencySettings) -> (u32, Duration, u32) {
     }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
+    eprintln!(
+        "{} succeeded, p99 {p99:?}, the host held at most {}",
+        latencies.len(),
+        host.peak()
+    );
     (latencies.len() as u32, p99, host.peak())
 }
 

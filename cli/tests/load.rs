@@ -229,6 +229,63 @@ async fn calls_beyond_max_in_flight_are_dropped_not_queued() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_s_concurrency_limit_holds_the_server_to_it_and_the_rest_are_overloaded() {
+    let active = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (a, m) = (Arc::clone(&active), Arc::clone(&most));
+    let server = TestServer::start(move |_| {
+        let (active, most) = (Arc::clone(&a), Arc::clone(&m));
+        async move {
+            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            active.fetch_sub(1, Ordering::SeqCst);
+            respond(200, "")
+        }
+    })
+    .await;
+    let policy = temp_dir("concurrency").join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[concurrency]\nmax_in_flight = 4\nqueue = 2\nqueue_timeout = \"50ms\"\n",
+    )
+    .unwrap();
+    let output = rebound_async(load_args(
+        &server.url("/slow"),
+        &[
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "-p",
+            policy.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let r = report(&output);
+    assert_eq!(r["calls"], 100);
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 4, "the server held {most} at once");
+    assert_eq!(most, 4, "the limit was reached");
+    let ok = r["outcomes"]["success"].as_u64().unwrap();
+    let overloaded = r["outcomes"]["overloaded"].as_u64().unwrap();
+    assert_eq!(ok + overloaded, 100, "{r}");
+    assert!(overloaded > 0, "{r}");
+    assert_eq!(
+        r["requests"].as_u64().unwrap(),
+        ok,
+        "an overloaded call sends nothing"
+    );
+    assert_eq!(server.requests() as u64, ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_usage_exits_2_with_one_line_and_sends_nothing() {
     let server = TestServer::start(|_| async { respond(200, "") }).await;
     let url = server.url("/");
