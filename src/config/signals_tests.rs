@@ -423,3 +423,30 @@ fn a_success_body_rule_with_no_body_read_is_warned_at_its_code() {
         );
     }
 }
+
+#[test]
+fn a_list_of_tables_written_over_a_base_s_is_warned_as_replacing_it() {
+    let text = "extends = \"github\"\n\n[[classify.rules]]\nstatus = 418\nclass = \"terminal\"\n";
+    let policy = Policy::load(file("replaced-rules", text)).unwrap();
+    let found: Vec<String> = policy
+        .warnings()
+        .iter()
+        .map(|w| format!("{}:{}: {}", w.line(), w.column(), w.message()))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("3:1: [[classify.rules]] here replaces the"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("github"), "{found:?}");
+    // A file with no rules of its own keeps the base's, and says nothing.
+    let policy = Policy::load(file("kept-rules", "extends = \"github\"\n")).unwrap();
+    assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
+    let routes = "extends = \"azure\"\n[[routes]]\nmethods = [\"GET\"]\n[routes.retry]\nmax_attempts = 2\n";
+    let policy = Policy::load(file("replaced-routes", routes)).unwrap();
+    let warned: Vec<&str> = policy.warnings().iter().map(|w| w.message()).collect();
+    assert!(
+        warned.iter().any(|m| m.starts_with("[[routes]] here replaces the 2 routes")),
+        "{warned:?}"
+    );
+}

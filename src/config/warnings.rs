@@ -105,8 +105,50 @@ pub(crate) fn of(policy: &Policy, resolved: &Resolved) -> Vec<PolicyWarning> {
     }
     own.into_iter()
         .chain(all)
+        .chain(replaced_lists(resolved))
         .map(|finding| place(finding, &first.origin, &first.text))
         .collect()
+}
+
+/// The lists of tables a file writes over a base that has its own: a list
+/// replaces the base's whole, so a file that means to add one rule or route
+/// to a preset's drops the preset's.
+fn replaced_lists(resolved: &Resolved) -> Vec<Finding> {
+    let Some((first, bases)) = resolved.sources.split_first() else {
+        return Vec::new();
+    };
+    let Ok(own) = first.text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let list = |table: &toml::Table, path: &str| -> usize {
+        let mut value = None;
+        let mut at = Some(table);
+        for segment in path.split('.') {
+            value = at.and_then(|t| t.get(segment));
+            at = value.and_then(toml::Value::as_table);
+        }
+        value.and_then(toml::Value::as_array).map_or(0, Vec::len)
+    };
+    let mut found = Vec::new();
+    for (path, what) in [("classify.rules", "rules"), ("routes", "routes")] {
+        if list(&own, path) == 0 {
+            continue;
+        }
+        let base = bases.iter().find_map(|base| {
+            let table = base.text.parse::<toml::Table>().ok()?;
+            let n = list(&table, path);
+            (n > 0).then(|| (base.origin.as_str(), n))
+        });
+        if let Some((origin, n)) = base {
+            found.push(Finding {
+                message: format!(
+                    "[[{path}]] here replaces the {n} {what} of the base {origin}: a list is replaced whole, not added to; copy the base's {what} to keep them (rebound check --effective shows them)"
+                ),
+                keys: vec![(path.to_owned(), Some(0))],
+            });
+        }
+    }
+    found
 }
 
 fn findings(
