@@ -158,7 +158,8 @@ mod tests {
     fn the_limit_grows_while_answers_come_as_fast_as_unloaded() {
         let mut limit = Gradient::new(10);
         let mut last = 10;
-        for _ in 0..20 {
+        // A step per round trip: as many requests as the limit.
+        for _ in 0..200 {
             let now = limit.sample(busy(10 * MS, last), BOUNDS);
             assert!(now >= last, "{now} < {last}");
             last = now;
@@ -170,14 +171,20 @@ mod tests {
     fn the_limit_shrinks_when_answers_slow_past_the_tolerance() {
         let mut limit = Gradient::new(100);
         limit.sample(busy(10 * MS, 100), BOUNDS);
-        // Four times slower: requests are queueing at the host.
-        for _ in 0..30 {
-            limit.sample(busy(40 * MS, 100), BOUNDS);
+        // Four times slower: requests are queueing at the host. Five steps,
+        // each once the limit's worth of requests finished.
+        for _ in 0..5 {
+            let in_flight = limit.limit();
+            for _ in 0..in_flight {
+                limit.sample(busy(40 * MS, in_flight), BOUNDS);
+            }
         }
         assert!(limit.limit() < 40, "{}", limit.limit());
         // Within the tolerance it holds or grows.
         let held = limit.limit();
-        limit.sample(busy(14 * MS, held), BOUNDS);
+        for _ in 0..held.max(10) {
+            limit.sample(busy(14 * MS, held), BOUNDS);
+        }
         assert!(limit.limit() >= held);
     }
 
@@ -199,7 +206,7 @@ mod tests {
             limit.sample(dropped, tight);
         }
         assert_eq!(limit.limit(), 40);
-        for _ in 0..50 {
+        for _ in 0..500 {
             limit.sample(busy(MS, 46), tight);
         }
         assert_eq!(limit.limit(), 46);
