@@ -120,7 +120,7 @@
 //! | `reqwest` | no | `client::Reqwest`, `client::reqwest`: `reqwest::Client` in the stack |
 //! | `reqwest-middleware` | no | `client::ReboundMiddleware` |
 //! | `tower-http` | no | `classify::PolicyClassifier`: rebound's classes in tower-http's `TraceLayer` |
-//! | `backoff` | no | `Backoff::from(&backoff::ExponentialBackoff)` (the crate is unmaintained: never by default) |
+//! | `backon` | no | a policy's retry schedule as a `backon::BackoffBuilder` (`Backoff`, `&RetrySettings`) |
 //! | `metrics` | no | `events::MetricsListener`: the `metrics` facade |
 //! | `redis` | no | a `[rate_limit]` shared through Redis (`rate_limit::RedisStore`) |
 //! | `watch` | no | `PolicySwap::watch_file`: a policy file put in force when it changes |

@@ -285,9 +285,8 @@ impl Policy {
         self
     }
 
-    /// This policy with another retry schedule, for schedules a policy file
-    /// cannot write (such as a `backoff::ExponentialBackoff`, feature
-    /// `backoff`), checked against the same bounds as a file's.
+    /// This policy with another retry schedule, made in code, checked
+    /// against the same bounds as a file's.
     pub fn with_backoff(&self, backoff: Backoff) -> Result<Policy, SettingsError> {
         let retry = RetrySettings::builder()
             .max_attempts(self.retry.max_attempts())

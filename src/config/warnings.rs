@@ -137,7 +137,7 @@ fn replaced_lists(resolved: &Resolved) -> Vec<Finding> {
         let base = bases.iter().find_map(|base| {
             let table = base.text.parse::<toml::Table>().ok()?;
             let n = list(&table, path);
-            (n > 0).then(|| (base.origin.as_str(), n))
+            (n > 0).then_some((base.origin.as_str(), n))
         });
         if let Some((origin, n)) = base {
             found.push(Finding {

@@ -147,20 +147,65 @@ impl Backoff {
     }
 }
 
-#[cfg(feature = "backoff")]
-#[cfg_attr(docsrs, doc(cfg(feature = "backoff")))]
-impl From<&backoff::ExponentialBackoff> for Backoff {
-    /// The schedule of a `backoff` crate `ExponentialBackoff`: its initial
-    /// interval, multiplier, maximum interval and randomisation factor. Its
-    /// `max_elapsed_time` has no place in a schedule: `timeouts.total` bounds
-    /// the whole call instead.
-    fn from(b: &backoff::ExponentialBackoff) -> Self {
-        Backoff::exponential(
-            b.initial_interval,
-            b.multiplier,
-            b.max_interval,
-            Jitter::Proportional(b.randomization_factor),
-        )
+impl Backoff {
+    /// This schedule's waits, one per retry, without end: the first
+    /// retry's, then the second's, each jittered by a random source seeded
+    /// with `seed` (the same seed, the same waits). For another retry loop
+    /// that should wait as rebound does; with the `backon` feature a
+    /// [`Backoff`] is a `backon::BackoffBuilder` too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rebound::retry::{Backoff, Jitter};
+    ///
+    /// let ms = Duration::from_millis;
+    /// let schedule = Backoff::exponential(ms(100), 2.0, ms(300), Jitter::None);
+    /// let waits: Vec<Duration> = schedule.delays(7).take(4).collect();
+    /// assert_eq!(waits, [ms(100), ms(200), ms(300), ms(300)]);
+    /// ```
+    pub fn delays(&self, seed: u64) -> Delays {
+        Delays {
+            backoff: *self,
+            retry: 0,
+            previous: Duration::ZERO,
+            random: crate::rng::SharedRng::seeded(seed),
+        }
+    }
+}
+
+/// The waits of a [`Backoff`], one per retry; see [`Backoff::delays`].
+#[derive(Debug)]
+pub struct Delays {
+    backoff: Backoff,
+    retry: u32,
+    previous: Duration,
+    random: crate::rng::SharedRng,
+}
+
+impl Iterator for Delays {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.retry = self.retry.saturating_add(1);
+        let delay = self
+            .backoff
+            .delay(self.retry, self.previous, self.random.next_u64());
+        self.previous = delay;
+        Some(delay)
+    }
+}
+
+#[cfg(feature = "backon")]
+#[cfg_attr(docsrs, doc(cfg(feature = "backon")))]
+impl backon::BackoffBuilder for Backoff {
+    type Backoff = Delays;
+
+    /// The schedule's waits without end, jittered from a fresh seed:
+    /// bound them with the retry loop's own limit, or use a policy's
+    /// [`RetrySettings`](super::RetrySettings), which stops at its
+    /// `max_attempts`.
+    fn build(self) -> Delays {
+        self.delays(crate::rng::SharedRng::from_entropy().next_u64())
     }
 }
 

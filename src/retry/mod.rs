@@ -59,7 +59,7 @@ use crate::deadline::Timeouts;
 use crate::error::Error;
 use crate::status::Classifier;
 
-pub use backoff::{Backoff, Jitter};
+pub use backoff::{Backoff, Delays, Jitter};
 pub use budget::{Budget, BudgetSettings, RetryCause};
 pub use future::ResponseFuture;
 pub use layer::RetryLayer;

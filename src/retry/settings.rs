@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Backoff, BudgetSettings, Jitter, NonIdempotent};
+use super::{Backoff, BudgetSettings, Delays, Jitter, NonIdempotent};
 use crate::settings::{self, SettingsError};
 use crate::units::{ByteSize, DurationStr};
 
@@ -82,6 +82,16 @@ impl RetrySettings {
     /// The wait before each retry when the server does not say.
     pub fn backoff(&self) -> Backoff {
         self.backoff
+    }
+
+    /// The waits of this policy's retries: its backoff's, as many as
+    /// `max_attempts` allows (one fewer than the attempts), jittered from
+    /// `seed`. What another retry loop (`backon`'s, with the `backon`
+    /// feature: `&RetrySettings` is a `backon::BackoffBuilder`) needs to
+    /// retry as this policy does, `Retry-After` and the budget aside.
+    pub fn delays(&self, seed: u64) -> std::iter::Take<Delays> {
+        let retries = self.max_attempts.saturating_sub(1) as usize;
+        self.backoff.delays(seed).take(retries)
     }
 
     /// The longest `Retry-After` honoured; a longer one ends the call.
@@ -374,5 +384,16 @@ impl RawBudget {
             min_reserve: self.min_reserve.unwrap_or(defaults.min_reserve),
             refund: self.refund.unwrap_or(defaults.refund),
         }
+    }
+}
+
+#[cfg(feature = "backon")]
+#[cfg_attr(docsrs, doc(cfg(feature = "backon")))]
+impl backon::BackoffBuilder for &RetrySettings {
+    type Backoff = std::iter::Take<Delays>;
+
+    /// This policy's waits ([`RetrySettings::delays`]) from a fresh seed.
+    fn build(self) -> Self::Backoff {
+        self.delays(crate::rng::SharedRng::from_entropy().next_u64())
     }
 }
