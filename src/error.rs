@@ -574,6 +574,55 @@ impl Error {
     }
 }
 
+impl Error {
+    /// What to do about it, in a few words: "fix the request; sending it
+    /// again will not help" for a terminal answer, "raise timeouts.total or
+    /// try again later" for a deadline. The `rebound` command prints it after
+    /// the error; [`Display`](fmt::Display) says only what happened.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_rebound::{Policy, ResilienceLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let client = ResilienceLayer::new(Policy::default())
+    ///     .layer(tower_rebound_testkit::Answer::new(404, ""));
+    /// let request = http::Request::get("http://api.example/things/7")
+    ///     .body(http_body_util::Full::<bytes::Bytes>::default())
+    ///     .unwrap();
+    /// let error = client.oneshot(request).await.unwrap_err();
+    /// assert!(error.to_string().starts_with("request rejected by the server"));
+    /// assert_eq!(error.advice(), "fix the request; sending it again will not help");
+    /// assert!(!error.to_string().contains(error.advice()));
+    /// # }
+    /// ```
+    pub fn advice(&self) -> &'static str {
+        match self.inner.kind {
+            ErrorKind::Terminal => "fix the request; sending it again will not help",
+            ErrorKind::Unsupported => "the feature is not available; do not retry",
+            ErrorKind::RetriesExhausted => "the server may recover; try again later",
+            ErrorKind::BudgetExhausted => "too many calls are failing; back off",
+            ErrorKind::CircuitOpen => "the host is failing; wait for the breaker to probe it",
+            ErrorKind::Throttled => "the host is overloaded; send less or try again later",
+            ErrorKind::RateLimited => {
+                "send less, or let calls wait for their turn (rate_limit.wait)"
+            }
+            ErrorKind::Overloaded => {
+                "the host is slow to answer; send less, or let calls queue (concurrency.queue)"
+            }
+            ErrorKind::DeadlineExceeded => "raise timeouts.total or try again later",
+            ErrorKind::PollTimeout => "the operation may still finish; check on it later",
+            ErrorKind::PollRefused => "the server pointed at a location rebound will not follow",
+            ErrorKind::Transport if self.inner.certificate => {
+                "the server's certificate is not trusted for this host; not retried"
+            }
+            ErrorKind::Transport => "check that the host is reachable",
+            ErrorKind::Timeout => "the server is slow; raise timeouts.attempt or try again later",
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.inner.kind {
@@ -612,29 +661,7 @@ impl fmt::Display for Error {
             }
             _ => {}
         }
-        let advice = match self.inner.kind {
-            ErrorKind::Terminal => "fix the request; sending it again will not help",
-            ErrorKind::Unsupported => "the feature is not available; do not retry",
-            ErrorKind::RetriesExhausted => "the server may recover; try again later",
-            ErrorKind::BudgetExhausted => "too many calls are failing; back off",
-            ErrorKind::CircuitOpen => "the host is failing; wait for the breaker to probe it",
-            ErrorKind::Throttled => "the host is overloaded; send less or try again later",
-            ErrorKind::RateLimited => {
-                "send less, or let calls wait for their turn (rate_limit.wait)"
-            }
-            ErrorKind::Overloaded => {
-                "the host is slow to answer; send less, or let calls queue (concurrency.queue)"
-            }
-            ErrorKind::DeadlineExceeded => "raise timeouts.total or try again later",
-            ErrorKind::PollTimeout => "the operation may still finish; check on it later",
-            ErrorKind::PollRefused => "the server pointed at a location rebound will not follow",
-            ErrorKind::Transport if self.inner.certificate => {
-                "the server's certificate is not trusted for this host; not retried"
-            }
-            ErrorKind::Transport => "check that the host is reachable",
-            ErrorKind::Timeout => "the server is slow; raise timeouts.attempt or try again later",
-        };
-        write!(f, "; {advice}")
+        Ok(())
     }
 }
 
@@ -940,8 +967,7 @@ mod tests {
         let text = not_found().to_string();
         assert_eq!(
             text,
-            "request rejected by the server (status 404; codes ResourceNotFound, InvalidField); \
-             fix the request; sending it again will not help"
+            "request rejected by the server (status 404; codes ResourceNotFound, InvalidField)"
         );
         assert!(!text.contains('\n'));
     }
@@ -1033,12 +1059,15 @@ mod tests {
         assert_eq!(timed_out.kind(), ErrorKind::Timeout);
         assert_eq!(
             timed_out.to_string(),
-            "attempt timed out (3 attempts): no answer within 300ms (timeouts.attempt); \
-             the server is slow; raise timeouts.attempt or try again later"
+            "attempt timed out (3 attempts): no answer within 300ms (timeouts.attempt)"
+        );
+        assert_eq!(
+            timed_out.advice(),
+            "the server is slow; raise timeouts.attempt or try again later"
         );
         let whole = Error::attempt_timed_out(Duration::from_secs(2));
         assert!(whole.to_string().contains("no answer within 2s"), "{whole}");
-        assert!(!whole.to_string().contains("reachable"));
+        assert_ne!(whole.advice(), "check that the host is reachable");
     }
 
     #[test]

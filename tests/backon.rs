@@ -16,14 +16,21 @@ const MS: Duration = Duration::from_millis(1);
 fn the_waits_are_the_schedule_s_and_a_policy_stops_at_its_attempts() {
     let schedule = Backoff::exponential(100 * MS, 2.0, 1000 * MS, Jitter::None);
     let waits: Vec<Duration> = schedule.build().take(6).collect();
-    assert_eq!(waits, [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]);
+    assert_eq!(
+        waits,
+        [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]
+    );
     let policy = Policy::from_toml_str(
         "[retry]\nmax_attempts = 4\n[retry.backoff]\nkind = \"exponential\"\n\
          initial = \"50ms\"\nmultiplier = 3\nmax = \"1s\"\njitter = \"none\"\n",
     )
     .unwrap();
     let waits: Vec<Duration> = policy.retry_settings().build().collect();
-    assert_eq!(waits, [50 * MS, 150 * MS, 450 * MS], "three retries of four attempts");
+    assert_eq!(
+        waits,
+        [50 * MS, 150 * MS, 450 * MS],
+        "three retries of four attempts"
+    );
 }
 
 #[test]
@@ -33,7 +40,11 @@ fn a_seed_gives_the_same_jittered_waits_and_they_stay_within_the_base() {
     let b: Vec<Duration> = schedule.delays(42).take(8).collect();
     assert_eq!(a, b);
     for (n, wait) in a.iter().enumerate() {
-        assert!(*wait < schedule.base(n as u32 + 1), "retry {}: {wait:?}", n + 1);
+        assert!(
+            *wait < schedule.base(n as u32 + 1),
+            "retry {}: {wait:?}",
+            n + 1
+        );
     }
     assert_ne!(a, schedule.delays(43).take(8).collect::<Vec<_>>());
 }

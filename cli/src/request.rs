@@ -423,6 +423,7 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 Some(words) => format!("transport: {words}"),
                 None => error.to_string(),
             };
+            let advice = error.advice();
             let mut causes = Vec::new();
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {
@@ -430,7 +431,7 @@ async fn send(prepared: Prepared, explain: bool) -> Report {
                 source = cause.source();
             }
             if explain {
-                eprintln!("rebound: {headline}");
+                eprintln!("rebound: {headline}; {advice}");
                 for cause in &causes {
                     eprintln!("  caused by: {cause}");
                 }

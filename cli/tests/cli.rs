@@ -192,6 +192,12 @@ async fn a_failure_without_report_explains_itself_on_stderr() {
         stderr.starts_with("rebound: request rejected by the server (status 404"),
         "{stderr}"
     );
+    // What happened, then what to do about it (`Error::advice`), on one line.
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with("; fix the request; sending it again will not help"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -442,11 +442,14 @@ fn a_list_of_tables_written_over_a_base_s_is_warned_as_replacing_it() {
     // A file with no rules of its own keeps the base's, and says nothing.
     let policy = Policy::load(file("kept-rules", "extends = \"github\"\n")).unwrap();
     assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
-    let routes = "extends = \"azure\"\n[[routes]]\nmethods = [\"GET\"]\n[routes.retry]\nmax_attempts = 2\n";
+    let routes =
+        "extends = \"azure\"\n[[routes]]\nmethods = [\"GET\"]\n[routes.retry]\nmax_attempts = 2\n";
     let policy = Policy::load(file("replaced-routes", routes)).unwrap();
     let warned: Vec<&str> = policy.warnings().iter().map(|w| w.message()).collect();
     assert!(
-        warned.iter().any(|m| m.starts_with("[[routes]] here replaces the 2 routes")),
+        warned
+            .iter()
+            .any(|m| m.starts_with("[[routes]] here replaces the 2 routes")),
         "{warned:?}"
     );
 }
