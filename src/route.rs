@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Uri};
 
-use crate::hash::FastHash;
+use crate::hash::{FastHash, fast_hash};
 use crate::settings::SettingsError;
 
 /// Which requests a route takes: every condition given must hold.
@@ -267,7 +267,7 @@ impl RouteTable {
     pub(crate) fn new(matchers: Vec<RouteMatch>, selector: Option<Selector>) -> Self {
         let mut by_host: HashMap<Box<[u8]>, Vec<usize>, FastHash> =
             // The keys are the policy's, not the network's: a fixed seed will do.
-            HashMap::with_hasher(FastHash(0x5eed_0f7a_b1e5));
+            HashMap::with_hasher(fast_hash(0x5eed_0f7a_b1e5));
         let mut general = Vec::new();
         for (i, matcher) in matchers.iter().enumerate() {
             match &matcher.host {
@@ -277,7 +277,8 @@ impl RouteTable {
                 _ => general.push(i),
             }
         }
-        let mut indexed = HashMap::with_capacity_and_hasher(by_host.len(), *by_host.hasher());
+        let mut indexed =
+            HashMap::with_capacity_and_hasher(by_host.len(), by_host.hasher().clone());
         indexed.extend(
             by_host
                 .into_iter()

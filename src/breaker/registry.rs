@@ -14,7 +14,7 @@ use super::state::{
 };
 use super::throttle::Throttle;
 use crate::events::Listeners;
-use crate::hash::FastHash;
+use crate::hash::{FastHash, fast_hash};
 use crate::host_key::write_key;
 use crate::rng::SharedRng;
 use crate::stripes::Striped;
@@ -290,11 +290,11 @@ impl Registry {
         let (scope, max_hosts) = (settings.scope, settings.max_hosts);
         let seeds = SharedRng::seeded(seed);
         let hosts = Hosts {
-            by_key: HashMap::with_hasher(FastHash(seeds.next_u64())),
+            by_key: HashMap::with_hasher(fast_hash(seeds.next_u64())),
             ring: Vec::new(),
             hand: 0,
-            http: HashMap::with_hasher(FastHash(seeds.next_u64())),
-            https: HashMap::with_hasher(FastHash(seeds.next_u64())),
+            http: HashMap::with_hasher(fast_hash(seeds.next_u64())),
+            https: HashMap::with_hasher(fast_hash(seeds.next_u64())),
         };
         Registry {
             settings,

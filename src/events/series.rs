@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{Histogram, Recorder};
 
-use crate::hash::FastHash;
+use crate::hash::{FastHash, fast_hash};
 use crate::rng::SharedRng;
 
 /// Series kept per spelling and instrument: statuses, methods, outcomes
@@ -98,7 +98,7 @@ impl<K> SeriesCache<K> {
             max_spellings: max_hosts.saturating_mul(2).max(1),
             kept: RwLock::new(Kept {
                 recorder: 0,
-                spelled: HashMap::with_hasher(FastHash(SharedRng::from_entropy().next_u64())),
+                spelled: HashMap::with_hasher(fast_hash(SharedRng::from_entropy().next_u64())),
                 other: Vec::new(),
             }),
         }
