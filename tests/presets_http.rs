@@ -201,6 +201,42 @@ async fn github_a_spent_primary_limit_is_waited_until_its_reset() {
 }
 
 #[tokio::test]
+async fn github_a_post_refused_by_a_spent_primary_limit_is_sent_again() {
+    // GitHub did not process it: like a 429, a spent quota's 403 proves it,
+    // so a POST is replayed after the reset.
+    for kind in ["primary", "primary-429"] {
+        let server = github::start().await;
+        let (response, events, took) = call(
+            preset("github"),
+            post(&server, &format!("/limits/{kind}/post")),
+        )
+        .await
+        .response(kind);
+        assert_eq!(response.status(), 200, "{kind}");
+        assert_eq!(CallInfo::of(&response).attempts(), 2, "{kind}");
+        assert_eq!(server.requests(), 2, "{kind}");
+        let reset = secs(github::RESET_SECS);
+        assert_eq!(
+            events.retries,
+            [(reset, WaitReason::XRateLimitReset)],
+            "{kind}"
+        );
+        assert!(took >= reset, "{kind}: took {took:?}");
+    }
+    // A secondary limit's 403 has units left: nothing proves the POST was
+    // not processed, and it is not sent again.
+    let server = github::start().await;
+    let (error, events) = call(preset("github"), post(&server, "/limits/secondary/post"))
+        .await
+        .error("secondary");
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(403));
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(error.retry_refused(), Some(RetryRefusal::UnsafeMethod));
+    assert!(events.retries.is_empty());
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
 async fn github_a_secondary_limit_waits_its_retry_after() {
     for kind in ["secondary", "secondary-429"] {
         let server = github::start().await;
