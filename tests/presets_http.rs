@@ -564,9 +564,8 @@ async fn azure_a_failed_operation_is_terminal_with_its_error_code() {
         error.to_string().contains("the operation failed"),
         "{error}"
     );
-    // The error object's own code: its details[] are not read for an
-    // operation (the poll layer reads code, message and status only).
-    assert_eq!(codes(&error), ["AllocationFailed"]);
+    // The error object's code, then each of its details[]'.
+    assert_eq!(codes(&error), ["AllocationFailed", "SkuNotAvailable"]);
     assert_eq!(
         error.api_errors()[0].message(),
         Some(
@@ -587,6 +586,12 @@ async fn azure_a_canceled_operation_is_terminal_and_says_so() {
     assert!(
         error.to_string().contains("the operation was canceled"),
         "{error}"
+    );
+    // Its error object, read as a failed operation's.
+    assert_eq!(codes(&error), ["OperationCanceled"]);
+    assert_eq!(
+        error.api_errors()[0].message(),
+        Some("The operation was canceled.")
     );
 }
 
@@ -756,6 +761,8 @@ async fn google_an_operation_done_with_an_error_is_terminal_with_its_status() {
         (api.code(), api.cause()),
         (Some("9"), Some("FAILED_PRECONDITION"))
     );
+    // Then the reason of the ErrorInfo among its details.
+    assert_eq!(codes(&error), ["9", "INSTANCE_BEING_DELETED"]);
 }
 
 #[tokio::test]

@@ -934,7 +934,7 @@ fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
         "terminal",
         "1",
         "2",
-        "AllocationFailed",
+        "AllocationFailed,SkuNotAvailable",
     );
     expect(
         3,

@@ -22,7 +22,7 @@ use http_body::Body;
 use serde_json::Value;
 
 use crate::classify::error_body::pointer::Pointer;
-use crate::classify::{ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_error_body};
+use crate::classify::error_body::text_of;
 use crate::error::ApiError;
 use crate::settings::SettingsError;
 
@@ -41,10 +41,8 @@ use crate::settings::SettingsError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     rule: Rule,
-    /// Where a failed operation's error object is.
+    /// Where a failed or canceled operation's error object is.
     error_pointer: Pointer,
-    /// How that object is parsed for its codes.
-    errors: ErrorBodySettings,
     /// Where the status URL is, for an operation that starts with a `200`
     /// naming itself in the body (Google).
     status_url: Option<StatusUrl>,
@@ -87,10 +85,11 @@ pub enum Verdict {
     Running,
     /// Done, and it worked: the answer ends the call.
     Succeeded,
-    /// Done, and it failed, with the errors parsed from its error object.
+    /// Done, and it failed, with the errors of its error object.
     Failed(Vec<ApiError>),
-    /// Canceled before it finished.
-    Canceled,
+    /// Canceled before it finished, with the errors of its error object
+    /// when it has one.
+    Canceled(Vec<ApiError>),
     /// The body does not say: not JSON, cut at the cap, no such field or
     /// a value in no list. Why, for the error's detail.
     Unreadable(String),
@@ -99,8 +98,8 @@ pub enum Verdict {
 impl Completion {
     /// A status field (`poll.status_pointer`) whose value is in one of the
     /// lists (`poll.running`, `poll.succeeded`, `poll.failed`,
-    /// `poll.canceled`), and the error object of a failed operation at
-    /// `error_pointer` (`poll.error_pointer`).
+    /// `poll.canceled`), and the error object of a failed or canceled
+    /// operation at `error_pointer` (`poll.error_pointer`).
     pub fn status(
         pointer: &str,
         running: Vec<String>,
@@ -124,7 +123,6 @@ impl Completion {
                 canceled,
             },
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
-            errors: errors_at(error_pointer)?,
             status_url: None,
             result: None,
         })
@@ -139,7 +137,6 @@ impl Completion {
                 pointer: Pointer::parse("poll.done_pointer", pointer)?,
             },
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
-            errors: errors_at(error_pointer)?,
             status_url: None,
             result: None,
         })
@@ -263,19 +260,39 @@ fn is_path(name: &str) -> bool {
             .any(|segment| segment == "." || segment == "..")
 }
 
-/// The error object at `pointer`, read as Azure and Google write it:
-/// `code`, `message`, and Google's `status` as the cause.
-fn errors_at(pointer: &str) -> Result<ErrorBodySettings, SettingsError> {
-    let fields = ErrorFields::builder()
-        .errors(pointer)
-        .code("/code")
-        .message("/message")
-        .cause("/status")
-        .build()?;
-    ErrorBodySettings::builder()
-        .format(ErrorBodyFormat::Fields)
-        .fields(fields)
-        .build()
+impl Completion {
+    /// The errors of a failed or canceled operation's error object, read
+    /// as Azure and Google write it: its `code`, `message`, and Google's
+    /// `status` as the cause; then, in order, each of its `details[]` that
+    /// names a code (Azure's `code`, or the `reason` of Google's
+    /// `ErrorInfo`), with its `message`. Details that name none (Google's
+    /// `RetryInfo`, `Help`, ...) are no error. An array there is a list of
+    /// such objects.
+    fn errors_of(&self, body: &Value) -> Vec<ApiError> {
+        let Some(found) = self.error_pointer.resolve(body) else {
+            return Vec::new();
+        };
+        let objects = match found {
+            Value::Array(items) => items.as_slice(),
+            one => std::slice::from_ref(one),
+        };
+        let mut errors = Vec::new();
+        for error in objects.iter().filter(|error| error.is_object()) {
+            let text = |key: &str| error.get(key).and_then(text_of);
+            let own = ApiError::new(text("code"), text("status"), text("message"), None);
+            if own != ApiError::default() {
+                errors.push(own);
+            }
+            let details = error.get("details").and_then(Value::as_array);
+            for detail in details.into_iter().flatten() {
+                let text = |key: &str| detail.get(key).and_then(text_of);
+                if let Some(code) = text("code").or_else(|| text("reason")) {
+                    errors.push(ApiError::new(Some(code), None, text("message"), None));
+                }
+            }
+        }
+        errors
+    }
 }
 
 /// What `body` says of the operation. `truncated` when the read stopped at
@@ -315,9 +332,9 @@ pub fn judge(completion: &Completion, body: &[u8], truncated: bool) -> Verdict {
             if is_in(succeeded) {
                 Verdict::Succeeded
             } else if is_in(failed) {
-                Verdict::Failed(parse_error_body(&completion.errors, None, body))
+                Verdict::Failed(completion.errors_of(&value))
             } else if is_in(canceled) {
-                Verdict::Canceled
+                Verdict::Canceled(completion.errors_of(&value))
             } else if is_in(running) {
                 Verdict::Running
             } else {
@@ -331,7 +348,7 @@ pub fn judge(completion: &Completion, body: &[u8], truncated: bool) -> Verdict {
             // proto3 JSON leaves `done: false` out.
             None | Some(Value::Null | Value::Bool(false)) => Verdict::Running,
             Some(Value::Bool(true)) if has_error(&value) => {
-                Verdict::Failed(parse_error_body(&completion.errors, None, body))
+                Verdict::Failed(completion.errors_of(&value))
             }
             Some(Value::Bool(true)) => Verdict::Succeeded,
             Some(_) => Verdict::Unreadable(format!(
@@ -477,7 +494,7 @@ mod tests {
         use Verdict::*;
         let unreadable = |v: &Verdict| matches!(v, Unreadable(_));
         // rule, body, truncated, expected (None: unreadable)
-        let rows: [(&str, Completion, &str, bool, Option<Verdict>); 16] = [
+        let rows: [(&str, Completion, &str, bool, Option<Verdict>); 17] = [
             (
                 "azure running",
                 azure(),
@@ -530,7 +547,19 @@ mod tests {
                 azure(),
                 r#"{"status":"Canceled"}"#,
                 false,
-                Some(Canceled),
+                Some(Canceled(vec![])),
+            ),
+            (
+                "azure canceled with its error",
+                azure(),
+                r#"{"status":"Canceled","error":{"code":"OperationCanceled","message":"m"}}"#,
+                false,
+                Some(Canceled(vec![ApiError::new(
+                    Some("OperationCanceled".into()),
+                    None,
+                    Some("m".into()),
+                    None,
+                )])),
             ),
             (
                 "azure unknown value",
@@ -602,6 +631,74 @@ mod tests {
             false,
         );
         assert_eq!(codes(&failed), [(Some("A"), None)]);
+    }
+
+    #[test]
+    fn an_operation_s_error_details_follow_it_in_order() {
+        let error = |code: &str, cause: Option<&str>, message: Option<&str>| {
+            ApiError::new(
+                Some(code.into()),
+                cause.map(Into::into),
+                message.map(Into::into),
+                None,
+            )
+        };
+        // Azure: each detail's code, with its message.
+        let azure_failed = r#"{"status":"Failed","error":{"code":"AllocationFailed","message":"m",
+            "details":[{"code":"SkuNotAvailable","message":"d1"},{"message":"no code"},
+                       {"code":"ZonalAllocationFailed"},"text",7]}}"#;
+        assert_eq!(
+            judge(&azure(), azure_failed.as_bytes(), false),
+            Verdict::Failed(vec![
+                error("AllocationFailed", None, Some("m")),
+                error("SkuNotAvailable", None, Some("d1")),
+                error("ZonalAllocationFailed", None, None),
+            ])
+        );
+        // A canceled operation's details are read as a failed one's.
+        let azure_canceled = r#"{"status":"Canceled","error":{"code":"OperationCanceled",
+            "details":[{"code":"CanceledByUser"}]}}"#;
+        assert_eq!(
+            judge(&azure(), azure_canceled.as_bytes(), false),
+            Verdict::Canceled(vec![
+                error("OperationCanceled", None, None),
+                error("CanceledByUser", None, None),
+            ])
+        );
+        // Google: the ErrorInfo's reason; a RetryInfo or Help names none.
+        let google_failed = r#"{"done":true,"error":{"code":8,"message":"m","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"2s"},
+                       {"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED",
+                        "domain":"googleapis.com"},
+                       {"@type":"type.googleapis.com/google.rpc.Help","links":[]}]}}"#;
+        assert_eq!(
+            judge(&google(), google_failed.as_bytes(), false),
+            Verdict::Failed(vec![
+                error("8", Some("RESOURCE_EXHAUSTED"), Some("m")),
+                error("RATE_LIMIT_EXCEEDED", None, None),
+            ])
+        );
+        // Details that are no array, and an error that has only details.
+        for (body, codes) in [
+            (
+                r#"{"status":"Failed","error":{"code":"A","details":{"code":"B"}}}"#,
+                &["A"][..],
+            ),
+            (
+                r#"{"status":"Failed","error":{"details":[{"code":"B"}]}}"#,
+                &["B"][..],
+            ),
+            (
+                r#"{"status":"Failed","error":[{"code":"A","details":[{"code":"B"}]},{"code":"C"}]}"#,
+                &["A", "B", "C"][..],
+            ),
+        ] {
+            let Verdict::Failed(errors) = judge(&azure(), body.as_bytes(), false) else {
+                panic!("{body}");
+            };
+            let got: Vec<&str> = errors.iter().filter_map(ApiError::code).collect();
+            assert_eq!(got, codes, "{body}");
+        }
     }
 
     #[test]

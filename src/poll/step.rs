@@ -74,7 +74,8 @@ pub(crate) enum Step {
 pub(crate) enum Ended {
     /// Failed, with the errors of its error object.
     Failed(Vec<ApiError>),
-    Canceled,
+    /// Canceled, with the errors of its error object when it has one.
+    Canceled(Vec<ApiError>),
     /// The body does not say how the operation is going, and why.
     Unreadable(String),
 }
@@ -272,7 +273,7 @@ pub(crate) fn after_body(
         Verdict::Succeeded if progress.target.is_none() => Step::Return,
         Verdict::Succeeded => succeeded(progress, settings, now),
         Verdict::Failed(errors) => Step::Fail(Ended::Failed(errors)),
-        Verdict::Canceled => Step::Fail(Ended::Canceled),
+        Verdict::Canceled(errors) => Step::Fail(Ended::Canceled(errors)),
         Verdict::Unreadable(why) => Step::Fail(Ended::Unreadable(why)),
         Verdict::Running => {
             let target = match (progress.target, progress.request, &settings.completion) {
@@ -395,7 +396,7 @@ impl Ended {
     ) -> Error {
         let (api_errors, detail) = match self {
             Ended::Failed(errors) => (errors, "the operation failed".to_owned()),
-            Ended::Canceled => (Vec::new(), "the operation was canceled".to_owned()),
+            Ended::Canceled(errors) => (errors, "the operation was canceled".to_owned()),
             Ended::Unreadable(why) => (
                 Vec::new(),
                 format!("the status body does not say how the operation is going: {why}"),
@@ -821,6 +822,7 @@ mod tests {
     fn the_after_body_table() {
         use ErrorKind::PollTimeout;
         let conflict = ApiError::new(Some("Conflict".into()), None, None, None);
+        let canceled = ApiError::new(Some("OperationCanceled".into()), None, None, None);
         // verdict, polls so far, retry-after, expected
         let rows = [
             (Verdict::Succeeded, 1, None, Expect::Return),
@@ -830,7 +832,18 @@ mod tests {
                 None,
                 Expect::Fail(Ended::Failed(vec![conflict])),
             ),
-            (Verdict::Canceled, 1, None, Expect::Fail(Ended::Canceled)),
+            (
+                Verdict::Canceled(vec![]),
+                1,
+                None,
+                Expect::Fail(Ended::Canceled(vec![])),
+            ),
+            (
+                Verdict::Canceled(vec![canceled.clone()]),
+                1,
+                None,
+                Expect::Fail(Ended::Canceled(vec![canceled])),
+            ),
             (
                 Verdict::Unreadable("why".into()),
                 1,
@@ -983,9 +996,22 @@ mod tests {
             error.to_string().contains("the operation failed"),
             "{error}"
         );
-        let error = Ended::Canceled.error(ok, body, counts, 2);
+        let error = Ended::Canceled(vec![]).error(ok, body.clone(), counts, 2);
         assert_eq!(error.kind(), ErrorKind::Terminal);
         assert!(error.to_string().contains("canceled"), "{error}");
+        assert_eq!(error.error_codes().count(), 0);
+        // A canceled operation's error object gives its codes too.
+        let by_user = ApiError::new(Some("OperationCanceled".into()), None, None, None);
+        let error = Ended::Canceled(vec![by_user]).error(ok, body, counts, 2);
+        assert_eq!(error.kind(), ErrorKind::Terminal);
+        assert!(
+            error.to_string().contains("the operation was canceled"),
+            "{error}"
+        );
+        assert_eq!(
+            error.error_codes().collect::<Vec<_>>(),
+            ["OperationCanceled"]
+        );
     }
 
     #[test]
