@@ -527,6 +527,21 @@ async fn azure_a_post_is_polled_at_azure_asyncoperation_then_its_location_fetche
 }
 
 #[tokio::test]
+async fn azure_a_status_in_no_list_is_the_provider_s_word_for_running() {
+    // The resource provider contract: any status but Succeeded, Failed and
+    // Canceled means the operation runs.
+    let server = azure::start().await;
+    let (response, events, took) = call(preset("azure"), vm_start(&server, "vm-own-a"))
+        .await
+        .response("provisioning");
+    assert_eq!(response.status(), 204);
+    let info = CallInfo::of(&response);
+    assert_eq!((info.attempts(), info.polls()), (1, 3));
+    polled_at_retry_after(&events, true);
+    assert!(took >= secs(2 * azure::RETRY_AFTER_SECS), "took {took:?}");
+}
+
+#[tokio::test]
 async fn azure_a_put_answered_201_is_polled_then_the_resource_fetched() {
     let server = azure::start().await;
     let path = format!(

@@ -914,6 +914,14 @@ fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
     );
     expect(
         2,
+        "202 + Azure-AsyncOperation: Provisioning, Succeeded",
+        "success",
+        "1",
+        "3",
+        "-",
+    );
+    expect(
+        2,
         "201 + Azure-AsyncOperation: Succeeded; the resource",
         "success",
         "1",

@@ -63,7 +63,8 @@ struct StatusUrl {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Rule {
-    /// A field whose value is one of four lists (Azure).
+    /// A field whose value is one of four lists (Azure); an empty
+    /// `running` is every other value.
     Status {
         pointer: Pointer,
         running: Vec<String>,
@@ -99,7 +100,10 @@ impl Completion {
     /// A status field (`poll.status_pointer`) whose value is in one of the
     /// lists (`poll.running`, `poll.succeeded`, `poll.failed`,
     /// `poll.canceled`), and the error object of a failed or canceled
-    /// operation at `error_pointer` (`poll.error_pointer`).
+    /// operation at `error_pointer` (`poll.error_pointer`). An empty
+    /// `running` takes every value in none of the other three (Azure
+    /// Resource Manager's contract); a value in no list of a rule whose
+    /// `running` names some says nothing.
     pub fn status(
         pointer: &str,
         running: Vec<String>,
@@ -335,7 +339,9 @@ pub fn judge(completion: &Completion, body: &[u8], truncated: bool) -> Verdict {
                 Verdict::Failed(completion.errors_of(&value))
             } else if is_in(canceled) {
                 Verdict::Canceled(completion.errors_of(&value))
-            } else if is_in(running) {
+            } else if running.is_empty() || is_in(running) {
+                // Resource Manager's contract: any status but the terminal
+                // ones means running, a provider's own word included.
                 Verdict::Running
             } else {
                 Verdict::Unreadable(format!(
@@ -480,6 +486,21 @@ mod tests {
 
     fn google() -> Completion {
         Completion::done("/done", "/error").unwrap()
+    }
+
+    /// Azure's status rule as Resource Manager's contract has it: no
+    /// running list.
+    fn any_other_runs() -> Completion {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        Completion::status(
+            "/status",
+            Vec::new(),
+            list(&["Succeeded"]),
+            list(&["Failed"]),
+            list(&["Canceled"]),
+            "/error",
+        )
+        .unwrap()
     }
 
     fn codes(verdict: &Verdict) -> Vec<(Option<&str>, Option<&str>)> {
@@ -634,6 +655,50 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_running_list_takes_every_value_the_others_do_not() {
+        let rule = any_other_runs();
+        for running in [
+            "NotStarted",
+            "Accepted",
+            "Provisioning",
+            "PreparingVMDisk",
+            "",
+        ] {
+            let body = format!(r#"{{"status":"{running}"}}"#);
+            assert_eq!(
+                judge(&rule, body.as_bytes(), false),
+                Verdict::Running,
+                "{running}"
+            );
+        }
+        // The terminal values are still terminal, in any case.
+        assert_eq!(
+            judge(&rule, br#"{"status":"SUCCEEDED"}"#, false),
+            Verdict::Succeeded
+        );
+        assert_eq!(
+            judge(&rule, br#"{"status":"Failed"}"#, false),
+            Verdict::Failed(vec![])
+        );
+        assert_eq!(
+            judge(&rule, br#"{"status":"canceled"}"#, false),
+            Verdict::Canceled(vec![])
+        );
+        // A status that is no text says nothing, as before.
+        for body in [r#"{"status":3}"#, r#"{"state":"Running"}"#, "[]"] {
+            assert!(
+                matches!(judge(&rule, body.as_bytes(), false), Verdict::Unreadable(_)),
+                "{body}"
+            );
+        }
+        // A rule that lists its running values keeps to them.
+        assert!(matches!(
+            judge(&azure(), br#"{"status":"Provisioning"}"#, false),
+            Verdict::Unreadable(_)
+        ));
+    }
+
+    #[test]
     fn an_operation_s_error_details_follow_it_in_order() {
         let error = |code: &str, cause: Option<&str>, message: Option<&str>| {
             ApiError::new(
@@ -764,6 +829,7 @@ mod tests {
                                        truncated: bool) {
                 let _ = judge(&azure(), &body, truncated);
                 let _ = judge(&google(), &body, truncated);
+                let _ = judge(&any_other_runs(), &body, truncated);
             }
 
             /// A name from a body never takes the status URL off the
