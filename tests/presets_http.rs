@@ -613,9 +613,8 @@ async fn azure_a_canceled_operation_is_terminal_and_says_so() {
 #[tokio::test]
 async fn azure_an_operation_with_only_location_ends_at_the_resource_s_200() {
     // Azure's documentation: the Location URL answers 202 while the
-    // operation runs, then 200 with the resource, which has no "status".
-    // The preset's status rule reads every 200 status answer, so this one
-    // ends the call terminal although the operation succeeded.
+    // operation runs, then 200 with the resource, which has no "status":
+    // judged by its status code (poll.body_headers), that 200 is the result.
     let server = azure::start().await;
     let path = azure::in_group("Microsoft.Storage/storageAccounts/store-a");
     let request = request(
@@ -624,16 +623,27 @@ async fn azure_an_operation_with_only_location_ends_at_the_resource_s_200() {
         &format!("{path}?api-version=2024-07-01"),
         r#"{"location":"westus"}"#,
     );
-    let (error, events) = call(preset("azure"), request).await.error("location only");
-    assert_eq!(error.kind(), ErrorKind::Terminal, "{error}");
-    assert_eq!(error.status().map(|s| s.as_u16()), Some(200));
-    assert_eq!((error.attempts(), error.polls()), (1, 2));
+    let (response, events, took) = call(preset("azure"), request)
+        .await
+        .response("location only");
+    assert_eq!(response.status(), 200);
+    let info = CallInfo::of(&response);
+    // Two polls of the Location; the PUT's route fetches nothing more.
+    assert_eq!((info.attempts(), info.polls()), (1, 2));
+    assert_eq!(server.requests(), 3);
     polled_at_retry_after(&events, false);
-    assert!(error.to_string().contains("no text at /status"), "{error}");
+    assert!(took >= secs(2 * azure::RETRY_AFTER_SECS), "took {took:?}");
+    let url = FinalUrl::of(&response).unwrap().to_string();
     assert!(
-        String::from_utf8_lossy(error.body()).contains(r#""provisioningState":"Succeeded""#),
-        "{:?}",
-        error.body()
+        url.contains("/providers/Microsoft.Storage/operations/store-a"),
+        "{url}"
+    );
+    // Its body unread: no status body, and the resource streams as it came.
+    assert!(StatusBody::of(&response).is_none());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains(r#""provisioningState":"Succeeded""#),
+        "{body:?}"
     );
 }
 

@@ -931,7 +931,7 @@ fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
     expect(
         2,
         "202 + Location only: 202, then 200 with the account",
-        "terminal",
+        "success",
         "1",
         "2",
         "-",
