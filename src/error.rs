@@ -505,9 +505,23 @@ impl Error {
         self.inner.delivery != Delivery::Unknown
     }
 
-    /// Whether the server said it was throttling the client (status 429).
+    /// Whether the server said it was throttling the client: status 429, or
+    /// any failure whose wait is the reset of a quota it says is spent
+    /// ([`retry_after_source`](Self::retry_after_source) is
+    /// [`RateLimit`](WaitSource::RateLimit) or
+    /// [`XRateLimitReset`](WaitSource::XRateLimitReset), which classify reads
+    /// only when no units are left), such as GitHub's `403` with
+    /// `x-ratelimit-remaining: 0`.
+    ///
+    /// Either proves the request was refused, not processed: it may be sent
+    /// again whatever its method, and the circuit breaker does not count it
+    /// unless `count_throttling = true`.
     pub fn is_throttling(&self) -> bool {
         self.inner.status == Some(StatusCode::TOO_MANY_REQUESTS)
+            || matches!(
+                self.inner.retry_after_source,
+                Some(WaitSource::RateLimit | WaitSource::XRateLimitReset)
+            )
     }
 
     pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
@@ -1003,6 +1017,43 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::RetriesExhausted);
         assert!(e.is_retryable());
         assert!(e.is_throttling());
+    }
+
+    #[test]
+    fn a_spent_quota_is_throttling_whatever_the_status() {
+        let waited = |status: u16, source: Option<WaitSource>| {
+            Error::from_response(
+                StatusCode::from_u16(status).unwrap(),
+                StatusClass::Retryable,
+                ResponseFailure {
+                    retry_after: source.map(|_| Duration::from_secs(2)),
+                    retry_after_source: source,
+                    ..ResponseFailure::default()
+                },
+            )
+        };
+        // status, where its wait came from, throttling
+        let rows = [
+            (429, None, true),
+            (429, Some(WaitSource::RetryAfter), true),
+            (403, Some(WaitSource::XRateLimitReset), true),
+            (403, Some(WaitSource::RateLimit), true),
+            (503, Some(WaitSource::RateLimit), true),
+            // A wait alone is no spent quota.
+            (403, Some(WaitSource::RetryAfter), false),
+            (503, Some(WaitSource::RetryAfter), false),
+            (400, Some(WaitSource::RetryDelay), false),
+            (403, None, false),
+            (500, None, false),
+        ];
+        for (status, source, throttling) in rows {
+            assert_eq!(
+                waited(status, source).is_throttling(),
+                throttling,
+                "{status} {source:?}"
+            );
+        }
+        assert!(!Error::new(ErrorKind::Timeout).is_throttling());
     }
 
     #[test]

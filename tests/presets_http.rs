@@ -201,6 +201,42 @@ async fn github_a_spent_primary_limit_is_waited_until_its_reset() {
 }
 
 #[tokio::test]
+async fn github_a_post_refused_by_a_spent_primary_limit_is_sent_again() {
+    // GitHub did not process it: like a 429, a spent quota's 403 proves it,
+    // so a POST is replayed after the reset.
+    for kind in ["primary", "primary-429"] {
+        let server = github::start().await;
+        let (response, events, took) = call(
+            preset("github"),
+            post(&server, &format!("/limits/{kind}/post")),
+        )
+        .await
+        .response(kind);
+        assert_eq!(response.status(), 200, "{kind}");
+        assert_eq!(CallInfo::of(&response).attempts(), 2, "{kind}");
+        assert_eq!(server.requests(), 2, "{kind}");
+        let reset = secs(github::RESET_SECS);
+        assert_eq!(
+            events.retries,
+            [(reset, WaitReason::XRateLimitReset)],
+            "{kind}"
+        );
+        assert!(took >= reset, "{kind}: took {took:?}");
+    }
+    // A secondary limit's 403 has units left: nothing proves the POST was
+    // not processed, and it is not sent again.
+    let server = github::start().await;
+    let (error, events) = call(preset("github"), post(&server, "/limits/secondary/post"))
+        .await
+        .error("secondary");
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(403));
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(error.retry_refused(), Some(RetryRefusal::UnsafeMethod));
+    assert!(events.retries.is_empty());
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
 async fn github_a_secondary_limit_waits_its_retry_after() {
     for kind in ["secondary", "secondary-429"] {
         let server = github::start().await;
@@ -491,6 +527,21 @@ async fn azure_a_post_is_polled_at_azure_asyncoperation_then_its_location_fetche
 }
 
 #[tokio::test]
+async fn azure_a_status_in_no_list_is_the_provider_s_word_for_running() {
+    // The resource provider contract: any status but Succeeded, Failed and
+    // Canceled means the operation runs.
+    let server = azure::start().await;
+    let (response, events, took) = call(preset("azure"), vm_start(&server, "vm-own-a"))
+        .await
+        .response("provisioning");
+    assert_eq!(response.status(), 204);
+    let info = CallInfo::of(&response);
+    assert_eq!((info.attempts(), info.polls()), (1, 3));
+    polled_at_retry_after(&events, true);
+    assert!(took >= secs(2 * azure::RETRY_AFTER_SECS), "took {took:?}");
+}
+
+#[tokio::test]
 async fn azure_a_put_answered_201_is_polled_then_the_resource_fetched() {
     let server = azure::start().await;
     let path = format!(
@@ -528,9 +579,8 @@ async fn azure_a_failed_operation_is_terminal_with_its_error_code() {
         error.to_string().contains("the operation failed"),
         "{error}"
     );
-    // The error object's own code: its details[] are not read for an
-    // operation (the poll layer reads code, message and status only).
-    assert_eq!(codes(&error), ["AllocationFailed"]);
+    // The error object's code, then each of its details[]'.
+    assert_eq!(codes(&error), ["AllocationFailed", "SkuNotAvailable"]);
     assert_eq!(
         error.api_errors()[0].message(),
         Some(
@@ -552,14 +602,19 @@ async fn azure_a_canceled_operation_is_terminal_and_says_so() {
         error.to_string().contains("the operation was canceled"),
         "{error}"
     );
+    // Its error object, read as a failed operation's.
+    assert_eq!(codes(&error), ["OperationCanceled"]);
+    assert_eq!(
+        error.api_errors()[0].message(),
+        Some("The operation was canceled.")
+    );
 }
 
 #[tokio::test]
 async fn azure_an_operation_with_only_location_ends_at_the_resource_s_200() {
     // Azure's documentation: the Location URL answers 202 while the
-    // operation runs, then 200 with the resource, which has no "status".
-    // The preset's status rule reads every 200 status answer, so this one
-    // ends the call terminal although the operation succeeded.
+    // operation runs, then 200 with the resource, which has no "status":
+    // judged by its status code (poll.body_headers), that 200 is the result.
     let server = azure::start().await;
     let path = azure::in_group("Microsoft.Storage/storageAccounts/store-a");
     let request = request(
@@ -568,16 +623,27 @@ async fn azure_an_operation_with_only_location_ends_at_the_resource_s_200() {
         &format!("{path}?api-version=2024-07-01"),
         r#"{"location":"westus"}"#,
     );
-    let (error, events) = call(preset("azure"), request).await.error("location only");
-    assert_eq!(error.kind(), ErrorKind::Terminal, "{error}");
-    assert_eq!(error.status().map(|s| s.as_u16()), Some(200));
-    assert_eq!((error.attempts(), error.polls()), (1, 2));
+    let (response, events, took) = call(preset("azure"), request)
+        .await
+        .response("location only");
+    assert_eq!(response.status(), 200);
+    let info = CallInfo::of(&response);
+    // Two polls of the Location; the PUT's route fetches nothing more.
+    assert_eq!((info.attempts(), info.polls()), (1, 2));
+    assert_eq!(server.requests(), 3);
     polled_at_retry_after(&events, false);
-    assert!(error.to_string().contains("no text at /status"), "{error}");
+    assert!(took >= secs(2 * azure::RETRY_AFTER_SECS), "took {took:?}");
+    let url = FinalUrl::of(&response).unwrap().to_string();
     assert!(
-        String::from_utf8_lossy(error.body()).contains(r#""provisioningState":"Succeeded""#),
-        "{:?}",
-        error.body()
+        url.contains("/providers/Microsoft.Storage/operations/store-a"),
+        "{url}"
+    );
+    // Its body unread: no status body, and the resource streams as it came.
+    assert!(StatusBody::of(&response).is_none());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains(r#""provisioningState":"Succeeded""#),
+        "{body:?}"
     );
 }
 
@@ -720,6 +786,8 @@ async fn google_an_operation_done_with_an_error_is_terminal_with_its_status() {
         (api.code(), api.cause()),
         (Some("9"), Some("FAILED_PRECONDITION"))
     );
+    // Then the reason of the ErrorInfo among its details.
+    assert_eq!(codes(&error), ["9", "INSTANCE_BEING_DELETED"]);
 }
 
 #[tokio::test]

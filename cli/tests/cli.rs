@@ -914,6 +914,14 @@ fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
     );
     expect(
         2,
+        "202 + Azure-AsyncOperation: Provisioning, Succeeded",
+        "success",
+        "1",
+        "3",
+        "-",
+    );
+    expect(
+        2,
         "201 + Azure-AsyncOperation: Succeeded; the resource",
         "success",
         "1",
@@ -923,7 +931,7 @@ fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
     expect(
         2,
         "202 + Location only: 202, then 200 with the account",
-        "terminal",
+        "success",
         "1",
         "2",
         "-",
@@ -934,7 +942,7 @@ fn the_demo_runs_each_api_s_stand_in_under_its_preset() {
         "terminal",
         "1",
         "2",
-        "AllocationFailed",
+        "AllocationFailed,SkuNotAvailable",
     );
     expect(
         3,

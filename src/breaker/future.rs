@@ -180,6 +180,32 @@ mod tests {
             verdict(&status(429, StatusClass::Retryable), true),
             Verdict::Failure
         );
+        // A spent quota (GitHub's 403 primary limit) is throttling too; a
+        // 403 that waits a Retry-After is not.
+        let waited = |source| {
+            Err::<Response<()>, _>(Error::from_response(
+                StatusCode::FORBIDDEN,
+                StatusClass::Retryable,
+                ResponseFailure {
+                    retry_after: Some(std::time::Duration::from_secs(2)),
+                    retry_after_source: Some(source),
+                    ..ResponseFailure::default()
+                },
+            ))
+        };
+        use crate::retry_after::WaitSource;
+        assert_eq!(
+            verdict(&waited(WaitSource::XRateLimitReset), false),
+            Verdict::Ignored
+        );
+        assert_eq!(
+            verdict(&waited(WaitSource::XRateLimitReset), true),
+            Verdict::Failure
+        );
+        assert_eq!(
+            verdict(&waited(WaitSource::RetryAfter), false),
+            Verdict::Failure
+        );
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(
             verdict::<()>(&Err(Error::transport(Box::new(io))), false),

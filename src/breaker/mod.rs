@@ -56,8 +56,10 @@
 //!
 //! What counts: `retryable` statuses (5xx), transport failures and timed-out
 //! attempts are failures; `terminal` statuses are successes (the host
-//! answered properly); 429 is ignored unless `count_throttling = true`
-//! (throttling is the retry budget's business); `unsupported` is ignored. A
+//! answered properly); throttling (a 429, or an answer whose wait is a spent
+//! quota's reset: [`Error::is_throttling`](crate::Error::is_throttling)) is
+//! ignored unless `count_throttling = true` (it is the retry budget's
+//! business); `unsupported` is ignored. A
 //! success slower than `slow_call_duration` counts as a failure.
 //!
 //! A closed breaker admits a call with one atomic load; the result takes a

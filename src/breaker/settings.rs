@@ -152,7 +152,8 @@ impl BreakerSettings {
         .max(1)
     }
 
-    /// Whether a 429 counts as a failure.
+    /// Whether throttling (a 429, or a spent quota's wait) counts as a
+    /// failure.
     pub fn count_throttling(&self) -> bool {
         self.count_throttling
     }
@@ -325,7 +326,8 @@ impl BreakerBuilder {
         self
     }
 
-    /// Whether 429 counts as a failure (`count_throttling`, default false).
+    /// Whether throttling (a 429, or a spent quota's wait) counts as a
+    /// failure (`count_throttling`, default false).
     pub fn count_throttling(mut self, count: bool) -> Self {
         self.count_throttling = Some(count);
         self

@@ -125,3 +125,30 @@ fn mistakes_point_at_their_key() {
         "poll.max_body_bytes is out of bounds",
     );
 }
+
+#[test]
+fn body_headers_name_the_status_urls_a_rule_reads() {
+    let policy = Policy::from_toml_str(
+        "[poll]\nlocation_headers = [\"Azure-AsyncOperation\", \"Location\"]\n\
+         status_pointer = \"/status\"\nsucceeded = [\"Succeeded\"]\n\
+         body_headers = [\"Azure-AsyncOperation\"]\n",
+    )
+    .unwrap();
+    let azure = http::HeaderName::from_static("azure-asyncoperation");
+    assert_eq!(policy.poll_settings().body_headers(), Some(&[azure][..]));
+    // Every header's by default, as before the key.
+    let plain = Policy::from_toml_str("[poll]\ndone_pointer = \"/done\"\n").unwrap();
+    assert_eq!(plain.poll_settings().body_headers(), None);
+    assert_error(
+        "[poll]\nbody_headers = [\"Azure-AsyncOperation\"]\n",
+        2,
+        16,
+        "poll.body_headers needs poll.status_pointer or poll.done_pointer",
+    );
+    assert_error(
+        "[poll]\ndone_pointer = \"/done\"\nbody_headers = [\"ok\", \"bad header\"]\n",
+        3,
+        23,
+        "invalid header name \"bad header\" in poll.body_headers",
+    );
+}

@@ -22,7 +22,7 @@ use http_body::Body;
 use serde_json::Value;
 
 use crate::classify::error_body::pointer::Pointer;
-use crate::classify::{ErrorBodyFormat, ErrorBodySettings, ErrorFields, parse_error_body};
+use crate::classify::error_body::text_of;
 use crate::error::ApiError;
 use crate::settings::SettingsError;
 
@@ -41,10 +41,8 @@ use crate::settings::SettingsError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     rule: Rule,
-    /// Where a failed operation's error object is.
+    /// Where a failed or canceled operation's error object is.
     error_pointer: Pointer,
-    /// How that object is parsed for its codes.
-    errors: ErrorBodySettings,
     /// Where the status URL is, for an operation that starts with a `200`
     /// naming itself in the body (Google).
     status_url: Option<StatusUrl>,
@@ -65,7 +63,8 @@ struct StatusUrl {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Rule {
-    /// A field whose value is one of four lists (Azure).
+    /// A field whose value is one of four lists (Azure); an empty
+    /// `running` is every other value.
     Status {
         pointer: Pointer,
         running: Vec<String>,
@@ -87,10 +86,11 @@ pub enum Verdict {
     Running,
     /// Done, and it worked: the answer ends the call.
     Succeeded,
-    /// Done, and it failed, with the errors parsed from its error object.
+    /// Done, and it failed, with the errors of its error object.
     Failed(Vec<ApiError>),
-    /// Canceled before it finished.
-    Canceled,
+    /// Canceled before it finished, with the errors of its error object
+    /// when it has one.
+    Canceled(Vec<ApiError>),
     /// The body does not say: not JSON, cut at the cap, no such field or
     /// a value in no list. Why, for the error's detail.
     Unreadable(String),
@@ -99,8 +99,11 @@ pub enum Verdict {
 impl Completion {
     /// A status field (`poll.status_pointer`) whose value is in one of the
     /// lists (`poll.running`, `poll.succeeded`, `poll.failed`,
-    /// `poll.canceled`), and the error object of a failed operation at
-    /// `error_pointer` (`poll.error_pointer`).
+    /// `poll.canceled`), and the error object of a failed or canceled
+    /// operation at `error_pointer` (`poll.error_pointer`). An empty
+    /// `running` takes every value in none of the other three (Azure
+    /// Resource Manager's contract); a value in no list of a rule whose
+    /// `running` names some says nothing.
     pub fn status(
         pointer: &str,
         running: Vec<String>,
@@ -124,7 +127,6 @@ impl Completion {
                 canceled,
             },
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
-            errors: errors_at(error_pointer)?,
             status_url: None,
             result: None,
         })
@@ -139,7 +141,6 @@ impl Completion {
                 pointer: Pointer::parse("poll.done_pointer", pointer)?,
             },
             error_pointer: Pointer::parse("poll.error_pointer", error_pointer)?,
-            errors: errors_at(error_pointer)?,
             status_url: None,
             result: None,
         })
@@ -263,19 +264,39 @@ fn is_path(name: &str) -> bool {
             .any(|segment| segment == "." || segment == "..")
 }
 
-/// The error object at `pointer`, read as Azure and Google write it:
-/// `code`, `message`, and Google's `status` as the cause.
-fn errors_at(pointer: &str) -> Result<ErrorBodySettings, SettingsError> {
-    let fields = ErrorFields::builder()
-        .errors(pointer)
-        .code("/code")
-        .message("/message")
-        .cause("/status")
-        .build()?;
-    ErrorBodySettings::builder()
-        .format(ErrorBodyFormat::Fields)
-        .fields(fields)
-        .build()
+impl Completion {
+    /// The errors of a failed or canceled operation's error object, read
+    /// as Azure and Google write it: its `code`, `message`, and Google's
+    /// `status` as the cause; then, in order, each of its `details[]` that
+    /// names a code (Azure's `code`, or the `reason` of Google's
+    /// `ErrorInfo`), with its `message`. Details that name none (Google's
+    /// `RetryInfo`, `Help`, ...) are no error. An array there is a list of
+    /// such objects.
+    fn errors_of(&self, body: &Value) -> Vec<ApiError> {
+        let Some(found) = self.error_pointer.resolve(body) else {
+            return Vec::new();
+        };
+        let objects = match found {
+            Value::Array(items) => items.as_slice(),
+            one => std::slice::from_ref(one),
+        };
+        let mut errors = Vec::new();
+        for error in objects.iter().filter(|error| error.is_object()) {
+            let text = |key: &str| error.get(key).and_then(text_of);
+            let own = ApiError::new(text("code"), text("status"), text("message"), None);
+            if own != ApiError::default() {
+                errors.push(own);
+            }
+            let details = error.get("details").and_then(Value::as_array);
+            for detail in details.into_iter().flatten() {
+                let text = |key: &str| detail.get(key).and_then(text_of);
+                if let Some(code) = text("code").or_else(|| text("reason")) {
+                    errors.push(ApiError::new(Some(code), None, text("message"), None));
+                }
+            }
+        }
+        errors
+    }
 }
 
 /// What `body` says of the operation. `truncated` when the read stopped at
@@ -315,10 +336,12 @@ pub fn judge(completion: &Completion, body: &[u8], truncated: bool) -> Verdict {
             if is_in(succeeded) {
                 Verdict::Succeeded
             } else if is_in(failed) {
-                Verdict::Failed(parse_error_body(&completion.errors, None, body))
+                Verdict::Failed(completion.errors_of(&value))
             } else if is_in(canceled) {
-                Verdict::Canceled
-            } else if is_in(running) {
+                Verdict::Canceled(completion.errors_of(&value))
+            } else if running.is_empty() || is_in(running) {
+                // Resource Manager's contract: any status but the terminal
+                // ones means running, a provider's own word included.
                 Verdict::Running
             } else {
                 Verdict::Unreadable(format!(
@@ -331,7 +354,7 @@ pub fn judge(completion: &Completion, body: &[u8], truncated: bool) -> Verdict {
             // proto3 JSON leaves `done: false` out.
             None | Some(Value::Null | Value::Bool(false)) => Verdict::Running,
             Some(Value::Bool(true)) if has_error(&value) => {
-                Verdict::Failed(parse_error_body(&completion.errors, None, body))
+                Verdict::Failed(completion.errors_of(&value))
             }
             Some(Value::Bool(true)) => Verdict::Succeeded,
             Some(_) => Verdict::Unreadable(format!(
@@ -465,6 +488,21 @@ mod tests {
         Completion::done("/done", "/error").unwrap()
     }
 
+    /// Azure's status rule as Resource Manager's contract has it: no
+    /// running list.
+    fn any_other_runs() -> Completion {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        Completion::status(
+            "/status",
+            Vec::new(),
+            list(&["Succeeded"]),
+            list(&["Failed"]),
+            list(&["Canceled"]),
+            "/error",
+        )
+        .unwrap()
+    }
+
     fn codes(verdict: &Verdict) -> Vec<(Option<&str>, Option<&str>)> {
         match verdict {
             Verdict::Failed(errors) => errors.iter().map(|e| (e.code(), e.cause())).collect(),
@@ -477,7 +515,7 @@ mod tests {
         use Verdict::*;
         let unreadable = |v: &Verdict| matches!(v, Unreadable(_));
         // rule, body, truncated, expected (None: unreadable)
-        let rows: [(&str, Completion, &str, bool, Option<Verdict>); 16] = [
+        let rows: [(&str, Completion, &str, bool, Option<Verdict>); 17] = [
             (
                 "azure running",
                 azure(),
@@ -530,7 +568,19 @@ mod tests {
                 azure(),
                 r#"{"status":"Canceled"}"#,
                 false,
-                Some(Canceled),
+                Some(Canceled(vec![])),
+            ),
+            (
+                "azure canceled with its error",
+                azure(),
+                r#"{"status":"Canceled","error":{"code":"OperationCanceled","message":"m"}}"#,
+                false,
+                Some(Canceled(vec![ApiError::new(
+                    Some("OperationCanceled".into()),
+                    None,
+                    Some("m".into()),
+                    None,
+                )])),
             ),
             (
                 "azure unknown value",
@@ -605,6 +655,118 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_running_list_takes_every_value_the_others_do_not() {
+        let rule = any_other_runs();
+        for running in [
+            "NotStarted",
+            "Accepted",
+            "Provisioning",
+            "PreparingVMDisk",
+            "",
+        ] {
+            let body = format!(r#"{{"status":"{running}"}}"#);
+            assert_eq!(
+                judge(&rule, body.as_bytes(), false),
+                Verdict::Running,
+                "{running}"
+            );
+        }
+        // The terminal values are still terminal, in any case.
+        assert_eq!(
+            judge(&rule, br#"{"status":"SUCCEEDED"}"#, false),
+            Verdict::Succeeded
+        );
+        assert_eq!(
+            judge(&rule, br#"{"status":"Failed"}"#, false),
+            Verdict::Failed(vec![])
+        );
+        assert_eq!(
+            judge(&rule, br#"{"status":"canceled"}"#, false),
+            Verdict::Canceled(vec![])
+        );
+        // A status that is no text says nothing, as before.
+        for body in [r#"{"status":3}"#, r#"{"state":"Running"}"#, "[]"] {
+            assert!(
+                matches!(judge(&rule, body.as_bytes(), false), Verdict::Unreadable(_)),
+                "{body}"
+            );
+        }
+        // A rule that lists its running values keeps to them.
+        assert!(matches!(
+            judge(&azure(), br#"{"status":"Provisioning"}"#, false),
+            Verdict::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn an_operation_s_error_details_follow_it_in_order() {
+        let error = |code: &str, cause: Option<&str>, message: Option<&str>| {
+            ApiError::new(
+                Some(code.into()),
+                cause.map(Into::into),
+                message.map(Into::into),
+                None,
+            )
+        };
+        // Azure: each detail's code, with its message.
+        let azure_failed = r#"{"status":"Failed","error":{"code":"AllocationFailed","message":"m",
+            "details":[{"code":"SkuNotAvailable","message":"d1"},{"message":"no code"},
+                       {"code":"ZonalAllocationFailed"},"text",7]}}"#;
+        assert_eq!(
+            judge(&azure(), azure_failed.as_bytes(), false),
+            Verdict::Failed(vec![
+                error("AllocationFailed", None, Some("m")),
+                error("SkuNotAvailable", None, Some("d1")),
+                error("ZonalAllocationFailed", None, None),
+            ])
+        );
+        // A canceled operation's details are read as a failed one's.
+        let azure_canceled = r#"{"status":"Canceled","error":{"code":"OperationCanceled",
+            "details":[{"code":"CanceledByUser"}]}}"#;
+        assert_eq!(
+            judge(&azure(), azure_canceled.as_bytes(), false),
+            Verdict::Canceled(vec![
+                error("OperationCanceled", None, None),
+                error("CanceledByUser", None, None),
+            ])
+        );
+        // Google: the ErrorInfo's reason; a RetryInfo or Help names none.
+        let google_failed = r#"{"done":true,"error":{"code":8,"message":"m","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"2s"},
+                       {"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED",
+                        "domain":"googleapis.com"},
+                       {"@type":"type.googleapis.com/google.rpc.Help","links":[]}]}}"#;
+        assert_eq!(
+            judge(&google(), google_failed.as_bytes(), false),
+            Verdict::Failed(vec![
+                error("8", Some("RESOURCE_EXHAUSTED"), Some("m")),
+                error("RATE_LIMIT_EXCEEDED", None, None),
+            ])
+        );
+        // Details that are no array, and an error that has only details.
+        for (body, codes) in [
+            (
+                r#"{"status":"Failed","error":{"code":"A","details":{"code":"B"}}}"#,
+                &["A"][..],
+            ),
+            (
+                r#"{"status":"Failed","error":{"details":[{"code":"B"}]}}"#,
+                &["B"][..],
+            ),
+            (
+                r#"{"status":"Failed","error":[{"code":"A","details":[{"code":"B"}]},{"code":"C"}]}"#,
+                &["A", "B", "C"][..],
+            ),
+        ] {
+            let Verdict::Failed(errors) = judge(&azure(), body.as_bytes(), false) else {
+                panic!("{body}");
+            };
+            let got: Vec<&str> = errors.iter().filter_map(ApiError::code).collect();
+            assert_eq!(got, codes, "{body}");
+        }
+    }
+
+    #[test]
     fn the_first_answer_names_the_status_url() {
         let rule = google()
             .with_status_url("{origin}/{first_segment}/{name}", "/name")
@@ -667,6 +829,7 @@ mod tests {
                                        truncated: bool) {
                 let _ = judge(&azure(), &body, truncated);
                 let _ = judge(&google(), &body, truncated);
+                let _ = judge(&any_other_runs(), &body, truncated);
             }
 
             /// A name from a body never takes the status URL off the

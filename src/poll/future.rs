@@ -13,7 +13,7 @@ use tower_service::Service;
 use tracing::Span;
 
 use super::location::Target;
-use super::step::{Answered, Counts, Progress, Refused, Step, Wait, after_body, step};
+use super::step::{Answered, Counts, Followed, Progress, Refused, Step, Wait, after_body, step};
 use super::{PollRoute, PollSettings, Shared, StatusRead};
 use crate::deadline::OtherOrigin;
 use crate::deadline::{CallDeadline, call_deadline};
@@ -107,7 +107,7 @@ struct PollState<S> {
 struct Operation<S> {
     service: Option<S>,
     polls: u32,
-    target: Target,
+    target: Followed,
     span: Span,
     /// Whether the request in flight fetches the finished operation's
     /// result.
@@ -490,6 +490,7 @@ fn progress<S>(kept: Option<&PollState<S>>) -> Progress<'_> {
     Progress {
         request: Some(&kept.head.uri),
         target: polling.map(|polling| polling.target.uri()),
+        status_only: polling.is_some_and(|polling| polling.target.status_only),
         polls: polling.map_or(0, |polling| polling.polls),
         started: kept.started,
         fetching: polling.is_some_and(|polling| polling.fetching),
@@ -608,7 +609,7 @@ impl<S> PollState<S> {
             Ok(service) => service,
             Err(error) => return TaskPoll::Ready(Err(counts.stamp(error, polling.polls))),
         };
-        let mut request = status_request(head, &polling.target, &route.settings);
+        let mut request = status_request(head, &polling.target.target, &route.settings);
         // The whole call's deadline bounds each poll, its attempts and its
         // retries too.
         let deadline = match *started {

@@ -24,7 +24,10 @@
 //! rule, the body of a `200` status answer is read, up to
 //! `poll.max_body_bytes`, and decides whether to poll on, return the answer
 //! (its bytes in [`StatusBody`]) or fail `terminal` with the operation's
-//! error codes. With no rule no body is read.
+//! error codes. With no rule no body is read; with `poll.body_headers`, only
+//! the answers of a status URL those headers gave are (Azure's
+//! `Azure-AsyncOperation`), and one another header gave (its `Location`)
+//! is judged by its status code, its final answer the result.
 //!
 //! A status URL comes from the server and is checked like any input from the
 //! network ([`resolve_status_url`]): it must have the request's scheme, host

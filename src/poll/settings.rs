@@ -51,6 +51,9 @@ pub struct PollSettings {
     pub(crate) result: FinalResult,
     /// Headers that make a `201 Created` an operation to poll.
     pub(crate) created_headers: Vec<HeaderName>,
+    /// The headers whose status URLs say in a `200`'s body how the
+    /// operation goes (`poll.body_headers`); `None`: every header's.
+    pub(crate) body_headers: Option<Vec<HeaderName>>,
     /// Whether any answer can name a status URL: a header to read one
     /// from, or a body rule that names one. A call that can never be
     /// polled keeps nothing for it.
@@ -136,6 +139,20 @@ impl PollSettings {
         &self.created_headers
     }
 
+    /// The headers whose status URLs are read by the completion rule
+    /// (`poll.body_headers`); `None` when every header's is.
+    pub fn body_headers(&self) -> Option<&[HeaderName]> {
+        self.body_headers.as_deref()
+    }
+
+    /// Whether the completion rule reads the `200`s of a status URL that
+    /// header `name` gave.
+    pub(crate) fn reads_body_of(&self, name: &HeaderName) -> bool {
+        self.body_headers
+            .as_ref()
+            .is_none_or(|names| names.contains(name))
+    }
+
     /// The wait before poll number `poll` (1 for the first) when the server
     /// did not say.
     pub(crate) fn interval_before(&self, poll: u32) -> Duration {
@@ -174,6 +191,7 @@ pub struct PollBuilder {
     max_body_bytes: Option<usize>,
     result: Option<FinalResult>,
     created_headers: Vec<HeaderName>,
+    body_headers: Option<Vec<HeaderName>>,
 }
 
 /// The most headers a list may name.
@@ -276,6 +294,17 @@ impl PollBuilder {
         self
     }
 
+    /// The headers whose status URLs the completion rule reads
+    /// (`body_headers`, at most 16; by default every header's): a status
+    /// URL another header gave is judged by its status code alone, and its
+    /// final answer is the operation's result. Azure's
+    /// `["Azure-AsyncOperation"]`: its `Location` answers `202` while the
+    /// operation runs, then as the request itself would have.
+    pub fn body_headers(mut self, names: Vec<HeaderName>) -> Self {
+        self.body_headers = Some(names);
+        self
+    }
+
     /// The settings, or the first value out of bounds.
     pub fn build(self) -> Result<PollSettings, SettingsError> {
         let hour = Duration::from_secs(3600);
@@ -285,10 +314,12 @@ impl PollBuilder {
                 http::header::LOCATION,
             ]
         });
+        let body_headers = self.body_headers.as_deref().unwrap_or_default();
         for (key, list) in [
-            ("poll.location_headers", &location_headers),
+            ("poll.location_headers", location_headers.as_slice()),
             ("poll.secret_headers", &self.secret_headers),
             ("poll.created_headers", &self.created_headers),
+            ("poll.body_headers", body_headers),
         ] {
             if list.len() > MAX_HEADERS {
                 return Err(SettingsError::new(
@@ -309,6 +340,12 @@ impl PollBuilder {
                 .unwrap_or(Duration::from_secs(10).max(interval)),
             interval..=hour,
         )?;
+        if self.body_headers.is_some() && self.completion.is_none() {
+            return Err(SettingsError::new(
+                "poll.body_headers",
+                "poll.body_headers needs poll.status_pointer or poll.done_pointer: it says which status URLs they read",
+            ));
+        }
         let follows = !location_headers.is_empty()
             || !self.created_headers.is_empty()
             || self
@@ -343,6 +380,7 @@ impl PollBuilder {
             result: self.result.unwrap_or(FinalResult::Status),
             follows,
             created_headers: self.created_headers,
+            body_headers: self.body_headers,
         })
     }
 }
@@ -374,6 +412,7 @@ pub(crate) struct RawPoll {
     max_body_bytes: Option<i64>,
     result: Option<FinalResult>,
     created_headers: Option<Vec<String>>,
+    body_headers: Option<Vec<String>>,
 }
 
 impl RawPoll {
@@ -516,6 +555,10 @@ impl TryFrom<RawPoll> for PollSettings {
             created_headers: match &raw.created_headers {
                 Some(names) => header_names("poll.created_headers", names)?,
                 None => Vec::new(),
+            },
+            body_headers: match &raw.body_headers {
+                Some(names) => Some(header_names("poll.body_headers", names)?),
+                None => None,
             },
             max_body_bytes: raw
                 .max_body_bytes

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use tokio::time::Instant;
 
 use super::location::{Refusal, Target, resolve_status_url};
@@ -34,6 +34,9 @@ pub(crate) struct Progress<'a> {
     pub(crate) request: Option<&'a Uri>,
     /// The status URL being polled: `None` before the first poll.
     pub(crate) target: Option<&'a Uri>,
+    /// Whether its answers say how the operation goes by their status code
+    /// alone ([`Followed::status_only`]).
+    pub(crate) status_only: bool,
     /// Status requests sent so far.
     pub(crate) polls: u32,
     /// When the call started, if the clock was read yet.
@@ -74,7 +77,8 @@ pub(crate) enum Step {
 pub(crate) enum Ended {
     /// Failed, with the errors of its error object.
     Failed(Vec<ApiError>),
-    Canceled,
+    /// Canceled, with the errors of its error object when it has one.
+    Canceled(Vec<ApiError>),
     /// The body does not say how the operation is going, and why.
     Unreadable(String),
 }
@@ -88,11 +92,38 @@ pub(crate) enum Refused {
     StatusUrl(Refusal),
 }
 
+/// A status URL to poll, and how its answers say the operation goes: kept
+/// together, since which header named the URL decides how they are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Followed {
+    pub(crate) target: Target,
+    /// Whether a `200` from it ends the operation by its status code alone,
+    /// its final answer the operation's result: the header that named it
+    /// is not among `poll.body_headers` (Azure's `Location`). Else, under
+    /// a completion rule, a `200`'s body says how the operation goes.
+    pub(crate) status_only: bool,
+}
+
+impl Followed {
+    /// The URL.
+    pub(crate) fn uri(&self) -> &Uri {
+        self.target.uri()
+    }
+
+    /// A URL whose `200`s the completion rule reads, if there is one.
+    fn read(target: Target) -> Followed {
+        Followed {
+            target,
+            status_only: false,
+        }
+    }
+}
+
 /// The next poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Wait {
     /// The status URL the answer named; `None` to poll the same one again.
-    pub(crate) target: Option<Target>,
+    pub(crate) target: Option<Followed>,
     /// When the call started: the clock's first reading.
     pub(crate) started: Instant,
     /// When to send the poll.
@@ -142,21 +173,14 @@ pub(crate) fn step(
         && !settings.created_headers.is_empty();
     let found = if created {
         // A 201 is an operation only when it names one (Azure's PUT).
-        match settings
-            .created_headers
-            .iter()
-            .find_map(|name| answer.headers.get(name))
-        {
-            Some(value) => Some(value),
+        match first_of(&settings.created_headers, answer.headers) {
+            Some(found) => Some(found),
             None => return Step::Return,
         }
     } else if answer.class != StatusClass::Pollable {
         return finished(answer, progress, settings, now);
     } else {
-        settings
-            .location_headers
-            .iter()
-            .find_map(|name| answer.headers.get(name))
+        first_of(&settings.location_headers, answer.headers)
     };
     // Without the request's URL no status request can be made: the 202 is
     // what the call has.
@@ -165,13 +189,16 @@ pub(crate) fn step(
     };
     let target = match found {
         // RFC 9110: relative to the URL that answered.
-        Some(value) => match resolve_status_url(
+        Some((name, value)) => match resolve_status_url(
             request,
             progress.target.unwrap_or(request),
             value.as_bytes(),
             &settings.allowed_origins,
         ) {
-            Ok(target) => Some(target),
+            Ok(target) => Some(Followed {
+                target,
+                status_only: !settings.reads_body_of(name),
+            }),
             Err(refusal) => return Step::Refuse(Refused::StatusUrl(refusal)),
         },
         // A later answer may leave the URL out: keep polling it.
@@ -199,9 +226,20 @@ pub(crate) fn step(
     }
 }
 
+/// The first of `names` that `headers` has, with its value.
+fn first_of<'h>(
+    names: &'h [HeaderName],
+    headers: &'h HeaderMap,
+) -> Option<(&'h HeaderName, &'h HeaderValue)> {
+    names
+        .iter()
+        .find_map(|name| headers.get(name).map(|value| (name, value)))
+}
+
 /// What follows an answer that is not pollable: it ends the call, unless
 /// it answers a poll and the operation's end is in its body, or its result
-/// is elsewhere.
+/// is elsewhere. A status URL judged by its status code alone
+/// ([`Followed::status_only`]) ends with its answer, the result.
 fn finished(
     answer: &Answered<'_>,
     progress: &Progress<'_>,
@@ -216,13 +254,18 @@ fn finished(
     // says.
     let first = progress.target.is_none();
     match &settings.completion {
-        Some(completion)
-            if !first || (progress.request.is_some() && completion.names_status_url()) =>
-        {
-            Step::ReadBody
+        Some(completion) if first => {
+            if progress.request.is_some() && completion.names_status_url() {
+                Step::ReadBody
+            } else {
+                Step::Return
+            }
         }
-        _ if first => Step::Return,
-        _ => succeeded(progress, settings, now),
+        // Azure's Location answers, once done, as the request would have.
+        Some(_) if progress.status_only => Step::Return,
+        Some(_) => Step::ReadBody,
+        None if first => Step::Return,
+        None => succeeded(progress, settings, now),
     }
 }
 
@@ -243,7 +286,11 @@ fn succeeded(
     };
     let now = now();
     Step::Wait(Wait {
-        target: Some(target),
+        // Its answer, whatever it is, ends the call.
+        target: Some(Followed {
+            target,
+            status_only: true,
+        }),
         started: progress.started.unwrap_or(now),
         until: now,
         delay: Duration::ZERO,
@@ -272,7 +319,7 @@ pub(crate) fn after_body(
         Verdict::Succeeded if progress.target.is_none() => Step::Return,
         Verdict::Succeeded => succeeded(progress, settings, now),
         Verdict::Failed(errors) => Step::Fail(Ended::Failed(errors)),
-        Verdict::Canceled => Step::Fail(Ended::Canceled),
+        Verdict::Canceled(errors) => Step::Fail(Ended::Canceled(errors)),
         Verdict::Unreadable(why) => Step::Fail(Ended::Unreadable(why)),
         Verdict::Running => {
             let target = match (progress.target, progress.request, &settings.completion) {
@@ -288,7 +335,7 @@ pub(crate) fn after_body(
                         text.as_bytes(),
                         &settings.allowed_origins,
                     ) {
-                        Ok(target) => Some(target),
+                        Ok(target) => Some(Followed::read(target)),
                         Err(refusal) => return Step::Refuse(Refused::StatusUrl(refusal)),
                     }
                 }
@@ -303,7 +350,7 @@ pub(crate) fn after_body(
 /// The next poll, at `Retry-After` or the interval, unless it would pass a
 /// bound of the policy or the call's deadline.
 fn next_poll(
-    target: Option<Target>,
+    target: Option<Followed>,
     progress: &Progress<'_>,
     settings: &PollSettings,
     total: Duration,
@@ -395,7 +442,7 @@ impl Ended {
     ) -> Error {
         let (api_errors, detail) = match self {
             Ended::Failed(errors) => (errors, "the operation failed".to_owned()),
-            Ended::Canceled => (Vec::new(), "the operation was canceled".to_owned()),
+            Ended::Canceled(errors) => (errors, "the operation was canceled".to_owned()),
             Ended::Unreadable(why) => (
                 Vec::new(),
                 format!("the status body does not say how the operation is going: {why}"),
@@ -821,6 +868,7 @@ mod tests {
     fn the_after_body_table() {
         use ErrorKind::PollTimeout;
         let conflict = ApiError::new(Some("Conflict".into()), None, None, None);
+        let canceled = ApiError::new(Some("OperationCanceled".into()), None, None, None);
         // verdict, polls so far, retry-after, expected
         let rows = [
             (Verdict::Succeeded, 1, None, Expect::Return),
@@ -830,7 +878,18 @@ mod tests {
                 None,
                 Expect::Fail(Ended::Failed(vec![conflict])),
             ),
-            (Verdict::Canceled, 1, None, Expect::Fail(Ended::Canceled)),
+            (
+                Verdict::Canceled(vec![]),
+                1,
+                None,
+                Expect::Fail(Ended::Canceled(vec![])),
+            ),
+            (
+                Verdict::Canceled(vec![canceled.clone()]),
+                1,
+                None,
+                Expect::Fail(Ended::Canceled(vec![canceled])),
+            ),
             (
                 Verdict::Unreadable("why".into()),
                 1,
@@ -983,9 +1042,22 @@ mod tests {
             error.to_string().contains("the operation failed"),
             "{error}"
         );
-        let error = Ended::Canceled.error(ok, body, counts, 2);
+        let error = Ended::Canceled(vec![]).error(ok, body.clone(), counts, 2);
         assert_eq!(error.kind(), ErrorKind::Terminal);
         assert!(error.to_string().contains("canceled"), "{error}");
+        assert_eq!(error.error_codes().count(), 0);
+        // A canceled operation's error object gives its codes too.
+        let by_user = ApiError::new(Some("OperationCanceled".into()), None, None, None);
+        let error = Ended::Canceled(vec![by_user]).error(ok, body, counts, 2);
+        assert_eq!(error.kind(), ErrorKind::Terminal);
+        assert!(
+            error.to_string().contains("the operation was canceled"),
+            "{error}"
+        );
+        assert_eq!(
+            error.error_codes().collect::<Vec<_>>(),
+            ["OperationCanceled"]
+        );
     }
 
     #[test]
@@ -1015,6 +1087,176 @@ mod tests {
     }
 
     #[test]
+    fn a_status_url_from_a_header_the_rule_does_not_read_is_judged_by_its_status() {
+        // Azure: the status resource at Azure-AsyncOperation says in its
+        // body how the operation goes; its Location answers 202, then as
+        // the request would have.
+        let azure_headers = vec![
+            HeaderName::from_static("azure-asyncoperation"),
+            http::header::LOCATION,
+        ];
+        let azure_settings = |body_headers: Option<&[&'static str]>| {
+            let mut builder = PollSettings::builder()
+                .location_headers(azure_headers.clone())
+                .created_headers(vec![HeaderName::from_static("azure-asyncoperation")])
+                .completion(azure())
+                .result(FinalResult::Original);
+            if let Some(names) = body_headers {
+                builder = builder
+                    .body_headers(names.iter().map(|n| HeaderName::from_static(n)).collect());
+            }
+            builder.build().unwrap()
+        };
+        let only_async = azure_settings(Some(&["azure-asyncoperation"]));
+        let every = azure_settings(None);
+        let request = uri("https://api.example/v3/accounts/a");
+        let now = Instant::now() + 3600 * S;
+        let first = Progress {
+            request: Some(&request),
+            ..Progress::default()
+        };
+        let both = headers(&[("azure-asyncoperation", "/ops/1"), ("location", "/res/1")]);
+        let location = headers(&[("location", "/res/1")]);
+        let answer = |status: u16, headers| Answered {
+            class: match status {
+                202 => StatusClass::Pollable,
+                s if s < 300 => StatusClass::Success,
+                _ => StatusClass::Terminal,
+            },
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+        };
+        // settings, first answer's status, its headers, the URL polled, judged by its status alone
+        let rows = [
+            (&only_async, 202, &both, "https://api.example/ops/1", false),
+            (
+                &only_async,
+                202,
+                &location,
+                "https://api.example/res/1",
+                true,
+            ),
+            (&only_async, 201, &both, "https://api.example/ops/1", false),
+            (&every, 202, &location, "https://api.example/res/1", false),
+            (&every, 202, &both, "https://api.example/ops/1", false),
+        ];
+        for (settings, status, headers, url, status_only) in rows {
+            let name = format!("{status} {headers:?} under {:?}", settings.body_headers());
+            let Step::Wait(wait) = step(
+                &answer(status, headers),
+                &first,
+                settings,
+                60 * S,
+                || now,
+                || None,
+            ) else {
+                panic!("{name}: not followed");
+            };
+            assert_eq!(
+                wait.target,
+                Some(Followed {
+                    target: Target::SameOrigin(uri(url)),
+                    status_only,
+                }),
+                "{name}"
+            );
+        }
+
+        // What the Location-only operation's answers then do.
+        let res = uri("https://api.example/res/1");
+        let polled = |status_only| Progress {
+            request: Some(&request),
+            target: Some(&res),
+            status_only,
+            polls: 1,
+            started: Some(now - S),
+            ..Progress::default()
+        };
+        let none = HeaderMap::new();
+        let no_clock = || -> Instant { panic!("the clock was read") };
+        // Running: polled again, at the same URL.
+        let Step::Wait(again) = step(
+            &answer(202, &none),
+            &polled(true),
+            &only_async,
+            60 * S,
+            || now,
+            || None,
+        ) else {
+            panic!("a 202 polls on");
+        };
+        assert_eq!((again.target, again.fetch, again.poll), (None, false, 2));
+        // Done: its 200 is the result, its body unread and nothing fetched,
+        // although the policy fetches a PUT's result.
+        for status in [200, 201, 204] {
+            assert_eq!(
+                step(
+                    &answer(status, &none),
+                    &polled(true),
+                    &only_async,
+                    60 * S,
+                    no_clock,
+                    || None
+                ),
+                Step::Return,
+                "{status}"
+            );
+        }
+        // Failed: its error status, as the request's would be.
+        assert_eq!(
+            step(
+                &answer(409, &none),
+                &polled(true),
+                &only_async,
+                60 * S,
+                no_clock,
+                || None
+            ),
+            Step::Return
+        );
+        // A status resource's 200 is read, as before.
+        assert_eq!(
+            step(
+                &answer(200, &none),
+                &polled(false),
+                &only_async,
+                60 * S,
+                no_clock,
+                || None
+            ),
+            Step::ReadBody
+        );
+    }
+
+    #[test]
+    fn body_headers_need_a_rule_and_are_bounded() {
+        let names = |n: usize| vec![HeaderName::from_static("azure-asyncoperation"); n];
+        let err = PollSettings::builder()
+            .body_headers(names(1))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("poll.body_headers needs"), "{err}");
+        let err = PollSettings::builder()
+            .completion(azure())
+            .body_headers(names(17))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("too many headers"), "{err}");
+        let settings = PollSettings::builder()
+            .completion(azure())
+            .body_headers(names(1))
+            .build()
+            .unwrap();
+        assert_eq!(settings.body_headers(), Some(&names(1)[..]));
+        assert!(settings.reads_body_of(&HeaderName::from_static("azure-asyncoperation")));
+        assert!(!settings.reads_body_of(&http::header::LOCATION));
+        // By default, every header's.
+        let every = PollSettings::builder().completion(azure()).build().unwrap();
+        assert_eq!(every.body_headers(), None);
+        assert!(every.reads_body_of(&http::header::LOCATION));
+    }
+
+    #[test]
     fn a_201_is_polled_only_when_it_names_an_operation() {
         let mut settings = settings(OnAccepted::Succeed);
         settings.created_headers = vec![HeaderName::from_static("azure-asyncoperation")];
@@ -1037,7 +1279,7 @@ mod tests {
             panic!("a 201 naming an operation is polled");
         };
         assert_eq!(
-            wait.target,
+            wait.target.map(|f| f.target),
             Some(Target::SameOrigin(uri("https://api.example/ops/1")))
         );
         let plain = created(&[("location", "/v3/vm")]);
@@ -1113,7 +1355,10 @@ mod tests {
             ) else {
                 panic!("{result:?}: the 202 is followed");
             };
-            assert_eq!(wait.target, Some(Target::SameOrigin(ops.clone())));
+            assert_eq!(
+                wait.target.clone().map(|f| f.target),
+                Some(Target::SameOrigin(ops.clone()))
+            );
             assert!(!wait.fetch);
             let location = wait.result.clone();
             assert_eq!(
@@ -1128,6 +1373,7 @@ mod tests {
                 started: Some(now - S),
                 fetching: false,
                 result: location.as_deref(),
+                status_only: false,
             };
             let got = step(
                 &answer(StatusClass::Success, &done),
@@ -1141,7 +1387,7 @@ mod tests {
                 (None, Step::Return) => {}
                 (Some(url), Step::Wait(fetch)) => {
                     assert_eq!(
-                        fetch.target,
+                        fetch.target.map(|f| f.target),
                         Some(Target::SameOrigin(uri(url))),
                         "{result:?}"
                     );

@@ -13,7 +13,8 @@ use crate::settings::{self, SettingsError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RetryCause {
-    /// The server said it is throttling the client (429).
+    /// The server said it is throttling the client: a 429, or a spent
+    /// quota ([`Error::is_throttling`](crate::Error::is_throttling)).
     Throttling,
     /// A server error, a transport failure or a timed-out attempt.
     Transient,

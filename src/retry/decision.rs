@@ -128,8 +128,9 @@ pub(crate) enum Decision {
 }
 
 /// Whether sending the request again cannot do harm: an idempotent method, an
-/// `Idempotency-Key`, a status that proves the request was not processed
-/// (429), a transport failure that proves it (a connection that failed before
+/// `Idempotency-Key`, an answer that proves the request was not processed
+/// (a 429, or a wait until a spent quota's reset: `Error::is_throttling`), a
+/// transport failure that proves it (a connection that failed before
 /// the request was sent, an HTTP/2 stream the server refused or left
 /// unprocessed under a `GOAWAY`), or a policy that says
 /// `non_idempotent = "always"`.
@@ -230,6 +231,19 @@ mod tests {
             class,
             ResponseFailure {
                 retry_after: retry_after.map(Duration::from_secs),
+                ..ResponseFailure::default()
+            },
+        )
+    }
+
+    /// A retryable `status` that asks to wait 2 s, as `source` says.
+    fn quota(code: u16, source: WaitSource) -> Error {
+        Error::from_response(
+            StatusCode::from_u16(code).unwrap(),
+            StatusClass::Retryable,
+            ResponseFailure {
+                retry_after: Some(Duration::from_secs(2)),
+                retry_after_source: Some(source),
                 ..ResponseFailure::default()
             },
         )
@@ -412,6 +426,32 @@ mod tests {
                     run(&transport(ConnectionRefused), &f, &s),
                     BACKOFF,
                     "{method}"
+                );
+                // So does a spent quota, whatever the status (GitHub's 403
+                // primary limit): its reset is the wait.
+                for source in [WaitSource::XRateLimitReset, WaitSource::RateLimit] {
+                    assert_eq!(
+                        run(&quota(403, source), &f, &s),
+                        Decision::Retry {
+                            delay: Duration::from_secs(2),
+                            reason: DelayReason::asked(Some(source)),
+                        },
+                        "{method} {source:?}"
+                    );
+                }
+                // A wait that is no quota's proves nothing.
+                let secondary = if safe || key {
+                    Decision::Retry {
+                        delay: Duration::from_secs(2),
+                        reason: DelayReason::RetryAfter,
+                    }
+                } else {
+                    stop(Refusal::UnsafeMethod)
+                };
+                assert_eq!(
+                    run(&quota(403, WaitSource::RetryAfter), &f, &s),
+                    secondary,
+                    "{method} {key}"
                 );
                 // An HTTP/2 stream the server refused was not processed; one
                 // it reset for another reason may have been.

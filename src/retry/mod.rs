@@ -9,7 +9,9 @@
 //!
 //! - sending the request again is safe: the method is idempotent (GET, HEAD,
 //!   OPTIONS, PUT, DELETE, TRACE), or the request has an `Idempotency-Key`, or
-//!   the status proves it was not processed (429), or the connection was
+//!   the answer proves it was not processed (a 429, or a wait until the
+//!   reset of a quota it says is spent, such as GitHub's `403` with
+//!   `x-ratelimit-remaining: 0`: [`Error::is_throttling`]), or the connection was
 //!   refused before it was sent, or an HTTP/2 server refused its stream
 //!   (`REFUSED_STREAM`) or went away below it (`GOAWAY`), or the policy says
 //!   `non_idempotent = "always"`;

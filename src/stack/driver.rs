@@ -131,7 +131,7 @@ pub(crate) struct Call<S, B> {
 /// An operation being polled.
 struct Operation {
     head: RequestHead,
-    target: Target,
+    target: poll_step::Followed,
     polls: u32,
     span: Span,
     /// Whether the request in flight fetches the finished operation's
@@ -776,6 +776,7 @@ where
                 None => self.template.as_ref().map(Template::uri),
             },
             target: op.map(|op| op.target.uri()),
+            status_only: op.is_some_and(|op| op.target.status_only),
             polls: op.map_or(0, |op| op.polls),
             started: self.clock.started(),
             fetching: op.is_some_and(|op| op.fetching),
@@ -1018,7 +1019,7 @@ where
             };
         };
         let mut request: Request<B> =
-            poll::status_request(&op.head, &op.target, &plan.poll.settings);
+            poll::status_request(&op.head, &op.target.target, &plan.poll.settings);
         op.polls += 1;
         if shared.listeners.is_some() {
             let event = PollSent {

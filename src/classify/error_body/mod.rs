@@ -118,7 +118,7 @@ fn is_problem_json(content_type: &HeaderValue) -> bool {
 
 /// A field's value as text: strings as they are, numbers and booleans as
 /// JSON writes them; objects, arrays and nulls are no text.
-fn text_of(value: &Value) -> Option<String> {
+pub(crate) fn text_of(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

@@ -11,7 +11,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `POST {RG}/providers/Microsoft.Compute/virtualMachines/VM/start` | 202, `Azure-AsyncOperation` and `Location`, `Retry-After: 1` |
-//! | `GET /subscriptions/SUB/providers/Microsoft.Compute/locations/westus/operations/VM` | `InProgress` with `Retry-After: 1`, then as VM's name begins: `vm-ok` Succeeded, `vm-failed` Failed, `vm-canceled` Canceled |
+//! | `GET /subscriptions/SUB/providers/Microsoft.Compute/locations/westus/operations/VM` | `InProgress` (`Provisioning`, the provider's own word, when VM's name begins `vm-own`) with `Retry-After: 1`, then as VM's name begins: `vm-failed` Failed, `vm-canceled` Canceled, any other Succeeded |
 //! | `PUT {RG}/providers/Microsoft.Storage/storageAccounts/NAME` | 202 with `Location` only, `Retry-After: 1` |
 //! | `GET /subscriptions/SUB/providers/Microsoft.Storage/operations/NAME` | 202 with `Retry-After: 1`, then 200 with the storage account |
 //! | `PUT {RG}/providers/Microsoft.Resources/deployments/bad` | 400 `InvalidTemplateDeployment` with a `QuotaExceeded` detail |
@@ -70,6 +70,10 @@ pub fn scenarios() -> Vec<Scenario> {
         start(
             "202 + Azure-AsyncOperation: Succeeded; Location 204",
             "vm-ok-demo",
+        ),
+        start(
+            "202 + Azure-AsyncOperation: Provisioning, Succeeded",
+            "vm-own-demo",
         ),
         start("202 + Azure-AsyncOperation: Failed", "vm-failed-demo"),
         start("202 + Azure-AsyncOperation: Canceled", "vm-canceled-demo"),
@@ -171,7 +175,14 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
             ],
         ) => {
             if count == 1 {
-                return with(status(vm, "InProgress", ""), &[retry_after]);
+                // Any status but the terminal ones means running: a
+                // provider may use its own word.
+                let running = if vm.starts_with("vm-own") {
+                    "Provisioning"
+                } else {
+                    "InProgress"
+                };
+                return with(status(vm, running, ""), &[retry_after]);
             }
             if vm.starts_with("vm-failed") {
                 status(

@@ -14,8 +14,8 @@
 //! | `GET /orgs/ORG/audit-log` | 403 Resource not accessible (no rate limit) |
 //! | `POST /repos/OWNER/REPO/issues` without a `title` | 422 Validation Failed, `missing_field` |
 //! | `POST /repos/OWNER/REPO/issues` | 201 with the issue |
-//! | `GET /limits/primary/KEY` (`primary-429`) | 403 (429), none left, reset 2 s ahead; then 200 |
-//! | `GET /limits/secondary/KEY` (`secondary-429`) | 403 (429) with `retry-after: 1`; then 200 |
+//! | `GET` or `POST /limits/primary/KEY` (`primary-429`) | 403 (429), none left, reset 2 s ahead; then 200 |
+//! | `GET` or `POST /limits/secondary/KEY` (`secondary-429`) | 403 (429) with `retry-after: 1`; then 200 |
 
 use std::time::{Duration, SystemTime};
 
@@ -128,7 +128,9 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
             "https://docs.github.com/rest/orgs/orgs",
             Quota::left(now, 4996),
         ),
-        (Method::GET, ["limits", kind @ ("primary" | "primary-429"), ..]) if count == 1 => {
+        (Method::GET | Method::POST, ["limits", kind @ ("primary" | "primary-429"), ..])
+            if count == 1 =>
+        {
             let status = if *kind == "primary" { 403 } else { 429 };
             let quota = Quota {
                 date: now,
@@ -142,7 +144,9 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
                 quota,
             )
         }
-        (Method::GET, ["limits", kind @ ("secondary" | "secondary-429"), ..]) if count == 1 => {
+        (Method::GET | Method::POST, ["limits", kind @ ("secondary" | "secondary-429"), ..])
+            if count == 1 =>
+        {
             let status = if *kind == "secondary" { 403 } else { 429 };
             let response = error(
                 status,
@@ -155,7 +159,7 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
                 &[("retry-after", RETRY_AFTER_SECS.to_string())],
             )
         }
-        (Method::GET, ["limits", ..]) => {
+        (Method::GET | Method::POST, ["limits", ..]) => {
             Quota::left(now, 4989).on(json(200, format!(r#"{{"answered":{count}}}"#)))
         }
         _ => error(

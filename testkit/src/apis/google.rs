@@ -11,7 +11,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `POST /v1/projects/P/instances/NAME:start` | 200, the Operation `operations/start-NAME`, not done |
-//! | `GET /v1/operations/start-NAME` | running (no `done`), then done: with the instance, or, when NAME begins `fails`, with `FAILED_PRECONDITION` |
+//! | `GET /v1/operations/start-NAME` | running (no `done`), then done: with the instance, or, when NAME begins `fails`, with `FAILED_PRECONDITION` and an `ErrorInfo` |
 //! | `GET /v1/projects/P/instances/busy-KEY` | 429 `RESOURCE_EXHAUSTED`, `RetryInfo` of 2 s, once; then the instance |
 //! | `GET /v1/projects/P/instances/flaky-KEY` | 503 `UNAVAILABLE` once; then the instance |
 //! | `GET /v1/projects/P/instances/broken` | 500 `INTERNAL` |
@@ -87,7 +87,7 @@ fn answer(seen: &PerPath, request: &TestRequest) -> Response<Body> {
                 format!(r#"{{"name":"operations/{operation}",{metadata}}}"#)
             } else if operation.starts_with("start-fails") {
                 format!(
-                    r#"{{"name":"operations/{operation}",{metadata},"done":true,"error":{{"code":9,"message":"The instance is being deleted and cannot be started.","status":"FAILED_PRECONDITION"}}}}"#
+                    r#"{{"name":"operations/{operation}",{metadata},"done":true,"error":{{"code":9,"message":"The instance is being deleted and cannot be started.","status":"FAILED_PRECONDITION","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"INSTANCE_BEING_DELETED","domain":"demo.googleapis.com"}}]}}}}"#
                 )
             } else {
                 let instance = operation.trim_start_matches("start-");
