@@ -99,6 +99,20 @@ async fn call(policy: Policy, request: Request<Full<Bytes>>) -> Called {
     }
 }
 
+/// The error's kind, status and attempts, at once.
+#[track_caller]
+fn assert_ended(error: &tower_rebound::Error, kind: ErrorKind, status: Option<u16>, attempts: u32) {
+    assert_eq!(
+        (
+            error.kind(),
+            error.status().map(|s| s.as_u16()),
+            error.attempts()
+        ),
+        (kind, status, attempts),
+        "{error}"
+    );
+}
+
 fn preset(name: &str) -> Policy {
     Policy::preset(name).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -304,14 +318,7 @@ async fn github_404_and_401_are_terminal_with_github_s_message() {
     let (error, _) = call(preset("github"), get(&server, "/repos/octo/missing"))
         .await
         .error("404");
-    assert_eq!(
-        (
-            error.kind(),
-            error.status().map(|s| s.as_u16()),
-            error.attempts()
-        ),
-        (ErrorKind::Terminal, Some(404), 1)
-    );
+    assert_ended(&error, ErrorKind::Terminal, Some(404), 1);
     assert_eq!(error.api_errors()[0].message(), Some("Not Found"));
 
     let revoked = Request::get(server.url("/user"))
@@ -319,14 +326,7 @@ async fn github_404_and_401_are_terminal_with_github_s_message() {
         .body(Full::default())
         .unwrap();
     let (error, _) = call(preset("github"), revoked).await.error("401");
-    assert_eq!(
-        (
-            error.kind(),
-            error.status().map(|s| s.as_u16()),
-            error.attempts()
-        ),
-        (ErrorKind::Terminal, Some(401), 1)
-    );
+    assert_ended(&error, ErrorKind::Terminal, Some(401), 1);
     assert_eq!(error.api_errors()[0].message(), Some("Bad credentials"));
 }
 
@@ -348,14 +348,7 @@ async fn stripe_a_missing_resource_is_terminal_with_its_code_type_and_link() {
     let (error, _) = call(preset("stripe"), get(&server, "/v1/customers/cus_missing"))
         .await
         .error("404");
-    assert_eq!(
-        (
-            error.kind(),
-            error.status().map(|s| s.as_u16()),
-            error.attempts()
-        ),
-        (ErrorKind::Terminal, Some(404), 1)
-    );
+    assert_ended(&error, ErrorKind::Terminal, Some(404), 1);
     assert_eq!(codes(&error), ["resource_missing"]);
     let api = &error.api_errors()[0];
     assert_eq!(api.cause(), Some("invalid_request_error"));
@@ -374,14 +367,7 @@ async fn stripe_a_declined_card_is_terminal_with_its_decline_code() {
     )
     .await
     .error("402");
-    assert_eq!(
-        (
-            error.kind(),
-            error.status().map(|s| s.as_u16()),
-            error.attempts()
-        ),
-        (ErrorKind::Terminal, Some(402), 1)
-    );
+    assert_ended(&error, ErrorKind::Terminal, Some(402), 1);
     assert_eq!(codes(&error), ["card_declined", "insufficient_funds"]);
     assert_eq!(error.api_errors()[0].cause(), Some("card_error"));
 }
@@ -455,14 +441,7 @@ async fn stripe_should_retry_overrides_the_status() {
     let (error, events) = call(preset("stripe"), post(&server, "/v1/charges/replayed/a"))
         .await
         .error("500 + should not retry");
-    assert_eq!(
-        (
-            error.kind(),
-            error.status().map(|s| s.as_u16()),
-            error.attempts()
-        ),
-        (ErrorKind::Terminal, Some(500), 1)
-    );
+    assert_ended(&error, ErrorKind::Terminal, Some(500), 1);
     assert_eq!(error.rule(), Some("stripe-should-not-retry"));
     assert_eq!(codes(&error), Vec::<&str>::new());
     assert_eq!(error.api_errors()[0].cause(), Some("api_error"));
@@ -658,14 +637,7 @@ async fn azure_an_error_s_details_are_read_after_it() {
         r#"{"properties":{}}"#,
     );
     let (error, _) = call(preset("azure"), request).await.error("400");
-    assert_eq!(
-        (
-            error.kind(),
-            error.status().map(|s| s.as_u16()),
-            error.attempts()
-        ),
-        (ErrorKind::Terminal, Some(400), 1)
-    );
+    assert_ended(&error, ErrorKind::Terminal, Some(400), 1);
     assert_eq!(
         codes(&error),
         ["InvalidTemplateDeployment", "QuotaExceeded"]
@@ -701,14 +673,7 @@ async fn azure_a_missing_resource_group_is_terminal() {
     )
     .await
     .error("404");
-    assert_eq!(
-        (
-            error.kind(),
-            error.status().map(|s| s.as_u16()),
-            error.attempts()
-        ),
-        (ErrorKind::Terminal, Some(404), 1)
-    );
+    assert_ended(&error, ErrorKind::Terminal, Some(404), 1);
     assert_eq!(codes(&error), ["ResourceGroupNotFound"]);
 }
 
