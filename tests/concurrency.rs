@@ -337,3 +337,94 @@ async fn the_adaptive_limit_keeps_latency_near_the_host_s_own_under_overload() {
     assert!(unlimited >= 40 * p99, "p99 {unlimited:?} against {p99:?}");
     assert!(peak > 5_000, "the host held {peak}");
 }
+
+/// What a listener heard of the adaptive limit.
+#[derive(Default, Clone)]
+struct Moves(Arc<Mutex<Vec<(String, u32, u32)>>>);
+
+impl tower_rebound::events::Listener for Moves {
+    fn concurrency_limit(&self, event: &tower_rebound::events::ConcurrencyLimitChanged<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.key().to_owned(), event.from(), event.to()));
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_limit_s_moves_are_events_and_a_gauge() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let moves = Moves::default();
+    let limit = ConcurrencySettings::builder()
+        .adaptive(true)
+        .initial(5)
+        .build()
+        .unwrap();
+    let policy = policy(limit)
+        .with_listener(moves.clone())
+        .with_listener(tower_rebound::events::MetricsListener::new());
+    let host = Host::new(20, Duration::from_millis(10));
+    let layer = ResilienceLayer::new(policy);
+    let runtime = layer.runtime().clone();
+    let client = Client::new(layer.layer(host.clone()));
+    // Busy enough to use every slot, under the host's 20 workers: the
+    // limit grows.
+    let start = Instant::now();
+    let calls: Vec<_> = (0..600u32)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(start + Duration::from_micros(500) * i).await;
+                let _ = client.oneshot(get()).await;
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    let (_, now) = runtime
+        .concurrency()
+        .in_flight(&"http://api.example/".parse().unwrap())
+        .unwrap();
+    let moves = moves.0.lock().unwrap().clone();
+    assert!(!moves.is_empty(), "the limit moved");
+    assert_eq!(moves[0].1, 5, "from where it started");
+    assert!(
+        moves.iter().all(|(key, ..)| key == "http://api.example:80"),
+        "{moves:?}"
+    );
+    assert!(
+        moves.windows(2).all(|w| w[0].2 == w[1].1),
+        "each move from the last"
+    );
+    assert_eq!(
+        moves.last().unwrap().2,
+        now,
+        "the last move is the limit now"
+    );
+    assert!(now > 5, "it grew: {now}");
+    let gauge = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(key, ..)| key.key().name() == tower_rebound::events::instrument::CONCURRENCY_LIMIT)
+        .map(|(key, _, _, value)| {
+            (
+                key.key()
+                    .labels()
+                    .map(|l| l.value().to_owned())
+                    .collect::<Vec<_>>(),
+                value,
+            )
+        });
+    match gauge {
+        Some((labels, metrics_util::debugging::DebugValue::Gauge(value))) => {
+            assert_eq!(labels, ["http://api.example:80"]);
+            assert_eq!(value.0, f64::from(now));
+        }
+        other => panic!("no gauge: {other:?}"),
+    }
+}

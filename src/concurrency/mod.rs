@@ -36,6 +36,7 @@ use tower_service::Service;
 
 use crate::deadline::{CallDeadline, Timeouts, call_deadline};
 use crate::error::{Error, ErrorKind};
+use crate::events::{ConcurrencyLimitChanged, Listeners};
 use gradient::{Bounds, Gradient, Sample};
 
 pub(crate) use settings::RawConcurrency;
@@ -50,6 +51,7 @@ const MAX_KEYS: usize = crate::host_key::DEFAULT_MAX_HOSTS;
 #[derive(Debug)]
 pub(crate) struct Limits {
     pub(crate) settings: ConcurrencySettings,
+    listeners: Listeners,
     keys: Mutex<HashMap<Box<str>, Arc<Slots>>>,
     /// Where the keys past [`MAX_KEYS`] go.
     overflow: Arc<Slots>,
@@ -58,6 +60,8 @@ pub(crate) struct Limits {
 /// The slots of one key.
 #[derive(Debug)]
 pub(crate) struct Slots {
+    /// The key, for the events: `scheme://host:port`, or empty.
+    key: Box<str>,
     state: Mutex<SlotState>,
     freed: Notify,
 }
@@ -92,10 +96,14 @@ pub(crate) struct Permit {
 }
 
 impl Limits {
-    pub(crate) fn new(settings: ConcurrencySettings) -> Limits {
-        let overflow = Arc::new(Slots::new(&settings));
+    pub(crate) fn new(settings: ConcurrencySettings, listeners: Listeners) -> Limits {
+        let overflow = Arc::new(Slots::new(
+            &settings,
+            crate::events::instrument::OTHER.into(),
+        ));
         Limits {
             settings,
+            listeners,
             keys: Mutex::new(HashMap::new()),
             overflow,
         }
@@ -114,8 +122,9 @@ impl Limits {
         if keys.len() >= MAX_KEYS {
             return Arc::clone(&self.overflow);
         }
-        let slots = Arc::new(Slots::new(&self.settings));
-        keys.insert(key.into_boxed_str(), Arc::clone(&slots));
+        let key = key.into_boxed_str();
+        let slots = Arc::new(Slots::new(&self.settings, key.clone()));
+        keys.insert(key, slots.clone());
         slots
     }
 
@@ -201,9 +210,10 @@ impl Drop for Waiting {
 }
 
 impl Slots {
-    fn new(settings: &ConcurrencySettings) -> Slots {
+    fn new(settings: &ConcurrencySettings, key: Box<str>) -> Slots {
         let gradient = settings.adaptive.then(|| Gradient::new(settings.initial));
         Slots {
+            key,
             state: Mutex::new(SlotState {
                 in_flight: 0,
                 waiting: 0,
@@ -244,14 +254,27 @@ impl Permit {
             max: settings.max_in_flight,
             tolerance: settings.tolerance,
         };
-        let mut state = lock(&self.slots.state);
-        let sample = Sample {
-            latency: since.elapsed(),
-            in_flight: state.in_flight,
-            dropped,
+        let (from, to) = {
+            let mut state = lock(&self.slots.state);
+            let sample = Sample {
+                latency: since.elapsed(),
+                in_flight: state.in_flight,
+                dropped,
+            };
+            let from = state.limit;
+            if let Some(gradient) = state.gradient.as_mut() {
+                state.limit = gradient.sample(sample, bounds);
+            }
+            (from, state.limit)
         };
-        if let Some(gradient) = state.gradient.as_mut() {
-            state.limit = gradient.sample(sample, bounds);
+        let listeners = &self.limits.listeners;
+        if from != to && listeners.is_some() {
+            let event = ConcurrencyLimitChanged {
+                key: &self.slots.key,
+                from,
+                to,
+            };
+            listeners.emit(|l| l.concurrency_limit(&event));
         }
     }
 }
@@ -308,8 +331,14 @@ impl ConcurrencyLimitLayer {
     /// The limit of `settings`; its clones, and the services they wrap,
     /// share its slots.
     pub fn new(settings: ConcurrencySettings) -> ConcurrencyLimitLayer {
+        ConcurrencyLimitLayer::build(settings, Listeners::default())
+    }
+
+    pub(crate) fn build(settings: ConcurrencySettings, listeners: Listeners) -> Self {
         ConcurrencyLimitLayer {
-            limits: settings.enabled.then(|| Arc::new(Limits::new(settings))),
+            limits: settings
+                .enabled
+                .then(|| Arc::new(Limits::new(settings, listeners))),
             total: None,
         }
     }

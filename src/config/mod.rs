@@ -477,7 +477,8 @@ impl Policy {
     /// A concurrency limit layer of this policy, with slots of its own (its
     /// clones share them).
     pub fn concurrency_layer(&self) -> ConcurrencyLimitLayer {
-        ConcurrencyLimitLayer::new((*self.concurrency).clone()).timeouts(self.timeouts)
+        ConcurrencyLimitLayer::build((*self.concurrency).clone(), self.listeners.clone())
+            .timeouts(self.timeouts)
     }
 
     /// A rate limit layer of this policy, with a limit of its own (its

@@ -19,6 +19,7 @@
 //! | [`POLLS`] | counter | `{poll}` | `server.address` |
 //! | [`RATE_LIMIT_FALLBACKS`] | counter | `{fallback}` | `rebound.rate_limit.key` |
 //! | [`RATE_LIMIT_LOCAL`] | up-down counter (gauge) | `{limit}` | none |
+//! | [`CONCURRENCY_LIMIT`] | gauge | `{request}` | `rebound.concurrency.key` |
 
 /// Attempts and status requests sent, by how long each took (seconds):
 /// OpenTelemetry's HTTP client request duration, one record per request on
@@ -55,6 +56,11 @@ pub const RATE_LIMIT_FALLBACKS: &str = "rebound.rate_limit.fallbacks";
 
 /// Shared rate limits on their local fallback now.
 pub const RATE_LIMIT_LOCAL: &str = "rebound.rate_limit.local";
+
+/// The requests an adaptive concurrency limit lets be in flight at once,
+/// by the limit's key (`rebound.concurrency.key`: `scheme://host:port`, or
+/// empty for one limit of the whole policy); recorded when it moves.
+pub const CONCURRENCY_LIMIT: &str = "rebound.concurrency.limit";
 
 /// The `server.address` of hosts past a listener's `max_hosts` (and the
 /// `rebound.route` of routes past 256).

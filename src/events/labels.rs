@@ -27,6 +27,7 @@ pub(crate) const RETRY_REASON: &str = "rebound.retry.reason";
 pub(crate) const REFUSAL: &str = "rebound.refusal";
 pub(crate) const BREAKER_STATE: &str = "rebound.breaker.state";
 pub(crate) const RATE_LIMIT_KEY: &str = "rebound.rate_limit.key";
+pub(crate) const CONCURRENCY_KEY: &str = "rebound.concurrency.key";
 
 /// Distinct route names a listener records before the rest share
 /// `_other`: routes come from policies, so this is only a backstop.

@@ -11,14 +11,14 @@ use http::StatusCode;
 
 use super::instrument::OTHER;
 use super::instrument::{
-    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, POLLS, RATE_LIMIT_FALLBACKS,
-    RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
+    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, CONCURRENCY_LIMIT, POLLS,
+    RATE_LIMIT_FALLBACKS, RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 use super::labels::{self, Names};
 use super::series::{Place, SeriesCache, recorder_in_force};
 use super::{
-    AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RateLimitBackend, RetryRefused,
-    RetryScheduled, Target,
+    AttemptEnded, BreakerTransition, CallEnded, ConcurrencyLimitChanged, Listener, PollSent,
+    RateLimitBackend, RetryRefused, RetryScheduled, Target,
 };
 use crate::outcome::Outcome;
 
@@ -156,6 +156,11 @@ impl MetricsListener {
             RATE_LIMIT_LOCAL,
             Unit::Count,
             "Shared rate limits on their local fallback now."
+        );
+        describe_gauge!(
+            CONCURRENCY_LIMIT,
+            Unit::Count,
+            "Requests an adaptive concurrency limit lets be in flight at once."
         );
         let max_hosts = crate::host_key::DEFAULT_MAX_HOSTS;
         MetricsListener {
@@ -333,6 +338,11 @@ impl Listener for MetricsListener {
                 .increment(1);
             gauge!(RATE_LIMIT_LOCAL).increment(1.0);
         }
+    }
+
+    fn concurrency_limit(&self, e: &ConcurrencyLimitChanged<'_>) {
+        gauge!(CONCURRENCY_LIMIT, labels::CONCURRENCY_KEY => e.key().to_owned())
+            .set(f64::from(e.to()));
     }
 
     fn poll_sent(&self, e: &PollSent<'_>) {

@@ -106,6 +106,10 @@ pub trait Listener: Send + Sync + 'static {
     fn rate_limit_backend(&self, event: &RateLimitBackend<'_>) {
         let _ = event;
     }
+    /// An adaptive concurrency limit moved (`[concurrency] adaptive`).
+    fn concurrency_limit(&self, event: &ConcurrencyLimitChanged<'_>) {
+        let _ = event;
+    }
     /// A `202 Accepted` operation goes on: its next status request is sent
     /// after a wait.
     fn poll_scheduled(&self, event: &PollScheduled<'_>) {
@@ -431,6 +435,30 @@ impl<'a> RateLimitBackend<'a> {
     /// What failed, on a fallback.
     pub fn error(&self) -> Option<&'a str> {
         self.error
+    }
+}
+
+/// An adaptive concurrency limit moved.
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrencyLimitChanged<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) from: u32,
+    pub(crate) to: u32,
+}
+
+impl<'a> ConcurrencyLimitChanged<'a> {
+    /// Whose limit: `scheme://host:port` (`concurrency.scope = "host"`), or
+    /// empty for one limit of the whole policy.
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+    /// The limit before.
+    pub fn from(&self) -> u32 {
+        self.from
+    }
+    /// The limit now: the requests that may be in flight at once.
+    pub fn to(&self) -> u32 {
+        self.to
     }
 }
 

@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 
 use super::instrument::{
-    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS,
+    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, CONCURRENCY_LIMIT, DURATION_BUCKETS, POLLS,
     RATE_LIMIT_FALLBACKS, RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 use super::labels::{self, Names};
 use super::{
-    AttemptEnded, BreakerTransition, CallEnded, Listener, PollSent, RateLimitBackend, RetryRefused,
-    RetryScheduled,
+    AttemptEnded, BreakerTransition, CallEnded, ConcurrencyLimitChanged, Listener, PollSent,
+    RateLimitBackend, RetryRefused, RetryScheduled,
 };
 
 /// Records the stack's [instruments](super::instrument) through the
@@ -54,6 +54,7 @@ pub struct OpenTelemetryListener {
     polls: Counter<u64>,
     fallbacks: Counter<u64>,
     local: UpDownCounter<i64>,
+    concurrency: Gauge<u64>,
     hosts: Arc<Names>,
     /// The ports `server.port` names: as many as hosts; past them (and for
     /// a host named `_other`) the attribute is left out.
@@ -134,6 +135,13 @@ impl OpenTelemetryListener {
                 .with_unit("{limit}")
                 .with_description("Shared rate limits on their local fallback now.")
                 .build(),
+            concurrency: meter
+                .u64_gauge(CONCURRENCY_LIMIT)
+                .with_unit("{request}")
+                .with_description(
+                    "Requests an adaptive concurrency limit lets be in flight at once.",
+                )
+                .build(),
             hosts: Arc::new(Names::new(crate::host_key::DEFAULT_MAX_HOSTS)),
             ports: Arc::new(Names::new(crate::host_key::DEFAULT_MAX_HOSTS)),
             routes: Arc::new(Names::new(labels::MAX_ROUTES)),
@@ -210,6 +218,11 @@ impl Listener for OpenTelemetryListener {
             self.fallbacks.add(1, &attributes);
             self.local.add(1, &[]);
         }
+    }
+
+    fn concurrency_limit(&self, e: &ConcurrencyLimitChanged<'_>) {
+        let attributes = [KeyValue::new(labels::CONCURRENCY_KEY, e.key().to_owned())];
+        self.concurrency.record(u64::from(e.to()), &attributes);
     }
 
     fn breaker_transition(&self, e: &BreakerTransition<'_>) {
