@@ -642,6 +642,8 @@ async fn rendered_run() -> String {
     instruments::unreachable(MetricsListener::new()).await;
     instruments::polled_on_a_route(&server, MetricsListener::new()).await;
     instruments::breaker_opened(&server, MetricsListener::new()).await;
+    instruments::rate_limit_store_lost_and_found(MetricsListener::new()).await;
+    instruments::concurrency_moved(MetricsListener::new()).await;
     handle.render()
 }
 
@@ -715,6 +717,9 @@ async fn the_dashboard_queries_what_a_run_renders() {
         "rebound_breaker_transitions_total",
         "rebound_breaker_open",
         "rebound_polls_total",
+        "rebound_rate_limit_fallbacks_total",
+        "rebound_rate_limit_local",
+        "rebound_concurrency_limit",
     ] {
         assert!(
             queried.iter().any(|q| q.starts_with(stem)),

@@ -187,3 +187,38 @@ pub async fn rate_limit_store_lost_and_found(listener: impl Listener) -> u64 {
     call().await.expect("through the store again");
     store.round_trips()
 }
+
+/// Calls, 40 at a time, to a host that answers each in 2 ms under an
+/// adaptive concurrency limit that starts at 5: the limit grows.
+pub async fn concurrency_moved(listener: impl Listener) {
+    use tower_rebound::concurrency::ConcurrencySettings;
+
+    let limit = ConcurrencySettings::builder()
+        .adaptive(true)
+        .initial(5)
+        .queue(100)
+        .build()
+        .expect("valid settings");
+    let policy = Policy::preset("connio")
+        .expect("the preset")
+        .with_concurrency(limit)
+        .with_listener(listener);
+    let host = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+    });
+    let client = ResilienceLayer::new(policy).layer(host);
+    for _ in 0..10 {
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let request = http::Request::get("http://api.example/")
+                    .body(Full::<Bytes>::default())
+                    .expect("a request");
+                tokio::spawn(client.clone().oneshot(request))
+            })
+            .collect();
+        for call in calls {
+            call.await.expect("a task").expect("an answer");
+        }
+    }
+}
