@@ -527,3 +527,32 @@ async fn a_post_the_server_received_before_it_went_away_is_not_sent_again() {
     assert_eq!(server.log.lock().unwrap().len(), 1);
     assert!(server.later.lock().unwrap().is_empty(), "no new connection");
 }
+
+/// A stream the server refused reaches rebound through the reqwest adapter:
+/// reqwest's own retries are off (and could not replay the adapter's body
+/// anyway), so rebound's are the only ones, each counted.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn a_refused_stream_through_reqwest_is_rebound_s_to_retry() {
+    use tower::Layer;
+    use tower_rebound::ResilienceLayer;
+    use tower_rebound::client::Reqwest;
+
+    let h2c = || reqwest::Client::builder().http2_prior_knowledge();
+    for (attempts, sent) in [(1, 1), (2, 2)] {
+        let policy =
+            Policy::from_toml_str(&format!("[retry]\nmax_attempts = {attempts}\n")).unwrap();
+        let (port, log) = resetting_server(refuse_first).await;
+        let url = format!("http://127.0.0.1:{port}/v3/devices");
+        let client = ResilienceLayer::new(policy).layer(Reqwest::from_builder(h2c()).unwrap());
+        let result = client.oneshot(request(http::Method::GET, &url)).await;
+        match (attempts, result) {
+            (1, Err(error)) => assert_eq!(error.kind(), ErrorKind::Transport, "{error}"),
+            (2, Ok(response)) => assert_eq!(CallInfo::of(&response).attempts(), 2),
+            (_, other) => panic!("{attempts} attempts: {other:?}"),
+        }
+        assert_eq!(log.lock().unwrap().len(), sent, "{attempts} attempts");
+    }
+    // The default adapter builds its client the same way.
+    let _ = Reqwest::default();
+}

@@ -39,7 +39,11 @@ use crate::stack::ResilienceLayer;
 /// use tower_rebound::{client::ReboundMiddleware, Policy};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+/// // reqwest's own retries off: rebound's are the only ones, each counted.
+/// let reqwest = reqwest::Client::builder()
+///     .retry(reqwest::retry::never())
+///     .build()?;
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest)
 ///     .with(ReboundMiddleware::new(Policy::preset("connio")?))
 ///     .build();
 /// # let _ = client;

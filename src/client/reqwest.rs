@@ -32,15 +32,50 @@ use crate::stack::{Resilience, ResilienceLayer};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+///
+/// reqwest 0.13 retries by itself, by default the requests an HTTP/2 server
+/// refused (`REFUSED_STREAM`, a graceful `GOAWAY`) when their body can be
+/// cloned. Under rebound that would stack a second retry loop, unseen by the
+/// budget, the breaker and the counts, under rebound's. This adapter hands
+/// reqwest bodies it cannot clone, so reqwest never replays them, and
+/// [`Reqwest::from_builder`] and [`Reqwest::default`] also build the client
+/// with `.retry(reqwest::retry::never())`; a client for
+/// [`ReboundMiddleware`](super::ReboundMiddleware), whose bodies reqwest may
+/// clone, should be built so too. rebound sends a refused request again
+/// itself, as a retry it counts.
+#[derive(Debug, Clone)]
 pub struct Reqwest {
     client: ::reqwest::Client,
 }
 
+impl Default for Reqwest {
+    /// A reqwest client with its defaults, its own retries off.
+    fn default() -> Self {
+        Reqwest::from_builder(::reqwest::Client::builder())
+            .unwrap_or_else(|_| Reqwest::new(::reqwest::Client::default()))
+    }
+}
+
 impl Reqwest {
-    /// Adapts `client`.
+    /// Adapts `client` as it is: if it retries by itself (reqwest's
+    /// default), its retries are below rebound's and uncounted.
     pub fn new(client: ::reqwest::Client) -> Self {
         Reqwest { client }
+    }
+
+    /// The client `builder` makes, with reqwest's own retries turned off,
+    /// so that rebound's are the only ones.
+    ///
+    /// ```
+    /// use tower_rebound::client::Reqwest;
+    ///
+    /// let client = Reqwest::from_builder(reqwest::Client::builder().user_agent("app/1.0"))?;
+    /// # let _ = client;
+    /// # Ok::<_, reqwest::Error>(())
+    /// ```
+    pub fn from_builder(builder: ::reqwest::ClientBuilder) -> Result<Self, ::reqwest::Error> {
+        let client = builder.retry(::reqwest::retry::never()).build()?;
+        Ok(Reqwest { client })
     }
 
     /// The reqwest client.
@@ -52,7 +87,8 @@ impl Reqwest {
 /// reqwest's client in the rebound stack.
 pub type ReqwestClient = Resilience<Reqwest>;
 
-/// `client` in the stack of `policy`.
+/// `client` in the stack of `policy`, as it is (see [`Reqwest`] on
+/// reqwest's own retries).
 pub fn reqwest(client: ::reqwest::Client, policy: Policy) -> ReqwestClient {
     ResilienceLayer::new(policy).layer(Reqwest::new(client))
 }
