@@ -23,7 +23,10 @@
 //! - calls the breaker rejected without sending;
 //! - for the outage and the stall, when goodput came back after the fault;
 //! - for the 202 writes, how long after each operation finished its caller
-//!   had the result.
+//!   had the result;
+//! - for the slow server (scenario 11), goodput, the latency of the calls
+//!   that succeeded and the most requests the server held, with and without
+//!   an adaptive concurrency limit.
 //!
 //! and for each scenario an SVG chart, `docs/storm/N-*.svg`, draws the
 //! requests arriving at the server per second, one line per client.
@@ -52,10 +55,21 @@ type Line = (String, Vec<u64>);
 /// Draws server arrivals per second over time, one line per client, to
 /// `docs/storm/<file>`.
 fn chart(file: &str, title: &str, lines: &[Line]) {
+    chart_of(
+        file,
+        title,
+        "requests arriving at the server per second",
+        lines,
+    );
+}
+
+/// Draws `lines` (a count per second, `y` saying of what) over time to
+/// `docs/storm/<file>`.
+fn chart_of(file: &str, title: &str, y: &str, lines: &[Line]) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/storm");
     if let Err(e) = std::fs::create_dir_all(&dir)
         .map_err(|e| e.to_string())
-        .and_then(|()| draw(&dir.join(file), title, lines).map_err(|e| e.to_string()))
+        .and_then(|()| draw(&dir.join(file), title, y, lines).map_err(|e| e.to_string()))
     {
         eprintln!("cannot draw docs/storm/{file}: {e}");
     }
@@ -64,6 +78,7 @@ fn chart(file: &str, title: &str, lines: &[Line]) {
 fn draw(
     path: &std::path::Path,
     title: &str,
+    y: &str,
     lines: &[Line],
 ) -> Result<(), Box<dyn std::error::Error>> {
     // Distinct for readers with the commonest colour blindness, and kept
@@ -96,7 +111,7 @@ fn draw(
     chart
         .configure_mesh()
         .x_desc("time since the run began (s)")
-        .y_desc("requests arriving at the server per second")
+        .y_desc(y)
         .axis_desc_style(("sans-serif", 15))
         .label_style(("sans-serif", 13))
         .light_line_style(WHITE.mix(0.0))
@@ -202,6 +217,7 @@ fn main() {
                     until: secs(60),
                 }],
                 seed: 1,
+                workers: None,
                 operations: None,
             };
             for client in Config::ALL {
@@ -247,6 +263,7 @@ fn main() {
                 capacity: None,
                 faults: vec![Fault::Random { p: 0.1 }],
                 seed: 7,
+                workers: None,
                 operations: None,
             };
             for client in Config::ALL {
@@ -278,6 +295,7 @@ fn main() {
                     retry_after_secs: 1,
                 }],
                 seed: 1,
+                workers: None,
                 operations: None,
             };
             for client in Config::ALL {
@@ -311,6 +329,7 @@ fn main() {
                     until: secs(20),
                 }],
                 seed: 1,
+                workers: None,
                 operations: None,
             };
             for client in Config::ALL {
@@ -356,6 +375,7 @@ fn main() {
                 capacity: Some(1000.0),
                 faults: vec![],
                 seed: 1,
+                workers: None,
                 operations: Some(secs(5)),
             };
             let connio = include_str!("../policies/connio.toml");
@@ -421,6 +441,7 @@ async fn fleet() {
             until: secs(until),
         }],
         seed: 1,
+        workers: None,
         operations: None,
     };
     // (scenario, chart file and title, processes, the fleet's calls/s when
@@ -511,6 +532,7 @@ async fn fleet() {
         capacity: None,
         faults: vec![Fault::Random { p: 0.1 }],
         seed: 7,
+        workers: None,
         operations: None,
     };
     let mut lines = Vec::new();
@@ -544,6 +566,74 @@ async fn fleet() {
         &lines,
     );
     shared_limit().await;
+    overload().await;
+}
+
+/// Scenario 11: a slow server, 20 workers at 10 ms a request (2,000
+/// requests a second at most), offered 4,000 calls a second for 30 s. The
+/// requests it holds beyond its workers queue there. With no limit every
+/// call is sent, the queue grows by 2,000 a second, and once a wait passes
+/// the attempt timeout (1 s here) calls time out, are retried into the same
+/// queue, and goodput collapses; an adaptive concurrency limit keeps what
+/// the server holds near its workers and refuses the rest at once
+/// (`overloaded`).
+async fn overload() {
+    let config = SimConfig {
+        capacity: None,
+        faults: Vec::new(),
+        seed: 11,
+        workers: Some((20, Duration::from_millis(10))),
+        operations: None,
+    };
+    let connio = Config::BudgetOnly.policy("1s");
+    let adaptive = tower_rebound::concurrency::ConcurrencySettings::builder()
+        .adaptive(true)
+        .max_in_flight(1000)
+        .build()
+        .expect("valid settings");
+    let mut lines = Vec::new();
+    let rate = 4000.0;
+    for (name, policy) in [
+        ("rebound connio, no breaker", connio.clone()),
+        (
+            "... + adaptive concurrency",
+            connio.with_concurrency(adaptive),
+        ),
+    ] {
+        let run = drive(policy, config.clone(), rate, secs(30), 11).await;
+        named_row(
+            "11. slow server: 20 workers x 10 ms, 2x load",
+            rate,
+            name,
+            &run,
+            None,
+        );
+        let ms = |p: f64| run.latency(p).map_or(0, |d| d.as_millis());
+        let goodput = run.count("success") as f64 / 30.0;
+        let failures: Vec<String> = run
+            .outcomes
+            .iter()
+            .filter(|(outcome, _)| **outcome != "success")
+            .map(|(outcome, n)| format!("{outcome} {n}"))
+            .collect();
+        println!(
+            "{:>44}   goodput {goodput:.0}/s of 2000/s; latency of successes p50 {} ms, p99 {} ms; the server held at most {}; {}",
+            "",
+            ms(50.0),
+            ms(99.0),
+            run.server.peak_held,
+            failures.join(", "),
+        );
+        let mut good = run.goodput.clone();
+        good.resize(good.len().max(32), 0);
+        lines.push((name.to_owned(), good));
+    }
+    chart_of(
+        "11-slow-server.svg",
+        "11. slow server (20 workers x 10 ms), 4000 calls/s",
+        "calls that succeeded per second",
+        &lines,
+    );
 }
 
 /// Scenario 10: an API that allows 200 calls a second per key (429 with
@@ -560,6 +650,7 @@ async fn shared_limit() {
             retry_after_secs: 1,
         }],
         seed: 3,
+        workers: None,
         operations: None,
     };
     // A caller that waits 5 s at most, for its turn and its retries.

@@ -18,6 +18,7 @@ fn outage(secs: u64) -> SimConfig {
             until: Duration::from_secs(secs),
         }],
         seed: 1,
+        workers: None,
         operations: None,
     }
 }
@@ -27,6 +28,7 @@ fn random(p: f64) -> SimConfig {
         capacity: None,
         faults: vec![Fault::Random { p }],
         seed: 7,
+        workers: None,
         operations: None,
     }
 }
@@ -144,6 +146,7 @@ fn outage_between(from: u64, until: u64) -> SimConfig {
             until: Duration::from_secs(until),
         }],
         seed: 1,
+        workers: None,
         operations: None,
     }
 }
@@ -255,6 +258,7 @@ async fn a_write_has_its_result_at_the_first_poll_after_its_operation_ends() {
         capacity: None,
         faults: vec![],
         seed: 1,
+        workers: None,
         operations: Some(Duration::from_secs(5)),
     };
     let run = drive_method(

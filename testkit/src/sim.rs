@@ -40,6 +40,11 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// The seed of the random failures.
     pub seed: u64,
+    /// When set, the server is `workers` that each take `service_time` per
+    /// request, first come first served (in place of `capacity`): the
+    /// requests beyond them queue there, so the more it holds, the longer
+    /// each waits.
+    pub workers: Option<(u32, Duration)>,
     /// When set, a `POST` is a write that answers 202 with
     /// `Location: /ops/N`, and `GET /ops/N` answers 202 until the operation
     /// is this old, then 200. A write answered with a fault starts nothing.
@@ -53,6 +58,8 @@ pub struct SimStats {
     pub requests: u64,
     /// Requests received per second of the run.
     pub arrivals: Vec<u64>,
+    /// The most requests the server held at once (with `workers`).
+    pub peak_held: u64,
     /// 429s sent, and retries that came back before the `Retry-After` they
     /// were given (keyed by the `x-call` header the driver sets).
     pub throttled: u64,
@@ -78,6 +85,10 @@ struct State {
     config: SimConfig,
     start: Instant,
     next_free: Instant,
+    /// When each worker is next free, with `workers`.
+    workers_free: Vec<Instant>,
+    /// When each request the server holds is done, with `workers`.
+    held: Vec<Instant>,
     rng: u64,
     window_second: u64,
     window_count: u32,
@@ -99,6 +110,10 @@ impl SimServer {
         SimServer {
             state: Arc::new(Mutex::new(State {
                 rng: config.seed ^ 0x9E37_79B9_7F4A_7C15,
+                workers_free: config
+                    .workers
+                    .map_or_else(Vec::new, |(n, _)| vec![now; n as usize]),
+                held: Vec::new(),
                 config,
                 start: now,
                 next_free: now,
@@ -251,6 +266,25 @@ impl<B> tower_service::Service<Request<B>> for SimServer {
                     }
                     None => respond(200),
                 };
+                if let Some((_, service_time)) = s.config.workers {
+                    // The worker free first takes it, once free.
+                    let (index, free) = s
+                        .workers_free
+                        .iter()
+                        .copied()
+                        .enumerate()
+                        .min_by_key(|&(_, free)| free)
+                        .expect("at least one worker");
+                    let done = free.max(now) + service_time;
+                    s.workers_free[index] = done;
+                    s.held.retain(|&d| d > now);
+                    s.held.push(done);
+                    s.stats.peak_held = s.stats.peak_held.max(s.held.len() as u64);
+                    return Box::pin(async move {
+                        tokio::time::sleep_until(done).await;
+                        Ok(answer)
+                    });
+                }
                 match s.config.capacity {
                     None => Plan::Now(answer),
                     Some(capacity) => {

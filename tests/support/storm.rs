@@ -127,6 +127,8 @@ pub struct Run {
     /// For each successful write that started an operation, how long after
     /// the operation finished its caller had the result.
     pub lateness: Vec<Duration>,
+    /// How long each successful call took, from when it was due.
+    pub latencies: Vec<Duration>,
     pub server: SimStats,
 }
 
@@ -139,6 +141,16 @@ pub struct Lateness {
 }
 
 impl Run {
+    /// The `p`th percentile (0 to 100) of the successful calls' latencies.
+    pub fn latency(&self, p: f64) -> Option<Duration> {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let index = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted
+            .get(index.saturating_sub(1).min(sorted.len().saturating_sub(1)))
+            .copied()
+    }
+
     /// Amplification: requests the server received per logical call, each
     /// request counted against the call that sent it (retries and status
     /// requests included), over every call of the run.
@@ -338,6 +350,8 @@ pub async fn drive_method(
                 run.goodput.resize(second + 1, 0);
             }
             run.goodput[second] += 1;
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            run.latencies.push(ended.saturating_duration_since(due));
             if let Some(finished) = finishes.get(&(i as u64)) {
                 run.lateness
                     .push(ended.saturating_duration_since(*finished));
