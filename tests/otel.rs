@@ -12,7 +12,7 @@ use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use tower_rebound::events::OpenTelemetryListener;
 use tower_rebound::events::instrument::{
-    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, DURATION_BUCKETS, POLLS,
+    BREAKER_OPEN, BREAKER_TRANSITIONS, CALL_DURATION, CONCURRENCY_LIMIT, DURATION_BUCKETS, POLLS,
     RATE_LIMIT_FALLBACKS, RATE_LIMIT_LOCAL, REQUEST_DURATION, RETRIES, RETRIES_REFUSED,
 };
 
@@ -26,6 +26,8 @@ struct Exported {
 enum Data {
     /// A counter's or an up-down counter's total.
     Sum(i64),
+    /// A gauge's last value.
+    Gauge(u64),
     /// A histogram's count, sum and bucket boundaries.
     Histogram {
         count: u64,
@@ -92,6 +94,11 @@ impl Exported {
                         for p in s.data_points() {
                             let data = Data::Sum(p.value() as i64);
                             push(p.attributes().cloned().collect(), data);
+                        }
+                    }
+                    AggregatedMetrics::U64(MetricData::Gauge(g)) => {
+                        for p in g.data_points() {
+                            push(p.attributes().cloned().collect(), Data::Gauge(p.value()));
                         }
                     }
                     AggregatedMetrics::I64(MetricData::Sum(s)) => {
@@ -418,4 +425,24 @@ fn the_default_constructors_bound_hosts_as_the_breakers_do() {
         format!("{listener:?}"),
         format!("OpenTelemetryListener {{ max_hosts: {default}, .. }}")
     );
+}
+
+#[tokio::test]
+async fn an_adaptive_concurrency_limit_s_moves_set_its_gauge() {
+    let exported = Exported::new();
+    instruments::concurrency_moved(exported.listener()).await;
+    let points = exported.points();
+    let gauge = points
+        .iter()
+        .find(|p| p.name == CONCURRENCY_LIMIT)
+        .expect("a gauge point");
+    assert_eq!(gauge.unit, "{request}");
+    assert_eq!(
+        gauge.attributes,
+        [kv("rebound.concurrency.key", "http://api.example:80")]
+    );
+    match gauge.data {
+        Data::Gauge(limit) => assert!(limit > 5, "grew from 5 to {limit}"),
+        ref other => panic!("{other:?}"),
+    }
 }

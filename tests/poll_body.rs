@@ -9,13 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::hyper_client;
+use common::{STACKS, Stack, send};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rebound::poll::StatusBody;
-use tower_rebound::{CallInfo, Error, ErrorKind, FinalUrl, Policy, ResilienceLayer};
+use tower_rebound::{CallInfo, Error, ErrorKind, FinalUrl, Policy};
 use tower_rebound_testkit::apis::azure;
 use tower_rebound_testkit::{TestServer, respond};
 
@@ -84,14 +83,6 @@ fn policy(rule: &str) -> Policy {
     .unwrap()
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Stack {
-    Assembled,
-    ByHand,
-}
-
-const STACKS: [Stack; 2] = [Stack::Assembled, Stack::ByHand];
-
 async fn call(
     stack: Stack,
     policy: &Policy,
@@ -102,31 +93,6 @@ async fn call(
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
     send(stack, policy, request).await
-}
-
-async fn send(
-    stack: Stack,
-    policy: &Policy,
-    request: Request<Full<Bytes>>,
-) -> Result<http::Response<Incoming>, Error> {
-    match stack {
-        Stack::Assembled => {
-            ResilienceLayer::new(policy.clone())
-                .layer(hyper_client())
-                .oneshot(request)
-                .await
-        }
-        Stack::ByHand => {
-            ServiceBuilder::new()
-                .layer(policy.trace_layer())
-                .layer(policy.polling_layer())
-                .layer(policy.retry_layer())
-                .layer(policy.classify_layer())
-                .service(hyper_client())
-                .oneshot(request)
-                .await
-        }
-    }
 }
 
 /// A finished operation's answer: 200 after 3 polls (4 requests), its

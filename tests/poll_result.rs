@@ -9,13 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::hyper_client;
+use common::{STACKS, Stack, send};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rebound::poll::{OperationResult, StatusBody};
-use tower_rebound::{CallInfo, Error, ErrorKind, FinalUrl, Policy, ResilienceLayer};
+use tower_rebound::{CallInfo, Error, ErrorKind, FinalUrl, Policy};
 use tower_rebound_testkit::{TestServer, respond};
 
 /// Azure's and Google's operations, as their documentation describes them.
@@ -132,14 +131,6 @@ fn policy(poll: &str) -> Policy {
     .unwrap()
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Stack {
-    Assembled,
-    ByHand,
-}
-
-const STACKS: [Stack; 2] = [Stack::Assembled, Stack::ByHand];
-
 async fn call(
     stack: Stack,
     policy: &Policy,
@@ -153,24 +144,7 @@ async fn call(
         .header("idempotency-key", "k-1")
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
-    match stack {
-        Stack::Assembled => {
-            ResilienceLayer::new(policy.clone())
-                .layer(hyper_client())
-                .oneshot(request)
-                .await
-        }
-        Stack::ByHand => {
-            ServiceBuilder::new()
-                .layer(policy.trace_layer())
-                .layer(policy.polling_layer())
-                .layer(policy.retry_layer())
-                .layer(policy.classify_layer())
-                .service(hyper_client())
-                .oneshot(request)
-                .await
-        }
-    }
+    send(stack, policy, request).await
 }
 
 async fn body(response: http::Response<Incoming>) -> String {

@@ -9,13 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::hyper_client;
+use common::{STACKS, Stack, send};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rebound::classify::SuccessBody;
-use tower_rebound::{CallInfo, Error, ErrorKind, Policy, ResilienceLayer};
+use tower_rebound::{CallInfo, Error, ErrorKind, Policy};
 use tower_rebound_testkit::{TestServer, respond};
 
 /// A Slack-like API: every answer is a `200` that says in its body whether
@@ -65,41 +64,15 @@ fn policy() -> Policy {
     .unwrap()
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Stack {
-    Assembled,
-    ByHand,
-}
-
-const STACKS: [Stack; 2] = [Stack::Assembled, Stack::ByHand];
-
 async fn call(
     stack: Stack,
     server: &TestServer,
     path: &str,
 ) -> Result<http::Response<Incoming>, Error> {
-    let policy = policy();
     let request = Request::get(server.url(path))
         .body(Full::new(Bytes::new()))
         .unwrap();
-    match stack {
-        Stack::Assembled => {
-            ResilienceLayer::new(policy)
-                .layer(hyper_client())
-                .oneshot(request)
-                .await
-        }
-        Stack::ByHand => {
-            ServiceBuilder::new()
-                .layer(policy.trace_layer())
-                .layer(policy.polling_layer())
-                .layer(policy.retry_layer())
-                .layer(policy.classify_layer())
-                .service(hyper_client())
-                .oneshot(request)
-                .await
-        }
-    }
+    send(stack, &policy(), request).await
 }
 
 #[tokio::test]

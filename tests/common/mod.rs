@@ -121,3 +121,41 @@ impl Captured {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
+
+/// The two ways to stack a policy over hyper-util's client: assembled
+/// (`ResilienceLayer`), and by hand from the standalone layers in the
+/// design's order. Both must end every call the same way.
+#[derive(Clone, Copy, Debug)]
+pub enum Stack {
+    Assembled,
+    ByHand,
+}
+
+pub const STACKS: [Stack; 2] = [Stack::Assembled, Stack::ByHand];
+
+/// `request` through `policy`'s stack of kind `stack`.
+pub async fn send(
+    stack: Stack,
+    policy: &tower_rebound::Policy,
+    request: http::Request<Full<Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, tower_rebound::Error> {
+    use tower::{Layer, ServiceBuilder, ServiceExt};
+    match stack {
+        Stack::Assembled => {
+            tower_rebound::ResilienceLayer::new(policy.clone())
+                .layer(hyper_client())
+                .oneshot(request)
+                .await
+        }
+        Stack::ByHand => {
+            ServiceBuilder::new()
+                .layer(policy.trace_layer())
+                .layer(policy.polling_layer())
+                .layer(policy.retry_layer())
+                .layer(policy.classify_layer())
+                .service(hyper_client())
+                .oneshot(request)
+                .await
+        }
+    }
+}
