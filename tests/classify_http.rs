@@ -324,3 +324,53 @@ async fn each_error_body_format_over_http_and_a_cut_array_of_errors() {
     assert_eq!(cut.error_codes().collect::<Vec<_>>(), ["E0", "E1", "E2"]);
     assert_eq!(cut.api_errors()[2].message(), Some("error number 2"));
 }
+
+/// A rule on the words of the error message: GitHub says a secondary rate
+/// limit only in its `message`. Both stacks read it and retry.
+#[tokio::test]
+async fn a_rule_on_the_error_message_decides_the_class() {
+    let policy = Policy::from_toml_str(
+        "[error_body]\nformat = \"fields\"\n[[error_body.fields]]\nmessage = \"/message\"\n\
+         [[classify.rules]]\nname = \"secondary-limit\"\nstatus = 403\n\
+         message = \"secondary rate limit\"\nclass = \"retryable\"\n\
+         [retry]\nmax_attempts = 3\n[retry.backoff]\ninitial = \"1ms\"\nmax = \"2ms\"\n",
+    )
+    .unwrap();
+    for stack in common::STACKS {
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&seen);
+        let server = TestServer::start(move |request| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let path = request.uri().path().to_owned();
+            async move {
+                match (path.as_str(), n) {
+                    ("/secondary", 0) => respond(
+                        403,
+                        r#"{"message":"You have exceeded a Secondary Rate Limit. Please wait."}"#,
+                    ),
+                    ("/secondary", _) => respond(200, "{}"),
+                    _ => respond(
+                        403,
+                        r#"{"message":"Resource not accessible by integration"}"#,
+                    ),
+                }
+            }
+        })
+        .await;
+        let response = common::send(stack, &policy, get(&server.url("/secondary")))
+            .await
+            .unwrap_or_else(|e| panic!("{stack:?}: {e}"));
+        assert_eq!(
+            tower_rebound::CallInfo::of(&response).attempts(),
+            2,
+            "{stack:?}"
+        );
+        // Other words: the status's class, terminal.
+        seen.store(0, Ordering::SeqCst);
+        let error = common::send(stack, &policy, get(&server.url("/denied")))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Terminal, "{stack:?}: {error}");
+        assert_eq!(error.attempts(), 1, "{stack:?}");
+    }
+}

@@ -252,6 +252,7 @@ pub(crate) struct RawRule {
     name: Option<String>,
     status: Option<OneOrMany<i64>>,
     code: Option<OneOrMany<String>>,
+    message: Option<OneOrMany<String>>,
     header: Option<RawHeader>,
     class: StatusClass,
 }
@@ -395,6 +396,9 @@ impl RawRule {
         }
         if let Some(codes) = self.code {
             rule = rule.code(codes.into_vec());
+        }
+        if let Some(messages) = self.message {
+            rule = rule.message(messages.into_vec());
         }
         if let Some(header) = &self.header {
             rule = header.apply(rule, key("header"))?;

@@ -269,7 +269,10 @@ impl ErrorBody {
         let mut decision = self.decision;
         if classifier.reads_codes() {
             let codes: Vec<&str> = api_errors.iter().filter_map(ApiError::code).collect();
-            let input = RuleInput::new(status, headers).with_codes(&codes);
+            let messages: Vec<&str> = api_errors.iter().filter_map(ApiError::message).collect();
+            let input = RuleInput::new(status, headers)
+                .with_codes(&codes)
+                .with_messages(&messages);
             decision = classifier.decide(&input);
         }
         (decision, body, api_errors)

@@ -18,6 +18,7 @@ pub struct RuleInput<'a> {
     status: StatusCode,
     headers: &'a HeaderMap,
     codes: Option<&'a [&'a str]>,
+    messages: &'a [&'a str],
 }
 
 impl<'a> RuleInput<'a> {
@@ -27,6 +28,7 @@ impl<'a> RuleInput<'a> {
             status,
             headers,
             codes: None,
+            messages: &[],
         }
     }
 
@@ -36,10 +38,18 @@ impl<'a> RuleInput<'a> {
         self
     }
 
+    /// The same response with the error messages its body carried, besides
+    /// its codes ([`with_codes`](Self::with_codes) says the body was read).
+    pub fn with_messages(mut self, messages: &'a [&'a str]) -> Self {
+        self.messages = messages;
+        self
+    }
+
     /// The same response, its body not read.
     pub(crate) fn head(&self) -> RuleInput<'a> {
         RuleInput {
             codes: None,
+            messages: &[],
             ..*self
         }
     }
@@ -57,6 +67,11 @@ impl<'a> RuleInput<'a> {
     /// The error codes of the body, in order; `None` before it is read.
     pub fn codes(&self) -> Option<&'a [&'a str]> {
         self.codes
+    }
+
+    /// The error messages of the body, in order; empty before it is read.
+    pub fn messages(&self) -> &'a [&'a str] {
+        self.messages
     }
 }
 
@@ -110,6 +125,8 @@ enum Kind {
     Match {
         statuses: Vec<u16>,
         codes: Vec<String>,
+        /// Text an error message must contain, lower case.
+        messages: Vec<String>,
         header: Option<Header>,
         class: StatusClass,
     },
@@ -193,6 +210,7 @@ impl Rule {
             kind: Kind::Match {
                 statuses: Vec::new(),
                 codes: Vec::new(),
+                messages: Vec::new(),
                 header: None,
                 class,
             },
@@ -236,6 +254,17 @@ impl Rule {
         self
     }
 
+    /// Matches only a body with an error message that contains one of
+    /// these, in any case (`message = "secondary rate limit"`): for APIs
+    /// that say in words what their codes do not. Like a code, it needs the
+    /// body, read for a failure (or a success the rule names).
+    pub fn message<S: Into<String>>(mut self, more: impl IntoIterator<Item = S>) -> Rule {
+        if let Kind::Match { messages, .. } = &mut self.kind {
+            messages.extend(more.into_iter().map(|m| m.into().to_lowercase()));
+        }
+        self
+    }
+
     /// Matches only a response with header `name` (in any case) of
     /// exactly `value`; replaces the rule's header condition, if any.
     pub fn header(self, name: &str, value: &str) -> Rule {
@@ -271,7 +300,9 @@ impl Rule {
     /// Whether the rule looks at error codes (and so at the body).
     pub(crate) fn reads_codes(&self) -> bool {
         match &self.kind {
-            Kind::Match { codes, .. } => !codes.is_empty(),
+            Kind::Match {
+                codes, messages, ..
+            } => !codes.is_empty() || !messages.is_empty(),
             Kind::Custom(_) => true,
         }
     }
@@ -284,9 +315,10 @@ impl Rule {
             Kind::Match {
                 statuses,
                 codes,
+                messages,
                 class,
                 ..
-            } if !codes.is_empty() && !class.passes_through() => statuses,
+            } if (!codes.is_empty() || !messages.is_empty()) && !class.passes_through() => statuses,
             _ => &[],
         }
     }
@@ -305,6 +337,7 @@ impl Rule {
             Kind::Match {
                 statuses,
                 codes,
+                messages,
                 header,
                 class,
             } => {
@@ -314,7 +347,12 @@ impl Rule {
                     || input
                         .codes
                         .is_some_and(|got| got.iter().any(|c| codes.iter().any(|w| w == c)));
-                (status && header && code).then_some(*class)
+                let message = messages.is_empty()
+                    || input.messages.iter().any(|got| {
+                        let got = got.to_lowercase();
+                        messages.iter().any(|wanted| got.contains(wanted.as_str()))
+                    });
+                (status && header && code && message).then_some(*class)
             }
             Kind::Custom(decide) => {
                 decide(input).filter(|class| input.codes.is_none() || !class.passes_through())
@@ -328,16 +366,32 @@ impl Rule {
         let Kind::Match {
             statuses,
             codes,
+            messages,
             header,
             class,
         } = &self.kind
         else {
             return Ok(());
         };
-        if statuses.is_empty() && codes.is_empty() && header.is_none() {
+        if statuses.is_empty() && codes.is_empty() && messages.is_empty() && header.is_none() {
             return Err(SettingsError::new(
                 key.to_owned(),
-                "a rule must name at least one of status, code and header: one without would take every response",
+                "a rule must name at least one of status, code, message and header: one without would take every response",
+            ));
+        }
+        if let Some(index) = messages.iter().position(String::is_empty) {
+            return Err(SettingsError::new(
+                format!("{key}.message"),
+                "an empty message in a rule would match every error: expected words the message contains",
+            )
+            .at_index(index));
+        }
+        if !messages.is_empty() && class.passes_through() {
+            return Err(SettingsError::new(
+                format!("{key}.class"),
+                format!(
+                    "a rule with error messages cannot yield {class}: messages are read from the body of a failure, which is not handed back; expected retryable, terminal or unsupported"
+                ),
             ));
         }
         for (index, &status) in statuses.iter().enumerate() {
@@ -379,16 +433,18 @@ impl PartialEq for Rule {
                     Kind::Match {
                         statuses,
                         codes,
+                        messages,
                         header,
                         class,
                     },
                     Kind::Match {
                         statuses: s,
                         codes: c,
+                        messages: m,
                         header: h,
                         class: k,
                     },
-                ) => statuses == s && codes == c && header == h && class == k,
+                ) => statuses == s && codes == c && messages == m && header == h && class == k,
                 (Kind::Custom(a), Kind::Custom(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             }
@@ -407,6 +463,7 @@ impl fmt::Debug for Rule {
             Kind::Match {
                 statuses,
                 codes,
+                messages,
                 header,
                 class,
             } => {
@@ -415,6 +472,9 @@ impl fmt::Debug for Rule {
                 }
                 if !codes.is_empty() {
                     out.field("code", codes);
+                }
+                if !messages.is_empty() {
+                    out.field("message", messages);
                 }
                 if let Some(header @ Header::Parsed(..)) = header {
                     out.field("header", &format_args!("{header}"));
@@ -481,6 +541,48 @@ mod tests {
             }),
             Rule::new(StatusClass::Pollable).header("x-status", "running"),
         ])
+    }
+
+    #[test]
+    fn message_conditions_match_words_in_any_case_once_the_body_is_read() {
+        let secondary = Rule::new(StatusClass::Retryable)
+            .status([403])
+            .message(["Secondary Rate Limit", "abuse detection"]);
+        let none = HeaderMap::new();
+        let head = RuleInput::new(StatusCode::FORBIDDEN, &none);
+        assert_eq!(secondary.decide(&head), None, "the body is not read yet");
+        let codes: [&str; 0] = [];
+        for (messages, expected) in [
+            (
+                &["You have exceeded a secondary rate limit."][..],
+                Some(StatusClass::Retryable),
+            ),
+            (
+                &["Resource not accessible", "ABUSE DETECTION mechanism"][..],
+                Some(StatusClass::Retryable),
+            ),
+            (&["Bad credentials"][..], None),
+            (&[][..], None),
+        ] {
+            let read = head.with_codes(&codes).with_messages(messages);
+            assert_eq!(secondary.decide(&read), expected, "{messages:?}");
+        }
+        assert!(secondary.reads_codes(), "a message is in the body");
+        assert_eq!(secondary.success_statuses(), [403]);
+        // Checked like a code.
+        let empty = Rule::new(StatusClass::Retryable).message([""]);
+        let error = empty.check("classify.rules.0").unwrap_err().to_string();
+        assert!(error.contains("empty message"), "{error}");
+        let success = Rule::new(StatusClass::Success)
+            .status([200])
+            .message(["ok"]);
+        let error = success.check("classify.rules.0").unwrap_err().to_string();
+        assert!(error.contains("cannot yield success"), "{error}");
+        let alone = Rule::new(StatusClass::Terminal).message(["denied"]);
+        assert!(
+            alone.check("classify.rules.0").is_ok(),
+            "a message alone names a condition"
+        );
     }
 
     #[test]
