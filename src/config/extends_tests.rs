@@ -481,7 +481,7 @@ fn rules_are_read_from_the_file_and_checked() {
     let (line, col, message) = error_at("[[classify.rules]]\nclass = \"retryable\"\n");
     assert_eq!((line, col), (1, 1), "{message}");
     assert!(
-        message.contains("at least one of status, code and header"),
+        message.contains("at least one of status, code, message and header"),
         "{message}"
     );
     let (line, col, message) =
