@@ -33,12 +33,7 @@ pub async fn start() -> TestServer {
 
 /// Starts the stand-in on `port` (0 for a free one).
 pub async fn start_on(port: u16) -> std::io::Result<TestServer> {
-    let seen = PerPath::default();
-    TestServer::start_on(port, move |request| {
-        let response = answer(&seen, &request);
-        async move { response }
-    })
-    .await
+    super::serve(port, answer).await
 }
 
 /// The demo's requests.

@@ -21,6 +21,20 @@ use http::{HeaderValue, Method, Response, header};
 
 use crate::{Body, TestServer, respond};
 
+/// A stand-in on `port` (0 for a free one) that answers each request with
+/// `answer`, given the requests counted per path so far.
+async fn serve(
+    port: u16,
+    answer: fn(&PerPath, &crate::TestRequest) -> Response<Body>,
+) -> std::io::Result<TestServer> {
+    let seen = PerPath::default();
+    TestServer::start_on(port, move |request| {
+        let response = answer(&seen, &request);
+        async move { response }
+    })
+    .await
+}
+
 /// One of the stand-ins, named as its preset is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
