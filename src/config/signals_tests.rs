@@ -336,16 +336,19 @@ fn file(test: &str, text: &str) -> PathBuf {
     path
 }
 
+/// The warnings of a policy file of `text`, as `LINE:COL: message`.
+fn warned(test: &str, text: &str) -> Vec<String> {
+    Policy::load(file(test, text))
+        .unwrap()
+        .warnings()
+        .iter()
+        .map(|w| format!("{}:{}: {}", w.line(), w.column(), w.message()))
+        .collect()
+}
+
 #[test]
 fn waits_that_cannot_be_honoured_are_warned_at_their_line() {
-    let warnings = |test: &str, text: &str| -> Vec<String> {
-        Policy::load(file(test, text))
-            .unwrap()
-            .warnings()
-            .iter()
-            .map(|w| format!("{}:{}: {}", w.line(), w.column(), w.message()))
-            .collect()
-    };
+    let warnings = warned;
     let found = warnings("wait-no-body", "[error_body]\nmax_bytes = 0\n");
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
@@ -400,12 +403,7 @@ fn the_effective_policy_keeps_the_new_keys() {
 fn a_success_body_rule_with_no_body_read_is_warned_at_its_code() {
     let text = "[error_body]\nmax_bytes = 0\nretry_delay = []\n\
                 [[classify.rules]]\nstatus = 200\ncode = \"ratelimited\"\nclass = \"retryable\"\n";
-    let policy = Policy::load(file("success-rule-no-body", text)).unwrap();
-    let found: Vec<String> = policy
-        .warnings()
-        .iter()
-        .map(|w| format!("{}:{}: {}", w.line(), w.column(), w.message()))
-        .collect();
+    let found = warned("success-rule-no-body", text);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found[0].starts_with("6:8: rule 0 of classify.rules reads error codes from a success body"),
@@ -427,12 +425,7 @@ fn a_success_body_rule_with_no_body_read_is_warned_at_its_code() {
 #[test]
 fn a_list_of_tables_written_over_a_base_s_is_warned_as_replacing_it() {
     let text = "extends = \"github\"\n\n[[classify.rules]]\nstatus = 418\nclass = \"terminal\"\n";
-    let policy = Policy::load(file("replaced-rules", text)).unwrap();
-    let found: Vec<String> = policy
-        .warnings()
-        .iter()
-        .map(|w| format!("{}:{}: {}", w.line(), w.column(), w.message()))
-        .collect();
+    let found = warned("replaced-rules", text);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found[0].starts_with("3:1: [[classify.rules]] here replaces the"),
@@ -452,4 +445,24 @@ fn a_list_of_tables_written_over_a_base_s_is_warned_as_replacing_it() {
             .any(|m| m.starts_with("[[routes]] here replaces the 2 routes")),
         "{warned:?}"
     );
+}
+
+#[test]
+fn concurrency_keys_the_limit_never_reads_are_warned_at_their_line() {
+    let found = warned(
+        "idle-concurrency",
+        "[concurrency]\nmax_in_flight = 8\ntolerance = 2.0\nqueue_timeout = \"2s\"\n",
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("3:13: concurrency.tolerance shapes the adaptive limit"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("4:17: concurrency.queue_timeout bounds a wait"),
+        "{found:?}"
+    );
+    // Read once adaptive and a queue say so.
+    let read = "[concurrency]\nadaptive = true\ntolerance = 2.0\nmin_in_flight = 2\nqueue = 4\nqueue_timeout = \"2s\"\n";
+    assert!(warned("read-concurrency", read).is_empty());
 }

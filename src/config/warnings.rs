@@ -106,8 +106,41 @@ pub(crate) fn of(policy: &Policy, resolved: &Resolved) -> Vec<PolicyWarning> {
     own.into_iter()
         .chain(all)
         .chain(replaced_lists(resolved))
+        .chain(idle_concurrency_keys(&first.text, policy.concurrency()))
         .map(|finding| place(finding, &first.origin, &first.text))
         .collect()
+}
+
+/// The `[concurrency]` keys a file writes that its limit never reads: the
+/// adaptive limit's with `adaptive` off, the queue's wait with no queue.
+fn idle_concurrency_keys(
+    text: &str,
+    limit: &crate::concurrency::ConcurrencySettings,
+) -> Vec<Finding> {
+    if !limit.enabled() {
+        return Vec::new();
+    }
+    let writes = |key: &str| exact_span_of(text, &format!("concurrency.{key}"), None).is_some();
+    let mut found = Vec::new();
+    if !limit.adaptive() {
+        for key in ["tolerance", "min_in_flight"] {
+            if writes(key) {
+                found.push(Finding {
+                    message: format!(
+                        "concurrency.{key} shapes the adaptive limit, and concurrency.adaptive is false, so it does nothing: the limit is max_in_flight; set adaptive = true or drop the key"
+                    ),
+                    keys: vec![(format!("concurrency.{key}"), None)],
+                });
+            }
+        }
+    }
+    if limit.queue() == 0 && writes("queue_timeout") {
+        found.push(Finding {
+            message: "concurrency.queue_timeout bounds a wait in the queue, and concurrency.queue = 0, so no call waits: raise queue or drop the key".to_owned(),
+            keys: vec![("concurrency.queue_timeout".to_owned(), None)],
+        });
+    }
+    found
 }
 
 /// The lists of tables a file writes over a base that has its own: a list
