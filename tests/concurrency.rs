@@ -428,3 +428,31 @@ async fn the_adaptive_limit_s_moves_are_events_and_a_gauge() {
         other => panic!("no gauge: {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_limit_for_the_policy_holds_every_host_together() {
+    use tower_rebound::concurrency::ConcurrencyScope;
+    for (scope, sent) in [(ConcurrencyScope::Policy, 4), (ConcurrencyScope::Host, 8)] {
+        let limit = ConcurrencySettings::builder()
+            .max_in_flight(4)
+            .scope(scope)
+            .build()
+            .unwrap();
+        let host = Host::new(100, Duration::from_secs(1));
+        let client = Client::new(ResilienceLayer::new(policy(limit)).layer(host.clone()));
+        let calls: Vec<_> = (0..10)
+            .map(|i| {
+                let url = format!("http://host-{}.example/", i % 2);
+                let request = Request::get(url).body(Full::default()).unwrap();
+                tokio::spawn(client.clone().oneshot(request))
+            })
+            .collect();
+        let mut ok = 0;
+        for call in calls {
+            if call.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!((ok, host.received()), (sent, sent as u32), "{scope:?}");
+    }
+}

@@ -53,7 +53,8 @@ pub(crate) struct Limits {
     pub(crate) settings: ConcurrencySettings,
     listeners: Listeners,
     keys: Mutex<HashMap<Box<str>, Arc<Slots>>>,
-    /// Where the keys past [`MAX_KEYS`] go.
+    /// Where the keys past [`MAX_KEYS`] go; with `scope = "policy"`, the
+    /// one set of slots every request takes.
     overflow: Arc<Slots>,
 }
 
@@ -97,10 +98,12 @@ pub(crate) struct Permit {
 
 impl Limits {
     pub(crate) fn new(settings: ConcurrencySettings, listeners: Listeners) -> Limits {
-        let overflow = Arc::new(Slots::new(
-            &settings,
-            crate::events::instrument::OTHER.into(),
-        ));
+        // One limit for the whole policy is this one, keyed by nothing.
+        let key = match settings.scope {
+            ConcurrencyScope::Policy => "",
+            ConcurrencyScope::Host => crate::events::instrument::OTHER,
+        };
+        let overflow = Arc::new(Slots::new(&settings, key.into()));
         Limits {
             settings,
             listeners,
@@ -111,10 +114,11 @@ impl Limits {
 
     /// The slots `uri`'s request takes.
     pub(crate) fn slots(&self, uri: &http::Uri) -> Arc<Slots> {
-        let mut key = String::with_capacity(32);
-        if self.settings.scope == ConcurrencyScope::Host {
-            let _ = crate::host_key::write_key(uri, &mut key);
+        if self.settings.scope == ConcurrencyScope::Policy {
+            return Arc::clone(&self.overflow);
         }
+        let mut key = String::with_capacity(32);
+        let _ = crate::host_key::write_key(uri, &mut key);
         let mut keys = lock(&self.keys);
         if let Some(slots) = keys.get(key.as_str()) {
             return Arc::clone(slots);
