@@ -134,7 +134,13 @@ impl Limits {
 
     /// A slot for `uri`'s request now, a wait for one until `deadline` at
     /// the latest, or a refusal.
-    pub(crate) fn admit(self: &Arc<Self>, uri: &http::Uri, deadline: Option<Instant>) -> Admission {
+    /// `deadline` is asked only of a request that must wait: one that gets
+    /// its slot at once reads no clock.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        uri: &http::Uri,
+        deadline: impl FnOnce() -> Option<Instant>,
+    ) -> Admission {
         let slots = self.slots(uri);
         {
             let mut state = lock(&slots.state);
@@ -153,7 +159,7 @@ impl Limits {
             state.waiting += 1;
         }
         let now = Instant::now();
-        let until = deadline.map_or(now + self.settings.queue_timeout, |deadline| {
+        let until = deadline().map_or(now + self.settings.queue_timeout, |deadline| {
             deadline.min(now + self.settings.queue_timeout)
         });
         Admission::Queue(Box::pin(Arc::clone(self).wait(slots, until)))
@@ -419,10 +425,11 @@ where
         let Some(limits) = &self.limits else {
             return ResponseFuture::called(self.inner.call(request), None);
         };
-        let deadline = CallDeadline::of(&request).or_else(|| {
-            self.total
-                .map(|total| call_deadline(Instant::now(), total, None))
-        });
+        let total = self.total;
+        let deadline = || {
+            CallDeadline::of(&request)
+                .or_else(|| total.map(|total| call_deadline(Instant::now(), total, None)))
+        };
         match limits.admit(request.uri(), deadline) {
             Admission::Slot(permit) => {
                 ResponseFuture::called(self.inner.call(request), Some(permit))

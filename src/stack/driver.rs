@@ -262,8 +262,8 @@ where
         last: &mut LastHost,
     ) -> State<S::Future, RB> {
         if let (Some(limits), None) = (&self.shared.concurrency, &self.slot) {
-            let end = self.clock.end(Instant::now());
-            match limits.admit(request.uri(), Some(end)) {
+            let clock = &mut self.clock;
+            match limits.admit(request.uri(), || Some(clock.end(Instant::now()))) {
                 Admission::Slot(slot) => self.slot = Some(slot),
                 Admission::Queue(wait) => {
                     self.next = Next::Gate(Box::new(request));
