@@ -186,23 +186,30 @@ async fn retries_show_as_requests_and_amplification() {
     assert!(r["outcomes"]["success"].as_u64().unwrap() >= 134, "{r}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_beyond_max_in_flight_are_dropped_not_queued() {
+/// A server that holds each request for `hold` before answering 200, and
+/// the most requests it held at once.
+async fn holding_server(hold: Duration) -> (TestServer, Arc<AtomicUsize>) {
     let active = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let (a, m) = (Arc::clone(&active), Arc::clone(&most));
-    // Each request is held past the end of the run's schedule (500 ms).
     let server = TestServer::start(move |_| {
         let (active, most) = (Arc::clone(&a), Arc::clone(&m));
         async move {
             let now = active.fetch_add(1, Ordering::SeqCst) + 1;
             most.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(hold).await;
             active.fetch_sub(1, Ordering::SeqCst);
             respond(200, "")
         }
     })
     .await;
+    (server, most)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_max_in_flight_are_dropped_not_queued() {
+    // Each request is held past the end of the run's schedule (500 ms).
+    let (server, most) = holding_server(Duration::from_millis(1500)).await;
     let output = rebound_async(load_args(
         &server.url("/slow"),
         &[
@@ -230,20 +237,7 @@ async fn calls_beyond_max_in_flight_are_dropped_not_queued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_s_concurrency_limit_holds_the_server_to_it_and_the_rest_are_overloaded() {
-    let active = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let (a, m) = (Arc::clone(&active), Arc::clone(&most));
-    let server = TestServer::start(move |_| {
-        let (active, most) = (Arc::clone(&a), Arc::clone(&m));
-        async move {
-            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            active.fetch_sub(1, Ordering::SeqCst);
-            respond(200, "")
-        }
-    })
-    .await;
+    let (server, most) = holding_server(Duration::from_millis(200)).await;
     let policy = temp_dir("concurrency").join("policy.toml");
     std::fs::write(
         &policy,
